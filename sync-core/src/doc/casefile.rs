@@ -1,0 +1,748 @@
+//! The resident case file: one Automerge document per resident holding the profile,
+//! every visit and every follow-up ticket.
+
+use super::schema::*;
+use crate::error::{Error, Result};
+use crate::ids::*;
+use crate::model::*;
+use crate::rules::{self, Editor};
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+
+/// A resident's profile fields, as stored. Restricted fields are written only by
+/// station staff, coordinators and admins.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum ProfileField {
+    /// Full name (restricted).
+    Name,
+    /// Home address.
+    Address,
+    /// Phone number.
+    Phone,
+    /// Year of birth (restricted).
+    BirthYear,
+    /// Who the resident lives with: a [`LivingSituation`] code.
+    LivingSituation,
+    /// Emergency contact.
+    EmergencyContact,
+    /// Needs.
+    Needs,
+    /// A [`RiskLevel`] code (restricted).
+    RiskLevel,
+    /// Days between visits (restricted).
+    VisitEveryDays,
+}
+
+impl ProfileField {
+    /// Every field.
+    pub const ALL: &'static [ProfileField] = &[
+        ProfileField::Name,
+        ProfileField::Address,
+        ProfileField::Phone,
+        ProfileField::BirthYear,
+        ProfileField::LivingSituation,
+        ProfileField::EmergencyContact,
+        ProfileField::Needs,
+        ProfileField::RiskLevel,
+        ProfileField::VisitEveryDays,
+    ];
+
+    /// The key in the document.
+    pub const fn key(self) -> &'static str {
+        match self {
+            ProfileField::Name => "name",
+            ProfileField::Address => "address",
+            ProfileField::Phone => "phone",
+            ProfileField::BirthYear => "birth_year",
+            ProfileField::LivingSituation => "living_situation",
+            ProfileField::EmergencyContact => "emergency_contact",
+            ProfileField::Needs => "needs",
+            ProfileField::RiskLevel => "risk_level",
+            ProfileField::VisitEveryDays => "visit_every_days",
+        }
+    }
+
+    /// Looks a field up by its key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|f| f.key() == key)
+    }
+
+    /// Only staff, coordinators and admins may write it.
+    pub const fn is_restricted(self) -> bool {
+        matches!(
+            self,
+            ProfileField::Name
+                | ProfileField::BirthYear
+                | ProfileField::RiskLevel
+                | ProfileField::VisitEveryDays
+        )
+    }
+
+    /// Checks a value for this field: type, enum membership, length and range.
+    pub fn validate(self, value: &FieldValue) -> Result<(), String> {
+        use ProfileField as F;
+        match (self, value) {
+            (F::Name, FieldValue::Text(t)) if t.trim().is_empty() => {
+                Err("must not be empty".into())
+            }
+            (F::Name | F::Address | F::Phone | F::EmergencyContact, FieldValue::Text(t)) => {
+                check_len(t, limits::SHORT_TEXT)
+            }
+            (F::Needs, FieldValue::Text(t)) => check_len(t, limits::LONG_TEXT),
+            (F::LivingSituation, FieldValue::Text(t)) => LivingSituation::from_code(t)
+                .map(|_| ())
+                .ok_or_else(|| format!("unknown living situation {t:?}")),
+            (F::RiskLevel, FieldValue::Text(t)) => RiskLevel::from_code(t)
+                .map(|_| ())
+                .ok_or_else(|| format!("unknown risk level {t:?}")),
+            (F::BirthYear, FieldValue::Int(y)) if (1890..=2030).contains(y) => Ok(()),
+            (F::BirthYear, FieldValue::Int(y)) => Err(format!("birth year {y} is implausible")),
+            (F::VisitEveryDays, FieldValue::Int(d)) if (1..=366).contains(d) => Ok(()),
+            (F::VisitEveryDays, FieldValue::Int(d)) => Err(format!(
+                "{d} days between visits is out of range (1 to 366)"
+            )),
+            (F::Name, FieldValue::Empty) => Err("must not be empty".into()),
+            (_, FieldValue::Empty) => Ok(()),
+            (_, _) => Err("has the wrong type".into()),
+        }
+    }
+}
+
+pub(crate) fn check_len(text: &str, max: usize) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > max {
+        Err(format!("is {n} characters long, more than {max}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A profile field's value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FieldValue {
+    /// Text, or an enum code.
+    Text(String),
+    /// A number.
+    Int(i64),
+    /// Cleared.
+    Empty,
+}
+
+impl FieldValue {
+    pub(crate) fn to_scalar(&self) -> Option<ScalarValue> {
+        match self {
+            FieldValue::Text(t) => Some(ScalarValue::Str(t.as_str().into())),
+            FieldValue::Int(i) => Some(ScalarValue::Int(*i)),
+            FieldValue::Empty => None,
+        }
+    }
+
+    pub(crate) fn from_scalar(value: &ScalarValue) -> Self {
+        match value {
+            ScalarValue::Str(s) => FieldValue::Text(s.to_string()),
+            ScalarValue::Int(i) | ScalarValue::Timestamp(i) => FieldValue::Int(*i),
+            ScalarValue::Uint(u) => FieldValue::Int(i64::try_from(*u).unwrap_or(i64::MAX)),
+            _ => FieldValue::Empty,
+        }
+    }
+}
+
+/// A resident's case file.
+#[derive(Debug, Clone)]
+pub struct CaseFile {
+    doc: Automerge,
+    id: ResidentId,
+}
+
+impl CaseFile {
+    /// Creates the case file of a new resident, written by `editor` on the device whose
+    /// Automerge actor is `actor`.
+    pub fn create(
+        actor: ActorId,
+        editor: &Editor<'_>,
+        id: ResidentId,
+        district: DistrictId,
+        station: StationId,
+        profile: &Profile,
+    ) -> Result<Self> {
+        let mut file = CaseFile {
+            doc: Automerge::new().with_actor(actor),
+            id,
+        };
+        file.edit(editor, |tx| {
+            tx.put(ROOT, SCHEMA, ScalarValue::Uint(CURRENT_SCHEMA))?;
+            tx.put(ROOT, KIND, KIND_RESIDENT)?;
+            tx.put(ROOT, ID, bytes_of(&id.0))?;
+            tx.put(ROOT, DISTRICT, bytes_of(&district.0))?;
+            tx.put(ROOT, STATION, bytes_of(&station.0))?;
+            tx.put(ROOT, CREATED_BY, bytes_of(&editor.principal.user.0))?;
+            tx.put(ROOT, CREATED_AT, ts(editor.now))?;
+            let p = tx.put_object(ROOT, PROFILE, ObjType::Map)?;
+            tx.put_object(ROOT, VISITS, ObjType::Map)?;
+            tx.put_object(ROOT, FOLLOW_UPS, ObjType::Map)?;
+            for (field, value) in profile_values(profile) {
+                if let Some(v) = value.to_scalar() {
+                    tx.put(&p, field.key(), v)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(file)
+    }
+
+    /// Wraps a loaded document, checking that it is a case file this build can read.
+    pub fn from_doc(doc: Automerge) -> Result<Self> {
+        let id = super::check_header(&doc, KIND_RESIDENT)?;
+        Ok(CaseFile {
+            doc,
+            id: ResidentId(id),
+        })
+    }
+
+    /// Loads a saved case file and sets the actor this device writes with.
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self> {
+        Self::from_doc(Automerge::load(bytes)?.with_actor(actor))
+    }
+
+    /// The resident's id.
+    pub fn id(&self) -> ResidentId {
+        self.id
+    }
+
+    /// The underlying document.
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Gives the document back.
+    pub fn into_doc(self) -> Automerge {
+        self.doc
+    }
+
+    /// The station the resident belongs to.
+    pub fn station(&self) -> Result<StationId> {
+        id(&self.doc, &ROOT, STATION)
+    }
+
+    /// The district.
+    pub fn district(&self) -> Result<DistrictId> {
+        id(&self.doc, &ROOT, DISTRICT)
+    }
+
+    /// Runs `write` in one transaction committed as one change by `editor`, then checks
+    /// the change with the core's rules. A refused change is undone and nothing of it
+    /// remains in the document.
+    pub(crate) fn edit(
+        &mut self,
+        editor: &Editor<'_>,
+        write: impl FnOnce(&mut Transaction<'_>) -> Result<()>,
+    ) -> Result<Option<ChangeHash>> {
+        let hash = super::commit_checked(&mut self.doc, editor, write)?;
+        Ok(hash)
+    }
+
+    /// Sets one profile field.
+    pub fn update_profile(
+        &mut self,
+        editor: &Editor<'_>,
+        field: ProfileField,
+        value: &FieldValue,
+    ) -> Result<Option<ChangeHash>> {
+        self.edit(editor, |tx| {
+            let p = ensure_map(tx, &ROOT, PROFILE)?;
+            put_opt(tx, &p, field.key(), value.to_scalar())
+        })
+    }
+
+    /// Resolves a conflict on a profile field by writing the chosen value; the new write
+    /// supersedes every concurrent one.
+    pub fn resolve_conflict(
+        &mut self,
+        editor: &Editor<'_>,
+        field: ProfileField,
+        value: &FieldValue,
+    ) -> Result<Option<ChangeHash>> {
+        self.edit(editor, |tx| {
+            let p = ensure_map(tx, &ROOT, PROFILE)?;
+            match value.to_scalar() {
+                Some(v) => tx.put(&p, field.key(), v)?,
+                None => tx.delete(&p, field.key())?,
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves the resident to another station (staff and above).
+    pub fn set_station(
+        &mut self,
+        editor: &Editor<'_>,
+        station: StationId,
+    ) -> Result<Option<ChangeHash>> {
+        self.edit(editor, |tx| {
+            put_if_changed(tx, &ROOT, STATION, bytes_of(&station.0))
+        })
+    }
+
+    /// Logs a new visit under the editor's own id.
+    pub fn log_visit(
+        &mut self,
+        editor: &Editor<'_>,
+        visit: VisitId,
+        record: &VisitRecord,
+    ) -> Result<Option<ChangeHash>> {
+        let key = visit.to_string();
+        if self.visit_obj(visit).is_some() {
+            return Err(Error::Rejected(rules::Violation::AlreadyExists {
+                what: format!("visit {visit}"),
+            }));
+        }
+        self.edit(editor, |tx| {
+            let visits = ensure_map(tx, &ROOT, VISITS)?;
+            let v = tx.put_object(&visits, key.as_str(), ObjType::Map)?;
+            tx.put(&v, V_VOLUNTEER, bytes_of(&editor.principal.user.0))?;
+            write_record(tx, &v, record, None)
+        })
+    }
+
+    /// Amends a visit: writes only the fields that differ from what is stored.
+    pub fn amend_visit(
+        &mut self,
+        editor: &Editor<'_>,
+        visit: VisitId,
+        record: &VisitRecord,
+    ) -> Result<Option<ChangeHash>> {
+        let v = self.existing_visit(visit)?;
+        let old = read_record(&self.doc, &v)?;
+        self.edit(editor, |tx| write_record(tx, &v, record, Some(&old)))
+    }
+
+    /// Marks a visit deleted. Visits are never removed.
+    pub fn tombstone_visit(
+        &mut self,
+        editor: &Editor<'_>,
+        visit: VisitId,
+    ) -> Result<Option<ChangeHash>> {
+        let v = self.existing_visit(visit)?;
+        self.edit(editor, |tx| {
+            put_if_changed(tx, &v, V_TOMBSTONED, ScalarValue::Boolean(true))
+        })
+    }
+
+    /// Reviews a visit (staff and above).
+    pub fn review_visit(
+        &mut self,
+        editor: &Editor<'_>,
+        visit: VisitId,
+        status: ReviewStatus,
+        comment: &str,
+    ) -> Result<Option<ChangeHash>> {
+        let v = self.existing_visit(visit)?;
+        self.edit(editor, |tx| {
+            // The review is replaced whole so status, reviewer and comment stay together.
+            let r = tx.put_object(&v, V_REVIEW, ObjType::Map)?;
+            tx.put(&r, R_STATUS, status.code())?;
+            tx.put(&r, R_REVIEWER, bytes_of(&editor.principal.user.0))?;
+            tx.put(&r, R_COMMENT, comment)?;
+            tx.put(&r, R_AT, ts(editor.now))?;
+            Ok(())
+        })
+    }
+
+    /// Opens a follow-up ticket.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_follow_up(
+        &mut self,
+        editor: &Editor<'_>,
+        follow_up: FollowUpId,
+        visit: Option<VisitId>,
+        title: &str,
+        owner: Option<UserId>,
+        deadline: Option<Timestamp>,
+    ) -> Result<Option<ChangeHash>> {
+        if self.follow_up_obj(follow_up).is_some() {
+            return Err(Error::Rejected(rules::Violation::AlreadyExists {
+                what: format!("follow-up {follow_up}"),
+            }));
+        }
+        if let Some(v) = visit {
+            self.existing_visit(v)?;
+        }
+        self.edit(editor, |tx| {
+            let all = ensure_map(tx, &ROOT, FOLLOW_UPS)?;
+            let f = tx.put_object(&all, follow_up.to_string().as_str(), ObjType::Map)?;
+            if let Some(v) = visit {
+                tx.put(&f, F_VISIT, bytes_of(&v.0))?;
+            }
+            tx.put(&f, F_TITLE, title)?;
+            tx.put(&f, F_OPENED_BY, bytes_of(&editor.principal.user.0))?;
+            tx.put(&f, F_OPENED_AT, ts(editor.now))?;
+            if let Some(o) = owner {
+                tx.put(&f, F_OWNER, bytes_of(&o.0))?;
+            }
+            if let Some(d) = deadline {
+                tx.put(&f, F_DEADLINE, ts(d))?;
+            }
+            tx.put(&f, F_STATUS, FollowUpStatus::Open.code())?;
+            tx.put_object(&f, F_COMMENTS, ObjType::Map)?;
+            Ok(())
+        })
+    }
+
+    /// Assigns a follow-up and sets its deadline (staff and above, or its owner).
+    pub fn assign_follow_up(
+        &mut self,
+        editor: &Editor<'_>,
+        follow_up: FollowUpId,
+        owner: Option<UserId>,
+        deadline: Option<Timestamp>,
+    ) -> Result<Option<ChangeHash>> {
+        let f = self.existing_follow_up(follow_up)?;
+        self.edit(editor, |tx| {
+            put_opt(tx, &f, F_OWNER, owner.map(|o| bytes_of(&o.0)))?;
+            put_opt(tx, &f, F_DEADLINE, deadline.map(ts))
+        })
+    }
+
+    /// Comments on a follow-up.
+    pub fn comment_follow_up(
+        &mut self,
+        editor: &Editor<'_>,
+        follow_up: FollowUpId,
+        comment: CommentId,
+        text: &str,
+    ) -> Result<Option<ChangeHash>> {
+        let f = self.existing_follow_up(follow_up)?;
+        self.edit(editor, |tx| {
+            let all = ensure_map(tx, &f, F_COMMENTS)?;
+            let c = tx.put_object(&all, comment.to_string().as_str(), ObjType::Map)?;
+            tx.put(&c, M_AUTHOR, bytes_of(&editor.principal.user.0))?;
+            tx.put(&c, M_AT, ts(editor.now))?;
+            tx.put(&c, M_TEXT, text)?;
+            Ok(())
+        })
+    }
+
+    /// Closes a follow-up (staff and above, or its owner).
+    pub fn close_follow_up(
+        &mut self,
+        editor: &Editor<'_>,
+        follow_up: FollowUpId,
+        resolution: &str,
+    ) -> Result<Option<ChangeHash>> {
+        let f = self.existing_follow_up(follow_up)?;
+        self.edit(editor, |tx| {
+            tx.put(&f, F_STATUS, FollowUpStatus::Closed.code())?;
+            tx.put(&f, F_CLOSED_BY, bytes_of(&editor.principal.user.0))?;
+            tx.put(&f, F_CLOSED_AT, ts(editor.now))?;
+            tx.put(&f, F_RESOLUTION, resolution)?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn visit_obj(&self, visit: VisitId) -> Option<ObjId> {
+        let visits = get_obj(&self.doc, &ROOT, VISITS)?;
+        get_obj(&self.doc, &visits, &visit.to_string())
+    }
+
+    fn existing_visit(&self, visit: VisitId) -> Result<ObjId> {
+        self.visit_obj(visit)
+            .ok_or_else(|| Error::NotFound(format!("visit {visit}")))
+    }
+
+    fn follow_up_obj(&self, follow_up: FollowUpId) -> Option<ObjId> {
+        let all = get_obj(&self.doc, &ROOT, FOLLOW_UPS)?;
+        get_obj(&self.doc, &all, &follow_up.to_string())
+    }
+
+    fn existing_follow_up(&self, follow_up: FollowUpId) -> Result<ObjId> {
+        self.follow_up_obj(follow_up)
+            .ok_or_else(|| Error::NotFound(format!("follow-up {follow_up}")))
+    }
+
+    // ---- typed reads ---------------------------------------------------------------
+
+    /// The whole case file as domain types.
+    pub fn hydrate(&self) -> Result<Resident> {
+        hydrate_resident(&self.doc)
+    }
+
+    /// The profile alone.
+    pub fn profile(&self) -> Result<Profile> {
+        read_profile(&self.doc)
+    }
+
+    /// One visit.
+    pub fn visit(&self, visit: VisitId) -> Result<Option<Visit>> {
+        self.visit_obj(visit)
+            .map(|v| read_visit(&self.doc, visit, &v))
+            .transpose()
+    }
+
+    /// The start time of the latest live visit, read without hydrating every visit.
+    pub fn last_visit_at(&self) -> Result<Option<Timestamp>> {
+        let Some(visits) = get_obj(&self.doc, &ROOT, VISITS) else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for key in self.doc.keys(&visits) {
+            let Some(v) = get_obj(&self.doc, &visits, &key) else {
+                continue;
+            };
+            if bool_or_false(&self.doc, &v, V_TOMBSTONED)? {
+                continue;
+            }
+            let start = int(&self.doc, &v, V_STARTED)?;
+            last = last.max(Some(start));
+        }
+        Ok(last)
+    }
+}
+
+fn profile_values(p: &Profile) -> Vec<(ProfileField, FieldValue)> {
+    let text = |s: &str| {
+        if s.is_empty() {
+            FieldValue::Empty
+        } else {
+            FieldValue::Text(s.to_owned())
+        }
+    };
+    let int = |i: Option<i64>| i.map_or(FieldValue::Empty, FieldValue::Int);
+    let code =
+        |c: Option<&'static str>| c.map_or(FieldValue::Empty, |c| FieldValue::Text(c.into()));
+    vec![
+        (ProfileField::Name, text(&p.name)),
+        (ProfileField::Address, text(&p.address)),
+        (ProfileField::Phone, text(&p.phone)),
+        (ProfileField::BirthYear, int(p.birth_year)),
+        (
+            ProfileField::LivingSituation,
+            code(p.living_situation.map(|l| l.code())),
+        ),
+        (ProfileField::EmergencyContact, text(&p.emergency_contact)),
+        (ProfileField::Needs, text(&p.needs)),
+        (
+            ProfileField::RiskLevel,
+            code(p.risk_level.map(|r| r.code())),
+        ),
+        (ProfileField::VisitEveryDays, int(p.visit_every_days)),
+    ]
+}
+
+fn write_record<T: Transactable + ReadDoc>(
+    tx: &mut T,
+    v: &ObjId,
+    r: &VisitRecord,
+    old: Option<&VisitRecord>,
+) -> Result<()> {
+    put_if_changed(tx, v, V_PROJECT, bytes_of(&r.project.0))?;
+    put_opt(tx, v, V_UNIT, r.unit.map(|u| bytes_of(&u.0)))?;
+    put_if_changed(tx, v, V_STARTED, ts(r.started_at))?;
+    put_if_changed(tx, v, V_ENDED, ts(r.ended_at))?;
+    if old.is_none_or(|o| o.services != r.services) {
+        let list = tx.put_object(v, V_SERVICES, ObjType::List)?;
+        for (i, s) in r.services.iter().enumerate() {
+            tx.insert(&list, i, bytes_of(&s.0))?;
+        }
+    }
+    if old.is_none_or(|o| o.condition != r.condition) {
+        let c = tx.put_object(v, V_CONDITION, ObjType::Map)?;
+        let cond = &r.condition;
+        tx.put(&c, C_WELLBEING, cond.wellbeing.code())?;
+        for (key, value) in [
+            (C_SYSTOLIC, cond.systolic),
+            (C_DIASTOLIC, cond.diastolic),
+            (C_SUGAR, cond.blood_sugar_dmmol),
+        ] {
+            if let Some(n) = value {
+                tx.put(&c, key, n)?;
+            }
+        }
+        if !cond.remarks.is_empty() {
+            tx.put(&c, C_REMARKS, cond.remarks.as_str())?;
+        }
+    }
+    if old.is_none_or(|o| o.hazards != r.hazards) {
+        let list = tx.put_object(v, V_HAZARDS, ObjType::List)?;
+        for (i, h) in r.hazards.iter().enumerate() {
+            let m = tx.insert_object(&list, i, ObjType::Map)?;
+            tx.put(&m, H_TYPE, bytes_of(&h.hazard_type.0))?;
+            tx.put(&m, H_SEVERITY, h.severity.code())?;
+            tx.put(&m, H_FIXED, h.fixed_on_spot)?;
+            if !h.note.is_empty() {
+                tx.put(&m, H_NOTE, h.note.as_str())?;
+            }
+        }
+    }
+    put_if_changed(tx, v, V_NOTES, ScalarValue::Str(r.notes.as_str().into()))?;
+    put_if_changed(tx, v, V_FOLLOW_UP, ScalarValue::Boolean(r.follow_up_needed))?;
+    Ok(())
+}
+
+// ---- hydration -----------------------------------------------------------------------
+
+pub(crate) fn hydrate_resident(doc: &Automerge) -> Result<Resident> {
+    let id: ResidentId = id(doc, &ROOT, ID)?;
+    let mut visits = Vec::new();
+    if let Some(all) = get_obj(doc, &ROOT, VISITS) {
+        for vid in id_keys::<_, VisitId>(doc, &all)? {
+            if let Some(v) = get_obj(doc, &all, &vid.to_string()) {
+                visits.push(read_visit(doc, vid, &v)?);
+            }
+        }
+    }
+    visits.sort_by_key(|v| (v.started_at, v.id));
+    let mut follow_ups = Vec::new();
+    if let Some(all) = get_obj(doc, &ROOT, FOLLOW_UPS) {
+        for fid in id_keys::<_, FollowUpId>(doc, &all)? {
+            if let Some(f) = get_obj(doc, &all, &fid.to_string()) {
+                follow_ups.push(read_follow_up(doc, fid, &f)?);
+            }
+        }
+    }
+    follow_ups.sort_by_key(|f| (f.opened_at, f.id));
+    Ok(Resident {
+        id,
+        district: super::schema::id(doc, &ROOT, DISTRICT)?,
+        station: super::schema::id(doc, &ROOT, STATION)?,
+        profile: read_profile(doc)?,
+        visits,
+        follow_ups,
+    })
+}
+
+pub(crate) fn read_profile<R: ReadDoc>(doc: &R) -> Result<Profile> {
+    let Some(p) = get_obj(doc, &ROOT, PROFILE) else {
+        return Err(super::schema::malformed("profile is missing"));
+    };
+    let s = |f: ProfileField| str_or_empty(doc, &p, f.key());
+    let mut visit_every_days = opt_int(doc, &p, ProfileField::VisitEveryDays.key())?;
+    if visit_every_days.is_none() {
+        // Schema 1 kept a frequency label; read it in place for documents not yet migrated.
+        visit_every_days = super::migrate::v1_frequency_days(doc, &p)?;
+    }
+    Ok(Profile {
+        name: s(ProfileField::Name)?,
+        address: s(ProfileField::Address)?,
+        phone: s(ProfileField::Phone)?,
+        birth_year: opt_int(doc, &p, ProfileField::BirthYear.key())?,
+        living_situation: code(
+            doc,
+            &p,
+            ProfileField::LivingSituation.key(),
+            LivingSituation::from_code,
+        )?,
+        emergency_contact: s(ProfileField::EmergencyContact)?,
+        needs: s(ProfileField::Needs)?,
+        risk_level: code(doc, &p, ProfileField::RiskLevel.key(), RiskLevel::from_code)?,
+        visit_every_days,
+    })
+}
+
+pub(crate) fn read_record<R: ReadDoc>(doc: &R, v: &ObjId) -> Result<VisitRecord> {
+    let condition = match get_obj(doc, v, V_CONDITION) {
+        None => return Err(super::schema::malformed("visit condition is missing")),
+        Some(c) => Condition {
+            wellbeing: code(doc, &c, C_WELLBEING, Wellbeing::from_code)?
+                .ok_or_else(|| super::schema::malformed("wellbeing is missing"))?,
+            systolic: opt_int(doc, &c, C_SYSTOLIC)?,
+            diastolic: opt_int(doc, &c, C_DIASTOLIC)?,
+            blood_sugar_dmmol: opt_int(doc, &c, C_SUGAR)?,
+            remarks: str_or_empty(doc, &c, C_REMARKS)?,
+        },
+    };
+    let mut hazards = Vec::new();
+    if let Some(list) = get_obj(doc, v, V_HAZARDS) {
+        for i in 0..doc.length(&list) {
+            let Ok(Some((automerge::Value::Object(ObjType::Map), h))) = doc.get(&list, i) else {
+                return Err(super::schema::malformed("a hazard is not a map"));
+            };
+            hazards.push(Hazard {
+                hazard_type: super::schema::id(doc, &h, H_TYPE)?,
+                severity: code(doc, &h, H_SEVERITY, Severity::from_code)?
+                    .ok_or_else(|| super::schema::malformed("hazard severity is missing"))?,
+                fixed_on_spot: bool_or_false(doc, &h, H_FIXED)?,
+                note: str_or_empty(doc, &h, H_NOTE)?,
+            });
+        }
+    }
+    Ok(VisitRecord {
+        project: super::schema::id(doc, v, V_PROJECT)?,
+        unit: opt_id(doc, v, V_UNIT)?,
+        started_at: int(doc, v, V_STARTED)?,
+        ended_at: int(doc, v, V_ENDED)?,
+        services: id_list(doc, v, V_SERVICES)?,
+        condition,
+        hazards,
+        notes: str_or_empty(doc, v, V_NOTES)?,
+        follow_up_needed: bool_or_false(doc, v, V_FOLLOW_UP)?,
+    })
+}
+
+pub(crate) fn read_visit<R: ReadDoc>(doc: &R, id: VisitId, v: &ObjId) -> Result<Visit> {
+    let record = read_record(doc, v)?;
+    let review = match get_obj(doc, v, V_REVIEW) {
+        None => None,
+        Some(r) => Some(Review {
+            status: code(doc, &r, R_STATUS, ReviewStatus::from_code)?
+                .ok_or_else(|| super::schema::malformed("review status is missing"))?,
+            reviewer: super::schema::id(doc, &r, R_REVIEWER)?,
+            comment: str_or_empty(doc, &r, R_COMMENT)?,
+            at: int(doc, &r, R_AT)?,
+        }),
+    };
+    Ok(Visit {
+        id,
+        volunteer: super::schema::id(doc, v, V_VOLUNTEER)?,
+        started_at: record.started_at,
+        record,
+        tombstoned: bool_or_false(doc, v, V_TOMBSTONED)?,
+        review,
+    })
+}
+
+pub(crate) fn read_follow_up<R: ReadDoc>(doc: &R, id: FollowUpId, f: &ObjId) -> Result<FollowUp> {
+    let mut comments = Vec::new();
+    if let Some(all) = get_obj(doc, f, F_COMMENTS) {
+        for cid in id_keys::<_, CommentId>(doc, &all)? {
+            if let Some(c) = get_obj(doc, &all, &cid.to_string()) {
+                comments.push(Comment {
+                    id: cid,
+                    author: super::schema::id(doc, &c, M_AUTHOR)?,
+                    at: int(doc, &c, M_AT)?,
+                    text: str_or_empty(doc, &c, M_TEXT)?,
+                });
+            }
+        }
+    }
+    comments.sort_by_key(|c| (c.at, c.id));
+    Ok(FollowUp {
+        id,
+        visit: opt_id(doc, f, F_VISIT)?,
+        title: str_or_empty(doc, f, F_TITLE)?,
+        opened_by: super::schema::id(doc, f, F_OPENED_BY)?,
+        opened_at: int(doc, f, F_OPENED_AT)?,
+        owner: opt_id(doc, f, F_OWNER)?,
+        deadline: opt_int(doc, f, F_DEADLINE)?,
+        status: code(doc, f, F_STATUS, FollowUpStatus::from_code)?
+            .ok_or_else(|| super::schema::malformed("follow-up status is missing"))?,
+        closed_by: opt_id(doc, f, F_CLOSED_BY)?,
+        closed_at: opt_int(doc, f, F_CLOSED_AT)?,
+        resolution: str_or_empty(doc, f, F_RESOLUTION)?,
+        comments,
+    })
+}
+
+/// Reads a profile field's current value.
+pub(crate) fn profile_field_value<R: ReadDoc>(doc: &R, field: ProfileField) -> Option<FieldValue> {
+    let p = get_obj(doc, &ROOT, PROFILE)?;
+    scalar(doc, &p, field.key()).map(|s| FieldValue::from_scalar(&s))
+}
+
+/// Commits with the editor as author (change message = user id, time = editor's clock).
+pub(crate) fn commit_options(editor: &Editor<'_>) -> CommitOptions {
+    CommitOptions::default()
+        .with_message(editor.principal.user.to_string())
+        .with_time(editor.now)
+}

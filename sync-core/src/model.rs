@@ -1,0 +1,400 @@
+//! The domain types: what a case file and a catalog hold once hydrated, and who may
+//! act on them. See `DOMAIN.md` for the words.
+
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A closed set of values stored in documents as short, stable text codes.
+macro_rules! code_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The code stored in documents.
+            pub const fn code(self) -> &'static str {
+                match self { $($name::$variant => $code),+ }
+            }
+
+            /// Parses a stored code; `None` for an unknown one.
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+    };
+}
+
+code_enum!(
+    /// What a user may do. Ordered by reach.
+    Role {
+        Volunteer = "volunteer",
+        StationStaff = "station_staff",
+        Coordinator = "coordinator",
+        Admin = "admin",
+    }
+);
+
+impl Role {
+    /// Staff, coordinators and admins review visits, edit restricted profile fields and
+    /// decide follow-ups.
+    pub fn is_staff(self) -> bool {
+        self != Role::Volunteer
+    }
+}
+
+/// Which residents' case files a user may see and write. Resolved by the host from its
+/// relational tables (assignments, station coverage) and handed to the core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    /// A volunteer: the residents assigned to them, within one district.
+    Residents {
+        /// The district the volunteer works in (its catalog is readable).
+        district: DistrictId,
+        /// The residents assigned.
+        residents: BTreeSet<ResidentId>,
+    },
+    /// Station staff: every resident of these stations.
+    Stations {
+        /// The district the stations belong to.
+        district: DistrictId,
+        /// The stations covered.
+        stations: BTreeSet<StationId>,
+    },
+    /// A coordinator or admin: the whole district.
+    District(DistrictId),
+}
+
+impl Scope {
+    /// The district this scope lies in.
+    pub fn district(&self) -> DistrictId {
+        match self {
+            Scope::Residents { district, .. } | Scope::Stations { district, .. } => *district,
+            Scope::District(d) => *d,
+        }
+    }
+
+    /// Whether a resident living at `station` in `district` is within this scope.
+    pub fn covers(&self, resident: ResidentId, district: DistrictId, station: StationId) -> bool {
+        if district != self.district() {
+            return false;
+        }
+        match self {
+            Scope::Residents { residents, .. } => residents.contains(&resident),
+            Scope::Stations { stations, .. } => stations.contains(&station),
+            Scope::District(_) => true,
+        }
+    }
+}
+
+/// The authenticated user on whose behalf changes are made or checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Who.
+    pub user: UserId,
+    /// With which role.
+    pub role: Role,
+    /// Over which residents.
+    pub scope: Scope,
+}
+
+code_enum!(
+    /// Who the resident lives with.
+    LivingSituation {
+        Alone = "alone",
+        WithSpouse = "with_spouse",
+        WithFamily = "with_family",
+        Other = "other",
+    }
+);
+
+code_enum!(
+    /// How closely the resident must be watched.
+    RiskLevel {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+    }
+);
+
+/// A resident's profile. Fields merge one by one across devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Full name. Restricted.
+    pub name: String,
+    /// Home address.
+    pub address: String,
+    /// Phone number.
+    pub phone: String,
+    /// Year of birth. Restricted.
+    pub birth_year: Option<i64>,
+    /// Who the resident lives with.
+    pub living_situation: Option<LivingSituation>,
+    /// Emergency contact, free text.
+    pub emergency_contact: String,
+    /// Needs, free text.
+    pub needs: String,
+    /// Risk level. Restricted.
+    pub risk_level: Option<RiskLevel>,
+    /// A visit is due every this many days. Restricted.
+    pub visit_every_days: Option<i64>,
+}
+
+/// A resident's whole case file, hydrated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resident {
+    /// The resident (and case-file document) id.
+    pub id: ResidentId,
+    /// District.
+    pub district: DistrictId,
+    /// The station whose community the resident lives in. Restricted.
+    pub station: StationId,
+    /// The profile.
+    pub profile: Profile,
+    /// Every visit, tombstoned ones included, ordered by start time then id.
+    pub visits: Vec<Visit>,
+    /// Every follow-up ticket, ordered by opening time then id.
+    pub follow_ups: Vec<FollowUp>,
+}
+
+impl Resident {
+    /// The visits that are not tombstoned.
+    pub fn live_visits(&self) -> impl Iterator<Item = &Visit> {
+        self.visits.iter().filter(|v| !v.tombstoned)
+    }
+
+    /// When the last live visit started.
+    pub fn last_visit_at(&self) -> Option<Timestamp> {
+        self.live_visits().map(|v| v.started_at).max()
+    }
+}
+
+code_enum!(
+    /// How the resident was doing.
+    Wellbeing {
+        Good = "good",
+        Fair = "fair",
+        Poor = "poor",
+        Urgent = "urgent",
+    }
+);
+
+/// The resident's condition as observed in a visit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Overall impression.
+    pub wellbeing: Wellbeing,
+    /// Blood pressure, systolic, mmHg.
+    pub systolic: Option<i64>,
+    /// Blood pressure, diastolic, mmHg.
+    pub diastolic: Option<i64>,
+    /// Blood sugar in tenths of mmol/L (so 6.1 mmol/L is 61).
+    pub blood_sugar_dmmol: Option<i64>,
+    /// Remarks.
+    pub remarks: String,
+}
+
+code_enum!(
+    /// How serious a hazard is.
+    Severity {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Critical = "critical",
+    }
+);
+
+/// A hazard found in the home.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hazard {
+    /// What kind, from the catalog.
+    pub hazard_type: HazardTypeId,
+    /// How serious.
+    pub severity: Severity,
+    /// Fixed on the spot (a worn power strip replaced, say).
+    pub fixed_on_spot: bool,
+    /// Free text.
+    pub note: String,
+}
+
+code_enum!(
+    /// Where a visit stands in the coordinators' review.
+    ReviewStatus {
+        Pending = "pending",
+        Approved = "approved",
+        NeedsAttention = "needs_attention",
+    }
+);
+
+/// A coordinator's or staff member's review of a visit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The verdict.
+    pub status: ReviewStatus,
+    /// Who reviewed.
+    pub reviewer: UserId,
+    /// A comment that reaches the volunteer's phone.
+    pub comment: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What a volunteer records about one visit. Used to log and to amend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitRecord {
+    /// Under which project.
+    pub project: ProjectId,
+    /// For which unit the volunteer served, if known.
+    pub unit: Option<UnitId>,
+    /// Start, device clock.
+    pub started_at: Timestamp,
+    /// End, device clock.
+    pub ended_at: Timestamp,
+    /// Services given.
+    pub services: Vec<ServiceTypeId>,
+    /// How the resident was doing.
+    pub condition: Condition,
+    /// Hazards found.
+    pub hazards: Vec<Hazard>,
+    /// Notes.
+    pub notes: String,
+    /// Whether someone must follow up.
+    pub follow_up_needed: bool,
+}
+
+/// One visit as stored in a case file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visit {
+    /// The visit id.
+    pub id: VisitId,
+    /// The volunteer who made and owns the visit.
+    pub volunteer: UserId,
+    /// What was recorded.
+    pub record: VisitRecord,
+    /// Deleted. Visits are never removed; the flag keeps concurrent edits.
+    pub tombstoned: bool,
+    /// The review, if any.
+    pub review: Option<Review>,
+    /// Convenience copy of `record.started_at`.
+    pub started_at: Timestamp,
+}
+
+impl Visit {
+    /// The review status, `Pending` when nobody has reviewed.
+    pub fn review_status(&self) -> ReviewStatus {
+        self.review
+            .as_ref()
+            .map_or(ReviewStatus::Pending, |r| r.status)
+    }
+}
+
+code_enum!(
+    /// Whether a follow-up ticket is open.
+    FollowUpStatus {
+        Open = "open",
+        Closed = "closed",
+    }
+);
+
+/// A comment on a follow-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    /// Comment id.
+    pub id: CommentId,
+    /// Who wrote it.
+    pub author: UserId,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub text: String,
+}
+
+/// A follow-up ticket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// Ticket id.
+    pub id: FollowUpId,
+    /// The visit it was opened from, if any.
+    pub visit: Option<VisitId>,
+    /// What must be done.
+    pub title: String,
+    /// Who opened it.
+    pub opened_by: UserId,
+    /// When.
+    pub opened_at: Timestamp,
+    /// Who must act on it.
+    pub owner: Option<UserId>,
+    /// By when.
+    pub deadline: Option<Timestamp>,
+    /// Open or closed.
+    pub status: FollowUpStatus,
+    /// Who closed it.
+    pub closed_by: Option<UserId>,
+    /// When.
+    pub closed_at: Option<Timestamp>,
+    /// How it was resolved.
+    pub resolution: String,
+    /// Comments, oldest first.
+    pub comments: Vec<Comment>,
+}
+
+impl FollowUp {
+    /// Open and past its deadline at `now`.
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        self.status == FollowUpStatus::Open && self.deadline.is_some_and(|d| d < now)
+    }
+}
+
+/// A district's catalog, hydrated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Service stations.
+    pub stations: Vec<CatalogEntry<StationId>>,
+    /// Alliances.
+    pub alliances: Vec<CatalogEntry<AllianceId>>,
+    /// Member units; `parent` is the alliance.
+    pub units: Vec<CatalogEntry<UnitId>>,
+    /// Projects; `parent` is the alliance running them.
+    pub projects: Vec<CatalogEntry<ProjectId>>,
+    /// Service types.
+    pub service_types: Vec<CatalogEntry<ServiceTypeId>>,
+    /// Hazard types.
+    pub hazard_types: Vec<CatalogEntry<HazardTypeId>>,
+}
+
+/// One entry of a catalog list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry<I> {
+    /// Its id.
+    pub id: I,
+    /// Name in Chinese.
+    pub name: String,
+    /// Name in English.
+    pub name_en: String,
+    /// The containing entry's id (a unit's or project's alliance), if any.
+    pub parent: Option<uuid::Uuid>,
+    /// Retired entries stay so old visits still resolve, but are not offered.
+    pub archived: bool,
+}
+
+code_enum!(
+    /// The lists a catalog holds.
+    CatalogKind {
+        Station = "stations",
+        Alliance = "alliances",
+        Unit = "units",
+        Project = "projects",
+        ServiceType = "service_types",
+        HazardType = "hazard_types",
+    }
+);

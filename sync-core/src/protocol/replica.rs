@@ -1,0 +1,383 @@
+//! The phone's half of a sync: what to send, and how to take the answer in.
+//!
+//! A [`Replica`] wraps a [`ReplicaStore`]. The app edits documents through
+//! [`CaseFile`] (which runs the rules before anything is committed), saves them with
+//! [`Replica::save_case_file`], and syncs with [`Replica::prepare`] → transport →
+//! [`Replica::apply`]. Any request may be lost, repeated or answered out of order: the
+//! replica stays consistent and the next sync repairs what the last one missed.
+
+use super::envelope::*;
+use super::store::{DocSyncState, ReplicaStore};
+use crate::doc::casefile::CaseFile;
+use crate::doc::catalog::CatalogDoc;
+use crate::doc::paths::{Target, classify, touches};
+use crate::error::Error;
+use crate::ids::{DocId, VisitId};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use std::collections::BTreeSet;
+
+/// A replica failure: the store's, or the core's.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError<E: std::error::Error + 'static> {
+    /// The store failed.
+    #[error("local storage failed: {0}")]
+    Store(#[source] E),
+    /// The core refused something (a malformed document or response).
+    #[error(transparent)]
+    Core(#[from] Error),
+}
+
+type R<T, E> = std::result::Result<T, ReplicaError<E>>;
+
+/// What one sync did, for the app to show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Changes uploaded.
+    pub sent_changes: usize,
+    /// Changes (and whole documents) received.
+    pub received_changes: usize,
+    /// Documents whose uploads the server receipted.
+    pub receipted: Vec<DocId>,
+    /// Uploads the server refused. The phone's copy of each is reset to the server's;
+    /// the refused changes stay in the server's quarantine.
+    pub rejections: Vec<Rejection>,
+    /// Documents removed from the phone (left its scope).
+    pub purged: Vec<DocId>,
+    /// Documents being repaired with Automerge's sync protocol.
+    pub repairing: Vec<DocId>,
+    /// The server has more: sync again.
+    pub more: bool,
+}
+
+/// The phone's replica.
+#[derive(Debug)]
+pub struct Replica<S> {
+    store: S,
+    actor: ActorId,
+}
+
+impl<S: ReplicaStore> Replica<S> {
+    /// A replica over `store`, writing as the device's `actor`.
+    pub fn new(store: S, actor: ActorId) -> Self {
+        Replica { store, actor }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably (hosts use it for their own tables).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The device's Automerge actor.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    fn load(&self, doc: DocId) -> R<Option<Automerge>, S::Error> {
+        match self.store.load_doc(doc).map_err(ReplicaError::Store)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(
+                Automerge::load(&bytes)
+                    .map_err(Error::from)?
+                    .with_actor(self.actor.clone()),
+            )),
+        }
+    }
+
+    fn state(&self, doc: DocId) -> R<DocSyncState, S::Error> {
+        Ok(self
+            .store
+            .sync_state(doc)
+            .map_err(ReplicaError::Store)?
+            .unwrap_or_default())
+    }
+
+    /// Every held document id.
+    pub fn doc_ids(&self) -> R<Vec<DocId>, S::Error> {
+        self.store.doc_ids().map_err(ReplicaError::Store)
+    }
+
+    /// Opens a held case file.
+    pub fn case_file(&self, doc: DocId) -> R<Option<CaseFile>, S::Error> {
+        match self.load(doc)? {
+            None => Ok(None),
+            Some(d) => Ok(Some(CaseFile::from_doc(d)?)),
+        }
+    }
+
+    /// Opens a held catalog.
+    pub fn catalog(&self, doc: DocId) -> R<Option<CatalogDoc>, S::Error> {
+        match self.load(doc)? {
+            None => Ok(None),
+            Some(d) => Ok(Some(CatalogDoc::from_doc(d)?)),
+        }
+    }
+
+    /// Durably saves a case file after local edits; its new changes wait for the next sync.
+    pub fn save_case_file(&mut self, file: &CaseFile) -> R<(), S::Error> {
+        self.save_local(file.id().into(), file.doc())
+    }
+
+    /// Durably saves a catalog after local edits.
+    pub fn save_catalog(&mut self, catalog: &CatalogDoc) -> R<(), S::Error> {
+        self.save_local(catalog.district().into(), catalog.doc())
+    }
+
+    fn save_local(&mut self, id: DocId, doc: &Automerge) -> R<(), S::Error> {
+        let mut state = self.state(id)?;
+        state.pending = !doc.get_changes(&state.acked).is_empty();
+        self.store
+            .save_doc(id, &doc.save(), &state)
+            .map_err(ReplicaError::Store)
+    }
+
+    /// How many local changes wait to be receipted.
+    pub fn pending_changes(&self) -> R<usize, S::Error> {
+        let mut n = 0;
+        for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
+            let state = self.state(id)?;
+            if let Some(doc) = self.load(id)? {
+                n += doc.get_changes(&state.acked).len();
+            }
+        }
+        Ok(n)
+    }
+
+    /// Visits of a case file with writes the server has not receipted yet.
+    pub fn unreceipted_visits(&self, doc: DocId) -> R<BTreeSet<VisitId>, S::Error> {
+        let state = self.state(doc)?;
+        let mut out = BTreeSet::new();
+        let Some(d) = self.load(doc)? else {
+            return Ok(out);
+        };
+        for change in d.get_changes(&state.acked) {
+            for t in touches(&d, &change)? {
+                if let Target::Visit { id, .. } = classify(&t) {
+                    out.insert(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the next request.
+    pub fn prepare(&self) -> R<SyncRequest, S::Error> {
+        let known = self.store.known_docs().map_err(ReplicaError::Store)?;
+        let mut request = SyncRequest {
+            cursor: self.store.cursor().map_err(ReplicaError::Store)?,
+            held_digest: held_digest(&known),
+            held: None,
+            uploads: Vec::new(),
+            fallback: Vec::new(),
+        };
+        if self.store.need_held().map_err(ReplicaError::Store)? {
+            request.held = Some(known);
+        }
+        for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
+            let state = self.state(id)?;
+            if let Some((_, message)) = &state.fallback {
+                request.fallback.push(FallbackMessage {
+                    doc: id,
+                    message: Bytes(message.clone()),
+                });
+                continue;
+            }
+            let Some(doc) = self.load(id)? else { continue };
+            let changes = doc.get_changes(&state.acked);
+            if changes.is_empty() {
+                continue;
+            }
+            request.uploads.push(DocUpload {
+                doc: id,
+                heads: to_wire_hashes(&doc.get_heads()),
+                changes: changes
+                    .iter()
+                    .map(|c| Bytes(c.raw_bytes().to_vec()))
+                    .collect(),
+            });
+        }
+        Ok(request)
+    }
+
+    /// Takes a response in. Safe to call with a stale, repeated or reordered response.
+    pub fn apply(&mut self, response: &SyncResponse) -> R<SyncReport, S::Error> {
+        let mut report = SyncReport {
+            more: response.more,
+            ..SyncReport::default()
+        };
+        for receipt in &response.receipts {
+            let Some(doc) = self.load(receipt.doc)? else {
+                continue;
+            };
+            let mut state = self.state(receipt.doc)?;
+            let heads: Vec<ChangeHash> = to_change_hashes(&receipt.heads)
+                .into_iter()
+                .filter(|h| doc.get_change_by_hash(h).is_some())
+                .collect();
+            state.acked = merge_heads(&doc, &state.acked, &heads);
+            state.known_to_server = true;
+            state.pending = !doc.get_changes(&state.acked).is_empty();
+            self.store
+                .save_sync_state(receipt.doc, &state)
+                .map_err(ReplicaError::Store)?;
+            report.receipted.push(receipt.doc);
+        }
+        for rejection in &response.rejections {
+            report.rejections.push(rejection.clone());
+            if rejection.code != super::server::codes::BUSY {
+                // Our copy holds changes the server will never accept, and every later
+                // change would build on them. Start again from the server's copy; the
+                // refused changes are kept in the server's quarantine.
+                self.store
+                    .purge(rejection.doc)
+                    .map_err(ReplicaError::Store)?;
+            }
+        }
+        for delivery in &response.docs {
+            report.received_changes += self.take_delivery(delivery, &mut report)?;
+        }
+        for id in &response.purge {
+            self.store.purge(*id).map_err(ReplicaError::Store)?;
+            report.purged.push(*id);
+        }
+        for message in &response.fallback {
+            self.take_fallback(message, &mut report)?;
+        }
+        self.store
+            .set_need_held(response.need_held)
+            .map_err(ReplicaError::Store)?;
+        let cursor = self.store.cursor().map_err(ReplicaError::Store)?;
+        if response.cursor > cursor {
+            self.store
+                .set_cursor(response.cursor)
+                .map_err(ReplicaError::Store)?;
+        }
+        Ok(report)
+    }
+
+    fn take_delivery(
+        &mut self,
+        delivery: &DocDelivery,
+        report: &mut SyncReport,
+    ) -> R<usize, S::Error> {
+        let id = delivery.doc;
+        let mut state = self.state(id)?;
+        let mut doc = self
+            .load(id)?
+            .unwrap_or_else(|| Automerge::new().with_actor(self.actor.clone()));
+        let mut received: Vec<ChangeHash> = Vec::new();
+        let mut count = 0;
+        if let Some(snapshot) = &delivery.snapshot {
+            let incoming = Automerge::load(&snapshot.0).map_err(Error::from)?;
+            received.extend(incoming.get_heads());
+            count += 1;
+            if doc.is_empty() {
+                doc = incoming.with_actor(self.actor.clone());
+            } else {
+                doc.load_incremental(&snapshot.0).map_err(Error::from)?;
+            }
+        }
+        let mut changes = Vec::with_capacity(delivery.changes.len());
+        for bytes in &delivery.changes {
+            let change = Change::from_bytes(bytes.0.clone()).map_err(Error::from)?;
+            received.push(change.hash());
+            changes.push(change);
+        }
+        count += changes.len();
+        doc.apply_changes(changes).map_err(Error::from)?;
+        state.known_to_server = true;
+        if doc.get_missing_deps(&[]).is_empty() {
+            state.acked = merge_heads(&doc, &state.acked, &received);
+        } else if state.fallback.is_none() {
+            // We lack what these changes build on: repair with Automerge's protocol.
+            let mut sync = State::new();
+            if let Some(m) = doc.generate_sync_message(&mut sync) {
+                state.fallback = Some((sync.encode(), m.encode()));
+                report.repairing.push(id);
+            }
+        }
+        state.pending = state.fallback.is_some() || !doc.get_changes(&state.acked).is_empty();
+        self.store
+            .save_doc(id, &doc.save(), &state)
+            .map_err(ReplicaError::Store)?;
+        Ok(count)
+    }
+
+    fn take_fallback(
+        &mut self,
+        message: &FallbackMessage,
+        report: &mut SyncReport,
+    ) -> R<(), S::Error> {
+        let id = message.doc;
+        let incoming = Message::decode(&message.message.0)
+            .map_err(|e| Error::Malformed(format!("a repair message does not parse: {e}")))?;
+        let server_heads = incoming.heads.clone();
+        let mut state = self.state(id)?;
+        let mut doc = self
+            .load(id)?
+            .unwrap_or_else(|| Automerge::new().with_actor(self.actor.clone()));
+        let mut sync = match &state.fallback {
+            Some((encoded, _)) => State::decode(encoded).unwrap_or_else(|_| State::new()),
+            None => State::new(),
+        };
+        doc.receive_sync_message(&mut sync, incoming)
+            .map_err(Error::from)?;
+        let in_sync = doc.get_missing_deps(&[]).is_empty() && {
+            let mut ours = doc.get_heads();
+            let mut theirs = server_heads.clone();
+            ours.sort();
+            theirs.sort();
+            ours == theirs
+        };
+        if in_sync {
+            state.fallback = None;
+            state.acked = doc.get_heads();
+            state.known_to_server = true;
+        } else {
+            let next = doc
+                .generate_sync_message(&mut sync)
+                .or_else(|| doc.generate_sync_message(&mut State::new()));
+            state.fallback = next.map(|m| (sync.encode(), m.encode()));
+            report.repairing.push(id);
+        }
+        state.pending = state.fallback.is_some() || !doc.get_changes(&state.acked).is_empty();
+        if doc.is_empty() {
+            self.store
+                .save_sync_state(id, &state)
+                .map_err(ReplicaError::Store)?;
+        } else {
+            self.store
+                .save_doc(id, &doc.save(), &state)
+                .map_err(ReplicaError::Store)?;
+        }
+        Ok(())
+    }
+}
+
+/// The union of two sets of heads, without hashes that are direct dependencies of
+/// others in the set. Every hash must be in `doc`.
+fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<ChangeHash> {
+    let mut all: BTreeSet<ChangeHash> = a
+        .iter()
+        .chain(b)
+        .copied()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .collect();
+    let deps: BTreeSet<ChangeHash> = all
+        .iter()
+        .filter_map(|h| doc.get_change_meta_by_hash(h))
+        .flat_map(|m| m.deps.into_iter())
+        .collect();
+    all.retain(|h| !deps.contains(h));
+    all.into_iter().collect()
+}
+
+/// Whether a `Result` from the core is a rules refusal.
+pub fn is_rejection(error: &Error) -> bool {
+    matches!(error, Error::Rejected(_))
+}

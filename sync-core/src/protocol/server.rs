@@ -1,0 +1,579 @@
+//! The server's half of a sync: stored state + request → response, with every duty of
+//! `DESIGN.md` but authentication (the host authenticates and hands in a
+//! [`DeviceAuth`]): scope, authorship, rules on a loaded copy, atomic append or
+//! quarantine, receipts, deliveries, purges and the new cursor.
+
+use super::envelope::*;
+use super::store::*;
+use crate::doc::{DocKind, header, migrate};
+use crate::ids::{DeviceId, DocId, Timestamp};
+use crate::model::Principal;
+use crate::rules::{self, Editor, Violation};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The authenticated device a request comes from.
+#[derive(Clone, Debug)]
+pub struct DeviceAuth {
+    /// The device.
+    pub device: DeviceId,
+    /// Its user, role and resolved scope.
+    pub principal: Principal,
+    /// The Automerge actor ids registered to this device. Changes by any other actor
+    /// are refused: nobody writes under another device's name.
+    pub actors: Vec<ActorId>,
+}
+
+/// Limits on one response.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Stop adding deliveries once the response holds this many bytes (at least one
+    /// document is always delivered).
+    pub response_bytes: usize,
+    /// Feed entries read per request.
+    pub feed_entries: usize,
+    /// Retries when another writer moves a document's heads.
+    pub append_retries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            response_bytes: 4 << 20,
+            feed_entries: 5_000,
+            append_retries: 8,
+        }
+    }
+}
+
+/// Protocol codes for rejections that are not rule violations.
+pub mod codes {
+    /// A change or sync message does not parse.
+    pub const MALFORMED: &str = "malformed";
+    /// A change names an actor not registered to the device.
+    pub const FOREIGN_ACTOR: &str = "foreign_actor";
+    /// The document's id does not match its header.
+    pub const WRONG_DOCUMENT: &str = "wrong_document";
+    /// The document is busy; retry. Nothing was stored and nothing quarantined.
+    pub const BUSY: &str = "busy";
+}
+
+/// A failure of the step: storage only. Everything wrong with the request itself
+/// becomes a rejection in the response.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError<E: std::error::Error + 'static> {
+    /// The request bytes are not a sync request.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Store(#[source] E),
+}
+
+/// Decodes a request, runs [`handle_sync`] and encodes the response.
+pub async fn handle_sync_bytes<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    request: &[u8],
+    now: Timestamp,
+    limits: Limits,
+) -> Result<Vec<u8>, StepError<S::Error>> {
+    let request = SyncRequest::decode(request)?;
+    let response = handle_sync(store, auth, &request, now, limits)
+        .await
+        .map_err(StepError::Store)?;
+    Ok(response.encode())
+}
+
+/// One sync exchange on the server.
+pub async fn handle_sync<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    request: &SyncRequest,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<SyncResponse, S::Error> {
+    let mut step = Step {
+        store,
+        auth,
+        now,
+        limits,
+        response: SyncResponse::default(),
+        uploaded: BTreeMap::new(),
+        accepted: BTreeSet::new(),
+    };
+
+    let recorded = store.device_docs(auth.device).await?;
+    let known = match &request.held {
+        Some(list) => Some(list.iter().copied().collect::<BTreeSet<_>>()),
+        None if held_digest(&recorded) == request.held_digest => Some(recorded),
+        None => None,
+    };
+
+    for upload in &request.uploads {
+        step.upload(upload).await?;
+    }
+    for message in &request.fallback {
+        step.fallback(message).await?;
+    }
+
+    match known {
+        Some(known) => step.deliver(request.cursor, known).await?,
+        None => {
+            // The phone holds something other than what we recorded (a response was
+            // lost): ask for its list before delivering anything.
+            step.response.need_held = true;
+            step.response.cursor = request.cursor;
+        }
+    }
+    Ok(step.response)
+}
+
+struct Step<'a, S> {
+    store: &'a S,
+    auth: &'a DeviceAuth,
+    now: Timestamp,
+    limits: Limits,
+    response: SyncResponse,
+    /// Changes the phone sent, per document, so they are not sent back.
+    uploaded: BTreeMap<DocId, BTreeSet<ChangeHash>>,
+    /// Documents with accepted uploads.
+    accepted: BTreeSet<DocId>,
+}
+
+enum Checked {
+    /// Stored (or nothing new): these are the document's heads.
+    Stored,
+    /// The server lacks the changes' dependencies.
+    MissingDeps,
+}
+
+impl<S: ServerStore> Step<'_, S> {
+    fn editor(&self) -> Editor<'_> {
+        Editor {
+            principal: &self.auth.principal,
+            now: self.now,
+        }
+    }
+
+    async fn reject(
+        &mut self,
+        doc: DocId,
+        code: &str,
+        reason: String,
+        bytes: Vec<Vec<u8>>,
+    ) -> Result<(), S::Error> {
+        if code != codes::BUSY {
+            self.store
+                .quarantine(Quarantined {
+                    doc,
+                    device: self.auth.device,
+                    user: self.auth.principal.user,
+                    code: code.to_owned(),
+                    reason: reason.clone(),
+                    bytes,
+                    at: self.now,
+                })
+                .await?;
+        }
+        self.response.rejections.push(Rejection {
+            doc,
+            code: code.to_owned(),
+            message: reason,
+        });
+        Ok(())
+    }
+
+    /// Loads a document, migrating it forward (as the server) if it is old.
+    async fn load(&self, doc: DocId) -> Result<Automerge, S::Error> {
+        let Some(mut loaded) = self.store.load(doc).await? else {
+            return Ok(Automerge::new());
+        };
+        let before = loaded.get_heads();
+        if let Ok(true) = migrate::migrate(&mut loaded, self.now) {
+            let hashes: Vec<ChangeHash> = loaded
+                .get_changes(&before)
+                .iter()
+                .map(Change::hash)
+                .collect();
+            if let Some(place) = place_of(&loaded) {
+                let changes = loaded
+                    .get_changes(&before)
+                    .iter()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .collect();
+                // If another writer migrated first, the next load sees its migration.
+                self.store
+                    .append(Append {
+                        doc,
+                        place,
+                        expected_heads: &before,
+                        changes,
+                        hashes,
+                        after: &loaded,
+                        device: None,
+                        user: None,
+                        received_at: self.now,
+                    })
+                    .await?;
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Whether an existing document lies in the caller's scope.
+    fn in_scope(&self, doc: &Automerge) -> bool {
+        let scope = &self.auth.principal.scope;
+        match (header(doc), place_of(doc)) {
+            (Ok(Some(h)), Some(place)) => match (h.kind, place.station) {
+                (DocKind::Catalog, _) => place.district == scope.district(),
+                (DocKind::Resident, Some(station)) => {
+                    scope.covers(h.id.into(), place.district, station)
+                }
+                (DocKind::Resident, None) => false,
+            },
+            _ => false,
+        }
+    }
+
+    fn check_authorship(&self, changes: &[Change]) -> Result<(), String> {
+        for c in changes {
+            if !self.auth.actors.contains(c.actor_id()) {
+                return Err(format!(
+                    "change {} was made by actor {}, which is not registered to this device",
+                    c.hash(),
+                    c.actor_id()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the rules on the new changes in `doc` since `before` and stores them.
+    async fn check_and_store(
+        &mut self,
+        id: DocId,
+        doc: &Automerge,
+        before: &[ChangeHash],
+        missing_deps_fall_back: bool,
+    ) -> Result<Result<Checked, (String, String)>, S::Error> {
+        if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
+            return Ok(Ok(Checked::MissingDeps));
+        }
+        let new = doc.get_changes(before);
+        if new.is_empty() {
+            return Ok(Ok(Checked::Stored));
+        }
+        if let Err(reason) = self.check_authorship(&new) {
+            return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
+        }
+        match header(doc) {
+            Ok(Some(h)) if DocId(h.id) == id => {}
+            Ok(Some(h)) => {
+                return Ok(Err((
+                    codes::WRONG_DOCUMENT.to_owned(),
+                    format!("document {id} declares the id {}", h.id),
+                )));
+            }
+            _ => {}
+        }
+        if let Err(v) = rules::check(&self.editor(), doc, before, &new) {
+            return Ok(Err((v.code().to_owned(), v.to_string())));
+        }
+        let Some(place) = place_of(doc) else {
+            let v = Violation::Invalid {
+                field: "document".into(),
+                reason: "has no district".into(),
+            };
+            return Ok(Err((v.code().to_owned(), v.to_string())));
+        };
+        let outcome = self
+            .store
+            .append(Append {
+                doc: id,
+                place,
+                expected_heads: before,
+                changes: new.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                hashes: new.iter().map(Change::hash).collect(),
+                after: doc,
+                device: Some(self.auth.device),
+                user: Some(self.auth.principal.user),
+                received_at: self.now,
+            })
+            .await?;
+        match outcome {
+            AppendOutcome::Stored(_) => {
+                self.accepted.insert(id);
+                Ok(Ok(Checked::Stored))
+            }
+            AppendOutcome::HeadsMoved => Ok(Err((codes::BUSY.to_owned(), String::new()))),
+        }
+    }
+
+    async fn upload(&mut self, upload: &DocUpload) -> Result<(), S::Error> {
+        let id = upload.doc;
+        let raw: Vec<Vec<u8>> = upload.changes.iter().map(|b| b.0.clone()).collect();
+        let mut changes = Vec::with_capacity(raw.len());
+        for bytes in &raw {
+            match Change::from_bytes(bytes.clone()) {
+                Ok(c) => changes.push(c),
+                Err(e) => {
+                    return self
+                        .reject(
+                            id,
+                            codes::MALFORMED,
+                            format!("a change does not parse: {e}"),
+                            raw,
+                        )
+                        .await;
+                }
+            }
+        }
+        self.uploaded
+            .entry(id)
+            .or_default()
+            .extend(changes.iter().map(Change::hash));
+        if let Err(reason) = self.check_authorship(&changes) {
+            return self.reject(id, codes::FOREIGN_ACTOR, reason, raw).await;
+        }
+        for _ in 0..=self.limits.append_retries {
+            let mut doc = self.load(id).await?;
+            let existed = !doc.is_empty();
+            if existed && !self.in_scope(&doc) {
+                let v = Violation::OutOfScope;
+                return self.reject(id, v.code(), v.to_string(), raw).await;
+            }
+            let before = doc.get_heads();
+            if let Err(e) = doc.apply_changes(changes.iter().cloned()) {
+                return self
+                    .reject(
+                        id,
+                        codes::MALFORMED,
+                        format!("the changes do not apply: {e}"),
+                        raw,
+                    )
+                    .await;
+            }
+            match self.check_and_store(id, &doc, &before, true).await? {
+                Ok(Checked::Stored) => {
+                    let heads = upload
+                        .heads
+                        .iter()
+                        .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
+                        .copied()
+                        .collect();
+                    self.response.receipts.push(Receipt { doc: id, heads });
+                    self.accepted.insert(id);
+                    return Ok(());
+                }
+                Ok(Checked::MissingDeps) => {
+                    // We lack what these changes build on (a restored backup, say):
+                    // repair with Automerge's own protocol, starting from what we hold.
+                    let stored = self.load(id).await?;
+                    if let Some(m) = stored.generate_sync_message(&mut State::new()) {
+                        self.response.fallback.push(FallbackMessage {
+                            doc: id,
+                            message: Bytes(m.encode()),
+                        });
+                    }
+                    return Ok(());
+                }
+                Err((code, _)) if code == codes::BUSY => continue,
+                Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
+            }
+        }
+        self.reject(
+            id,
+            codes::BUSY,
+            "the document is busy; sync again".into(),
+            raw,
+        )
+        .await
+    }
+
+    async fn fallback(&mut self, fallback: &FallbackMessage) -> Result<(), S::Error> {
+        let id = fallback.doc;
+        let raw = vec![fallback.message.0.clone()];
+        let message = match Message::decode(&fallback.message.0) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .reject(
+                        id,
+                        codes::MALFORMED,
+                        format!("the sync message does not parse: {e}"),
+                        raw,
+                    )
+                    .await;
+            }
+        };
+        for _ in 0..=self.limits.append_retries {
+            let mut doc = self.load(id).await?;
+            let existed = !doc.is_empty();
+            if existed && !self.in_scope(&doc) {
+                let v = Violation::OutOfScope;
+                return self.reject(id, v.code(), v.to_string(), raw).await;
+            }
+            let before = doc.get_heads();
+            let mut state = State::new();
+            if let Err(e) = doc.receive_sync_message(&mut state, message.clone()) {
+                return self
+                    .reject(
+                        id,
+                        codes::MALFORMED,
+                        format!("the sync message does not apply: {e}"),
+                        raw,
+                    )
+                    .await;
+            }
+            // Changes whose dependencies are still missing wait in Automerge's queue and
+            // are never stored (nor checked): the next round brings what they need.
+            let mut before = before;
+            if !doc.get_missing_deps(&[]).is_empty() {
+                let applied = doc.get_changes(&before);
+                doc = self.load(id).await?;
+                before = doc.get_heads();
+                if let Err(e) = doc.apply_changes(applied) {
+                    return self
+                        .reject(
+                            id,
+                            codes::MALFORMED,
+                            format!("the changes do not apply: {e}"),
+                            raw,
+                        )
+                        .await;
+                }
+            }
+            let stored = self.check_and_store(id, &doc, &before, false).await?;
+            match stored {
+                Ok(_) => {
+                    if !doc.is_empty() && !self.in_scope(&doc) {
+                        return Ok(());
+                    }
+                    if let Some(reply) = doc.generate_sync_message(&mut state) {
+                        self.response.fallback.push(FallbackMessage {
+                            doc: id,
+                            message: Bytes(reply.encode()),
+                        });
+                    }
+                    return Ok(());
+                }
+                Err((code, _)) if code == codes::BUSY => continue,
+                Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
+            }
+        }
+        self.reject(
+            id,
+            codes::BUSY,
+            "the document is busy; sync again".into(),
+            raw,
+        )
+        .await
+    }
+
+    async fn deliver(&mut self, cursor: u64, mut known: BTreeSet<DocId>) -> Result<(), S::Error> {
+        let scope = self.store.docs_in_scope(&self.auth.principal.scope).await?;
+        known.extend(self.accepted.iter().copied());
+        self.response.purge = known.difference(&scope).copied().collect();
+        known.retain(|d| scope.contains(d));
+
+        // Read the head first: entries committed after it are left for the next sync.
+        let head = self.store.feed_head().await?;
+        let mut size = 0usize;
+        let mut full = false;
+
+        // Documents new to the phone travel whole.
+        for doc in scope.difference(&known).copied().collect::<Vec<_>>() {
+            if full {
+                self.response.more = true;
+                break;
+            }
+            let Some(loaded) = self.store.load(doc).await? else {
+                continue;
+            };
+            let snapshot = loaded.save();
+            size += snapshot.len();
+            self.response.docs.push(DocDelivery {
+                doc,
+                snapshot: Some(Bytes(snapshot)),
+                changes: Vec::new(),
+            });
+            known.insert(doc);
+            full = size >= self.limits.response_bytes;
+        }
+        let new_docs: BTreeSet<DocId> = self.response.docs.iter().map(|d| d.doc).collect();
+
+        // Then what changed since the cursor in documents the phone already holds.
+        let held: BTreeSet<DocId> = known.difference(&new_docs).copied().collect();
+        let mut new_cursor = head.max(cursor);
+        if !full {
+            let entries = self
+                .store
+                .feed_since(cursor, &held, self.limits.feed_entries)
+                .await?;
+            if entries.len() >= self.limits.feed_entries {
+                self.response.more = true;
+                new_cursor = entries.last().map_or(cursor, |e| e.seq.min(head));
+            }
+            let mut loaded: BTreeMap<DocId, Automerge> = BTreeMap::new();
+            let mut deliveries: BTreeMap<DocId, usize> = BTreeMap::new();
+            for entry in entries.iter().filter(|e| e.seq <= head) {
+                let skip = self.uploaded.get(&entry.doc);
+                let wanted: Vec<&ChangeHash> = entry
+                    .hashes
+                    .iter()
+                    .filter(|h| skip.is_none_or(|s| !s.contains(h)))
+                    .collect();
+                if !wanted.is_empty() {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        loaded.entry(entry.doc)
+                    {
+                        slot.insert(self.store.load(entry.doc).await?.unwrap_or_default());
+                    }
+                    let d = &loaded[&entry.doc];
+                    let slot = *deliveries.entry(entry.doc).or_insert_with(|| {
+                        self.response.docs.push(DocDelivery {
+                            doc: entry.doc,
+                            snapshot: None,
+                            changes: Vec::new(),
+                        });
+                        self.response.docs.len() - 1
+                    });
+                    for h in wanted {
+                        if let Some(c) = d.get_change_by_hash(h) {
+                            size += c.raw_bytes().len();
+                            self.response.docs[slot]
+                                .changes
+                                .push(Bytes(c.raw_bytes().to_vec()));
+                        }
+                    }
+                }
+                if size >= self.limits.response_bytes {
+                    self.response.more = true;
+                    new_cursor = entry.seq;
+                    break;
+                }
+            }
+        }
+        if full {
+            // Deliveries of new documents filled the response; the feed waits.
+            new_cursor = cursor;
+        }
+        self.response.cursor = new_cursor;
+        self.store.set_device_docs(self.auth.device, &known).await?;
+        Ok(())
+    }
+}
+
+/// Where a document sits, from its header.
+pub fn place_of(doc: &Automerge) -> Option<DocPlace> {
+    use crate::doc::schema::{DISTRICT, STATION, id};
+    let h = header(doc).ok()??;
+    let district = id(doc, &automerge::ROOT, DISTRICT).ok()?;
+    let station = match h.kind {
+        DocKind::Resident => Some(id(doc, &automerge::ROOT, STATION).ok()?),
+        DocKind::Catalog => None,
+    };
+    Some(DocPlace { district, station })
+}

@@ -1,0 +1,408 @@
+//! What the protocol needs from storage, as traits, with in-memory implementations for
+//! tests and benchmarks. The server implements [`ServerStore`] over SQL; the phone
+//! library implements [`ReplicaStore`] over its encrypted SQLite file.
+
+use crate::ids::{DeviceId, DistrictId, DocId, StationId, Timestamp, UserId};
+use crate::model::Scope;
+use automerge::{Automerge, ChangeHash};
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Mutex;
+
+/// Where a stored document sits, for scope queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocPlace {
+    /// Its district.
+    pub district: DistrictId,
+    /// Its station; `None` for a district's catalog.
+    pub station: Option<StationId>,
+}
+
+/// Accepted changes to one document, to be stored in one transaction together with a
+/// feed entry (and, on the server, the projections of `after`).
+#[derive(Debug)]
+pub struct Append<'a> {
+    /// Which document.
+    pub doc: DocId,
+    /// Where it sits (after the changes).
+    pub place: DocPlace,
+    /// The heads the changes were checked against. The store refuses the append with
+    /// [`AppendOutcome::HeadsMoved`] when the stored document has moved on since.
+    pub expected_heads: &'a [ChangeHash],
+    /// The new changes, raw, in causal order.
+    pub changes: Vec<Vec<u8>>,
+    /// Their hashes, in the same order.
+    pub hashes: Vec<ChangeHash>,
+    /// The document with the changes applied.
+    pub after: &'a Automerge,
+    /// The uploading device (`None` for the server's own changes, such as migrations).
+    pub device: Option<DeviceId>,
+    /// The uploading user.
+    pub user: Option<UserId>,
+    /// The server's clock at receipt.
+    pub received_at: Timestamp,
+}
+
+/// The result of an [`Append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored, under this feed sequence number.
+    Stored(u64),
+    /// Another writer got there first; reload and check again.
+    HeadsMoved,
+}
+
+/// A refused batch, kept for an administrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Which document.
+    pub doc: DocId,
+    /// From which device.
+    pub device: DeviceId,
+    /// Whose.
+    pub user: UserId,
+    /// The violation or protocol code.
+    pub code: String,
+    /// Why, for people.
+    pub reason: String,
+    /// The refused bytes (raw changes or a sync message).
+    pub bytes: Vec<Vec<u8>>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// One feed entry: the changes one accepted batch added to one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Monotonic, gap-free per store.
+    pub seq: u64,
+    /// Which document.
+    pub doc: DocId,
+    /// The changes the batch added.
+    pub hashes: Vec<ChangeHash>,
+}
+
+/// The server's storage. Methods are `async` so that a server can implement them over
+/// a database without blocking; the core itself never awaits anything but these.
+pub trait ServerStore: Sync {
+    /// Storage failures.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The stored document, if any.
+    fn load(
+        &self,
+        doc: DocId,
+    ) -> impl Future<Output = Result<Option<Automerge>, Self::Error>> + Send;
+
+    /// Stores accepted changes, a feed entry and projections atomically.
+    fn append(
+        &self,
+        append: Append<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, Self::Error>> + Send;
+
+    /// Keeps a refused batch.
+    fn quarantine(&self, item: Quarantined)
+    -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Every document the scope covers, catalog included.
+    fn docs_in_scope(
+        &self,
+        scope: &Scope,
+    ) -> impl Future<Output = Result<BTreeSet<DocId>, Self::Error>> + Send;
+
+    /// Feed entries after `cursor` for documents in `docs`, ascending, at most `limit`.
+    fn feed_since(
+        &self,
+        cursor: u64,
+        docs: &BTreeSet<DocId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FeedEntry>, Self::Error>> + Send;
+
+    /// The latest feed sequence number.
+    fn feed_head(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// The documents the server believes the device holds.
+    fn device_docs(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = Result<BTreeSet<DocId>, Self::Error>> + Send;
+
+    /// Records the documents the device holds once this response reaches it.
+    fn set_device_docs(
+        &self,
+        device: DeviceId,
+        docs: &BTreeSet<DocId>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+#[derive(Debug, Default)]
+struct MemoryServerInner {
+    docs: BTreeMap<DocId, (Vec<u8>, DocPlace)>,
+    feed: Vec<FeedEntry>,
+    quarantine: Vec<Quarantined>,
+    device_docs: BTreeMap<DeviceId, BTreeSet<DocId>>,
+}
+
+/// An in-memory [`ServerStore`]: documents saved whole, a vector feed.
+#[derive(Debug, Default)]
+pub struct MemoryServerStore {
+    inner: Mutex<MemoryServerInner>,
+}
+
+impl MemoryServerStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores a document directly, bypassing the protocol (seeding, and tests that
+    /// model a server restored from an old backup).
+    pub fn put_doc(&self, doc: DocId, place: DocPlace, saved: Vec<u8>) {
+        self.lock().docs.insert(doc, (saved, place));
+    }
+
+    /// Everything quarantined so far.
+    pub fn quarantined(&self) -> Vec<Quarantined> {
+        self.lock().quarantine.clone()
+    }
+
+    /// Ids of every stored document.
+    pub fn doc_ids(&self) -> Vec<DocId> {
+        self.lock().docs.keys().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryServerInner> {
+        // A panic while holding the lock cannot leave the maps half-written in a way
+        // that matters to tests, so a poisoned lock is simply taken over.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ServerStore for MemoryServerStore {
+    type Error = Infallible;
+
+    async fn load(&self, doc: DocId) -> Result<Option<Automerge>, Infallible> {
+        let saved = self.lock().docs.get(&doc).map(|(bytes, _)| bytes.clone());
+        // What this store saved always loads.
+        Ok(saved.and_then(|b| Automerge::load(&b).ok()))
+    }
+
+    async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, Infallible> {
+        let mut inner = self.lock();
+        let current = match inner.docs.get(&append.doc) {
+            Some((bytes, _)) => Automerge::load(bytes)
+                .map(|d| d.get_heads())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut expected = append.expected_heads.to_vec();
+        let mut current = current;
+        expected.sort();
+        current.sort();
+        if expected != current {
+            return Ok(AppendOutcome::HeadsMoved);
+        }
+        inner
+            .docs
+            .insert(append.doc, (append.after.save(), append.place));
+        let seq = inner.feed.len() as u64 + 1;
+        inner.feed.push(FeedEntry {
+            seq,
+            doc: append.doc,
+            hashes: append.hashes,
+        });
+        Ok(AppendOutcome::Stored(seq))
+    }
+
+    async fn quarantine(&self, item: Quarantined) -> Result<(), Infallible> {
+        self.lock().quarantine.push(item);
+        Ok(())
+    }
+
+    async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>, Infallible> {
+        let inner = self.lock();
+        Ok(inner
+            .docs
+            .iter()
+            .filter(|(id, (_, place))| match place.station {
+                None => place.district == scope.district(),
+                Some(station) => scope.covers((**id).into(), place.district, station),
+            })
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    async fn feed_since(
+        &self,
+        cursor: u64,
+        docs: &BTreeSet<DocId>,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, Infallible> {
+        let inner = self.lock();
+        let start = usize::try_from(cursor)
+            .unwrap_or(usize::MAX)
+            .min(inner.feed.len());
+        Ok(inner.feed[start..]
+            .iter()
+            .filter(|e| docs.contains(&e.doc))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn feed_head(&self) -> Result<u64, Infallible> {
+        Ok(self.lock().feed.len() as u64)
+    }
+
+    async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>, Infallible> {
+        Ok(self
+            .lock()
+            .device_docs
+            .get(&device)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn set_device_docs(
+        &self,
+        device: DeviceId,
+        docs: &BTreeSet<DocId>,
+    ) -> Result<(), Infallible> {
+        self.lock().device_docs.insert(device, docs.clone());
+        Ok(())
+    }
+}
+
+/// Per-document state a phone keeps for sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocSyncState {
+    /// Heads the server has (receipted, or delivered by it). Changes after these are
+    /// uploaded at the next sync.
+    pub acked: Vec<ChangeHash>,
+    /// The server has told the phone it holds this document (delivered or receipted).
+    pub known_to_server: bool,
+    /// Local changes wait to be receipted.
+    pub pending: bool,
+    /// Repairing through Automerge's sync protocol: the encoded `sync::State` and the
+    /// next message to send.
+    pub fallback: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The phone's storage. Synchronous: phones use an embedded database on a worker
+/// thread. Every method is one durable write or read.
+pub trait ReplicaStore {
+    /// Storage failures.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Every document id held.
+    fn doc_ids(&self) -> Result<Vec<DocId>, Self::Error>;
+    /// A held document, saved.
+    fn load_doc(&self, doc: DocId) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Stores a document (whole) and its sync state in one write.
+    fn save_doc(
+        &mut self,
+        doc: DocId,
+        saved: &[u8],
+        state: &DocSyncState,
+    ) -> Result<(), Self::Error>;
+    /// The sync state of a held document.
+    fn sync_state(&self, doc: DocId) -> Result<Option<DocSyncState>, Self::Error>;
+    /// Documents with local changes to upload or a repair under way.
+    fn pending_docs(&self) -> Result<Vec<DocId>, Self::Error> {
+        let mut out = Vec::new();
+        for id in self.doc_ids()? {
+            if self
+                .sync_state(id)?
+                .is_some_and(|s| s.pending || s.fallback.is_some())
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+    /// Documents the server knows this phone holds.
+    fn known_docs(&self) -> Result<Vec<DocId>, Self::Error> {
+        let mut out = Vec::new();
+        for id in self.doc_ids()? {
+            if self.sync_state(id)?.is_some_and(|s| s.known_to_server) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+    /// Updates the sync state alone.
+    fn save_sync_state(&mut self, doc: DocId, state: &DocSyncState) -> Result<(), Self::Error>;
+    /// Deletes a document and its state.
+    fn purge(&mut self, doc: DocId) -> Result<(), Self::Error>;
+    /// The feed cursor.
+    fn cursor(&self) -> Result<u64, Self::Error>;
+    /// Stores the feed cursor.
+    fn set_cursor(&mut self, cursor: u64) -> Result<(), Self::Error>;
+    /// Whether the server asked for the full list of held documents.
+    fn need_held(&self) -> Result<bool, Self::Error>;
+    /// Records whether the server asked for it.
+    fn set_need_held(&mut self, need: bool) -> Result<(), Self::Error>;
+}
+
+/// An in-memory [`ReplicaStore`].
+#[derive(Debug, Default, Clone)]
+pub struct MemoryReplicaStore {
+    docs: BTreeMap<DocId, (Vec<u8>, DocSyncState)>,
+    cursor: u64,
+    need_held: bool,
+}
+
+impl MemoryReplicaStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ReplicaStore for MemoryReplicaStore {
+    type Error = Infallible;
+
+    fn doc_ids(&self) -> Result<Vec<DocId>, Infallible> {
+        Ok(self.docs.keys().copied().collect())
+    }
+    fn load_doc(&self, doc: DocId) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self.docs.get(&doc).map(|(b, _)| b.clone()))
+    }
+    fn save_doc(
+        &mut self,
+        doc: DocId,
+        saved: &[u8],
+        state: &DocSyncState,
+    ) -> Result<(), Infallible> {
+        self.docs.insert(doc, (saved.to_vec(), state.clone()));
+        Ok(())
+    }
+    fn sync_state(&self, doc: DocId) -> Result<Option<DocSyncState>, Infallible> {
+        Ok(self.docs.get(&doc).map(|(_, s)| s.clone()))
+    }
+    fn save_sync_state(&mut self, doc: DocId, state: &DocSyncState) -> Result<(), Infallible> {
+        if let Some((_, s)) = self.docs.get_mut(&doc) {
+            *s = state.clone();
+        }
+        Ok(())
+    }
+    fn purge(&mut self, doc: DocId) -> Result<(), Infallible> {
+        self.docs.remove(&doc);
+        Ok(())
+    }
+    fn cursor(&self) -> Result<u64, Infallible> {
+        Ok(self.cursor)
+    }
+    fn set_cursor(&mut self, cursor: u64) -> Result<(), Infallible> {
+        self.cursor = cursor;
+        Ok(())
+    }
+    fn need_held(&self) -> Result<bool, Infallible> {
+        Ok(self.need_held)
+    }
+    fn set_need_held(&mut self, need: bool) -> Result<(), Infallible> {
+        self.need_held = need;
+        Ok(())
+    }
+}

@@ -1,0 +1,639 @@
+//! The rules: one pure function, run by the phone before it commits a change locally
+//! and by the server before it accepts a change from a phone. Given who is acting, the
+//! document before and after, and the changes, it accepts or names the violation.
+//!
+//! The rules authorise by what each change's own operations wrote (see
+//! [`crate::doc::paths`]), then validate every touched object in the resulting state.
+
+use crate::doc::casefile::{ProfileField, check_len, read_follow_up, read_visit};
+use crate::doc::paths::{Target, classify, touches};
+use crate::doc::schema::{self, *};
+use crate::doc::{DocKind, header};
+use crate::ids::*;
+use crate::model::*;
+use automerge::{Automerge, Change, ChangeHash, ObjId, ROOT, ReadDoc, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Who is acting, and the acting host's clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Editor<'a> {
+    /// The authenticated user.
+    pub principal: &'a Principal,
+    /// Now, by the host's clock (Unix ms).
+    pub now: Timestamp,
+}
+
+/// Why a change was refused. `code()` is stable; apps and the server switch on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The change does not name the acting user as its author.
+    #[error("the change is signed by {found:?}, not by the acting user {expected}")]
+    WrongAuthor {
+        /// The acting user.
+        expected: UserId,
+        /// What the change's message says.
+        found: Option<String>,
+    },
+    /// The resident or catalog is outside the user's scope.
+    #[error("this resident or catalog is outside your scope")]
+    OutOfScope,
+    /// The user's role may not do this.
+    #[error("a {role} may not {action}")]
+    RoleNotAllowed {
+        /// The acting role.
+        role: Role,
+        /// What was attempted.
+        action: String,
+    },
+    /// Only the owner (the visit's volunteer, the comment's author…) may do this.
+    #[error("only its owner may change {what}")]
+    NotOwner {
+        /// What was touched.
+        what: String,
+    },
+    /// A visit was removed or replaced. Visits are never removed: tombstone them.
+    #[error("visit {0} would be removed; visits are only ever tombstoned")]
+    VisitRemoved(VisitId),
+    /// A field that is fixed once written was changed.
+    #[error("{field} cannot be changed once written")]
+    Immutable {
+        /// The field.
+        field: String,
+    },
+    /// Something with this id already exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What.
+        what: String,
+    },
+    /// A write outside Linli's schema.
+    #[error("{path} is not a field of this document")]
+    UnknownField {
+        /// Where.
+        path: String,
+    },
+    /// A value failed validation.
+    #[error("{field} {reason}")]
+    Invalid {
+        /// Which field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Violation {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Violation::WrongAuthor { .. } => "wrong_author",
+            Violation::OutOfScope => "out_of_scope",
+            Violation::RoleNotAllowed { .. } => "role_not_allowed",
+            Violation::NotOwner { .. } => "not_owner",
+            Violation::VisitRemoved(_) => "visit_removed",
+            Violation::Immutable { .. } => "immutable",
+            Violation::AlreadyExists { .. } => "already_exists",
+            Violation::UnknownField { .. } => "unknown_field",
+            Violation::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Violation {
+    Violation::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn role_not_allowed(role: Role, action: &str) -> Violation {
+    Violation::RoleNotAllowed {
+        role,
+        action: action.to_owned(),
+    }
+}
+
+/// Checks `changes`, already applied to `after`, made by `editor`. `before` are the
+/// document's heads before they were applied (empty for a new document).
+pub fn check(
+    editor: &Editor<'_>,
+    after: &Automerge,
+    before: &[ChangeHash],
+    changes: &[Change],
+) -> Result<(), Violation> {
+    let user = editor.principal.user;
+    for c in changes {
+        let found = c.message();
+        if found.and_then(|m| m.parse::<UserId>().ok()) != Some(user) {
+            return Err(Violation::WrongAuthor {
+                expected: user,
+                found: found.map(str::to_owned),
+            });
+        }
+        check_time("change time", c.timestamp(), editor.now)?;
+    }
+    let header = header(after)
+        .map_err(|e| invalid("document", e.to_string()))?
+        .ok_or_else(|| invalid("document", "is not a Linli document (no kind)"))?;
+    if header.schema != CURRENT_SCHEMA {
+        return Err(invalid(
+            "schema",
+            format!(
+                "{} is not the current version {CURRENT_SCHEMA}",
+                header.schema
+            ),
+        ));
+    }
+    let mut touched = Vec::new();
+    for c in changes {
+        touched.extend(touches(after, c).map_err(|e| invalid("change", e.to_string()))?);
+    }
+    let ctx = Ctx {
+        editor,
+        after,
+        before,
+        is_new: before.is_empty(),
+    };
+    match header.kind {
+        DocKind::Resident => ctx.check_resident(&touched),
+        DocKind::Catalog => ctx.check_catalog(header.id, &touched),
+    }
+}
+
+fn check_time(field: &str, t: Timestamp, now: Timestamp) -> Result<(), Violation> {
+    if t < limits::EARLIEST {
+        return Err(invalid(field, format!("{t} is before 2020")));
+    }
+    if t > now.saturating_add(limits::CLOCK_SKEW_MS) {
+        return Err(invalid(
+            field,
+            format!("{t} is more than a day in the future"),
+        ));
+    }
+    Ok(())
+}
+
+fn len(field: &str, text: &str, max: usize) -> Result<(), Violation> {
+    check_len(text, max).map_err(|r| invalid(field, r))
+}
+
+struct Ctx<'a> {
+    editor: &'a Editor<'a>,
+    after: &'a Automerge,
+    before: &'a [ChangeHash],
+    is_new: bool,
+}
+
+impl Ctx<'_> {
+    fn role(&self) -> Role {
+        self.editor.principal.role
+    }
+
+    fn user(&self) -> UserId {
+        self.editor.principal.user
+    }
+
+    /// The object at `parent/key` in the document as it was before.
+    fn obj_before(&self, parent: &ObjId, key: &str) -> Option<ObjId> {
+        if self.is_new {
+            return None;
+        }
+        match self.after.get_at(parent, key, self.before).ok().flatten() {
+            Some((Value::Object(_), id)) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn scalar_before(&self, parent: &ObjId, key: &str) -> Option<automerge::ScalarValue> {
+        if self.is_new {
+            return None;
+        }
+        match self.after.get_at(parent, key, self.before).ok().flatten() {
+            Some((Value::Scalar(s), _)) => Some(s.into_owned()),
+            _ => None,
+        }
+    }
+
+    fn id_before<I: From<uuid::Uuid>>(&self, parent: &ObjId, key: &str) -> Option<I> {
+        self.scalar_before(parent, key)
+            .and_then(|v| uuid_of(&v, key).ok())
+            .map(I::from)
+    }
+
+    fn check_resident(&self, touched: &[crate::doc::paths::Touch]) -> Result<(), Violation> {
+        let doc = self.after;
+        let bad = |e: crate::error::Error| invalid("resident", e.to_string());
+        let resident: ResidentId = schema::id(doc, &ROOT, ID).map_err(bad)?;
+        let district: DistrictId = schema::id(doc, &ROOT, DISTRICT).map_err(bad)?;
+        let station: StationId = schema::id(doc, &ROOT, STATION).map_err(bad)?;
+        let scope = &self.editor.principal.scope;
+        if !scope.covers(resident, district, station) {
+            return Err(Violation::OutOfScope);
+        }
+        if !self.is_new {
+            let was: Option<(DistrictId, StationId)> = self
+                .id_before(&ROOT, DISTRICT)
+                .zip(self.id_before(&ROOT, STATION));
+            if let Some((d, s)) = was
+                && !scope.covers(resident, d, s)
+            {
+                return Err(Violation::OutOfScope);
+            }
+        } else if !self.role().is_staff() {
+            return Err(role_not_allowed(self.role(), "register a resident"));
+        }
+
+        let visits_before = self.obj_before(&ROOT, VISITS);
+        let follow_ups_before = self.obj_before(&ROOT, FOLLOW_UPS);
+        let visit_before = |id: VisitId| {
+            visits_before
+                .as_ref()
+                .and_then(|all| self.obj_before(all, &id.to_string()))
+        };
+        let follow_up_before = |id: FollowUpId| {
+            follow_ups_before
+                .as_ref()
+                .and_then(|all| self.obj_before(all, &id.to_string()))
+        };
+
+        let mut new_visits = BTreeSet::new();
+        let mut new_follow_ups = BTreeSet::new();
+        let mut new_comments = BTreeSet::new();
+        for t in touched {
+            match classify(t) {
+                Target::Visit { id, field: None } => {
+                    if t.delete || visit_before(id).is_some() {
+                        return Err(Violation::VisitRemoved(id));
+                    }
+                    new_visits.insert(id);
+                }
+                Target::FollowUp { id, field: None } => {
+                    if t.delete || follow_up_before(id).is_some() {
+                        return Err(Violation::Immutable {
+                            field: format!("follow-up {id}"),
+                        });
+                    }
+                    new_follow_ups.insert(id);
+                }
+                Target::Comment {
+                    id, field: None, ..
+                } => {
+                    new_comments.insert(id);
+                }
+                _ => {}
+            }
+        }
+
+        let mut check_visits = BTreeSet::new();
+        let mut reviewed = BTreeSet::new();
+        let mut check_follow_ups = BTreeSet::new();
+        let mut check_profile = BTreeSet::new();
+        for t in touched {
+            match classify(t) {
+                Target::Root(key) => {
+                    let creating = self.is_new
+                        && [
+                            SCHEMA, KIND, ID, DISTRICT, STATION, CREATED_BY, CREATED_AT, PROFILE,
+                            VISITS, FOLLOW_UPS,
+                        ]
+                        .contains(&key.as_str());
+                    if creating {
+                        continue;
+                    }
+                    if key == STATION && !t.delete {
+                        if !self.role().is_staff() {
+                            return Err(role_not_allowed(
+                                self.role(),
+                                "move a resident to another station",
+                            ));
+                        }
+                        continue;
+                    }
+                    if key == VISITS {
+                        // Replacing the visits map would drop every visit.
+                        return Err(Violation::Immutable { field: key });
+                    }
+                    return Err(Violation::Immutable { field: key });
+                }
+                Target::Profile(key) => {
+                    let field = ProfileField::from_key(&key)
+                        .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
+                    if field.is_restricted() && !self.role().is_staff() && !self.is_new {
+                        return Err(role_not_allowed(
+                            self.role(),
+                            &format!("edit the restricted field {key}"),
+                        ));
+                    }
+                    check_profile.insert(field);
+                }
+                Target::Visit { id, field: None } => {
+                    check_visits.insert(id);
+                }
+                Target::Visit {
+                    id,
+                    field: Some(field),
+                } => {
+                    let created_now = new_visits.contains(&id);
+                    let v = crate::doc::schema::get_obj(doc, &ROOT, VISITS)
+                        .and_then(|all| get_obj(doc, &all, &id.to_string()))
+                        .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
+                    let owner: Option<UserId> = opt_id(doc, &v, V_VOLUNTEER).ok().flatten();
+                    let own = owner == Some(self.user());
+                    match field.as_str() {
+                        V_VOLUNTEER if !created_now => {
+                            return Err(Violation::Immutable {
+                                field: format!("the volunteer of visit {id}"),
+                            });
+                        }
+                        V_VOLUNTEER => {}
+                        V_REVIEW => {
+                            if !self.role().is_staff() {
+                                return Err(role_not_allowed(self.role(), "review a visit"));
+                            }
+                            reviewed.insert(id);
+                        }
+                        V_TOMBSTONED => {
+                            if !own && !self.role().is_staff() {
+                                return Err(Violation::NotOwner {
+                                    what: format!("visit {id}"),
+                                });
+                            }
+                            let was = self
+                                .scalar_before(&v, V_TOMBSTONED)
+                                .is_some_and(|s| s == automerge::ScalarValue::Boolean(true));
+                            let is = bool_or_false(doc, &v, V_TOMBSTONED).unwrap_or(false);
+                            if was && !is {
+                                return Err(Violation::Immutable {
+                                    field: format!("the tombstone of visit {id}"),
+                                });
+                            }
+                        }
+                        f if VISIT_RECORD_FIELDS.contains(&f) => {
+                            if !own {
+                                return Err(Violation::NotOwner {
+                                    what: format!("visit {id}"),
+                                });
+                            }
+                        }
+                        _ => return Err(Violation::UnknownField { path: t.display() }),
+                    }
+                    check_visits.insert(id);
+                }
+                Target::FollowUp { id, field: None } => {
+                    check_follow_ups.insert(id);
+                }
+                Target::FollowUp {
+                    id,
+                    field: Some(field),
+                } => {
+                    if !new_follow_ups.contains(&id) {
+                        let before = follow_up_before(id)
+                            .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
+                        if FOLLOW_UP_DECISIONS.contains(&field.as_str()) {
+                            let owner: Option<UserId> = self.id_before(&before, F_OWNER);
+                            if !self.role().is_staff() && owner != Some(self.user()) {
+                                return Err(Violation::NotOwner {
+                                    what: format!("the decisions on follow-up {id}"),
+                                });
+                            }
+                        } else {
+                            return Err(Violation::Immutable {
+                                field: format!("{field} of follow-up {id}"),
+                            });
+                        }
+                    }
+                    check_follow_ups.insert(id);
+                }
+                Target::Comment {
+                    follow_up,
+                    id,
+                    field,
+                } => {
+                    let created = new_comments.contains(&id);
+                    if !created || (field.is_none() && t.delete) {
+                        return Err(Violation::Immutable {
+                            field: format!("comment {id}"),
+                        });
+                    }
+                    check_follow_ups.insert(follow_up);
+                }
+                Target::CatalogEntry { .. } | Target::Unknown => {
+                    return Err(Violation::UnknownField { path: t.display() });
+                }
+            }
+        }
+
+        // Nothing ever removes a visit, whatever path the change took.
+        if let Some(all_before) = &visits_before {
+            let all_after = get_obj(doc, &ROOT, VISITS);
+            for key in self.after.keys_at(all_before, self.before) {
+                let still = all_after
+                    .as_ref()
+                    .and_then(|a| get_obj(doc, a, &key))
+                    .is_some();
+                if !still {
+                    let id = key
+                        .parse()
+                        .map_err(|_| invalid("visits", format!("{key:?} is not an id")))?;
+                    return Err(Violation::VisitRemoved(id));
+                }
+            }
+        }
+
+        // Validate everything touched, in the state after the changes.
+        if self.is_new {
+            check_profile.extend(ProfileField::ALL.iter().copied());
+        }
+        let profile =
+            get_obj(doc, &ROOT, PROFILE).ok_or_else(|| invalid("profile", "is missing"))?;
+        for field in check_profile {
+            let value = crate::doc::casefile::profile_field_value(doc, field)
+                .unwrap_or(crate::doc::casefile::FieldValue::Empty);
+            field
+                .validate(&value)
+                .map_err(|r| invalid(field.key(), r))?;
+        }
+        let _ = profile;
+        for id in check_visits {
+            self.validate_visit(id, reviewed.contains(&id), new_visits.contains(&id))?;
+        }
+        for id in check_follow_ups {
+            self.validate_follow_up(id, new_follow_ups.contains(&id))?;
+        }
+        Ok(())
+    }
+
+    fn validate_visit(&self, id: VisitId, reviewed: bool, created: bool) -> Result<(), Violation> {
+        let doc = self.after;
+        let field = format!("visit {id}");
+        let v = get_obj(doc, &ROOT, VISITS)
+            .and_then(|all| get_obj(doc, &all, &id.to_string()))
+            .ok_or_else(|| invalid(&field, "is missing"))?;
+        let visit = read_visit(doc, id, &v).map_err(|e| invalid(&field, e.to_string()))?;
+        if created && visit.volunteer != self.user() {
+            return Err(Violation::NotOwner {
+                what: format!("{field}: visits are logged under one's own id"),
+            });
+        }
+        let r = &visit.record;
+        if created {
+            check_time("started_at", r.started_at, self.editor.now)?;
+        }
+        if r.ended_at < r.started_at {
+            return Err(invalid("ended_at", "is before started_at"));
+        }
+        if r.ended_at - r.started_at > limits::MAX_VISIT_MS {
+            return Err(invalid("ended_at", "makes the visit longer than 12 hours"));
+        }
+        if r.services.len() > limits::LIST_ITEMS {
+            return Err(invalid(
+                "services",
+                format!("lists more than {}", limits::LIST_ITEMS),
+            ));
+        }
+        if r.hazards.len() > limits::LIST_ITEMS {
+            return Err(invalid(
+                "hazards",
+                format!("lists more than {}", limits::LIST_ITEMS),
+            ));
+        }
+        len("notes", &r.notes, limits::LONG_TEXT)?;
+        len("remarks", &r.condition.remarks, limits::LONG_TEXT)?;
+        for h in &r.hazards {
+            len("hazard note", &h.note, limits::LONG_TEXT)?;
+        }
+        let c = &r.condition;
+        for (name, value, range) in [
+            ("systolic", c.systolic, 40..=300),
+            ("diastolic", c.diastolic, 20..=200),
+            ("blood_sugar_dmmol", c.blood_sugar_dmmol, 5..=500),
+        ] {
+            if let Some(n) = value
+                && !range.contains(&n)
+            {
+                return Err(invalid(name, format!("{n} is out of range")));
+            }
+        }
+        if reviewed {
+            let review = visit
+                .review
+                .as_ref()
+                .ok_or_else(|| invalid("review", "is incomplete"))?;
+            if review.reviewer != self.user() {
+                return Err(invalid("reviewer", "must be the reviewing user"));
+            }
+            check_time("review time", review.at, self.editor.now)?;
+            len("review comment", &review.comment, limits::LONG_TEXT)?;
+        }
+        Ok(())
+    }
+
+    fn validate_follow_up(&self, id: FollowUpId, created: bool) -> Result<(), Violation> {
+        let doc = self.after;
+        let field = format!("follow-up {id}");
+        let f = get_obj(doc, &ROOT, FOLLOW_UPS)
+            .and_then(|all| get_obj(doc, &all, &id.to_string()))
+            .ok_or_else(|| invalid(&field, "is missing"))?;
+        let ticket = read_follow_up(doc, id, &f).map_err(|e| invalid(&field, e.to_string()))?;
+        if created && ticket.opened_by != self.user() {
+            return Err(invalid("opened_by", "must be the opening user"));
+        }
+        if ticket.title.trim().is_empty() {
+            return Err(invalid("title", "must not be empty"));
+        }
+        len("title", &ticket.title, limits::SHORT_TEXT)?;
+        len("resolution", &ticket.resolution, limits::LONG_TEXT)?;
+        if let Some(d) = ticket.deadline
+            && d < limits::EARLIEST
+        {
+            return Err(invalid("deadline", "is before 2020"));
+        }
+        if let Some(v) = ticket.visit {
+            let exists = get_obj(doc, &ROOT, VISITS)
+                .and_then(|all| get_obj(doc, &all, &v.to_string()))
+                .is_some();
+            if !exists {
+                return Err(invalid(
+                    "visit",
+                    format!("{v} is not a visit of this resident"),
+                ));
+            }
+        }
+        for c in &ticket.comments {
+            if c.text.trim().is_empty() {
+                return Err(invalid("comment", "must not be empty"));
+            }
+            len("comment", &c.text, limits::LONG_TEXT)?;
+        }
+        // Comments this batch added must be the acting user's own.
+        let comments_before = self
+            .obj_before(&ROOT, FOLLOW_UPS)
+            .and_then(|all| self.obj_before(&all, &id.to_string()))
+            .and_then(|t| self.obj_before(&t, F_COMMENTS));
+        for c in &ticket.comments {
+            let existed = comments_before
+                .as_ref()
+                .is_some_and(|all| self.obj_before(all, &c.id.to_string()).is_some());
+            if !existed && c.author != self.user() {
+                return Err(invalid("comment author", "must be the commenting user"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_catalog(
+        &self,
+        district: uuid::Uuid,
+        touched: &[crate::doc::paths::Touch],
+    ) -> Result<(), Violation> {
+        if !matches!(self.role(), Role::Coordinator | Role::Admin) {
+            return Err(role_not_allowed(self.role(), "edit the catalog"));
+        }
+        if self.editor.principal.scope.district().0 != district {
+            return Err(Violation::OutOfScope);
+        }
+        let doc = self.after;
+        let mut entries = BTreeSet::new();
+        for t in touched {
+            match classify(t) {
+                Target::Root(key) => {
+                    let creating = self.is_new
+                        && ([SCHEMA, KIND, ID, DISTRICT].contains(&key.as_str())
+                            || CatalogKind::from_code(&key).is_some());
+                    if !creating {
+                        return Err(Violation::Immutable { field: key });
+                    }
+                }
+                Target::CatalogEntry { kind, id, field } => {
+                    if t.delete && field.is_none() {
+                        return Err(Violation::Immutable {
+                            field: format!("{kind} entry {id} (archive it instead)"),
+                        });
+                    }
+                    if let Some(f) = &field
+                        && ![E_NAME, E_NAME_EN, E_PARENT, E_ARCHIVED].contains(&f.as_str())
+                    {
+                        return Err(Violation::UnknownField { path: t.display() });
+                    }
+                    entries.insert((kind, id));
+                }
+                _ => return Err(Violation::UnknownField { path: t.display() }),
+            }
+        }
+        for (kind, id) in entries {
+            let list = get_obj(doc, &ROOT, kind.code())
+                .ok_or_else(|| invalid(kind.code(), "is missing"))?;
+            let entry = crate::doc::catalog::read_entry::<_, uuid::Uuid>(doc, &list, id)
+                .map_err(|e| invalid(kind.code(), e.to_string()))?
+                .ok_or_else(|| invalid(kind.code(), format!("entry {id} is missing")))?;
+            if entry.name.trim().is_empty() {
+                return Err(invalid("name", "must not be empty"));
+            }
+            len("name", &entry.name, limits::SHORT_TEXT)?;
+            len("name_en", &entry.name_en, limits::SHORT_TEXT)?;
+        }
+        Ok(())
+    }
+}
