@@ -227,6 +227,7 @@ impl<S: ReplicaStore> Replica<S> {
                 .map_err(ReplicaError::Store)?;
             report.receipted.push(receipt.doc);
         }
+        let mut reset = false;
         for rejection in &response.rejections {
             report.rejections.push(rejection.clone());
             if rejection.code != super::server::codes::BUSY {
@@ -236,6 +237,7 @@ impl<S: ReplicaStore> Replica<S> {
                 self.store
                     .purge(rejection.doc)
                     .map_err(ReplicaError::Store)?;
+                reset = true;
             }
         }
         for delivery in &response.docs {
@@ -248,8 +250,11 @@ impl<S: ReplicaStore> Replica<S> {
         for message in &response.fallback {
             self.take_fallback(message, &mut report)?;
         }
+        // After a reset, tell the server at once what we hold so it sends the
+        // document again, and have the app sync again.
+        report.more |= reset;
         self.store
-            .set_need_held(response.need_held)
+            .set_need_held(response.need_held || reset)
             .map_err(ReplicaError::Store)?;
         let cursor = self.store.cursor().map_err(ReplicaError::Store)?;
         if response.cursor > cursor {

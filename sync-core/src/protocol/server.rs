@@ -427,14 +427,23 @@ impl<S: ServerStore> Step<'_, S> {
                     )
                     .await;
             }
-            // Changes whose dependencies are still missing wait in Automerge's queue and
-            // are never stored (nor checked): the next round brings what they need.
+            // Keep only what this device wrote and can be applied now. A phone under
+            // repair may hold other devices' changes that we lost (a restored backup):
+            // those come back from their own devices; changes whose dependencies are
+            // still missing wait in the phone's next round. Nothing unchecked is stored.
             let mut before = before;
-            if !doc.get_missing_deps(&[]).is_empty() {
-                let applied = doc.get_changes(&before);
+            let received = doc.get_changes(&before);
+            let foreign = received
+                .iter()
+                .any(|c| !self.auth.actors.contains(c.actor_id()));
+            if foreign || !doc.get_missing_deps(&[]).is_empty() {
+                let own: Vec<Change> = received
+                    .into_iter()
+                    .filter(|c| self.auth.actors.contains(c.actor_id()))
+                    .collect();
                 doc = self.load(id).await?;
                 before = doc.get_heads();
-                if let Err(e) = doc.apply_changes(applied) {
+                if let Err(e) = doc.apply_changes(own) {
                     return self
                         .reject(
                             id,
@@ -443,6 +452,21 @@ impl<S: ServerStore> Step<'_, S> {
                             raw,
                         )
                         .await;
+                }
+                if !doc.get_missing_deps(&[]).is_empty() {
+                    let applied = doc.get_changes(&before);
+                    doc = self.load(id).await?;
+                    before = doc.get_heads();
+                    if let Err(e) = doc.apply_changes(applied) {
+                        return self
+                            .reject(
+                                id,
+                                codes::MALFORMED,
+                                format!("the changes do not apply: {e}"),
+                                raw,
+                            )
+                            .await;
+                    }
                 }
             }
             let stored = self.check_and_store(id, &doc, &before, false).await?;
@@ -480,6 +504,9 @@ impl<S: ServerStore> Step<'_, S> {
 
         // Read the head first: entries committed after it are left for the next sync.
         let head = self.store.feed_head().await?;
+        // A cursor beyond the head means the feed went back (the server was restored
+        // from a backup): start the phone's feed again from the beginning.
+        let cursor = if cursor > head { 0 } else { cursor };
         let mut size = 0usize;
         let mut full = false;
 

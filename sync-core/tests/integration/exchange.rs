@@ -63,3 +63,190 @@ fn visits_from_two_phones_and_a_review_converge() {
     }
     assert!(server.quarantined().is_empty());
 }
+
+/// Staff registers `residents` at station A and a coordinator publishes the catalog.
+fn seeded(residents: &[sync_core::ids::ResidentId]) -> MemoryServerStore {
+    let server = MemoryServerStore::new();
+    let mut coord = Phone::new(9, coordinator());
+    coord.replica.save_catalog(&new_catalog(actor(9))).unwrap();
+    coord.sync(&server);
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    for r in residents {
+        let file = new_case_file(staff_phone.principal(), actor(1), *r, STATION_A);
+        staff_phone.replica.save_case_file(&file).unwrap();
+    }
+    staff_phone.sync(&server);
+    server
+}
+
+#[test]
+fn a_reassigned_resident_is_purged_and_its_unsynced_visit_quarantined() {
+    let (r1, r2) = (resident(1), resident(2));
+    let server = seeded(&[r1, r2]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r1, r2]));
+    v.sync(&server);
+    assert_eq!(v.replica.doc_ids().unwrap().len(), 3);
+
+    // Offline, the volunteer logs a visit to r1; meanwhile r1 is reassigned away.
+    let visit = sync_core::ids::VisitId(uuid(0xF1));
+    v.edit(r1, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    v.auth.principal = volunteer(VOLUNTEER_1, &[r2]);
+    let report = v.sync_once(&server);
+
+    assert_eq!(report.purged, vec![r1.into()]);
+    assert_eq!(report.rejections.len(), 1);
+    assert_eq!(report.rejections[0].code, "out_of_scope");
+    assert!(v.replica.case_file(r1.into()).unwrap().is_none());
+    assert!(v.replica.case_file(r2.into()).unwrap().is_some());
+    // The visit is not lost: it waits in quarantine for an administrator.
+    let q = server.quarantined();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].doc, q[0].code.as_str()), (r1.into(), "out_of_scope"));
+}
+
+#[test]
+fn a_lost_response_is_recovered_through_the_held_list() {
+    let r1 = resident(1);
+    let server = seeded(&[r1]);
+    let r2 = resident(2);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r1, r2]));
+    v.sync(&server);
+
+    // r2 is registered; the volunteer's next response (which carried it) is lost.
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    staff_phone.sync(&server);
+    let file = new_case_file(staff_phone.principal(), actor(1), r2, STATION_A);
+    staff_phone.replica.save_case_file(&file).unwrap();
+    staff_phone.sync(&server);
+    let request = v.replica.prepare().unwrap();
+    let lost = pollster::block_on(sync_core::protocol::server::handle_sync(
+        &server,
+        &v.auth,
+        &request,
+        NOW,
+        sync_core::protocol::server::Limits::default(),
+    ))
+    .unwrap();
+    assert_eq!(lost.docs.len(), 1, "the lost response carried r2");
+
+    // The server's record now says the phone holds r2; the phone's digest says not.
+    let first = v.sync_once(&server);
+    assert!(first.receipted.is_empty() && first.received_changes == 0);
+    assert!(v.replica.store().need_held_flag());
+    v.sync(&server);
+    assert_eq!(v.hydrate(r2).id, r2);
+    assert!(!v.replica.store().need_held_flag());
+}
+
+#[test]
+fn a_server_restored_from_backup_is_repaired_by_the_phones() {
+    use sync_core::protocol::server::place_of;
+    use sync_core::protocol::store::ServerStore;
+    let r = resident(1);
+    let live = seeded(&[r]);
+    let mut v1 = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    let mut v2 = Phone::new(3, volunteer(VOLUNTEER_2, &[r]));
+    v1.sync(&live);
+    v2.sync(&live);
+
+    // Back up the server now.
+    let backup = MemoryServerStore::new();
+    for id in live.doc_ids() {
+        let doc = pollster::block_on(live.load(id)).unwrap().unwrap();
+        backup.put_doc(id, place_of(&doc).unwrap(), doc.save());
+    }
+
+    // After the backup: v1 logs X and gets a receipt; v2 receives X.
+    let x = sync_core::ids::VisitId(uuid(0xF1));
+    v1.edit(r, |f, e| {
+        f.log_visit(e, x, &record(NOW - 5 * HOUR)).unwrap();
+    });
+    v1.sync(&live);
+    v2.sync(&live);
+    assert_eq!(v2.hydrate(r).visits.len(), 1);
+
+    // The server is restored from the backup: X is gone from it. v2 logs Y, which
+    // depends on X; v1 logs Z.
+    let restored = backup;
+    let y = sync_core::ids::VisitId(uuid(0xF2));
+    let z = sync_core::ids::VisitId(uuid(0xF3));
+    v2.edit(r, |f, e| {
+        f.log_visit(e, y, &record(NOW - 4 * HOUR)).unwrap();
+    });
+    v1.edit(r, |f, e| {
+        f.log_visit(e, z, &record(NOW - 3 * HOUR)).unwrap();
+    });
+
+    // v2 cannot hand over X (it is v1's): Y waits, nothing is rejected or lost.
+    // (its repair stays open until then, so sync a few single rounds)
+    let reports: Vec<_> = (0..3).map(|_| v2.sync_once(&restored)).collect();
+    assert!(
+        reports.iter().all(|r| r.rejections.is_empty()),
+        "{reports:#?}"
+    );
+    assert!(
+        reports.iter().all(|r| !r.repairing.is_empty()),
+        "{reports:#?}"
+    );
+    assert_eq!(v2.replica.pending_changes().unwrap(), 1);
+
+    // v1 repairs the server with X and Z; then v2's Y goes through.
+    let reports = v1.sync(&restored);
+    assert!(
+        reports.iter().any(|r| !r.repairing.is_empty()),
+        "v1 went through repair: {reports:#?}"
+    );
+    v2.sync(&restored);
+    v1.sync(&restored);
+    let stored = sync_core::doc::casefile::CaseFile::from_doc(
+        pollster::block_on(restored.load(r.into()))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap()
+    .hydrate()
+    .unwrap();
+    let ids: Vec<_> = stored.visits.iter().map(|v| v.id).collect();
+    assert_eq!(ids, vec![x, y, z]);
+    assert_eq!(v1.hydrate(r), stored);
+    assert_eq!(v2.hydrate(r), stored);
+    assert_eq!(
+        v1.replica.pending_changes().unwrap() + v2.replica.pending_changes().unwrap(),
+        0
+    );
+    assert!(restored.quarantined().is_empty());
+}
+
+#[test]
+fn a_rejected_upload_resets_the_phone_to_the_servers_copy() {
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut phone = Phone::new(5, staff(STAFF_B, STATION_A));
+    phone.sync(&server);
+    // Edited while still staff; synced after being made a volunteer.
+    phone.edit(r, |f, e| {
+        f.update_profile(e, ProfileField::RiskLevel, &FieldValue::Text("high".into()))
+            .unwrap();
+    });
+    phone.auth.principal = volunteer(STAFF_B, &[r]);
+    let reports = phone.sync(&server);
+    assert_eq!(reports[0].rejections[0].code, "role_not_allowed");
+    let stored = sync_core::doc::casefile::CaseFile::from_doc(
+        pollster::block_on(sync_core::protocol::store::ServerStore::load(
+            &server,
+            r.into(),
+        ))
+        .unwrap()
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(phone.hydrate(r), stored.hydrate().unwrap());
+    assert_eq!(
+        phone.hydrate(r).profile.risk_level,
+        Some(sync_core::model::RiskLevel::Medium)
+    );
+    assert_eq!(server.quarantined().len(), 1);
+}

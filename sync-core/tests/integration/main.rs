@@ -2,4 +2,8 @@
 
 mod support;
 
+mod casefile;
+mod convergence;
+mod envelope;
 mod exchange;
+mod rules;
