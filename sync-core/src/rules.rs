@@ -137,11 +137,13 @@ pub fn check(
     let header = header(after)
         .map_err(|e| invalid("document", e.to_string()))?
         .ok_or_else(|| invalid("document", "is not a Linli document (no kind)"))?;
-    if header.schema != CURRENT_SCHEMA {
+    // Older documents are fine to write to (readers understand every older layout and
+    // the server migrates them); a newer one this build cannot validate.
+    if header.schema > CURRENT_SCHEMA {
         return Err(invalid(
             "schema",
             format!(
-                "{} is not the current version {CURRENT_SCHEMA}",
+                "{} is newer than this build's {CURRENT_SCHEMA}; update the app",
                 header.schema
             ),
         ));

@@ -516,9 +516,10 @@ impl<S: ServerStore> Step<'_, S> {
                 self.response.more = true;
                 break;
             }
-            let Some(loaded) = self.store.load(doc).await? else {
+            let loaded = self.load(doc).await?;
+            if loaded.is_empty() {
                 continue;
-            };
+            }
             let snapshot = loaded.save();
             size += snapshot.len();
             self.response.docs.push(DocDelivery {
