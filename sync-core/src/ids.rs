@@ -138,3 +138,20 @@ impl From<DistrictId> for DocId {
 
 /// Milliseconds since the Unix epoch, UTC. Always supplied by the host.
 pub type Timestamp = i64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v7_ids_sort_by_time_and_parse_back() {
+        let a = VisitId::new_v7(1_763_942_400_000, [1; 10]);
+        let b = VisitId::new_v7(1_763_942_400_001, [0; 10]);
+        assert!(a < b);
+        assert_eq!(a.0.get_version_num(), 7);
+        assert_eq!(a.to_string().parse::<VisitId>().ok(), Some(a));
+        assert!("not-a-uuid".parse::<VisitId>().is_err());
+        // A negative clock (a broken device) still gives an id, at the epoch.
+        assert_eq!(VisitId::new_v7(-5, [0; 10]).0.get_version_num(), 7);
+    }
+}

@@ -398,3 +398,70 @@ code_enum!(
         HazardType = "hazard_types",
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_are_refused() {
+        for r in Role::ALL {
+            assert_eq!(Role::from_code(r.code()), Some(*r));
+        }
+        for s in ReviewStatus::ALL {
+            assert_eq!(ReviewStatus::from_code(s.code()), Some(*s));
+        }
+        assert_eq!(Severity::from_code("catastrophic"), None);
+        assert!(!Role::Volunteer.is_staff() && Role::StationStaff.is_staff());
+    }
+
+    #[test]
+    fn scopes_cover_what_they_name_within_their_district() {
+        let d = DistrictId(Uuid::from_u128(1));
+        let other = DistrictId(Uuid::from_u128(2));
+        let (s1, s2) = (
+            StationId(Uuid::from_u128(10)),
+            StationId(Uuid::from_u128(11)),
+        );
+        let (r1, r2) = (
+            ResidentId(Uuid::from_u128(20)),
+            ResidentId(Uuid::from_u128(21)),
+        );
+        let volunteer = Scope::Residents {
+            district: d,
+            residents: BTreeSet::from([r1]),
+        };
+        assert!(volunteer.covers(r1, d, s2));
+        assert!(!volunteer.covers(r2, d, s1));
+        assert!(!volunteer.covers(r1, other, s1));
+        let staff = Scope::Stations {
+            district: d,
+            stations: BTreeSet::from([s1]),
+        };
+        assert!(staff.covers(r2, d, s1) && !staff.covers(r2, d, s2));
+        assert!(Scope::District(d).covers(r2, d, s2) && !Scope::District(d).covers(r2, other, s2));
+    }
+
+    #[test]
+    fn a_follow_up_is_overdue_only_while_open_and_past_its_deadline() {
+        let u = UserId(Uuid::from_u128(1));
+        let mut f = FollowUp {
+            id: FollowUpId(Uuid::from_u128(2)),
+            visit: None,
+            title: "t".into(),
+            opened_by: u,
+            opened_at: 0,
+            owner: None,
+            deadline: Some(100),
+            status: FollowUpStatus::Open,
+            closed_by: None,
+            closed_at: None,
+            resolution: String::new(),
+            comments: vec![],
+        };
+        assert!(!f.is_overdue(100) && f.is_overdue(101));
+        f.status = FollowUpStatus::Closed;
+        assert!(!f.is_overdue(101));
+    }
+}

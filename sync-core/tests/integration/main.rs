@@ -1,5 +1,8 @@
 //! sync-core's integration tests: one binary, one module per concern.
 
+// In tests an unwrap is an assertion: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod casefile;
