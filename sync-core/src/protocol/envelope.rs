@@ -169,6 +169,9 @@ pub struct Rejection {
     pub code: String,
     /// A sentence for people.
     pub message: String,
+    /// The refused upload's heads (empty for a refused repair message), so the phone
+    /// knows whether it has written anything since.
+    pub heads: Vec<Hash>,
 }
 
 /// What the phone lacks of one document.

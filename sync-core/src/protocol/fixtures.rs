@@ -46,6 +46,7 @@ pub fn response_v1() -> SyncResponse {
             doc: doc(3),
             code: "role_not_allowed".into(),
             message: "a volunteer may not review a visit".into(),
+            heads: vec![hash(0xBB)],
         }],
         docs: vec![
             DocDelivery {

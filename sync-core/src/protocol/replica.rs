@@ -228,22 +228,37 @@ impl<S: ReplicaStore> Replica<S> {
             report.receipted.push(receipt.doc);
         }
         let mut reset = false;
+        let mut settled = BTreeSet::new();
         for rejection in &response.rejections {
             report.rejections.push(rejection.clone());
-            if rejection.code != super::server::codes::BUSY {
-                // Our copy holds changes the server will never accept, and every later
-                // change would build on them. Start again from the server's copy; the
-                // refused changes are kept in the server's quarantine.
-                self.store
-                    .purge(rejection.doc)
-                    .map_err(ReplicaError::Store)?;
-                reset = true;
+            if rejection.code == super::server::codes::BUSY {
+                continue;
             }
+            // Our copy holds changes the server will never accept, and every later
+            // change builds on them: start again from the server's copy (the refused
+            // changes are in its quarantine). Unless we wrote more since the refused
+            // upload: then keep everything, so the next sync hands that over too.
+            if self.written_since(rejection.doc, &rejection.heads)? {
+                report.more = true;
+                continue;
+            }
+            self.store
+                .purge(rejection.doc)
+                .map_err(ReplicaError::Store)?;
+            settled.insert(rejection.doc);
+            reset = true;
         }
         for delivery in &response.docs {
             report.received_changes += self.take_delivery(delivery, &mut report)?;
         }
         for id in &response.purge {
+            // Never drop what was never handed over: a visit logged while this sync
+            // was under way is uploaded (and quarantined) first, then purged.
+            let unsent = !settled.contains(id) && self.state(*id)?.pending;
+            if unsent {
+                report.more = true;
+                continue;
+            }
             self.store.purge(*id).map_err(ReplicaError::Store)?;
             report.purged.push(*id);
         }
@@ -263,6 +278,21 @@ impl<S: ReplicaStore> Replica<S> {
                 .map_err(ReplicaError::Store)?;
         }
         Ok(report)
+    }
+
+    /// Whether the document has changes beyond `heads` (which the server refused).
+    fn written_since(&self, doc: DocId, heads: &[Hash]) -> R<bool, S::Error> {
+        if heads.is_empty() {
+            return Ok(false);
+        }
+        let Some(d) = self.load(doc)? else {
+            return Ok(false);
+        };
+        let mut ours = d.get_heads();
+        let mut refused = to_change_hashes(heads);
+        ours.sort();
+        refused.sort();
+        Ok(ours != refused)
     }
 
     fn take_delivery(

@@ -102,6 +102,7 @@ pub async fn handle_sync<S: ServerStore>(
         response: SyncResponse::default(),
         uploaded: BTreeMap::new(),
         accepted: BTreeSet::new(),
+        rejected_heads: BTreeMap::new(),
     };
 
     let recorded = store.device_docs(auth.device).await?;
@@ -140,6 +141,8 @@ struct Step<'a, S> {
     uploaded: BTreeMap<DocId, BTreeSet<ChangeHash>>,
     /// Documents with accepted uploads.
     accepted: BTreeSet<DocId>,
+    /// The heads of the upload being checked, echoed if it is refused.
+    rejected_heads: BTreeMap<DocId, Vec<Hash>>,
 }
 
 enum Checked {
@@ -164,6 +167,7 @@ impl<S: ServerStore> Step<'_, S> {
         reason: String,
         bytes: Vec<Vec<u8>>,
     ) -> Result<(), S::Error> {
+        let heads = self.rejected_heads.remove(&doc).unwrap_or_default();
         if code != codes::BUSY {
             self.store
                 .quarantine(Quarantined {
@@ -181,6 +185,7 @@ impl<S: ServerStore> Step<'_, S> {
             doc,
             code: code.to_owned(),
             message: reason,
+            heads,
         });
         Ok(())
     }
@@ -313,6 +318,7 @@ impl<S: ServerStore> Step<'_, S> {
 
     async fn upload(&mut self, upload: &DocUpload) -> Result<(), S::Error> {
         let id = upload.doc;
+        self.rejected_heads.insert(id, upload.heads.clone());
         let raw: Vec<Vec<u8>> = upload.changes.iter().map(|b| b.0.clone()).collect();
         let mut changes = Vec::with_capacity(raw.len());
         for bytes in &raw {
@@ -363,6 +369,7 @@ impl<S: ServerStore> Step<'_, S> {
                         .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
                         .copied()
                         .collect();
+                    self.rejected_heads.remove(&id);
                     self.response.receipts.push(Receipt { doc: id, heads });
                     self.accepted.insert(id);
                     return Ok(());

@@ -133,8 +133,18 @@ fn request() -> impl Strategy<Value = SyncRequest> {
 fn response() -> impl Strategy<Value = SyncResponse> {
     let receipt = (doc_id(), proptest::collection::vec(hash(), 0..3))
         .prop_map(|(doc, heads)| Receipt { doc, heads });
-    let rejection = (doc_id(), "[a-z_]{0,20}", "\\PC{0,40}")
-        .prop_map(|(doc, code, message)| Rejection { doc, code, message });
+    let rejection = (
+        doc_id(),
+        "[a-z_]{0,20}",
+        "\\PC{0,40}",
+        proptest::collection::vec(hash(), 0..2),
+    )
+        .prop_map(|(doc, code, message, heads)| Rejection {
+            doc,
+            code,
+            message,
+            heads,
+        });
     let delivery = (
         doc_id(),
         proptest::option::of(bytes()),

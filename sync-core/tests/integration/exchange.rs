@@ -250,3 +250,83 @@ fn a_rejected_upload_resets_the_phone_to_the_servers_copy() {
     );
     assert_eq!(server.quarantined().len(), 1);
 }
+
+#[test]
+fn a_visit_logged_during_a_sync_that_purges_its_resident_is_not_lost() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    // The resident is reassigned away; the phone's sync is under way when the
+    // volunteer saves a visit; then the response (purge r) arrives.
+    let request = v.replica.prepare().unwrap();
+    let visit = sync_core::ids::VisitId(uuid(0xF1));
+    v.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    v.auth.principal = volunteer(VOLUNTEER_1, &[]);
+    let response = pollster::block_on(sync_core::protocol::server::handle_sync(
+        &server,
+        &v.auth,
+        &request,
+        NOW,
+        sync_core::protocol::server::Limits::default(),
+    ))
+    .unwrap();
+    assert_eq!(response.purge, vec![r.into()]);
+    let report = v.replica.apply(&response).unwrap();
+    assert!(
+        report.purged.is_empty() && report.more,
+        "kept until handed over: {report:?}"
+    );
+    assert!(v.replica.case_file(r.into()).unwrap().is_some());
+
+    // The next sync hands the visit over (into quarantine: out of scope), then purges.
+    v.sync(&server);
+    assert!(v.replica.case_file(r.into()).unwrap().is_none());
+    let q = server.quarantined();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].code, "out_of_scope");
+}
+
+#[test]
+fn a_refused_upload_with_later_local_writes_is_kept_and_handed_over_whole() {
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut phone = Phone::new(5, staff(STAFF_B, STATION_A));
+    phone.sync(&server);
+    phone.edit(r, |f, e| {
+        f.update_profile(e, ProfileField::RiskLevel, &FieldValue::Text("high".into()))
+            .unwrap();
+    });
+    phone.auth.principal = volunteer(STAFF_B, &[r]);
+    let request = phone.replica.prepare().unwrap();
+    // Written while the refused upload was in flight.
+    phone.edit(r, |f, e| {
+        f.update_profile(e, ProfileField::Needs, &FieldValue::Text("助听器".into()))
+            .unwrap();
+    });
+    let response = pollster::block_on(sync_core::protocol::server::handle_sync(
+        &server,
+        &phone.auth,
+        &request,
+        NOW,
+        sync_core::protocol::server::Limits::default(),
+    ))
+    .unwrap();
+    assert_eq!(response.rejections[0].code, "role_not_allowed");
+    let report = phone.replica.apply(&response).unwrap();
+    assert!(report.more);
+    assert_eq!(
+        phone.hydrate(r).profile.needs,
+        "助听器",
+        "the later write is kept"
+    );
+    // Next sync: the whole batch (both writes) goes to quarantine, then the reset.
+    phone.sync(&server);
+    let q = server.quarantined();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[1].bytes.len(), 2, "both changes are in quarantine");
+    assert_eq!(phone.hydrate(r).profile.needs, "行动不便");
+}
