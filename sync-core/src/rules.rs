@@ -280,8 +280,19 @@ impl Ctx<'_> {
                     new_follow_ups.insert(id);
                 }
                 Target::Comment {
-                    id, field: None, ..
+                    follow_up,
+                    id,
+                    field: None,
                 } => {
+                    let existed = follow_up_before(follow_up)
+                        .and_then(|t| self.obj_before(&t, F_COMMENTS))
+                        .and_then(|all| self.obj_before(&all, &id.to_string()))
+                        .is_some();
+                    if t.delete || existed {
+                        return Err(Violation::Immutable {
+                            field: format!("comment {id}"),
+                        });
+                    }
                     new_comments.insert(id);
                 }
                 _ => {}
@@ -292,8 +303,20 @@ impl Ctx<'_> {
         let mut reviewed = BTreeSet::new();
         let mut check_follow_ups = BTreeSet::new();
         let mut check_profile = BTreeSet::new();
+        let mut restarted = BTreeSet::new();
+        let mut closed = BTreeSet::new();
         for t in touched {
-            match classify(t) {
+            let target = classify(t);
+            if matches!(
+                target,
+                Target::Profile(_)
+                    | Target::Visit { .. }
+                    | Target::FollowUp { .. }
+                    | Target::Comment { .. }
+            ) {
+                check_shape(t)?;
+            }
+            match target {
                 Target::Root(key) => {
                     let creating = self.is_new
                         && [
@@ -373,6 +396,9 @@ impl Ctx<'_> {
                             }
                         }
                         f if VISIT_RECORD_FIELDS.contains(&f) => {
+                            if f == V_STARTED {
+                                restarted.insert(id);
+                            }
                             if !own {
                                 return Err(Violation::NotOwner {
                                     what: format!("visit {id}"),
@@ -390,6 +416,9 @@ impl Ctx<'_> {
                     id,
                     field: Some(field),
                 } => {
+                    if field == F_CLOSED_AT || field == F_CLOSED_BY {
+                        closed.insert(id);
+                    }
                     if !new_follow_ups.contains(&id) {
                         let before = follow_up_before(id)
                             .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
@@ -459,15 +488,27 @@ impl Ctx<'_> {
         }
         let _ = profile;
         for id in check_visits {
-            self.validate_visit(id, reviewed.contains(&id), new_visits.contains(&id))?;
+            let created = new_visits.contains(&id);
+            self.validate_visit(
+                id,
+                reviewed.contains(&id),
+                created || restarted.contains(&id),
+                created,
+            )?;
         }
         for id in check_follow_ups {
-            self.validate_follow_up(id, new_follow_ups.contains(&id))?;
+            self.validate_follow_up(id, new_follow_ups.contains(&id), closed.contains(&id))?;
         }
         Ok(())
     }
 
-    fn validate_visit(&self, id: VisitId, reviewed: bool, created: bool) -> Result<(), Violation> {
+    fn validate_visit(
+        &self,
+        id: VisitId,
+        reviewed: bool,
+        start_written: bool,
+        created: bool,
+    ) -> Result<(), Violation> {
         let doc = self.after;
         let field = format!("visit {id}");
         let v = get_obj(doc, &ROOT, VISITS)
@@ -480,7 +521,7 @@ impl Ctx<'_> {
             });
         }
         let r = &visit.record;
-        if created {
+        if start_written {
             check_time("started_at", r.started_at, self.editor.now)?;
         }
         if r.ended_at < r.started_at {
@@ -532,7 +573,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn validate_follow_up(&self, id: FollowUpId, created: bool) -> Result<(), Violation> {
+    fn validate_follow_up(
+        &self,
+        id: FollowUpId,
+        created: bool,
+        closed: bool,
+    ) -> Result<(), Violation> {
         let doc = self.after;
         let field = format!("follow-up {id}");
         let f = get_obj(doc, &ROOT, FOLLOW_UPS)
@@ -541,6 +587,17 @@ impl Ctx<'_> {
         let ticket = read_follow_up(doc, id, &f).map_err(|e| invalid(&field, e.to_string()))?;
         if created && ticket.opened_by != self.user() {
             return Err(invalid("opened_by", "must be the opening user"));
+        }
+        if created {
+            check_time("opened_at", ticket.opened_at, self.editor.now)?;
+        }
+        if closed {
+            if ticket.closed_by.is_some_and(|u| u != self.user()) {
+                return Err(invalid("closed_by", "must be the closing user"));
+            }
+            if let Some(at) = ticket.closed_at {
+                check_time("closed_at", at, self.editor.now)?;
+            }
         }
         if ticket.title.trim().is_empty() {
             return Err(invalid("title", "must not be empty"));
@@ -580,6 +637,9 @@ impl Ctx<'_> {
                 .is_some_and(|all| self.obj_before(all, &c.id.to_string()).is_some());
             if !existed && c.author != self.user() {
                 return Err(invalid("comment author", "must be the commenting user"));
+            }
+            if !existed {
+                check_time("comment time", c.at, self.editor.now)?;
             }
         }
         Ok(())
@@ -637,5 +697,76 @@ impl Ctx<'_> {
             len("name_en", &entry.name_en, limits::SHORT_TEXT)?;
         }
         Ok(())
+    }
+}
+
+/// Checks that a write below the profile, a visit, a ticket or a comment lands on a
+/// known key, and creates objects exactly where the schema has them.
+fn check_shape(t: &crate::doc::paths::Touch) -> Result<(), Violation> {
+    use crate::doc::paths::Seg::{self, Index, Key};
+    const CONDITION: &[&str] = &[C_WELLBEING, C_SYSTOLIC, C_DIASTOLIC, C_SUGAR, C_REMARKS];
+    const HAZARD: &[&str] = &[H_TYPE, H_SEVERITY, H_FIXED, H_NOTE];
+    const REVIEW: &[&str] = &[R_STATUS, R_REVIEWER, R_COMMENT, R_AT];
+    const VISIT_SCALARS: &[&str] = &[
+        V_VOLUNTEER,
+        V_PROJECT,
+        V_UNIT,
+        V_STARTED,
+        V_ENDED,
+        V_NOTES,
+        V_FOLLOW_UP,
+        V_TOMBSTONED,
+    ];
+    const TICKET_SCALARS: &[&str] = &[
+        F_VISIT,
+        F_TITLE,
+        F_OPENED_BY,
+        F_OPENED_AT,
+        F_OWNER,
+        F_DEADLINE,
+        F_STATUS,
+        F_CLOSED_BY,
+        F_CLOSED_AT,
+        F_RESOLUTION,
+    ];
+    const COMMENT: &[&str] = &[M_AUTHOR, M_AT, M_TEXT];
+    let is = |s: &Seg, keys: &[&str]| matches!(s, Key(k) if keys.contains(&k.as_str()));
+    let key = |s: &Seg, k: &str| matches!(s, Key(x) if x == k);
+    let p = &t.path;
+    // Some(true): an object belongs here; Some(false): a scalar; None: nothing does.
+    let object = match p.as_slice() {
+        [Key(_), _] if key(&p[0], PROFILE) => Some(false),
+        [root, _] if key(root, VISITS) || key(root, FOLLOW_UPS) => Some(true),
+        [root, _, f] if key(root, VISITS) => match f {
+            Key(k) if [V_CONDITION, V_SERVICES, V_HAZARDS, V_REVIEW].contains(&k.as_str()) => {
+                Some(true)
+            }
+            _ if is(f, VISIT_SCALARS) => Some(false),
+            _ => None,
+        },
+        [root, _, f, k] if key(root, VISITS) && key(f, V_CONDITION) && is(k, CONDITION) => {
+            Some(false)
+        }
+        [root, _, f, Index] if key(root, VISITS) && key(f, V_SERVICES) => Some(false),
+        [root, _, f, Index] if key(root, VISITS) && key(f, V_HAZARDS) => Some(true),
+        [root, _, f, Index, k] if key(root, VISITS) && key(f, V_HAZARDS) && is(k, HAZARD) => {
+            Some(false)
+        }
+        [root, _, f, k] if key(root, VISITS) && key(f, V_REVIEW) && is(k, REVIEW) => Some(false),
+        [root, _, f] if key(root, FOLLOW_UPS) && key(f, F_COMMENTS) => Some(true),
+        [root, _, f] if key(root, FOLLOW_UPS) && is(f, TICKET_SCALARS) => Some(false),
+        [root, _, f, _] if key(root, FOLLOW_UPS) && key(f, F_COMMENTS) => Some(true),
+        [root, _, f, _, k] if key(root, FOLLOW_UPS) && key(f, F_COMMENTS) && is(k, COMMENT) => {
+            Some(false)
+        }
+        _ => None,
+    };
+    match object {
+        None => Err(Violation::UnknownField { path: t.display() }),
+        Some(false) if t.make => Err(invalid(t.display(), "has the wrong type (an object)")),
+        Some(true) if !t.make && !t.delete => {
+            Err(invalid(t.display(), "has the wrong type (not an object)"))
+        }
+        Some(_) => Ok(()),
     }
 }

@@ -414,6 +414,14 @@ impl CaseFile {
         text: &str,
     ) -> Result<Option<ChangeHash>> {
         let f = self.existing_follow_up(follow_up)?;
+        let exists = get_obj(&self.doc, &f, F_COMMENTS)
+            .and_then(|all| get_obj(&self.doc, &all, &comment.to_string()))
+            .is_some();
+        if exists {
+            return Err(Error::Rejected(rules::Violation::AlreadyExists {
+                what: format!("comment {comment}"),
+            }));
+        }
         self.edit(editor, |tx| {
             let all = ensure_map(tx, &f, F_COMMENTS)?;
             let c = tx.put_object(&all, comment.to_string().as_str(), ObjType::Map)?;
