@@ -136,9 +136,16 @@ pub trait ServerStore: Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+#[derive(Debug)]
+struct StoredDoc {
+    saved: Vec<u8>,
+    heads: Vec<ChangeHash>,
+    place: DocPlace,
+}
+
 #[derive(Debug, Default)]
 struct MemoryServerInner {
-    docs: BTreeMap<DocId, (Vec<u8>, DocPlace)>,
+    docs: BTreeMap<DocId, StoredDoc>,
     feed: Vec<FeedEntry>,
     quarantine: Vec<Quarantined>,
     device_docs: BTreeMap<DeviceId, BTreeSet<DocId>>,
@@ -159,7 +166,18 @@ impl MemoryServerStore {
     /// Stores a document directly, bypassing the protocol (seeding, and tests that
     /// model a server restored from an old backup).
     pub fn put_doc(&self, doc: DocId, place: DocPlace, saved: Vec<u8>) {
-        self.lock().docs.insert(doc, (saved, place));
+        let mut heads = Automerge::load(&saved)
+            .map(|d| d.get_heads())
+            .unwrap_or_default();
+        heads.sort();
+        self.lock().docs.insert(
+            doc,
+            StoredDoc {
+                saved,
+                heads,
+                place,
+            },
+        );
     }
 
     /// Everything quarantined so far.
@@ -183,29 +201,33 @@ impl ServerStore for MemoryServerStore {
     type Error = Infallible;
 
     async fn load(&self, doc: DocId) -> Result<Option<Automerge>, Infallible> {
-        let saved = self.lock().docs.get(&doc).map(|(bytes, _)| bytes.clone());
+        let saved = self.lock().docs.get(&doc).map(|d| d.saved.clone());
         // What this store saved always loads.
         Ok(saved.and_then(|b| Automerge::load(&b).ok()))
     }
 
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, Infallible> {
         let mut inner = self.lock();
-        let current = match inner.docs.get(&append.doc) {
-            Some((bytes, _)) => Automerge::load(bytes)
-                .map(|d| d.get_heads())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let current = inner
+            .docs
+            .get(&append.doc)
+            .map(|d| d.heads.as_slice())
+            .unwrap_or_default();
         let mut expected = append.expected_heads.to_vec();
-        let mut current = current;
         expected.sort();
-        current.sort();
         if expected != current {
             return Ok(AppendOutcome::HeadsMoved);
         }
-        inner
-            .docs
-            .insert(append.doc, (append.after.save(), append.place));
+        let mut heads = append.after.get_heads();
+        heads.sort();
+        inner.docs.insert(
+            append.doc,
+            StoredDoc {
+                saved: append.after.save(),
+                heads,
+                place: append.place,
+            },
+        );
         let seq = inner.feed.len() as u64 + 1;
         inner.feed.push(FeedEntry {
             seq,
@@ -225,9 +247,9 @@ impl ServerStore for MemoryServerStore {
         Ok(inner
             .docs
             .iter()
-            .filter(|(id, (_, place))| match place.station {
-                None => place.district == scope.district(),
-                Some(station) => scope.covers((**id).into(), place.district, station),
+            .filter(|(id, d)| match d.place.station {
+                None => d.place.district == scope.district(),
+                Some(station) => scope.covers((**id).into(), d.place.district, station),
             })
             .map(|(id, _)| *id)
             .collect())
