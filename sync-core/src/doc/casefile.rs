@@ -592,23 +592,9 @@ fn write_record<T: Transactable + ReadDoc>(
 
 pub(crate) fn hydrate_resident(doc: &Automerge) -> Result<Resident> {
     let id: ResidentId = id(doc, &ROOT, ID)?;
-    let mut visits = Vec::new();
-    if let Some(all) = get_obj(doc, &ROOT, VISITS) {
-        for vid in id_keys::<_, VisitId>(doc, &all)? {
-            if let Some(v) = get_obj(doc, &all, &vid.to_string()) {
-                visits.push(read_visit(doc, vid, &v)?);
-            }
-        }
-    }
+    let mut visits = read_entries(doc, &ROOT, VISITS, read_visit)?;
     visits.sort_by_key(|v| (v.started_at, v.id));
-    let mut follow_ups = Vec::new();
-    if let Some(all) = get_obj(doc, &ROOT, FOLLOW_UPS) {
-        for fid in id_keys::<_, FollowUpId>(doc, &all)? {
-            if let Some(f) = get_obj(doc, &all, &fid.to_string()) {
-                follow_ups.push(read_follow_up(doc, fid, &f)?);
-            }
-        }
-    }
+    let mut follow_ups = read_entries(doc, &ROOT, FOLLOW_UPS, read_follow_up)?;
     follow_ups.sort_by_key(|f| (f.opened_at, f.id));
     Ok(Resident {
         id,
@@ -618,6 +604,25 @@ pub(crate) fn hydrate_resident(doc: &Automerge) -> Result<Resident> {
         visits,
         follow_ups,
     })
+}
+
+/// Reads every entry of the id-keyed map at `parent/key` with `read`.
+fn read_entries<R: ReadDoc, I: From<uuid::Uuid> + std::fmt::Display + Copy, T>(
+    doc: &R,
+    parent: &ObjId,
+    key: &str,
+    read: fn(&R, I, &ObjId) -> Result<T>,
+) -> Result<Vec<T>> {
+    let Some(all) = get_obj(doc, parent, key) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for id in id_keys::<_, I>(doc, &all)? {
+        if let Some(obj) = get_obj(doc, &all, &id.to_string()) {
+            out.push(read(doc, id, &obj)?);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn read_profile<R: ReadDoc>(doc: &R) -> Result<Profile> {
@@ -711,19 +716,14 @@ pub(crate) fn read_visit<R: ReadDoc>(doc: &R, id: VisitId, v: &ObjId) -> Result<
 }
 
 pub(crate) fn read_follow_up<R: ReadDoc>(doc: &R, id: FollowUpId, f: &ObjId) -> Result<FollowUp> {
-    let mut comments = Vec::new();
-    if let Some(all) = get_obj(doc, f, F_COMMENTS) {
-        for cid in id_keys::<_, CommentId>(doc, &all)? {
-            if let Some(c) = get_obj(doc, &all, &cid.to_string()) {
-                comments.push(Comment {
-                    id: cid,
-                    author: super::schema::id(doc, &c, M_AUTHOR)?,
-                    at: int(doc, &c, M_AT)?,
-                    text: str_or_empty(doc, &c, M_TEXT)?,
-                });
-            }
-        }
-    }
+    let mut comments = read_entries(doc, f, F_COMMENTS, |doc, id, c| {
+        Ok(Comment {
+            id,
+            author: super::schema::id(doc, c, M_AUTHOR)?,
+            at: int(doc, c, M_AT)?,
+            text: str_or_empty(doc, c, M_TEXT)?,
+        })
+    })?;
     comments.sort_by_key(|c| (c.at, c.id));
     Ok(FollowUp {
         id,

@@ -190,6 +190,21 @@ impl<S: ServerStore> Step<'_, S> {
         Ok(())
     }
 
+    fn push_fallback(&mut self, doc: DocId, message: Option<Message>) {
+        if let Some(m) = message {
+            self.response.fallback.push(FallbackMessage {
+                doc,
+                message: Bytes(m.encode()),
+            });
+        }
+    }
+
+    /// Every retry found the document moved by another writer.
+    async fn busy(&mut self, doc: DocId, raw: Vec<Vec<u8>>) -> Result<(), S::Error> {
+        let reason = "the document is busy; sync again".to_owned();
+        self.reject(doc, codes::BUSY, reason, raw).await
+    }
+
     /// Loads a document, migrating it forward (as the server) if it is old.
     async fn load(&self, doc: DocId) -> Result<Automerge, S::Error> {
         let Some(mut loaded) = self.store.load(doc).await? else {
@@ -378,25 +393,14 @@ impl<S: ServerStore> Step<'_, S> {
                     // We lack what these changes build on (a restored backup, say):
                     // repair with Automerge's own protocol, starting from what we hold.
                     let stored = self.load(id).await?;
-                    if let Some(m) = stored.generate_sync_message(&mut State::new()) {
-                        self.response.fallback.push(FallbackMessage {
-                            doc: id,
-                            message: Bytes(m.encode()),
-                        });
-                    }
+                    self.push_fallback(id, stored.generate_sync_message(&mut State::new()));
                     return Ok(());
                 }
                 Err((code, _)) if code == codes::BUSY => continue,
                 Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
             }
         }
-        self.reject(
-            id,
-            codes::BUSY,
-            "the document is busy; sync again".into(),
-            raw,
-        )
-        .await
+        self.busy(id, raw).await
     }
 
     async fn fallback(&mut self, fallback: &FallbackMessage) -> Result<(), S::Error> {
@@ -482,25 +486,14 @@ impl<S: ServerStore> Step<'_, S> {
                     if !doc.is_empty() && !self.in_scope(&doc) {
                         return Ok(());
                     }
-                    if let Some(reply) = doc.generate_sync_message(&mut state) {
-                        self.response.fallback.push(FallbackMessage {
-                            doc: id,
-                            message: Bytes(reply.encode()),
-                        });
-                    }
+                    self.push_fallback(id, doc.generate_sync_message(&mut state));
                     return Ok(());
                 }
                 Err((code, _)) if code == codes::BUSY => continue,
                 Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
             }
         }
-        self.reject(
-            id,
-            codes::BUSY,
-            "the document is busy; sync again".into(),
-            raw,
-        )
-        .await
+        self.busy(id, raw).await
     }
 
     async fn deliver(&mut self, cursor: u64, mut known: BTreeSet<DocId>) -> Result<(), S::Error> {
