@@ -536,14 +536,15 @@ impl<S: ServerStore> Step<'_, S> {
         let held: BTreeSet<DocId> = known.difference(&new_docs).copied().collect();
         let mut new_cursor = head.max(cursor);
         if !full {
-            let entries = self
+            let page = self
                 .store
                 .feed_since(cursor, &held, self.limits.feed_entries)
                 .await?;
-            if entries.len() >= self.limits.feed_entries {
+            if page.complete_to < head {
                 self.response.more = true;
-                new_cursor = entries.last().map_or(cursor, |e| e.seq.min(head));
+                new_cursor = page.complete_to.max(cursor);
             }
+            let entries = page.entries;
             let mut loaded: BTreeMap<DocId, Automerge> = BTreeMap::new();
             let mut deliveries: BTreeMap<DocId, usize> = BTreeMap::new();
             for entry in entries.iter().filter(|e| e.seq <= head) {

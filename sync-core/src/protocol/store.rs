@@ -83,6 +83,17 @@ pub struct FeedEntry {
     pub hashes: Vec<ChangeHash>,
 }
 
+/// A page of the feed for one phone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The relevant entries, ascending.
+    pub entries: Vec<FeedEntry>,
+    /// Every relevant entry with a sequence number up to this one is in `entries`
+    /// (`u64::MAX`: through the end of the feed). A store may scan a window of the feed
+    /// and filter it, and say here how far it looked.
+    pub complete_to: u64,
+}
+
 /// The server's storage. Methods are `async` so that a server can implement them over
 /// a database without blocking; the core itself never awaits anything but these.
 pub trait ServerStore: Sync {
@@ -111,13 +122,14 @@ pub trait ServerStore: Sync {
         scope: &Scope,
     ) -> impl Future<Output = Result<BTreeSet<DocId>, Self::Error>> + Send;
 
-    /// Feed entries after `cursor` for documents in `docs`, ascending, at most `limit`.
+    /// Feed entries after `cursor` for documents in `docs`, ascending, at most `limit`
+    /// of them, and how far the page is complete.
     fn feed_since(
         &self,
         cursor: u64,
         docs: &BTreeSet<DocId>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<FeedEntry>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<FeedPage, Self::Error>> + Send;
 
     /// The latest feed sequence number.
     fn feed_head(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
@@ -260,17 +272,25 @@ impl ServerStore for MemoryServerStore {
         cursor: u64,
         docs: &BTreeSet<DocId>,
         limit: usize,
-    ) -> Result<Vec<FeedEntry>, Infallible> {
+    ) -> Result<FeedPage, Infallible> {
         let inner = self.lock();
         let start = usize::try_from(cursor)
             .unwrap_or(usize::MAX)
             .min(inner.feed.len());
-        Ok(inner.feed[start..]
+        let entries: Vec<FeedEntry> = inner.feed[start..]
             .iter()
             .filter(|e| docs.contains(&e.doc))
             .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        let complete_to = match entries.last() {
+            Some(last) if entries.len() >= limit => last.seq,
+            _ => u64::MAX,
+        };
+        Ok(FeedPage {
+            entries,
+            complete_to,
+        })
     }
 
     async fn feed_head(&self) -> Result<u64, Infallible> {

@@ -330,3 +330,51 @@ fn a_refused_upload_with_later_local_writes_is_kept_and_handed_over_whole() {
     assert_eq!(q[1].bytes.len(), 2, "both changes are in quarantine");
     assert_eq!(phone.hydrate(r).profile.needs, "行动不便");
 }
+
+#[test]
+fn small_feed_pages_and_byte_budgets_still_deliver_everything() {
+    use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
+    use sync_core::protocol::server::{Limits, handle_sync};
+    let residents: Vec<_> = (1..=3).map(resident).collect();
+    let server = seeded(&residents);
+    let mut v1 = Phone::new(2, volunteer(VOLUNTEER_1, &residents));
+    let mut v2 = Phone::new(3, volunteer(VOLUNTEER_2, &residents));
+    v1.sync(&server);
+    v2.sync(&server);
+    for (i, r) in residents.iter().enumerate() {
+        for j in 0..4u128 {
+            let id = sync_core::ids::VisitId(uuid(0xF000 + 16 * i as u128 + j));
+            v1.edit(*r, |f, e| {
+                f.log_visit(e, id, &record(NOW - DAY + j as i64 * HOUR))
+                    .unwrap();
+            });
+            v1.sync(&server);
+        }
+    }
+    // v2 pulls 12 feed entries two at a time, with a budget that cuts pages short.
+    let tight = Limits {
+        response_bytes: 1_000,
+        feed_entries: 2,
+        append_retries: 8,
+    };
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 40, "did not finish");
+        let request = SyncRequest::decode(&v2.replica.prepare().unwrap().encode()).unwrap();
+        let response =
+            pollster::block_on(handle_sync(&server, &v2.auth, &request, NOW, tight)).unwrap();
+        let report = v2
+            .replica
+            .apply(&SyncResponse::decode(&response.encode()).unwrap())
+            .unwrap();
+        if !report.more {
+            break;
+        }
+    }
+    assert!(rounds >= 6, "pages were small: {rounds} rounds");
+    for r in &residents {
+        assert_eq!(v2.hydrate(*r), v1.hydrate(*r));
+        assert_eq!(v2.hydrate(*r).visits.len(), 4);
+    }
+}
