@@ -1,0 +1,30 @@
+//! The schema of each backend, embedded in the binary.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType};
+
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        description.into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )
+}
+
+pub(super) fn sqlite() -> Vec<Migration> {
+    vec![migration(
+        1,
+        "sync",
+        include_str!("../../migrations/sqlite/0001_sync.sql"),
+    )]
+}
+
+pub(super) fn postgres() -> Vec<Migration> {
+    vec![migration(
+        1,
+        "sync",
+        include_str!("../../migrations/postgres/0001_sync.sql"),
+    )]
+}

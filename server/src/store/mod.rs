@@ -1,0 +1,595 @@
+//! The server's storage: `sync_core`'s [`ServerStore`] over SQL, on SQLite (the
+//! embedded default: one file, WAL) or PostgreSQL (to scale out). One implementation,
+//! the same SQL for both where the dialects agree; the differences are the schema types
+//! (each backend has its migrations), how an append takes its locks, and nothing else.
+//!
+//! A document is a compacted snapshot plus the change chunks appended since; an append
+//! folds the chunks into a new snapshot once they outgrow half the snapshot. Loaded
+//! documents stay in a bounded cache, checked against the stored heads on every load
+//! so that several server processes can share one database.
+
+use lru::LruCache;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, migrate::Migrator};
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+use sync_core::automerge::{Automerge, ChangeHash};
+use sync_core::ids::{DeviceId, DocId};
+use sync_core::model::Scope;
+use sync_core::protocol::store::{
+    Append, AppendOutcome, FeedEntry, FeedPage, Quarantined, ServerStore,
+};
+use uuid::Uuid;
+
+mod migrations;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored bytes do not load: the database was damaged or written by something else.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The database URL names no backend this server speaks.
+    #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Tuning for a [`SqlStore`].
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Loaded documents kept in memory.
+    pub cache_docs: usize,
+    /// Database connections.
+    pub max_connections: u32,
+    /// Feed rows examined per request when filtering for one phone.
+    pub feed_window: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_docs: 512,
+            max_connections: 8,
+            feed_window: 5_000,
+        }
+    }
+}
+
+/// The SQL store.
+#[derive(Debug)]
+pub struct SqlStore {
+    pool: Pool,
+    cache: Mutex<LruCache<DocId, Automerge>>,
+    options: StoreOptions,
+}
+
+/// Chunks are folded into a new snapshot once they pass this size, or half the
+/// snapshot's, whichever is larger.
+const COMPACT_MIN_BYTES: i64 = 64 * 1024;
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file if
+    /// missing, and brings the schema up to date.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        let pool = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // A receipt promises the visit is stored: commit to disk every time.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .connect_with(connect)
+                    .await?,
+            )
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?;
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .connect_with(connect)
+                    .await?,
+            )
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let store = SqlStore {
+            pool,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(options.cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            options,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                Migrator::with_migrations(migrations::sqlite())
+                    .run(p)
+                    .await?
+            }
+            Pool::Postgres(p) => {
+                Migrator::with_migrations(migrations::postgres())
+                    .run(p)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+
+    /// The most recent quarantined batches, newest first, for administrators.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>> {
+        let rows = with_pool!(self, p => sqlx::query(
+            "SELECT doc, device, user_id, code, reason, bytes, at FROM quarantine ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .map(|r| Ok((
+                r.try_get::<Vec<u8>, _>("doc")?,
+                r.try_get::<Vec<u8>, _>("device")?,
+                r.try_get::<Vec<u8>, _>("user_id")?,
+                r.try_get::<String, _>("code")?,
+                r.try_get::<String, _>("reason")?,
+                r.try_get::<Vec<u8>, _>("bytes")?,
+                r.try_get::<i64, _>("at")?,
+            )))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+        rows.into_iter()
+            .map(|(doc, device, user, code, reason, bytes, at)| {
+                Ok(Quarantined {
+                    doc: id_of(&doc)?,
+                    device: DeviceId(id_of(&device)?.0),
+                    user: sync_core::ids::UserId(id_of(&user)?.0),
+                    code,
+                    reason,
+                    bytes: postcard::from_bytes(&bytes)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    at,
+                })
+            })
+            .collect()
+    }
+
+    /// Documents in the cache.
+    pub fn cached_docs(&self) -> usize {
+        self.cache_lock().len()
+    }
+
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, LruCache<DocId, Automerge>> {
+        // The cache holds only copies of stored documents; after a panic elsewhere it is
+        // still consistent enough to use (every load re-checks heads).
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn stored_heads(&self, doc: DocId) -> Result<Option<Vec<u8>>> {
+        let id = doc.0.as_bytes().to_vec();
+        let row = with_pool!(self, p => sqlx::query("SELECT heads FROM documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| r.try_get::<Vec<u8>, _>("heads"))
+            .transpose()?);
+        Ok(row)
+    }
+
+    async fn load_from_db(&self, doc: DocId) -> Result<Option<Automerge>> {
+        let id = doc.0.as_bytes().to_vec();
+        let (snapshot, chunks) = with_pool!(self, p => {
+            let Some(row) = sqlx::query("SELECT snapshot FROM documents WHERE id = $1")
+                .bind(id.clone())
+                .fetch_optional(p)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let snapshot: Vec<u8> = row.try_get("snapshot")?;
+            let chunks: Vec<Vec<u8>> = sqlx::query("SELECT bytes FROM changes WHERE doc = $1 ORDER BY seq")
+                .bind(id)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| r.try_get::<Vec<u8>, _>("bytes"))
+                .collect::<Result<_, _>>()?;
+            (snapshot, chunks)
+        });
+        let mut loaded = Automerge::load(&snapshot)
+            .map_err(|e| StoreError::Corrupt(format!("document {doc}: {e}")))?;
+        for chunk in chunks {
+            loaded
+                .load_incremental(&chunk)
+                .map_err(|e| StoreError::Corrupt(format!("document {doc}: {e}")))?;
+        }
+        Ok(Some(loaded))
+    }
+}
+
+pub(crate) fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+pub(crate) fn hashes_from(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StoreError::Corrupt(
+            "a hash list is not a multiple of 32 bytes".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            ChangeHash(h)
+        })
+        .collect())
+}
+
+fn id_of(bytes: &[u8]) -> Result<DocId> {
+    Uuid::from_slice(bytes)
+        .map(DocId)
+        .map_err(|_| StoreError::Corrupt("a stored id is not 16 bytes".into()))
+}
+
+fn opt_bytes(id: Option<Uuid>) -> Option<Vec<u8>> {
+    id.map(|u| u.as_bytes().to_vec())
+}
+
+/// The body of an append, the same for both backends once the transaction is open and
+/// the backend's locks are held.
+macro_rules! append_body {
+    ($tx:ident, $a:ident; $($feed_lock:tt)*) => {{
+        let id = $a.doc.0.as_bytes().to_vec();
+        let row = sqlx::query("SELECT heads, snapshot, chunk_bytes FROM documents WHERE id = $1")
+            .bind(id.clone())
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let expected = heads_bytes($a.expected_heads);
+        let (exists, chunk_bytes, snapshot_len) = match &row {
+            Some(r) => {
+                let heads: Vec<u8> = r.try_get("heads")?;
+                if heads != expected {
+                    return Ok(AppendOutcome::HeadsMoved);
+                }
+                let snapshot: Vec<u8> = r.try_get("snapshot")?;
+                (true, r.try_get::<i64, _>("chunk_bytes")?, snapshot.len() as i64)
+            }
+            None if !expected.is_empty() => return Ok(AppendOutcome::HeadsMoved),
+            None => (false, 0, 0),
+        };
+        $($feed_lock)*
+        let hashes: Vec<u8> = $a.hashes.iter().flat_map(|h| h.0).collect();
+        let seq: i64 = sqlx::query(
+            "INSERT INTO feed (doc, hashes, device, user_id, received_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind(id.clone())
+        .bind(hashes)
+        .bind(opt_bytes($a.device.map(|d| d.0)))
+        .bind(opt_bytes($a.user.map(|u| u.0)))
+        .bind($a.received_at)
+        .fetch_one(&mut *$tx)
+        .await?
+        .try_get("seq")?;
+        let chunk: Vec<u8> = $a.changes.concat();
+        let new_heads = heads_bytes(&$a.after.get_heads());
+        let district = $a.place.district.0.as_bytes().to_vec();
+        let station = opt_bytes($a.place.station.map(|s| s.0));
+        let grown = chunk_bytes + chunk.len() as i64;
+        if !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2) {
+            // Fold everything into a fresh snapshot.
+            sqlx::query("DELETE FROM changes WHERE doc = $1")
+                .bind(id.clone())
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO documents (id, district, station, snapshot, heads, chunk_bytes, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 0, $6)
+                 ON CONFLICT (id) DO UPDATE SET district = excluded.district, station = excluded.station,
+                   snapshot = excluded.snapshot, heads = excluded.heads, chunk_bytes = 0,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(district)
+            .bind(station)
+            .bind($a.after.save())
+            .bind(new_heads)
+            .bind($a.received_at)
+            .execute(&mut *$tx)
+            .await?;
+        } else {
+            sqlx::query("INSERT INTO changes (doc, seq, bytes) VALUES ($1, $2, $3)")
+                .bind(id.clone())
+                .bind(seq)
+                .bind(chunk)
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query(
+                "UPDATE documents SET district = $2, station = $3, heads = $4, chunk_bytes = $5, updated_at = $6
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(district)
+            .bind(station)
+            .bind(new_heads)
+            .bind(grown)
+            .bind($a.received_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        $tx.commit().await?;
+        Ok(AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
+    }};
+}
+
+impl SqlStore {
+    async fn append_sqlite(&self, p: &SqlitePool, a: &Append<'_>) -> Result<AppendOutcome> {
+        // IMMEDIATE takes SQLite's write lock up front: writers queue here, across
+        // processes too, instead of failing at commit.
+        let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+        append_body!(tx, a;)
+    }
+
+    async fn append_postgres(&self, p: &PgPool, a: &Append<'_>) -> Result<AppendOutcome> {
+        let mut tx = p.begin().await?;
+        // Serialise writers of this document across processes, then take the feed lock
+        // so that sequence numbers commit in order.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
+            .bind(a.doc.0.as_bytes().to_vec())
+            .execute(&mut *tx)
+            .await?;
+        append_body!(tx, a;
+            sqlx::query("SELECT pg_advisory_xact_lock(7235)").execute(&mut *tx).await?;
+        )
+    }
+}
+
+impl ServerStore for SqlStore {
+    type Error = StoreError;
+
+    async fn load(&self, doc: DocId) -> Result<Option<Automerge>> {
+        let Some(stored) = self.stored_heads(doc).await? else {
+            return Ok(None);
+        };
+        if let Some(cached) = self.cache_lock().get(&doc)
+            && heads_bytes(&cached.get_heads()) == stored
+        {
+            return Ok(Some(cached.clone()));
+        }
+        let loaded = self.load_from_db(doc).await?;
+        if let Some(d) = &loaded {
+            self.cache_lock().put(doc, d.clone());
+        }
+        Ok(loaded)
+    }
+
+    async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {
+        let outcome = match &self.pool {
+            Pool::Sqlite(p) => self.append_sqlite(p, &append).await,
+            Pool::Postgres(p) => self.append_postgres(p, &append).await,
+        };
+        let outcome = match outcome {
+            // Two first writers of one new document: the loser retries.
+            Err(StoreError::Database(e))
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                AppendOutcome::HeadsMoved
+            }
+            other => other?,
+        };
+        if matches!(outcome, AppendOutcome::Stored(_)) {
+            self.cache_lock().put(append.doc, append.after.clone());
+        }
+        Ok(outcome)
+    }
+
+    async fn quarantine(&self, item: Quarantined) -> Result<()> {
+        let bytes =
+            postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        with_pool!(self, p => sqlx::query(
+            "INSERT INTO quarantine (doc, device, user_id, code, reason, bytes, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(item.doc.0.as_bytes().to_vec())
+        .bind(item.device.0.as_bytes().to_vec())
+        .bind(item.user.0.as_bytes().to_vec())
+        .bind(item.code)
+        .bind(item.reason)
+        .bind(bytes)
+        .bind(item.at)
+        .execute(p)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
+        let district = scope.district().0.as_bytes().to_vec();
+        let mut out = BTreeSet::new();
+        let mut push = |rows: Vec<Vec<u8>>| -> Result<()> {
+            for r in rows {
+                out.insert(id_of(&r)?);
+            }
+            Ok(())
+        };
+        match scope {
+            Scope::District(_) => {
+                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>("SELECT id FROM documents WHERE district = $1")
+                    .bind(district)
+                    .fetch_all(p)
+                    .await?);
+                push(rows)?;
+            }
+            Scope::Stations { stations, .. } => {
+                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
+                    "SELECT id FROM documents WHERE district = $1 AND station IS NULL")
+                    .bind(district.clone())
+                    .fetch_all(p)
+                    .await?);
+                push(rows)?;
+                for s in stations {
+                    let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
+                        "SELECT id FROM documents WHERE district = $1 AND station = $2")
+                        .bind(district.clone())
+                        .bind(s.0.as_bytes().to_vec())
+                        .fetch_all(p)
+                        .await?);
+                    push(rows)?;
+                }
+            }
+            Scope::Residents { residents, .. } => {
+                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
+                    "SELECT id FROM documents WHERE district = $1 AND station IS NULL")
+                    .bind(district.clone())
+                    .fetch_all(p)
+                    .await?);
+                push(rows)?;
+                for r in residents {
+                    let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
+                        "SELECT id FROM documents WHERE id = $1 AND district = $2 AND station IS NOT NULL")
+                        .bind(r.0.as_bytes().to_vec())
+                        .bind(district.clone())
+                        .fetch_all(p)
+                        .await?);
+                    push(rows)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn feed_since(
+        &self,
+        cursor: u64,
+        docs: &BTreeSet<DocId>,
+        limit: usize,
+    ) -> Result<FeedPage> {
+        let window = self.options.feed_window;
+        let cursor = i64::try_from(cursor).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = with_pool!(self, p => sqlx::query(
+            "SELECT seq, doc, hashes FROM feed WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(cursor)
+            .bind(window)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("doc")?, r.try_get("hashes")?)))
+            .collect::<Result<_, sqlx::Error>>()?);
+        let scanned_all = (rows.len() as i64) < window;
+        let mut page = FeedPage {
+            entries: Vec::new(),
+            complete_to: u64::MAX,
+        };
+        for (seq, doc, hashes) in &rows {
+            let doc = id_of(doc)?;
+            if !docs.contains(&doc) {
+                continue;
+            }
+            page.entries.push(FeedEntry {
+                seq: u64::try_from(*seq).unwrap_or(0),
+                doc,
+                hashes: hashes_from(hashes)?,
+            });
+            if page.entries.len() >= limit {
+                page.complete_to = u64::try_from(*seq).unwrap_or(0);
+                return Ok(page);
+            }
+        }
+        if !scanned_all && let Some((last, _, _)) = rows.last() {
+            page.complete_to = u64::try_from(*last).unwrap_or(0);
+        }
+        Ok(page)
+    }
+
+    async fn feed_head(&self) -> Result<u64> {
+        let head: i64 = with_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM feed")
+            .fetch_one(p)
+            .await?);
+        Ok(u64::try_from(head).unwrap_or(0))
+    }
+
+    async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>> {
+        let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>("SELECT doc FROM device_docs WHERE device = $1")
+            .bind(device.0.as_bytes().to_vec())
+            .fetch_all(p)
+            .await?);
+        rows.iter().map(|r| id_of(r)).collect()
+    }
+
+    async fn set_device_docs(&self, device: DeviceId, docs: &BTreeSet<DocId>) -> Result<()> {
+        let current = self.device_docs(device).await?;
+        if &current == docs {
+            // The steady state writes nothing.
+            return Ok(());
+        }
+        let dev = device.0.as_bytes().to_vec();
+        with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for gone in current.difference(docs) {
+                sqlx::query("DELETE FROM device_docs WHERE device = $1 AND doc = $2")
+                    .bind(dev.clone())
+                    .bind(gone.0.as_bytes().to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for new in docs.difference(&current) {
+                sqlx::query("INSERT INTO device_docs (device, doc) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(dev.clone())
+                    .bind(new.0.as_bytes().to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

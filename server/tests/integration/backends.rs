@@ -1,0 +1,82 @@
+//! Fresh stores for tests: a SQLite file in a temporary directory, or a new database on
+//! the PostgreSQL server named by `LINLI_TEST_POSTGRES_URL` (set by `scripts/test`).
+
+use server::store::{SqlStore, StoreOptions};
+use sqlx::Connection;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A store and what keeps it alive.
+pub struct TestStore {
+    pub store: SqlStore,
+    /// The URL it was opened with, to open a second handle (a second process).
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("linli.sqlite").display());
+    TestStore {
+        store: SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap(),
+        url,
+        _dir: Some(dir),
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub async fn postgres() -> TestStore {
+    let admin = std::env::var("LINLI_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("LINLI_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which starts PostgreSQL")
+    });
+    let name = format!(
+        "linli_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    TestStore {
+        store: SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap(),
+        url,
+        _dir: None,
+    }
+}
+
+/// Declares each named test once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::backends::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::backends::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use conformance;

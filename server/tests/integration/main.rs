@@ -1,0 +1,9 @@
+//! The server's integration tests: one binary. Every storage test runs against SQLite
+//! and PostgreSQL.
+
+// In tests an unwrap is an assertion: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
+mod backends;
+mod store;
+mod sync;

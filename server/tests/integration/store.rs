@@ -1,0 +1,418 @@
+//! One conformance suite for the SQL store, run against SQLite and PostgreSQL.
+
+use crate::backends::{TestStore, conformance};
+use server::store::{SqlStore, StoreOptions};
+use std::collections::BTreeSet;
+use sync_core::automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use sync_core::doc::casefile::CaseFile;
+use sync_core::ids::*;
+use sync_core::model::*;
+use sync_core::protocol::server::place_of;
+use sync_core::protocol::store::{Append, AppendOutcome, Quarantined, ServerStore};
+use sync_core::rules::Editor;
+use uuid::Uuid;
+
+const NOW: Timestamp = 1_763_942_400_000;
+const DISTRICT: DistrictId = DistrictId(Uuid::from_u128(0xD1));
+const STATION_A: StationId = StationId(Uuid::from_u128(0x5A));
+const STATION_B: StationId = StationId(Uuid::from_u128(0x5B));
+
+fn staff() -> Principal {
+    Principal {
+        user: UserId(Uuid::from_u128(0xA0)),
+        role: Role::Coordinator,
+        scope: Scope::District(DISTRICT),
+    }
+}
+
+fn case_file(n: u128, station: StationId) -> CaseFile {
+    let p = staff();
+    let profile = Profile {
+        name: format!("居民 {n}"),
+        address: String::new(),
+        phone: String::new(),
+        birth_year: Some(1940),
+        living_situation: None,
+        emergency_contact: String::new(),
+        needs: String::new(),
+        risk_level: None,
+        visit_every_days: Some(7),
+    };
+    let editor = Editor {
+        principal: &p,
+        now: NOW,
+    };
+    CaseFile::create(
+        ActorId::from(vec![1; 16]),
+        &editor,
+        ResidentId(Uuid::from_u128(n)),
+        DISTRICT,
+        station,
+        &profile,
+    )
+    .unwrap()
+}
+
+fn visit(file: &mut CaseFile, n: u128, notes_len: usize) {
+    let p = staff();
+    let editor = Editor {
+        principal: &p,
+        now: NOW,
+    };
+    let record = VisitRecord {
+        project: ProjectId(Uuid::from_u128(0x90)),
+        unit: None,
+        started_at: NOW - 3_600_000,
+        ended_at: NOW - 1_800_000,
+        services: vec![],
+        condition: Condition {
+            wellbeing: Wellbeing::Good,
+            systolic: None,
+            diastolic: None,
+            blood_sugar_dmmol: None,
+            remarks: String::new(),
+        },
+        hazards: vec![],
+        notes: "读".repeat(notes_len),
+        follow_up_needed: false,
+    };
+    file.log_visit(&editor, VisitId(Uuid::from_u128(0xF000 + n)), &record)
+        .unwrap();
+}
+
+/// Appends everything in `after` beyond `before`.
+async fn append(
+    store: &SqlStore,
+    doc: DocId,
+    before: &[ChangeHash],
+    after: &Automerge,
+) -> AppendOutcome {
+    let changes = after.get_changes(before);
+    store
+        .append(Append {
+            doc,
+            place: place_of(after).unwrap(),
+            expected_heads: before,
+            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after,
+            device: Some(DeviceId(Uuid::from_u128(0xDE))),
+            user: Some(staff().user),
+            received_at: NOW,
+        })
+        .await
+        .unwrap()
+}
+
+fn sorted(mut h: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    h.sort();
+    h
+}
+
+async fn an_empty_store_holds_nothing(t: TestStore) {
+    let s = &t.store;
+    let doc = DocId(Uuid::from_u128(1));
+    assert!(s.load(doc).await.unwrap().is_none());
+    assert_eq!(s.feed_head().await.unwrap(), 0);
+    assert!(
+        s.docs_in_scope(&Scope::District(DISTRICT))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.device_docs(DeviceId(Uuid::from_u128(2)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let page = s.feed_since(0, &BTreeSet::from([doc]), 10).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert_eq!(page.complete_to, u64::MAX);
+}
+
+async fn appended_documents_load_back_across_processes(t: TestStore) {
+    let s = &t.store;
+    let mut file = case_file(1, STATION_A);
+    let id: DocId = file.id().into();
+    assert_eq!(
+        append(s, id, &[], file.doc()).await,
+        AppendOutcome::Stored(1)
+    );
+    let before = file.doc().get_heads();
+    visit(&mut file, 1, 10);
+    assert_eq!(
+        append(s, id, &before, file.doc()).await,
+        AppendOutcome::Stored(2)
+    );
+
+    let loaded = s.load(id).await.unwrap().unwrap();
+    assert_eq!(sorted(loaded.get_heads()), sorted(file.doc().get_heads()));
+    // A second handle (another server process) has an empty cache and reads SQL.
+    let other = SqlStore::connect(&t.url, StoreOptions::default())
+        .await
+        .unwrap();
+    let fresh = other.load(id).await.unwrap().unwrap();
+    assert_eq!(
+        CaseFile::from_doc(fresh).unwrap().hydrate().unwrap(),
+        file.hydrate().unwrap()
+    );
+    assert_eq!(other.feed_head().await.unwrap(), 2);
+}
+
+async fn a_stale_append_is_refused_and_stores_nothing(t: TestStore) {
+    let s = &t.store;
+    let mut file = case_file(1, STATION_A);
+    let id: DocId = file.id().into();
+    append(s, id, &[], file.doc()).await;
+    let base = file.doc().get_heads();
+    let mut a =
+        CaseFile::from_doc(file.doc().fork().with_actor(ActorId::from(vec![2; 16]))).unwrap();
+    visit(&mut file, 1, 5);
+    visit(&mut a, 2, 5);
+    assert_eq!(
+        append(s, id, &base, file.doc()).await,
+        AppendOutcome::Stored(2)
+    );
+    // `a` was checked against the old heads: another writer got there first.
+    assert_eq!(
+        append(s, id, &base, a.doc()).await,
+        AppendOutcome::HeadsMoved
+    );
+    // A "new" document that already exists.
+    let other = case_file(1, STATION_A);
+    assert_eq!(
+        append(s, id, &[], other.doc()).await,
+        AppendOutcome::HeadsMoved
+    );
+    // Heads for a document that does not exist.
+    let ghost = case_file(9, STATION_A);
+    assert_eq!(
+        append(s, ghost.id().into(), &base, ghost.doc()).await,
+        AppendOutcome::HeadsMoved
+    );
+    assert_eq!(s.feed_head().await.unwrap(), 2);
+    let stored = s.load(id).await.unwrap().unwrap();
+    assert_eq!(sorted(stored.get_heads()), sorted(file.doc().get_heads()));
+}
+
+async fn concurrent_writers_of_one_document_serialise(t: TestStore) {
+    let s = std::sync::Arc::new(t.store);
+    let file = case_file(1, STATION_A);
+    let id: DocId = file.id().into();
+    append(&s, id, &[], file.doc()).await;
+    let base = file.doc().get_heads();
+    let mut tasks = Vec::new();
+    for n in 0..6u8 {
+        let s = s.clone();
+        let mut mine = CaseFile::from_doc(
+            file.doc()
+                .fork()
+                .with_actor(ActorId::from(vec![10 + n; 16])),
+        )
+        .unwrap();
+        visit(&mut mine, u128::from(n), 5);
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            append(&s, id, &base, mine.doc()).await
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), AppendOutcome::Stored(_)) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1, "exactly one writer wins against the same heads");
+    assert_eq!(s.feed_head().await.unwrap(), 2);
+}
+
+async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
+    let s = std::sync::Arc::new(t.store);
+    let mut tasks = Vec::new();
+    for n in 0..8u128 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let file = case_file(100 + n, STATION_A);
+            append(&s, file.id().into(), &[], file.doc()).await
+        }));
+    }
+    let mut seqs = BTreeSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            AppendOutcome::Stored(seq) => assert!(seqs.insert(seq)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=8).collect());
+    let all: BTreeSet<DocId> = (0..8).map(|n| DocId(Uuid::from_u128(100 + n))).collect();
+    let page = s.feed_since(0, &all, 100).await.unwrap();
+    assert_eq!(
+        page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+}
+
+async fn chunks_compact_into_snapshots_without_loss(t: TestStore) {
+    let s = &t.store;
+    let mut file = case_file(1, STATION_A);
+    let id: DocId = file.id().into();
+    append(s, id, &[], file.doc()).await;
+    // ~3 KB per visit: the chunks pass 64 KB several times over.
+    for n in 0..60 {
+        let before = file.doc().get_heads();
+        visit(&mut file, n, 1_000);
+        assert!(matches!(
+            append(s, id, &before, file.doc()).await,
+            AppendOutcome::Stored(_)
+        ));
+    }
+    let other = SqlStore::connect(&t.url, StoreOptions::default())
+        .await
+        .unwrap();
+    let fresh = CaseFile::from_doc(other.load(id).await.unwrap().unwrap()).unwrap();
+    assert_eq!(fresh.hydrate().unwrap().visits.len(), 60);
+    assert_eq!(fresh.hydrate().unwrap(), file.hydrate().unwrap());
+}
+
+async fn scopes_select_their_documents(t: TestStore) {
+    let s = &t.store;
+    for (n, station) in [(1, STATION_A), (2, STATION_A), (3, STATION_B)] {
+        let f = case_file(n, station);
+        append(s, f.id().into(), &[], f.doc()).await;
+    }
+    let other_district = {
+        let mut p = staff();
+        p.scope = Scope::District(DistrictId(Uuid::from_u128(0xD2)));
+        p
+    };
+    let ids = |ns: &[u128]| {
+        ns.iter()
+            .map(|n| DocId(Uuid::from_u128(*n)))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        s.docs_in_scope(&Scope::District(DISTRICT)).await.unwrap(),
+        ids(&[1, 2, 3])
+    );
+    assert!(
+        s.docs_in_scope(&other_district.scope)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let station_a = Scope::Stations {
+        district: DISTRICT,
+        stations: BTreeSet::from([STATION_A]),
+    };
+    assert_eq!(s.docs_in_scope(&station_a).await.unwrap(), ids(&[1, 2]));
+    let volunteer = Scope::Residents {
+        district: DISTRICT,
+        residents: [3, 7]
+            .into_iter()
+            .map(|n| ResidentId(Uuid::from_u128(n)))
+            .collect(),
+    };
+    assert_eq!(s.docs_in_scope(&volunteer).await.unwrap(), ids(&[3]));
+}
+
+async fn the_feed_pages_by_window_and_limit(t: TestStore) {
+    let s = &t.store;
+    let mut files: Vec<CaseFile> = (1..=3).map(|n| case_file(n, STATION_A)).collect();
+    for f in &files {
+        append(s, f.id().into(), &[], f.doc()).await;
+    }
+    for round in 0..3 {
+        for f in files.iter_mut() {
+            let before = f.doc().get_heads();
+            visit(f, round, 5);
+            append(s, f.id().into(), &before, f.doc()).await;
+        }
+    }
+    // 12 entries: docs 1,2,3 created (1-3), then visits round-robin (4-12).
+    let only_2 = BTreeSet::from([DocId(Uuid::from_u128(2))]);
+    let page = s.feed_since(0, &only_2, 100).await.unwrap();
+    assert_eq!(
+        page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2, 5, 8, 11]
+    );
+    assert_eq!(page.complete_to, u64::MAX);
+    let page = s.feed_since(2, &only_2, 2).await.unwrap();
+    assert_eq!(
+        page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![5, 8]
+    );
+    assert_eq!(page.complete_to, 8, "complete only as far as it returned");
+    let first = &page.entries[0];
+    assert_eq!(first.hashes.len(), 1);
+    assert!(
+        files[1]
+            .doc()
+            .get_change_by_hash(&first.hashes[0])
+            .is_some()
+    );
+
+    // A narrow window: the store says how far it looked.
+    let narrow = SqlStore::connect(
+        &t.url,
+        StoreOptions {
+            feed_window: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let page = narrow.feed_since(0, &only_2, 100).await.unwrap();
+    assert_eq!(
+        page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(page.complete_to, 4);
+}
+
+async fn device_records_and_quarantine_persist(t: TestStore) {
+    let s = &t.store;
+    let device = DeviceId(Uuid::from_u128(0xDE));
+    let a: BTreeSet<DocId> = [1, 2, 3]
+        .into_iter()
+        .map(|n| DocId(Uuid::from_u128(n)))
+        .collect();
+    let b: BTreeSet<DocId> = [2, 3, 4]
+        .into_iter()
+        .map(|n| DocId(Uuid::from_u128(n)))
+        .collect();
+    s.set_device_docs(device, &a).await.unwrap();
+    assert_eq!(s.device_docs(device).await.unwrap(), a);
+    s.set_device_docs(device, &b).await.unwrap();
+    assert_eq!(s.device_docs(device).await.unwrap(), b);
+    assert!(
+        s.device_docs(DeviceId(Uuid::from_u128(0xDF)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let item = Quarantined {
+        doc: DocId(Uuid::from_u128(1)),
+        device,
+        user: staff().user,
+        code: "role_not_allowed".into(),
+        reason: "a volunteer may not review a visit".into(),
+        bytes: vec![vec![1, 2, 3], vec![]],
+        at: NOW,
+    };
+    s.quarantine(item.clone()).await.unwrap();
+    assert_eq!(s.quarantined(10).await.unwrap(), vec![item]);
+}
+
+conformance!(
+    an_empty_store_holds_nothing,
+    appended_documents_load_back_across_processes,
+    a_stale_append_is_refused_and_stores_nothing,
+    concurrent_writers_of_one_document_serialise,
+    concurrent_appends_get_gap_free_feed_numbers,
+    chunks_compact_into_snapshots_without_loss,
+    scopes_select_their_documents,
+    the_feed_pages_by_window_and_limit,
+    device_records_and_quarantine_persist,
+);
