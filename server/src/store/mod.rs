@@ -290,7 +290,7 @@ fn opt_bytes(id: Option<Uuid>) -> Option<Vec<u8>> {
 macro_rules! append_body {
     ($tx:ident, $a:ident; $($feed_lock:tt)*) => {{
         let id = $a.doc.0.as_bytes().to_vec();
-        let row = sqlx::query("SELECT heads, snapshot, chunk_bytes FROM documents WHERE id = $1")
+        let row = sqlx::query("SELECT heads, CAST(length(snapshot) AS BIGINT) AS snapshot_len, chunk_bytes FROM documents WHERE id = $1")
             .bind(id.clone())
             .fetch_optional(&mut *$tx)
             .await?;
@@ -301,8 +301,7 @@ macro_rules! append_body {
                 if heads != expected {
                     return Ok(AppendOutcome::HeadsMoved);
                 }
-                let snapshot: Vec<u8> = r.try_get("snapshot")?;
-                (true, r.try_get::<i64, _>("chunk_bytes")?, snapshot.len() as i64)
+                (true, r.try_get::<i64, _>("chunk_bytes")?, r.try_get::<i64, _>("snapshot_len")?)
             }
             None if !expected.is_empty() => return Ok(AppendOutcome::HeadsMoved),
             None => (false, 0, 0),
