@@ -448,36 +448,22 @@ impl<S: ServerStore> Step<'_, S> {
                 .iter()
                 .any(|c| !self.auth.actors.contains(c.actor_id()));
             if foreign || !doc.get_missing_deps(&[]).is_empty() {
-                let own: Vec<Change> = received
+                let mut keep: Vec<Change> = received
                     .into_iter()
                     .filter(|c| self.auth.actors.contains(c.actor_id()))
                     .collect();
-                doc = self.load(id).await?;
-                before = doc.get_heads();
-                if let Err(e) = doc.apply_changes(own) {
-                    return self
-                        .reject(
-                            id,
-                            codes::MALFORMED,
-                            format!("the changes do not apply: {e}"),
-                            raw,
-                        )
-                        .await;
-                }
-                if !doc.get_missing_deps(&[]).is_empty() {
-                    let applied = doc.get_changes(&before);
+                // At most twice: the second pass keeps only what applied in the first.
+                loop {
                     doc = self.load(id).await?;
                     before = doc.get_heads();
-                    if let Err(e) = doc.apply_changes(applied) {
-                        return self
-                            .reject(
-                                id,
-                                codes::MALFORMED,
-                                format!("the changes do not apply: {e}"),
-                                raw,
-                            )
-                            .await;
+                    if let Err(e) = doc.apply_changes(keep) {
+                        let reason = format!("the changes do not apply: {e}");
+                        return self.reject(id, codes::MALFORMED, reason, raw).await;
                     }
+                    if doc.get_missing_deps(&[]).is_empty() {
+                        break;
+                    }
+                    keep = doc.get_changes(&before);
                 }
             }
             let stored = self.check_and_store(id, &doc, &before, false).await?;
