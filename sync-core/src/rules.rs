@@ -336,10 +336,8 @@ impl Ctx<'_> {
                         }
                         continue;
                     }
-                    if key == VISITS {
-                        // Replacing the visits map would drop every visit.
-                        return Err(Violation::Immutable { field: key });
-                    }
+                    // Header fields and containers (replacing `visits` would drop every
+                    // visit) are fixed once the document exists.
                     return Err(Violation::Immutable { field: key });
                 }
                 Target::Profile(key) => {
@@ -474,8 +472,9 @@ impl Ctx<'_> {
         if self.is_new {
             check_profile.extend(ProfileField::ALL.iter().copied());
         }
-        let profile =
-            get_obj(doc, &ROOT, PROFILE).ok_or_else(|| invalid("profile", "is missing"))?;
+        if get_obj(doc, &ROOT, PROFILE).is_none() {
+            return Err(invalid("profile", "is missing"));
+        }
         for field in check_profile {
             let value = crate::doc::casefile::profile_field_value(doc, field)
                 .unwrap_or(crate::doc::casefile::FieldValue::Empty);
@@ -483,7 +482,6 @@ impl Ctx<'_> {
                 .validate(&value)
                 .map_err(|r| invalid(field.key(), r))?;
         }
-        let _ = profile;
         for id in check_visits {
             let created = new_visits.contains(&id);
             self.validate_visit(
