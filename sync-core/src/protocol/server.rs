@@ -108,7 +108,7 @@ pub async fn handle_sync<S: ServerStore>(
     let recorded = store.device_docs(auth.device).await?;
     let known = match &request.held {
         Some(list) => Some(list.iter().copied().collect::<BTreeSet<_>>()),
-        None if held_digest(&recorded) == request.held_digest => Some(recorded),
+        None if held_digest(&recorded) == request.held_digest => Some(recorded.clone()),
         None => None,
     };
 
@@ -120,7 +120,7 @@ pub async fn handle_sync<S: ServerStore>(
     }
 
     match known {
-        Some(known) => step.deliver(request.cursor, known).await?,
+        Some(known) => step.deliver(request.cursor, known, &recorded).await?,
         None => {
             // The phone holds something other than what we recorded (a response was
             // lost): ask for its list before delivering anything.
@@ -146,7 +146,7 @@ struct Step<'a, S> {
 }
 
 enum Checked {
-    /// Stored (or nothing new): these are the document's heads.
+    /// Stored, or there was nothing new to store.
     Stored,
     /// The server lacks the changes' dependencies.
     MissingDeps,
@@ -482,7 +482,12 @@ impl<S: ServerStore> Step<'_, S> {
         self.busy(id, raw).await
     }
 
-    async fn deliver(&mut self, cursor: u64, mut known: BTreeSet<DocId>) -> Result<(), S::Error> {
+    async fn deliver(
+        &mut self,
+        cursor: u64,
+        mut known: BTreeSet<DocId>,
+        recorded: &BTreeSet<DocId>,
+    ) -> Result<(), S::Error> {
         let scope = self.store.docs_in_scope(&self.auth.principal.scope).await?;
         known.extend(self.accepted.iter().copied());
         self.response.purge = known.difference(&scope).copied().collect();
@@ -576,7 +581,10 @@ impl<S: ServerStore> Step<'_, S> {
             new_cursor = cursor;
         }
         self.response.cursor = new_cursor;
-        self.store.set_device_docs(self.auth.device, &known).await?;
+        // The steady state (nothing added or purged) writes nothing.
+        if &known != recorded {
+            self.store.set_device_docs(self.auth.device, &known).await?;
+        }
         Ok(())
     }
 }
