@@ -200,6 +200,18 @@ impl SqlStore {
             .collect()
     }
 
+    /// Runs a query selecting one id column, with byte-string parameters.
+    async fn ids(&self, sql: &'static str, params: &[Vec<u8>]) -> Result<Vec<DocId>> {
+        let rows = with_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, Vec<u8>>(sql);
+            for param in params {
+                q = q.bind(param.clone());
+            }
+            q.fetch_all(p).await?
+        });
+        rows.iter().map(|r| id_of(r)).collect()
+    }
+
     /// Documents in the cache.
     pub fn cached_docs(&self) -> usize {
         self.cache_lock().len()
@@ -452,54 +464,34 @@ impl ServerStore for SqlStore {
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
+        const CATALOG: &str = "SELECT id FROM documents WHERE district = $1 AND station IS NULL";
         let district = scope.district().0.as_bytes().to_vec();
         let mut out = BTreeSet::new();
-        let mut push = |rows: Vec<Vec<u8>>| -> Result<()> {
-            for r in rows {
-                out.insert(id_of(&r)?);
-            }
-            Ok(())
-        };
         match scope {
             Scope::District(_) => {
-                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>("SELECT id FROM documents WHERE district = $1")
-                    .bind(district)
-                    .fetch_all(p)
-                    .await?);
-                push(rows)?;
+                out.extend(
+                    self.ids("SELECT id FROM documents WHERE district = $1", &[district])
+                        .await?,
+                );
             }
             Scope::Stations { stations, .. } => {
-                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
-                    "SELECT id FROM documents WHERE district = $1 AND station IS NULL")
-                    .bind(district.clone())
-                    .fetch_all(p)
-                    .await?);
-                push(rows)?;
+                out.extend(self.ids(CATALOG, std::slice::from_ref(&district)).await?);
                 for s in stations {
-                    let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
-                        "SELECT id FROM documents WHERE district = $1 AND station = $2")
-                        .bind(district.clone())
-                        .bind(s.0.as_bytes().to_vec())
-                        .fetch_all(p)
-                        .await?);
-                    push(rows)?;
+                    let sql = "SELECT id FROM documents WHERE district = $1 AND station = $2";
+                    out.extend(
+                        self.ids(sql, &[district.clone(), s.0.as_bytes().to_vec()])
+                            .await?,
+                    );
                 }
             }
             Scope::Residents { residents, .. } => {
-                let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
-                    "SELECT id FROM documents WHERE district = $1 AND station IS NULL")
-                    .bind(district.clone())
-                    .fetch_all(p)
-                    .await?);
-                push(rows)?;
+                out.extend(self.ids(CATALOG, std::slice::from_ref(&district)).await?);
                 for r in residents {
-                    let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>(
-                        "SELECT id FROM documents WHERE id = $1 AND district = $2 AND station IS NOT NULL")
-                        .bind(r.0.as_bytes().to_vec())
-                        .bind(district.clone())
-                        .fetch_all(p)
-                        .await?);
-                    push(rows)?;
+                    let sql = "SELECT id FROM documents WHERE district = $1 AND id = $2 AND station IS NOT NULL";
+                    out.extend(
+                        self.ids(sql, &[district.clone(), r.0.as_bytes().to_vec()])
+                            .await?,
+                    );
                 }
             }
         }
@@ -557,11 +549,12 @@ impl ServerStore for SqlStore {
     }
 
     async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>> {
-        let rows = with_pool!(self, p => sqlx::query_scalar::<_, Vec<u8>>("SELECT doc FROM device_docs WHERE device = $1")
-            .bind(device.0.as_bytes().to_vec())
-            .fetch_all(p)
-            .await?);
-        rows.iter().map(|r| id_of(r)).collect()
+        let sql = "SELECT doc FROM device_docs WHERE device = $1";
+        Ok(self
+            .ids(sql, &[device.0.as_bytes().to_vec()])
+            .await?
+            .into_iter()
+            .collect())
     }
 
     async fn set_device_docs(&self, device: DeviceId, docs: &BTreeSet<DocId>) -> Result<()> {
