@@ -10,7 +10,6 @@ use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
 use sync_core::ids::{DocId, ResidentId, VisitId};
 use sync_core::model::{Principal, Resident, ReviewStatus};
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
-use sync_core::protocol::server::{Limits, handle_sync};
 use sync_core::protocol::store::{MemoryServerStore, ServerStore};
 
 const RESIDENTS: u8 = 4;
@@ -153,33 +152,29 @@ impl Sim {
             .expect("save");
     }
 
-    fn own_visits(&self, phone: usize, file: &CaseFile) -> Vec<VisitId> {
+    /// The case file of `r` on `phone` and one of the phone user's own visits in it,
+    /// chosen by `which`; `None` if the phone holds no such file or visit.
+    fn own_visit(&self, phone: usize, r: u8, which: u8) -> Option<(CaseFile, VisitId)> {
+        let file = self.file(phone, r)?;
         let me = self.phones[phone].principal().user;
-        file.hydrate()
+        let own: Vec<VisitId> = file
+            .hydrate()
             .expect("hydrate")
             .visits
             .iter()
             .filter(|v| v.volunteer == me)
             .map(|v| v.id)
-            .collect()
+            .collect();
+        let id = *own.get(usize::from(which) % own.len().max(1))?;
+        Some((file, id))
     }
 
     fn principal(&self, phone: usize) -> Principal {
         self.phones[phone].principal().clone()
     }
 
-    fn exchange(&mut self, phone: usize, request: &SyncRequest) -> SyncResponse {
-        let wire = SyncRequest::decode(&request.encode()).expect("request round-trips");
-        let auth = &self.phones[phone].auth;
-        let response = pollster::block_on(handle_sync(
-            &self.server,
-            auth,
-            &wire,
-            NOW,
-            Limits::default(),
-        ))
-        .expect("memory store");
-        SyncResponse::decode(&response.encode()).expect("response round-trips")
+    fn exchange(&self, phone: usize, request: &SyncRequest) -> SyncResponse {
+        self.phones[phone].serve(&self.server, request)
     }
 
     fn apply(&mut self, phone: usize, response: &SyncResponse) {
@@ -265,14 +260,9 @@ impl Sim {
                 which,
                 notes,
             } => {
-                let Some(mut file) = self.file(phone, resident) else {
+                let Some((mut file, id)) = self.own_visit(phone, resident, which) else {
                     return;
                 };
-                let own = self.own_visits(phone, &file);
-                if own.is_empty() {
-                    return;
-                }
-                let id = own[usize::from(which) % own.len()];
                 let mut rec = file.visit(id).expect("read").expect("visit").record;
                 rec.notes = format!("补记 {notes}");
                 rec.follow_up_needed = notes % 2 == 0;
@@ -286,14 +276,9 @@ impl Sim {
                 resident,
                 which,
             } => {
-                let Some(mut file) = self.file(phone, resident) else {
+                let Some((mut file, id)) = self.own_visit(phone, resident, which) else {
                     return;
                 };
-                let own = self.own_visits(phone, &file);
-                if own.is_empty() {
-                    return;
-                }
-                let id = own[usize::from(which) % own.len()];
                 let p = self.principal(phone);
                 file.tombstone_visit(&editor(&p), id)
                     .expect("tombstone own visit");

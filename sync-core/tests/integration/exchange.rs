@@ -121,14 +121,7 @@ fn a_lost_response_is_recovered_through_the_held_list() {
     staff_phone.replica.save_case_file(&file).unwrap();
     staff_phone.sync(&server);
     let request = v.replica.prepare().unwrap();
-    let lost = pollster::block_on(sync_core::protocol::server::handle_sync(
-        &server,
-        &v.auth,
-        &request,
-        NOW,
-        sync_core::protocol::server::Limits::default(),
-    ))
-    .unwrap();
+    let lost = v.serve(&server, &request);
     assert_eq!(lost.docs.len(), 1, "the lost response carried r2");
 
     // The server's record now says the phone holds r2; the phone's digest says not.
@@ -265,14 +258,7 @@ fn a_visit_logged_during_a_sync_that_purges_its_resident_is_not_lost() {
         f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
     });
     v.auth.principal = volunteer(VOLUNTEER_1, &[]);
-    let response = pollster::block_on(sync_core::protocol::server::handle_sync(
-        &server,
-        &v.auth,
-        &request,
-        NOW,
-        sync_core::protocol::server::Limits::default(),
-    ))
-    .unwrap();
+    let response = v.serve(&server, &request);
     assert_eq!(response.purge, vec![r.into()]);
     let report = v.replica.apply(&response).unwrap();
     assert!(
@@ -307,14 +293,7 @@ fn a_refused_upload_with_later_local_writes_is_kept_and_handed_over_whole() {
         f.update_profile(e, ProfileField::Needs, &FieldValue::Text("助听器".into()))
             .unwrap();
     });
-    let response = pollster::block_on(sync_core::protocol::server::handle_sync(
-        &server,
-        &phone.auth,
-        &request,
-        NOW,
-        sync_core::protocol::server::Limits::default(),
-    ))
-    .unwrap();
+    let response = phone.serve(&server, &request);
     assert_eq!(response.rejections[0].code, "role_not_allowed");
     let report = phone.replica.apply(&response).unwrap();
     assert!(report.more);

@@ -239,10 +239,10 @@ impl Phone {
             .expect("hydrate")
     }
 
-    /// One request/response, through the encoded envelope.
-    pub fn sync_once(&mut self, server: &MemoryServerStore) -> SyncReport {
-        let request = SyncRequest::decode(&self.replica.prepare().expect("prepare").encode())
-            .expect("decode request");
+    /// Sends `request` to the server step through the encoded envelope and returns
+    /// the decoded response, not yet applied (so tests can lose, delay or replay it).
+    pub fn serve(&self, server: &MemoryServerStore, request: &SyncRequest) -> SyncResponse {
+        let request = SyncRequest::decode(&request.encode()).expect("decode request");
         let response = pollster::block_on(handle_sync(
             server,
             &self.auth,
@@ -251,7 +251,13 @@ impl Phone {
             Limits::default(),
         ))
         .expect("server step");
-        let response = SyncResponse::decode(&response.encode()).expect("decode response");
+        SyncResponse::decode(&response.encode()).expect("decode response")
+    }
+
+    /// One request/response, through the encoded envelope.
+    pub fn sync_once(&mut self, server: &MemoryServerStore) -> SyncReport {
+        let request = self.replica.prepare().expect("prepare");
+        let response = self.serve(server, &request);
         self.replica.apply(&response).expect("apply")
     }
 
