@@ -1,3 +1,19 @@
-//! The Linli server: hosts `sync-core` over SQL storage. See the crate README.
+//! The Linli server: hosts `sync-core` over SQL storage, behind HTTP. See the crate
+//! README.
 
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity;
 pub mod store;
+
+pub use error::{Error, Result};
+
+/// Milliseconds since the Unix epoch, the clock documents and tables use.
+pub fn now_ms() -> sync_core::ids::Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,11 +1,235 @@
-//! The Linli server binary. The sync service is not built yet: this skeleton keeps the
-//! workspace's shape and says plainly that it does nothing.
+//! `server`: the Linli sync service, and the operator commands beside it.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "linli server: not yet implemented — the sync service arrives with its own issue.\n\
-         The shared core (sync-core {}) is ready: model, rules and sync protocol.",
-        env!("CARGO_PKG_VERSION")
+use clap::Parser;
+use server::auth::Keys;
+use server::config::{Cli, Command, Config, LogFormat};
+use server::error::{Error, Result};
+use server::http::{AppState, HttpLimits};
+use server::now_ms;
+use server::store::{SqlStore, StoreOptions};
+use std::process::ExitCode;
+use sync_core::ids::{DeviceId, StationId};
+use sync_core::model::Role;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn open(config: &Config) -> Result<SqlStore> {
+    let url = config.database_url();
+    if url.expose().starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot create the data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+    }
+    let options = StoreOptions {
+        cache_docs: config.cache_docs,
+        max_connections: config.db_connections.max(1),
+        ..StoreOptions::default()
+    };
+    SqlStore::connect(url.expose(), options)
+        .await
+        .map_err(|e| Error::Config(format!("cannot open the database: {e}")))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = cli.config;
+    tracing::debug!(?config, "configuration");
+    let store = open(&config).await?;
+    let now = now_ms();
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&config, store).await,
+        command => operate(&store, command, now).await.map(|()| store),
+    };
+    let store = outcome?;
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(config: &Config, store: SqlStore) -> Result<SqlStore> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let keys = Keys::load_or_create(
+        config.signing_key.as_ref().map(|k| k.expose()),
+        &config.data_dir,
+    )?;
+    let bootstrap = store.bootstrap_admin(now_ms()).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("no local address: {e}")))?;
+    // Printed, never logged: the one time this password is shown.
+    println!(
+        "Linli server listening on http://{address} ({})",
+        store.backend()
     );
-    std::process::ExitCode::from(2)
+    if let Some(admin) = bootstrap {
+        println!(
+            "First start: sign in as {:?} with the one-time password {}\n\
+             (it is not shown again; create your own accounts, then disable this one)",
+            admin.login, admin.password
+        );
+    }
+    tracing::info!(%address, backend = store.backend(), "listening");
+    let state = AppState::new(store, keys);
+    let limits = HttpLimits {
+        max_body: config.max_body,
+        timeout: config.request_timeout(),
+    };
+    server::http::serve(listener, state.clone(), limits, shutdown_signal())
+        .await
+        .map_err(|e| Error::Internal(format!("serving: {e}")))?;
+    tracing::info!("stopped");
+    std::sync::Arc::try_unwrap(state)
+        .map(|s| s.store)
+        .map_err(|_| Error::Internal("requests still hold the state".into()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn operate(store: &SqlStore, command: Command, now: i64) -> Result<()> {
+    match command {
+        Command::Serve => {}
+        Command::CreateDistrict { name } => {
+            let id = store.create_district(&name, now).await?;
+            println!("district {name:?}: {id}");
+        }
+        Command::CreateStation { district, name } => {
+            let district = store.district_named(&district).await?;
+            let id = store.create_station(district, &name, now).await?;
+            println!("station {name:?}: {id}");
+        }
+        Command::CreateUser {
+            login,
+            display_name,
+            role,
+            district,
+            stations,
+        } => {
+            let role = Role::from_code(&role).ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown role {role:?}: volunteer, station_staff, coordinator or admin"
+                ))
+            })?;
+            let district = match district {
+                Some(name) => Some(store.district_named(&name).await?),
+                None => None,
+            };
+            let mut station_ids: Vec<StationId> = Vec::new();
+            for name in &stations {
+                let d = district.ok_or_else(|| Error::Config("stations need --district".into()))?;
+                station_ids.push(store.station_named(d, name).await?);
+            }
+            let password = if matches!(role, Role::Coordinator | Role::Admin | Role::StationStaff) {
+                Some(server::auth::new_enrolment_code()?)
+            } else {
+                None
+            };
+            let id = store
+                .create_user(
+                    &login,
+                    display_name.as_deref().unwrap_or(&login),
+                    role,
+                    district,
+                    &station_ids,
+                    password.as_deref(),
+                    now,
+                )
+                .await?;
+            println!("user {login:?} ({role}): {id}");
+            if let Some(p) = password {
+                println!("one-time password (shown once): {p}");
+            }
+        }
+        Command::IssueEnrolmentCode { login } => {
+            let user = store
+                .user_by_login(&login)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no user {login:?}")))?;
+            let (code, expires_at) = store.issue_enrolment_code(user.id, user.id, now).await?;
+            println!(
+                "enrolment code for {login:?}: {code} (valid {} minutes)",
+                (expires_at - now) / 60_000
+            );
+        }
+        Command::RevokeDevice { device } => {
+            store.revoke_device(DeviceId(device), None, now).await?;
+            println!("device {device} revoked: it will be told to purge at its next request");
+        }
+        Command::RebuildProjections => {
+            return Err(Error::Config(
+                "projections are not built yet in this version".into(),
+            ));
+        }
+        Command::Check => {
+            let report = store.check().await?;
+            println!("{report}");
+            if !report.ok() {
+                return Err(Error::Internal("the database check found problems".into()));
+            }
+        }
+    }
+    Ok(())
 }

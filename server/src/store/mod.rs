@@ -27,7 +27,10 @@ use sync_core::protocol::store::{
 };
 use uuid::Uuid;
 
+mod check;
 mod migrations;
+
+pub use check::CheckReport;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +51,9 @@ pub enum StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The connection pool of whichever backend the store uses.
 #[derive(Debug, Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -57,12 +61,13 @@ enum Pool {
 /// Runs `$body` with `$pool` bound to whichever pool the store has.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite($pool) => $body,
-            Pool::Postgres($pool) => $body,
+        match $store.pool() {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
+pub(crate) use with_pool;
 
 /// Tuning for a [`SqlStore`].
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +140,10 @@ impl SqlStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -210,6 +219,12 @@ impl SqlStore {
             q.fetch_all(p).await?
         });
         rows.iter().map(|r| id_of(r)).collect()
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        Ok(())
     }
 
     /// Documents in the cache.

@@ -244,15 +244,8 @@ impl<S: ServerStore> Step<'_, S> {
 
     /// Whether an existing document lies in the caller's scope.
     fn in_scope(&self, doc: &Automerge) -> bool {
-        let scope = &self.auth.principal.scope;
         match (header(doc), place_of(doc)) {
-            (Ok(Some(h)), Some(place)) => match (h.kind, place.station) {
-                (DocKind::Catalog, _) => place.district == scope.district(),
-                (DocKind::Resident, Some(station)) => {
-                    scope.covers(h.id.into(), place.district, station)
-                }
-                (DocKind::Resident, None) => false,
-            },
+            (Ok(Some(h)), Some(place)) => place.in_scope(DocId(h.id), &self.auth.principal.scope),
             _ => false,
         }
     }

@@ -19,6 +19,17 @@ pub struct DocPlace {
     pub station: Option<StationId>,
 }
 
+impl DocPlace {
+    /// Whether document `doc`, sitting here, lies in `scope`: a catalog for everyone
+    /// in its district, a case file as [`Scope::covers`] decides.
+    pub fn in_scope(&self, doc: DocId, scope: &Scope) -> bool {
+        match self.station {
+            None => self.district == scope.district(),
+            Some(station) => scope.covers(doc.into(), self.district, station),
+        }
+    }
+}
+
 /// Accepted changes to one document, to be stored in one transaction together with a
 /// feed entry (and, on the server, the projections of `after`).
 #[derive(Debug)]

@@ -1,0 +1,180 @@
+//! The server's configuration: flags and environment (clap), checked at start.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret setting: usable, never shown by `Debug` or `Display`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `linli-server`: the sync service, or an operator command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "Linli's sync service and operator commands"
+)]
+pub struct Cli {
+    /// Where and how to reach the database.
+    #[command(flatten)]
+    pub config: Config,
+    /// An operator command; without one, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings shared by the service and the operator commands.
+#[derive(Debug, Args, Clone)]
+pub struct Config {
+    /// The data directory: the default SQLite database and the signing key live here.
+    #[arg(
+        long,
+        env = "LINLI_DATA_DIR",
+        default_value = "linli-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// The database: `sqlite://path` or `postgres://user:password@host/db`. Defaults to
+    /// `linli.db` in the data directory.
+    #[arg(long, env = "LINLI_DATABASE_URL", global = true)]
+    pub database_url: Option<Secret>,
+    /// The key that signs access tokens: at least 32 bytes. Defaults to a random key
+    /// kept in the data directory (`signing.key`). Give every server process sharing a
+    /// database the same key.
+    #[arg(long, env = "LINLI_SIGNING_KEY", global = true)]
+    pub signing_key: Option<Secret>,
+    /// The address to listen on.
+    #[arg(
+        long,
+        env = "LINLI_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LINLI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Largest request body in bytes (sync uploads included).
+    #[arg(long, env = "LINLI_MAX_BODY", default_value_t = 16 << 20, global = true)]
+    pub max_body: usize,
+    /// Seconds a request may take before it is answered with 503.
+    #[arg(
+        long,
+        env = "LINLI_REQUEST_TIMEOUT",
+        default_value_t = 60,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+    /// Database connections.
+    #[arg(long, env = "LINLI_DB_CONNECTIONS", default_value_t = 8, global = true)]
+    pub db_connections: u32,
+    /// Loaded documents kept in memory.
+    #[arg(long, env = "LINLI_CACHE_DOCS", default_value_t = 2048, global = true)]
+    pub cache_docs: usize,
+}
+
+impl Config {
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> Secret {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => Secret(format!(
+                "sqlite://{}",
+                self.data_dir.join("linli.db").display()
+            )),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Operator commands. Each opens the database, does one thing and exits.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sync service (the default).
+    Serve,
+    /// Create a district.
+    CreateDistrict {
+        /// Its name, unique.
+        name: String,
+    },
+    /// Create a community service station in a district.
+    CreateStation {
+        /// The district's name.
+        #[arg(long)]
+        district: String,
+        /// The station's name, unique within the district.
+        name: String,
+    },
+    /// Create a user. Coordinators and admins get a password (printed once).
+    CreateUser {
+        /// The login name, unique.
+        login: String,
+        /// The name shown to others.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// volunteer, station_staff, coordinator or admin.
+        #[arg(long)]
+        role: String,
+        /// The district's name (every role but a bootstrap admin has one).
+        #[arg(long)]
+        district: Option<String>,
+        /// For station staff: the stations covered, by name (repeatable).
+        #[arg(long = "station")]
+        stations: Vec<String>,
+    },
+    /// Issue a one-time enrolment code for a user's phone.
+    IssueEnrolmentCode {
+        /// The user's login.
+        login: String,
+    },
+    /// Revoke a device: its tokens stop working and it is told to purge its data.
+    RevokeDevice {
+        /// The device id.
+        device: uuid::Uuid,
+    },
+    /// Rebuild the read-side projections from the documents.
+    RebuildProjections,
+    /// Check the database: every document loads and matches its stored heads.
+    Check,
+}

@@ -1,0 +1,151 @@
+//! Live events: every accepted change is announced, as a server-sent event, to the
+//! listeners whose scope holds the document. Events only say *that* a document
+//! changed; clients fetch the change the usual way (phones sync, pages reload).
+
+use super::AppState;
+use super::caller::Caller;
+use crate::error::Result;
+use crate::store::SqlStore;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use sync_core::automerge::Automerge;
+use sync_core::ids::{DeviceId, DocId};
+use sync_core::model::Scope;
+use sync_core::protocol::store::{
+    Append, AppendOutcome, DocPlace, FeedPage, Quarantined, ServerStore,
+};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+/// A document changed.
+#[derive(Clone, Copy, Debug)]
+pub struct Changed {
+    /// The feed entry that recorded the change.
+    pub seq: u64,
+    /// The document.
+    pub doc: DocId,
+    /// Where it sits, to decide who hears of it.
+    pub place: DocPlace,
+}
+
+/// The body of a `changed` event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ChangedEvent {
+    /// The feed sequence number of the change.
+    seq: u64,
+    /// The document (a resident's id, or a district catalog's).
+    doc: uuid::Uuid,
+}
+
+/// The store as the sync step sees it: every stored append is announced.
+pub(crate) struct Announcing<'a> {
+    pub store: &'a SqlStore,
+    pub events: &'a broadcast::Sender<Changed>,
+}
+
+impl ServerStore for Announcing<'_> {
+    type Error = <SqlStore as ServerStore>::Error;
+
+    async fn load(&self, doc: DocId) -> Result<Option<Automerge>, Self::Error> {
+        self.store.load(doc).await
+    }
+
+    async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, Self::Error> {
+        let (doc, place) = (append.doc, append.place);
+        let outcome = self.store.append(append).await?;
+        if let AppendOutcome::Stored(seq) = outcome {
+            // No listeners is fine.
+            let _ = self.events.send(Changed { seq, doc, place });
+        }
+        Ok(outcome)
+    }
+
+    async fn quarantine(&self, item: Quarantined) -> Result<(), Self::Error> {
+        self.store.quarantine(item).await
+    }
+
+    async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>, Self::Error> {
+        self.store.docs_in_scope(scope).await
+    }
+
+    async fn feed_since(
+        &self,
+        cursor: u64,
+        docs: &BTreeSet<DocId>,
+        limit: usize,
+    ) -> Result<FeedPage, Self::Error> {
+        self.store.feed_since(cursor, docs, limit).await
+    }
+
+    async fn feed_head(&self) -> Result<u64, Self::Error> {
+        self.store.feed_head().await
+    }
+
+    async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>, Self::Error> {
+        self.store.device_docs(device).await
+    }
+
+    async fn set_device_docs(
+        &self,
+        device: DeviceId,
+        docs: &BTreeSet<DocId>,
+    ) -> Result<(), Self::Error> {
+        self.store.set_device_docs(device, docs).await
+    }
+}
+
+/// Decrements the listener gauge when a stream ends.
+struct Listening(Arc<AppState>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.metrics.live_listeners.dec();
+    }
+}
+
+/// Server-sent events announcing changes in the caller's scope. A `lagged` event means
+/// announcements were dropped: sync or reload everything.
+#[utoipa::path(get, path = "/api/v1/events", tag = "sync",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream` of `changed` events (data: ChangedEvent) and `lagged` events", content_type = "text/event-stream", body = ChangedEvent),
+        (status = 401, description = "Not authenticated", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let scope = caller.principal(&state).await?.scope;
+    let mut stopping = state.stopping.subscribe();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    state.metrics.live_listeners.inc();
+    let guard = Listening(state.clone());
+    let stream = BroadcastStream::new(state.events.subscribe())
+        .filter_map(move |message| {
+            let _ = &guard;
+            let event = match message {
+                Ok(c) if c.place.in_scope(c.doc, &scope) => Event::default()
+                    .event("changed")
+                    .json_data(ChangedEvent {
+                        seq: c.seq,
+                        doc: c.doc.0,
+                    })
+                    .ok(),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Some(Event::default().event("lagged").data(""))
+                }
+            };
+            std::future::ready(event.map(Ok))
+        })
+        .take_until(stopped);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

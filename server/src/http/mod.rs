@@ -1,0 +1,150 @@
+//! The HTTP service: `app()` builds the router over one [`AppState`]; `serve` runs it
+//! until a shutdown signal, finishing the requests in flight.
+
+mod accounts;
+mod caller;
+mod events;
+mod metrics;
+mod ops;
+mod sync;
+
+pub use events::Changed;
+pub use metrics::Metrics;
+
+use crate::auth::Keys;
+use crate::store::SqlStore;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Limits the service applies to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Longest a request may take.
+    pub timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body: 16 << 20,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Attempts allowed per key before answering 429.
+#[derive(Debug)]
+pub(crate) struct RateLimits {
+    /// Password logins, per login name.
+    pub login_per_name: DefaultKeyedRateLimiter<String>,
+    /// Password logins and enrolments, per client address (a station's phones share
+    /// one address, so this is generous).
+    pub per_address: DefaultKeyedRateLimiter<String>,
+}
+
+impl RateLimits {
+    fn new() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        RateLimits {
+            login_per_name: RateLimiter::keyed(per_minute(5)),
+            per_address: RateLimiter::keyed(per_minute(60)),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Documents, feed, identity and projections.
+    pub store: SqlStore,
+    /// Access-token keys.
+    pub keys: Keys,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Metrics,
+    /// Changes announced to live listeners.
+    pub events: broadcast::Sender<Changed>,
+    /// Set when the server begins to shut down: live streams end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    pub(crate) rate_limits: RateLimits,
+}
+
+impl AppState {
+    /// State over an opened store.
+    pub fn new(store: SqlStore, keys: Keys) -> Arc<Self> {
+        Arc::new(AppState {
+            store,
+            keys,
+            metrics: Metrics::new(),
+            events: broadcast::channel(1024).0,
+            stopping: tokio::sync::watch::channel(false).0,
+            rate_limits: RateLimits::new(),
+        })
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/v1/login", post(accounts::login))
+        .route("/api/v1/enrol", post(accounts::enrol))
+        .route("/api/v1/token", post(accounts::refresh))
+        .route("/api/v1/me", get(accounts::me))
+        .route("/api/v1/districts", post(accounts::create_district))
+        .route("/api/v1/stations", post(accounts::create_station))
+        .route("/api/v1/users", post(accounts::create_user))
+        .route("/api/v1/enrolment-codes", post(accounts::issue_code))
+        .route("/api/v1/devices/{device}/revoke", post(accounts::revoke))
+        .route(
+            "/api/v1/volunteers/{volunteer}/residents/{resident}",
+            put(accounts::assign).delete(accounts::unassign),
+        )
+        .route("/api/v1/sync", post(sync::sync))
+        .route("/api/v1/events", get(events::events))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in
+/// flight finish (live event streams end at once).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone(), limits);
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        state.stopping.send_replace(true);
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,93 @@
+//! The sync endpoint: the core's protocol over one HTTP POST.
+
+use super::AppState;
+use super::caller::Caller;
+use super::events::Announcing;
+use super::metrics::{CodeLabel, OutcomeLabel};
+use crate::error::{Error, Result};
+use crate::now_ms;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use sync_core::protocol::envelope::SyncRequest;
+use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
+
+/// The media type of sync envelopes.
+pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
+
+/// One sync exchange. The body is a v1 sync request envelope (see `PROTOCOL.md`); the
+/// answer is a sync response envelope. Rejected uploads are answered inside the
+/// envelope (200) with a reason code; their bytes are kept in quarantine.
+#[utoipa::path(post, path = "/api/v1/sync", tag = "sync",
+    security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/vnd.linli.sync", description = "A sync request envelope"),
+    responses(
+        (status = 200, description = "A sync response envelope", content_type = "application/vnd.linli.sync", body = Vec<u8>),
+        (status = 400, description = "The body is not a sync request (code `malformed`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Not authenticated; `device_revoked` carries `purge: true`", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an enrolled device", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is larger than the server accepts"),
+        (status = 503, description = "Storage unavailable; nothing was stored, retry", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn sync(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response> {
+    let started = Instant::now();
+    let result = step(&state, &caller, &body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(Error::BadRequest { .. }) => "malformed",
+        Err(_) => "failed",
+    };
+    state
+        .metrics
+        .syncs
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+    state
+        .metrics
+        .sync_seconds
+        .observe(started.elapsed().as_secs_f64());
+    state.metrics.sync_request_bytes.inc_by(body.len() as u64);
+    let bytes = result?;
+    state.metrics.sync_response_bytes.inc_by(bytes.len() as u64);
+    Ok(([(CONTENT_TYPE, ENVELOPE)], bytes).into_response())
+}
+
+async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>> {
+    let device = caller.device()?;
+    let request = SyncRequest::decode(body)
+        .map_err(|e| Error::bad_request("malformed", format!("not a sync request: {e}")))?;
+    let now = now_ms();
+    let auth = DeviceAuth {
+        device: device.id,
+        principal: caller.principal(state).await?,
+        actors: state.store.device_actors(device.id).await?,
+    };
+    let store = Announcing {
+        store: &state.store,
+        events: &state.events,
+    };
+    let response = handle_sync(&store, &auth, &request, now, Limits::default()).await?;
+    state
+        .metrics
+        .receipts
+        .inc_by(response.receipts.len() as u64);
+    for rejection in &response.rejections {
+        state
+            .metrics
+            .rejections
+            .get_or_create(&CodeLabel {
+                code: rejection.code.clone(),
+            })
+            .inc();
+        tracing::warn!(device = %device.id, doc = %rejection.doc, code = %rejection.code, "upload rejected and quarantined");
+    }
+    state.store.touch_device(device, now).await?;
+    Ok(response.encode())
+}

@@ -1,0 +1,592 @@
+//! Who may do what: districts, stations, users, assignments, enrolment codes and
+//! devices, in SQL tables beside the documents (never CRDT). Resolves an authenticated
+//! device or user to the [`Principal`] the core's rules check against.
+
+use crate::auth::{self, code_hash, secret_hash};
+use crate::error::{AuthFailure, Error, Result};
+use crate::store::{SqlStore, with_pool};
+use sqlx::Row;
+use std::collections::BTreeSet;
+use sync_core::automerge::ActorId;
+use sync_core::ids::{DeviceId, DistrictId, ResidentId, StationId, Timestamp, UserId};
+use sync_core::model::{Principal, Role, Scope};
+use uuid::Uuid;
+
+/// A user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The id documents record as author.
+    pub id: UserId,
+    /// The login name.
+    pub login: String,
+    /// The name shown to others.
+    pub display_name: String,
+    /// The role.
+    pub role: Role,
+    /// The district; `None` only for a bootstrap admin.
+    pub district: Option<DistrictId>,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+}
+
+impl User {
+    /// Whether this user may manage `target` (issue its enrolment codes, revoke its
+    /// devices): admins anyone; coordinators their district; staff the volunteers of
+    /// their district; everyone themselves.
+    pub fn may_manage(&self, target: &User) -> bool {
+        if self.id == target.id || self.role == Role::Admin {
+            return true;
+        }
+        let same_district = self.district.is_some() && self.district == target.district;
+        match self.role {
+            Role::Coordinator => same_district && target.role != Role::Admin,
+            Role::StationStaff => same_district && target.role == Role::Volunteer,
+            Role::Volunteer | Role::Admin => false,
+        }
+    }
+
+    /// Whether this user may create a user with `role` in `district`.
+    pub fn may_create(&self, role: Role, district: Option<DistrictId>) -> bool {
+        let own = self.district.is_some() && self.district == district;
+        match self.role {
+            Role::Admin => true,
+            Role::Coordinator => own && role != Role::Admin,
+            Role::StationStaff => own && role == Role::Volunteer,
+            Role::Volunteer => false,
+        }
+    }
+}
+
+/// A device and what it may write as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The device.
+    pub id: DeviceId,
+    /// Its user.
+    pub user: UserId,
+    /// A name for people ("Wang's phone").
+    pub name: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// When it last synced (to the minute or so).
+    pub last_seen_at: Option<Timestamp>,
+}
+
+/// What a phone receives when it enrols.
+#[derive(Debug)]
+pub struct Enrolment {
+    /// The new device.
+    pub device: DeviceId,
+    /// Its user.
+    pub user: User,
+    /// The Automerge actor the device must write as.
+    pub actors: Vec<ActorId>,
+    /// The refresh token (only its hash is kept).
+    pub refresh_token: String,
+}
+
+/// Who was bootstrapped on first start.
+#[derive(Debug)]
+pub struct Bootstrap {
+    /// The admin's login.
+    pub login: String,
+    /// Its one-time password, shown once.
+    pub password: String,
+}
+
+fn uuid_of(bytes: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(bytes).map_err(|_| corrupt("a stored id is not 16 bytes".into()))
+}
+
+fn new_id(now: Timestamp) -> Result<Uuid> {
+    Ok(UserId::new_v7(now, auth::random_bytes::<10>()?).0)
+}
+
+fn bytes(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// The `users` columns a [`UserRow`] holds.
+macro_rules! user_columns {
+    () => {
+        "id, login, display_name, role, district, disabled_at"
+    };
+}
+
+/// A `users` row as selected by `user_columns!()`.
+type UserRow = (
+    Vec<u8>,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
+/// A password hash and a [`UserRow`], flattened.
+type PasswordRow = (
+    Option<String>,
+    Vec<u8>,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
+fn corrupt(message: String) -> Error {
+    Error::Store(crate::store::StoreError::Corrupt(message))
+}
+
+fn user_from_row((id, login, display_name, role, district, disabled_at): UserRow) -> Result<User> {
+    Ok(User {
+        id: UserId(uuid_of(&id)?),
+        login,
+        display_name,
+        role: Role::from_code(&role).ok_or_else(|| corrupt(format!("unknown role {role:?}")))?,
+        district: district.map(|d| uuid_of(&d).map(DistrictId)).transpose()?,
+        disabled: disabled_at.is_some(),
+    })
+}
+
+impl SqlStore {
+    /// Creates a district.
+    pub async fn create_district(&self, name: &str, now: Timestamp) -> Result<DistrictId> {
+        let id = new_id(now)?;
+        with_pool!(self, p => sqlx::query("INSERT INTO districts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(bytes(id)).bind(name.trim()).bind(now).execute(p).await.map(|_| ()))
+            .map_err(|e| unique_or(e, || format!("a district named {name:?} exists")))?;
+        Ok(DistrictId(id))
+    }
+
+    /// A district by name.
+    pub async fn district_named(&self, name: &str) -> Result<DistrictId> {
+        let row: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT id FROM districts WHERE name = $1")
+            .bind(name.trim()).fetch_optional(p).await?);
+        row.map(|b| uuid_of(&b).map(DistrictId))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("no district named {name:?}")))
+    }
+
+    /// Creates a station in `district`.
+    pub async fn create_station(
+        &self,
+        district: DistrictId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<StationId> {
+        let id = new_id(now)?;
+        with_pool!(self, p => sqlx::query("INSERT INTO stations (id, district, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(bytes(id)).bind(bytes(district.0)).bind(name.trim()).bind(now).execute(p).await.map(|_| ()))
+            .map_err(|e| unique_or(e, || format!("a station named {name:?} exists in this district")))?;
+        Ok(StationId(id))
+    }
+
+    /// A station by district and name.
+    pub async fn station_named(&self, district: DistrictId, name: &str) -> Result<StationId> {
+        let row: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT id FROM stations WHERE district = $1 AND name = $2")
+            .bind(bytes(district.0)).bind(name.trim()).fetch_optional(p).await?);
+        row.map(|b| uuid_of(&b).map(StationId))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("no station named {name:?} in this district")))
+    }
+
+    /// The district a station belongs to.
+    pub async fn station_district(&self, station: StationId) -> Result<Option<DistrictId>> {
+        let row: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT district FROM stations WHERE id = $1")
+            .bind(bytes(station.0)).fetch_optional(p).await?);
+        row.map(|b| uuid_of(&b).map(DistrictId)).transpose()
+    }
+
+    /// Creates a user. Staff get their `stations` (which must lie in `district`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_user(
+        &self,
+        login: &str,
+        display_name: &str,
+        role: Role,
+        district: Option<DistrictId>,
+        stations: &[StationId],
+        password: Option<&str>,
+        now: Timestamp,
+    ) -> Result<UserId> {
+        let login = login.trim();
+        if login.is_empty() || login.len() > 64 {
+            return Err(Error::bad_request(
+                "invalid_login",
+                "a login has 1 to 64 characters",
+            ));
+        }
+        if district.is_none() && role != Role::Admin {
+            return Err(Error::bad_request(
+                "district_required",
+                "every role but admin belongs to a district",
+            ));
+        }
+        if !stations.is_empty() && role != Role::StationStaff {
+            return Err(Error::bad_request(
+                "stations_for_staff",
+                "only station staff cover stations",
+            ));
+        }
+        for s in stations {
+            if self.station_district(*s).await? != district || district.is_none() {
+                return Err(Error::bad_request(
+                    "unknown_station",
+                    format!("station {s} is not in this district"),
+                ));
+            }
+        }
+        let hash = password.map(auth::hash_password).transpose()?;
+        let id = new_id(now)?;
+        with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO users (id, login, display_name, role, district, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(bytes(id)).bind(login).bind(display_name.trim()).bind(role.code())
+                .bind(district.map(|d| bytes(d.0))).bind(hash).bind(now)
+                .execute(&mut *tx).await
+                .map_err(|e| unique_or(e, || format!("the login {login:?} is taken")))?;
+            for s in stations {
+                sqlx::query("INSERT INTO staff_stations (user_id, station) VALUES ($1, $2)")
+                    .bind(bytes(id)).bind(bytes(s.0)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(UserId(id))
+    }
+
+    /// Creates the first admin if there are no users at all.
+    pub async fn bootstrap_admin(&self, now: Timestamp) -> Result<Option<Bootstrap>> {
+        let users: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await?);
+        if users > 0 {
+            return Ok(None);
+        }
+        let password = auth::new_enrolment_code()?;
+        match self
+            .create_user(
+                "admin",
+                "Administrator",
+                Role::Admin,
+                None,
+                &[],
+                Some(&password),
+                now,
+            )
+            .await
+        {
+            Ok(_) => Ok(Some(Bootstrap {
+                login: "admin".into(),
+                password,
+            })),
+            // Another process bootstrapped at the same moment.
+            Err(Error::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: UserId) -> Result<Option<User>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        let row: Option<UserRow> =
+            with_pool!(self, p => sqlx::query_as(sql).bind(bytes(id.0)).fetch_optional(p).await?);
+        row.map(user_from_row).transpose()
+    }
+
+    /// A user by login.
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<User>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE login = $1");
+        let row: Option<UserRow> =
+            with_pool!(self, p => sqlx::query_as(sql).bind(login.trim()).fetch_optional(p).await?);
+        row.map(user_from_row).transpose()
+    }
+
+    /// The user whose login and password match, if any. Runs argon2 off the async
+    /// threads; always hashes, so a wrong login takes as long as a wrong password.
+    pub async fn check_password(&self, login: &str, password: &str) -> Result<Option<User>> {
+        let sql = concat!(
+            "SELECT password_hash, ",
+            user_columns!(),
+            " FROM users WHERE login = $1"
+        );
+        let row: Option<PasswordRow> =
+            with_pool!(self, p => sqlx::query_as(sql).bind(login.trim()).fetch_optional(p).await?);
+        let found = row
+            .map(|(hash, id, login, name, role, district, disabled)| {
+                Ok::<_, Error>((
+                    user_from_row((id, login, name, role, district, disabled))?,
+                    hash,
+                ))
+            })
+            .transpose()?;
+        // A fixed hash to verify against when there is no user, so timing says nothing.
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$WQbZf0RVjx7Ss1bWB4mZcXnj3Fr3sLHFCrkgkK6qXks";
+        let (user, hash) = match found {
+            Some((user, Some(hash))) => (Some(user), hash),
+            _ => (None, DUMMY.to_owned()),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+            .await
+            .map_err(|e| Error::Internal(format!("password check: {e}")))?;
+        Ok(user.filter(|u| ok && !u.disabled))
+    }
+
+    /// The role and scope `user` acts with; `None` when the user has no district.
+    pub async fn principal(&self, user: &User) -> Result<Option<Principal>> {
+        let Some(district) = user.district else {
+            return Ok(None);
+        };
+        let scope = match user.role {
+            Role::Volunteer => {
+                let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT resident FROM assignments WHERE user_id = $1")
+                    .bind(bytes(user.id.0)).fetch_all(p).await?);
+                Scope::Residents {
+                    district,
+                    residents: rows
+                        .iter()
+                        .map(|b| uuid_of(b).map(ResidentId))
+                        .collect::<Result<BTreeSet<_>>>()?,
+                }
+            }
+            Role::StationStaff => {
+                let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT station FROM staff_stations WHERE user_id = $1")
+                    .bind(bytes(user.id.0)).fetch_all(p).await?);
+                Scope::Stations {
+                    district,
+                    stations: rows
+                        .iter()
+                        .map(|b| uuid_of(b).map(StationId))
+                        .collect::<Result<BTreeSet<_>>>()?,
+                }
+            }
+            Role::Coordinator | Role::Admin => Scope::District(district),
+        };
+        Ok(Some(Principal {
+            user: user.id,
+            role: user.role,
+            scope,
+        }))
+    }
+
+    /// Assigns `resident` to `volunteer`. The resident's case file must be stored and
+    /// within `by`'s scope; the volunteer must be in the same district.
+    pub async fn assign(
+        &self,
+        by: &Principal,
+        volunteer: UserId,
+        resident: ResidentId,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.check_assignment(by, volunteer, resident).await?;
+        with_pool!(self, p => sqlx::query("INSERT INTO assignments (user_id, resident, assigned_by, assigned_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(bytes(volunteer.0)).bind(bytes(resident.0)).bind(bytes(by.user.0)).bind(now)
+            .execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Ends an assignment: the volunteer's phones purge the case file at their next sync.
+    pub async fn unassign(
+        &self,
+        by: &Principal,
+        volunteer: UserId,
+        resident: ResidentId,
+    ) -> Result<()> {
+        self.check_assignment(by, volunteer, resident).await?;
+        with_pool!(self, p => sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND resident = $2")
+            .bind(bytes(volunteer.0)).bind(bytes(resident.0)).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    async fn check_assignment(
+        &self,
+        by: &Principal,
+        volunteer: UserId,
+        resident: ResidentId,
+    ) -> Result<()> {
+        if !by.role.is_staff() {
+            return Err(Error::Forbidden("only staff assign residents".into()));
+        }
+        let target = self
+            .user(volunteer)
+            .await?
+            .filter(|u| u.district == Some(by.scope.district()))
+            .ok_or_else(|| Error::NotFound(format!("no user {volunteer} in your district")))?;
+        if target.role != Role::Volunteer {
+            return Err(Error::bad_request(
+                "not_a_volunteer",
+                "residents are assigned to volunteers",
+            ));
+        }
+        let row = with_pool!(self, p => sqlx::query("SELECT district, station FROM documents WHERE id = $1 AND station IS NOT NULL")
+            .bind(bytes(resident.0)).fetch_optional(p).await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("district")?, r.try_get::<Vec<u8>, _>("station")?)))
+            .transpose()?);
+        let covered = match row {
+            Some((d, s)) => {
+                by.scope
+                    .covers(resident, DistrictId(uuid_of(&d)?), StationId(uuid_of(&s)?))
+            }
+            None => false,
+        };
+        if !covered {
+            return Err(Error::NotFound(format!(
+                "no resident {resident} in your scope"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Issues a one-time enrolment code for `user`, valid for 15 minutes.
+    pub async fn issue_enrolment_code(
+        &self,
+        issued_by: UserId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(String, Timestamp)> {
+        let code = auth::new_enrolment_code()?;
+        let expires_at = now + auth::ENROLMENT_CODE_MS;
+        with_pool!(self, p => sqlx::query("INSERT INTO enrolment_codes (code_hash, user_id, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(code_hash(&code)).bind(bytes(user.0)).bind(bytes(issued_by.0)).bind(now).bind(expires_at)
+            .execute(p).await.map(|_| ())?);
+        Ok((code, expires_at))
+    }
+
+    /// Exchanges an enrolment code for a new device: its id, one registered Automerge
+    /// actor and a refresh token. The code works once, before it expires.
+    pub async fn enrol(&self, code: &str, device_name: &str, now: Timestamp) -> Result<Enrolment> {
+        let device = DeviceId(new_id(now)?);
+        let actor = ActorId::from(auth::random_bytes::<16>()?.as_slice());
+        let refresh_token = auth::new_secret()?;
+        let name: String = device_name.trim().chars().take(100).collect();
+        let user_id: Option<Vec<u8>> = with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let user: Option<Vec<u8>> = sqlx::query_scalar(
+                "UPDATE enrolment_codes SET used_at = $2, device = $3
+                 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id")
+                .bind(code_hash(code)).bind(now).bind(bytes(device.0))
+                .fetch_optional(&mut *tx).await?;
+            if let Some(user) = &user {
+                sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(bytes(device.0)).bind(user.clone()).bind(&name).bind(now).bind(secret_hash(&refresh_token))
+                    .execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO device_actors (actor, device) VALUES ($1, $2)")
+                    .bind(actor.to_bytes().to_vec()).bind(bytes(device.0))
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            user
+        });
+        let user_id = user_id.ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
+        let user = self
+            .user(UserId(uuid_of(&user_id)?))
+            .await?
+            .ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
+        Ok(Enrolment {
+            device,
+            user,
+            actors: vec![actor],
+            refresh_token,
+        })
+    }
+
+    /// Exchanges a refresh token for a new one (rotation) and names the device. The
+    /// token before the current one also works until the current one is first used,
+    /// so a phone whose last refresh response was lost is not locked out.
+    pub async fn rotate_refresh(&self, token: &str) -> Result<(Device, String)> {
+        let presented = secret_hash(token);
+        let row = with_pool!(self, p => sqlx::query(
+            "SELECT id, refresh_hash, revoked_at FROM devices WHERE refresh_hash = $1 OR previous_refresh_hash = $1")
+            .bind(presented.clone()).fetch_optional(p).await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("id")?, r.try_get::<Vec<u8>, _>("refresh_hash")?, r.try_get::<Option<i64>, _>("revoked_at")?)))
+            .transpose()?);
+        let Some((id, current, revoked)) = row else {
+            return Err(Error::Unauthenticated(AuthFailure::BadCredentials));
+        };
+        if revoked.is_some() {
+            return Err(Error::Unauthenticated(AuthFailure::Revoked));
+        }
+        let next = auth::new_secret()?;
+        let sql = if current == presented {
+            "UPDATE devices SET previous_refresh_hash = refresh_hash, refresh_hash = $2 WHERE id = $1 AND refresh_hash = $3"
+        } else {
+            "UPDATE devices SET refresh_hash = $2 WHERE id = $1 AND previous_refresh_hash = $3"
+        };
+        let updated = with_pool!(self, p => sqlx::query(sql)
+            .bind(id.clone()).bind(secret_hash(&next)).bind(presented)
+            .execute(p).await?.rows_affected());
+        if updated != 1 {
+            // A concurrent refresh with the same token won.
+            return Err(Error::Unauthenticated(AuthFailure::BadCredentials));
+        }
+        let device = self
+            .device(DeviceId(uuid_of(&id)?))
+            .await?
+            .ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
+        Ok((device, next))
+    }
+
+    /// A device by id.
+    pub async fn device(&self, id: DeviceId) -> Result<Option<Device>> {
+        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at FROM devices WHERE id = $1")
+            .bind(bytes(id.0)).fetch_optional(p).await?
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("user_id")?, r.try_get::<String, _>("name")?,
+                r.try_get::<Option<i64>, _>("revoked_at")?, r.try_get::<Option<i64>, _>("last_seen_at")?)))
+            .transpose()?);
+        row.map(|(user, name, revoked_at, last_seen_at)| {
+            Ok(Device {
+                id,
+                user: UserId(uuid_of(&user)?),
+                name,
+                revoked_at,
+                last_seen_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The actors registered to a device.
+    pub async fn device_actors(&self, id: DeviceId) -> Result<Vec<ActorId>> {
+        let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT actor FROM device_actors WHERE device = $1 ORDER BY actor")
+            .bind(bytes(id.0)).fetch_all(p).await?);
+        Ok(rows.iter().map(|b| ActorId::from(b.as_slice())).collect())
+    }
+
+    /// Notes that a device synced, at most once every five minutes.
+    pub async fn touch_device(&self, device: &Device, now: Timestamp) -> Result<()> {
+        const EVERY_MS: i64 = 5 * 60 * 1000;
+        if device.last_seen_at.is_some_and(|t| now - t < EVERY_MS) {
+            return Ok(());
+        }
+        with_pool!(self, p => sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE id = $1")
+            .bind(bytes(device.id.0)).bind(now).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Revokes a device: its tokens stop working and it is told to purge. Idempotent.
+    pub async fn revoke_device(
+        &self,
+        id: DeviceId,
+        by: Option<UserId>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let updated = with_pool!(self, p => sqlx::query(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, $2), revoked_by = COALESCE(revoked_by, $3) WHERE id = $1")
+            .bind(bytes(id.0)).bind(now).bind(by.map(|u| bytes(u.0)))
+            .execute(p).await?.rows_affected());
+        if updated == 0 {
+            return Err(Error::NotFound(format!("no device {id}")));
+        }
+        Ok(())
+    }
+}
+
+/// A unique violation becomes a 409 with `message`; anything else stays a store error.
+fn unique_or(e: sqlx::Error, message: impl FnOnce() -> String) -> Error {
+    if e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+    {
+        Error::Conflict(message())
+    } else {
+        Error::from(e)
+    }
+}
