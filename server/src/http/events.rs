@@ -5,7 +5,7 @@
 use super::AppState;
 use super::caller::Caller;
 use crate::error::Result;
-use crate::store::SqlStore;
+use crate::store::{Pool, SqlStore};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use sync_core::automerge::Automerge;
-use sync_core::ids::{DeviceId, DocId};
+use sync_core::ids::{DeviceId, DistrictId, DocId, StationId};
 use sync_core::model::Scope;
 use sync_core::protocol::store::{
     Append, AppendOutcome, DocPlace, FeedPage, Quarantined, ServerStore,
@@ -60,8 +60,7 @@ impl ServerStore for Announcing<'_> {
         let (doc, place) = (append.doc, append.place);
         let outcome = self.store.append(append).await?;
         if let AppendOutcome::Stored(seq) = outcome {
-            // No listeners is fine.
-            let _ = self.events.send(Changed { seq, doc, place });
+            announce(self.store, self.events, Changed { seq, doc, place }).await;
         }
         Ok(outcome)
     }
@@ -97,6 +96,98 @@ impl ServerStore for Announcing<'_> {
         docs: &BTreeSet<DocId>,
     ) -> Result<(), Self::Error> {
         self.store.set_device_docs(device, docs).await
+    }
+}
+
+const CHANNEL: &str = "linli_changed";
+
+/// Tells listeners of every server process. On PostgreSQL the announcement goes through
+/// `NOTIFY`, so servers sharing the database hear each other's changes (each hears its
+/// own through [`relay_notifications`]); on SQLite there is one process.
+async fn announce(store: &SqlStore, events: &broadcast::Sender<Changed>, changed: Changed) {
+    match store.pool() {
+        Pool::Postgres(pool) => {
+            let payload = encode(&changed);
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await
+            {
+                // The change is stored; only the announcement is lost, and phones and
+                // pages still see the change at their next sync or reload.
+                tracing::warn!(error = %e, "could not announce a change");
+            }
+        }
+        Pool::Sqlite(_) => {
+            // No listeners is fine.
+            let _ = events.send(changed);
+        }
+    }
+}
+
+fn encode(c: &Changed) -> String {
+    let station = c
+        .place
+        .station
+        .map_or_else(|| "-".to_owned(), |s| s.0.simple().to_string());
+    format!(
+        "{} {} {} {}",
+        c.seq,
+        c.doc.0.simple(),
+        c.place.district.0.simple(),
+        station
+    )
+}
+
+fn decode(payload: &str) -> Option<Changed> {
+    let mut parts = payload.split(' ');
+    let seq = parts.next()?.parse().ok()?;
+    let doc = DocId(uuid::Uuid::parse_str(parts.next()?).ok()?);
+    let district = DistrictId(uuid::Uuid::parse_str(parts.next()?).ok()?);
+    let station = match parts.next()? {
+        "-" => None,
+        s => Some(StationId(uuid::Uuid::parse_str(s).ok()?)),
+    };
+    Some(Changed {
+        seq,
+        doc,
+        place: DocPlace { district, station },
+    })
+}
+
+/// On PostgreSQL, relays `NOTIFY` announcements into this process's listeners until
+/// the server stops; reconnects after a lost connection. Does nothing on SQLite.
+pub(crate) async fn relay_notifications(state: Arc<AppState>) {
+    let Pool::Postgres(pool) = state.store.pool() else {
+        return;
+    };
+    let mut stopping = state.stopping.subscribe();
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            loop {
+                let n = listener.recv().await?;
+                match decode(n.payload()) {
+                    Some(changed) => {
+                        let _ = state.events.send(changed);
+                    }
+                    None => tracing::warn!(payload = n.payload(), "unreadable announcement"),
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "live announcements interrupted; reconnecting");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            () = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+        }
     }
 }
 
@@ -148,4 +239,27 @@ pub(crate) async fn events(
         })
         .take_until(stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_round_trip_through_their_text_form() {
+        for station in [None, Some(StationId(uuid::Uuid::from_u128(3)))] {
+            let c = Changed {
+                seq: 42,
+                doc: DocId(uuid::Uuid::from_u128(1)),
+                place: DocPlace {
+                    district: DistrictId(uuid::Uuid::from_u128(2)),
+                    station,
+                },
+            };
+            let back = decode(&encode(&c)).unwrap();
+            assert_eq!((back.seq, back.doc, back.place), (c.seq, c.doc, c.place));
+        }
+        assert!(decode("x y z").is_none());
+        assert!(decode("").is_none());
+    }
 }

@@ -136,6 +136,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = app(state.clone(), limits);
+    tokio::spawn(events::relay_notifications(state.clone()));
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing requests in flight");
