@@ -72,16 +72,17 @@ async fn run(cli: Cli) -> Result<()> {
     tracing::debug!(?config, "configuration");
     let store = open(&config).await?;
     let now = now_ms();
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
+    match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config, store).await,
-        command => operate(&store, command, now).await.map(|()| store),
-    };
-    let store = outcome?;
-    store.close().await;
-    Ok(())
+        command => {
+            let outcome = operate(&store, command, now).await;
+            store.close().await;
+            outcome
+        }
+    }
 }
 
-async fn serve(config: &Config, store: SqlStore) -> Result<SqlStore> {
+async fn serve(config: &Config, store: SqlStore) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Config(format!(
             "cannot create the data directory {}: {e}",
@@ -120,10 +121,10 @@ async fn serve(config: &Config, store: SqlStore) -> Result<SqlStore> {
     server::http::serve(listener, state.clone(), limits, shutdown_signal())
         .await
         .map_err(|e| Error::Internal(format!("serving: {e}")))?;
+    // Requests in flight have finished; wait for their writes to reach the disk.
+    state.store.close().await;
     tracing::info!("stopped");
-    std::sync::Arc::try_unwrap(state)
-        .map(|s| s.store)
-        .map_err(|_| Error::Internal("requests still hold the state".into()))
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -44,8 +44,9 @@ pub enum StoreError {
     /// Stored bytes do not load: the database was damaged or written by something else.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
-    /// The database URL names no backend this server speaks.
-    #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
+    /// The database URL names no backend this server speaks. Holds the scheme only:
+    /// the rest of a URL may carry a password.
+    #[error("unsupported database URL scheme {0:?}: use sqlite://… or postgres://…")]
     UnsupportedUrl(String),
 }
 
@@ -129,7 +130,10 @@ impl SqlStore {
                     .await?,
             )
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+            return Err(StoreError::UnsupportedUrl(
+                scheme.chars().take(20).collect(),
+            ));
         };
         let store = SqlStore {
             pool,
