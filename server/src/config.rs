@@ -178,3 +178,43 @@ pub enum Command {
     /// Check the database: every document loads and matches its stored heads.
     Check,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let cli = Cli::try_parse_from([
+            "server",
+            "--database-url",
+            "postgres://linli:hunter2-password@db/linli",
+            "--signing-key",
+            "a-signing-key-of-at-least-32-bytes!!",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("signing-key-of"));
+        assert!(shown.contains("[redacted]"));
+        assert_eq!(
+            cli.config.database_url().expose(),
+            "postgres://linli:hunter2-password@db/linli"
+        );
+    }
+
+    #[test]
+    fn the_default_database_is_a_file_in_the_data_directory() {
+        let cli = Cli::try_parse_from(["server", "--data-dir", "/srv/linli"]).unwrap();
+        assert_eq!(
+            cli.config.database_url().expose(),
+            "sqlite:///srv/linli/linli.db"
+        );
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn a_wrong_setting_is_an_error_not_a_panic() {
+        assert!(Cli::try_parse_from(["server", "--bind", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["server", "--log-format", "xml"]).is_err());
+    }
+}

@@ -590,3 +590,55 @@ fn unique_or(e: sqlx::Error, message: impl FnOnce() -> String) -> Error {
         Error::from(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: u128, role: Role, district: Option<u128>) -> User {
+        User {
+            id: UserId(Uuid::from_u128(n)),
+            login: format!("u{n}"),
+            display_name: String::new(),
+            role,
+            district: district.map(|d| DistrictId(Uuid::from_u128(d))),
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn who_manages_whom() {
+        let admin = user(1, Role::Admin, None);
+        let coordinator = user(2, Role::Coordinator, Some(7));
+        let staff = user(3, Role::StationStaff, Some(7));
+        let volunteer = user(4, Role::Volunteer, Some(7));
+        let elsewhere = user(5, Role::Volunteer, Some(8));
+        let other_staff = user(6, Role::StationStaff, Some(7));
+
+        assert!(admin.may_manage(&elsewhere) && admin.may_manage(&coordinator));
+        assert!(coordinator.may_manage(&staff) && coordinator.may_manage(&volunteer));
+        assert!(!coordinator.may_manage(&elsewhere) && !coordinator.may_manage(&admin));
+        assert!(staff.may_manage(&volunteer) && !staff.may_manage(&other_staff));
+        assert!(!staff.may_manage(&elsewhere) && !staff.may_manage(&coordinator));
+        assert!(volunteer.may_manage(&volunteer) && !volunteer.may_manage(&elsewhere));
+        // A user without a district manages no one in "no district".
+        let lost = user(9, Role::Coordinator, None);
+        assert!(!lost.may_manage(&user(10, Role::Volunteer, None)));
+    }
+
+    #[test]
+    fn who_creates_whom() {
+        let d = Some(DistrictId(Uuid::from_u128(7)));
+        let other = Some(DistrictId(Uuid::from_u128(8)));
+        let coordinator = user(2, Role::Coordinator, Some(7));
+        let staff = user(3, Role::StationStaff, Some(7));
+        assert!(user(1, Role::Admin, None).may_create(Role::Admin, None));
+        assert!(coordinator.may_create(Role::StationStaff, d));
+        assert!(
+            !coordinator.may_create(Role::Admin, d)
+                && !coordinator.may_create(Role::Volunteer, other)
+        );
+        assert!(staff.may_create(Role::Volunteer, d) && !staff.may_create(Role::StationStaff, d));
+        assert!(!user(4, Role::Volunteer, Some(7)).may_create(Role::Volunteer, d));
+    }
+}
