@@ -14,17 +14,31 @@ fn migration(version: i64, description: &'static str, sql: &'static str) -> Migr
 }
 
 pub(super) fn sqlite() -> Vec<Migration> {
-    vec![migration(
-        1,
-        "sync",
-        include_str!("../../migrations/sqlite/0001_sync.sql"),
-    )]
+    vec![
+        migration(
+            1,
+            "sync",
+            include_str!("../../migrations/sqlite/0001_sync.sql"),
+        ),
+        migration(
+            2,
+            "projections",
+            include_str!("../../migrations/sqlite/0002_projections.sql"),
+        ),
+    ]
 }
 
 pub(super) fn postgres() -> Vec<Migration> {
-    vec![migration(
-        1,
-        "sync",
-        include_str!("../../migrations/postgres/0001_sync.sql"),
-    )]
+    vec![
+        migration(
+            1,
+            "sync",
+            include_str!("../../migrations/postgres/0001_sync.sql"),
+        ),
+        migration(
+            2,
+            "projections",
+            include_str!("../../migrations/postgres/0002_projections.sql"),
+        ),
+    ]
 }
