@@ -11,7 +11,9 @@
 //! shows, and an append to a document whose rows show other heads (wiped, or written
 //! before this table existed) rewrites them all, so a missed update never lingers.
 //!
-//! Catalogs are not projected.
+//! [`SqlStore::rebuild_projections`] rewrites every row from the stored documents, one
+//! document per transaction; [`SqlStore::check_projections`] compares the rows with what
+//! the documents project to, for the operator's check. Catalogs are not projected.
 
 use super::{Pool, Result, SqlStore, StoreError, heads_bytes};
 use sqlx::Row;
@@ -21,7 +23,7 @@ use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::paths::{Target, classify, touches};
 use sync_core::ids::*;
 use sync_core::model::*;
-use sync_core::protocol::store::Append;
+use sync_core::protocol::store::{Append, ServerStore};
 use uuid::Uuid;
 
 /// A resident's row: the profile, where the resident lives, and the figures the
@@ -393,6 +395,22 @@ const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station,
       heads = excluded.heads, last_visit_at = excluded.last_visit_at,
       live_visits = excluded.live_visits, open_follow_ups = excluded.open_follow_ups";
 
+/// Rows of residents that have no case file (none are made today: documents are never
+/// deleted, and catalogs are never projected), per table.
+const DELETE_ORPHANS: [&str; 5] = [
+    "DELETE FROM resident_rows WHERE id NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_services WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_hazards WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM follow_up_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+];
+
+const ORPHANS: &str = "SELECT id FROM resident_rows WHERE id NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_services WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_hazards WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM follow_up_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)";
+
 /// Statements that rewrite some or all of one case file's rows.
 #[derive(Debug, Default)]
 pub(super) struct Plan(Vec<Stmt>);
@@ -702,7 +720,7 @@ impl Pending {
     }
 }
 
-// ---- reading -------------------------------------------------------------------------
+// ---- reading, rebuilding, checking -----------------------------------------------------
 
 /// Typed column reads shared by both backends' rows.
 trait Fields {
@@ -883,6 +901,83 @@ struct Stored {
     follow_ups: Vec<FollowUpRow>,
 }
 
+/// What [`SqlStore::rebuild_projections`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Case files projected.
+    pub residents: usize,
+    /// Visit rows written.
+    pub visits: usize,
+    /// Service rows written.
+    pub services: usize,
+    /// Hazard rows written.
+    pub hazards: usize,
+    /// Follow-up rows written.
+    pub follow_ups: usize,
+    /// Rows removed because they named no case file.
+    pub orphans_removed: u64,
+    /// Case files that changed under every attempt to rebuild them; their rows are as
+    /// the appends left them. Run the rebuild again.
+    pub busy: Vec<DocId>,
+}
+
+/// What [`SqlStore::check_projections`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Case files compared.
+    pub residents: usize,
+    /// Where the rows differ from what the documents project to.
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl CheckReport {
+    /// Every projection matches its document.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// A case file whose rows differ from what it projects to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The document (or, for rows without a case file, the id they name).
+    pub doc: DocId,
+    /// What differs.
+    pub problem: String,
+}
+
+/// How rebuilding one document went.
+enum Rebuilt {
+    Written(Box<Projection>),
+    /// The document is no longer stored.
+    Gone,
+    /// It changed under every attempt.
+    Busy,
+}
+
+/// Attempts per document before a rebuild or a check gives up on one that keeps
+/// changing under it.
+const ATTEMPTS: usize = 5;
+
+/// Writes a plan for `$doc` if the stored document still has `$heads`, inside `$tx`
+/// whose backend lock is held; evaluates to whether it did.
+macro_rules! rewrite_if_unchanged {
+    ($tx:ident, $doc:expr, $heads:expr, $plan:expr) => {{
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT heads FROM documents WHERE id = $1")
+                .bind($doc.0.as_bytes().to_vec())
+                .fetch_optional(&mut *$tx)
+                .await?;
+        if stored.as_deref() == Some($heads) {
+            run_plan!($tx, $plan);
+            $tx.commit().await?;
+            true
+        } else {
+            false
+        }
+    }};
+}
+
 impl SqlStore {
     /// One resident's projection as stored; `None` when the resident has no row.
     pub async fn projection(&self, resident: ResidentId) -> Result<Option<Projection>> {
@@ -962,5 +1057,236 @@ impl SqlStore {
                 read_all!(tx)
             }
         })
+    }
+
+    /// Case-file ids, in order.
+    async fn case_files(&self) -> Result<Vec<DocId>> {
+        self.ids(
+            "SELECT id FROM documents WHERE station IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await
+    }
+
+    /// Deletes and rewrites every projection from the stored documents, one document
+    /// per transaction, so it can run on a live server: appends go on meanwhile, and a
+    /// page reads each resident's rows either old or new, never half-written.
+    pub async fn rebuild_projections(&self) -> Result<RebuildReport> {
+        let mut report = RebuildReport::default();
+        for sql in DELETE_ORPHANS {
+            report.orphans_removed += with_pool!(self, p => sqlx::query(sql)
+                .execute(p)
+                .await?
+                .rows_affected());
+        }
+        for doc in self.case_files().await? {
+            match self.rebuild_one(doc).await? {
+                Rebuilt::Written(p) => {
+                    report.residents += 1;
+                    report.visits += p.visits.len();
+                    report.services += p.services.len();
+                    report.hazards += p.hazards.len();
+                    report.follow_ups += p.follow_ups.len();
+                }
+                Rebuilt::Gone => {}
+                Rebuilt::Busy => report.busy.push(doc),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn rebuild_one(&self, doc: DocId) -> Result<Rebuilt> {
+        for _ in 0..ATTEMPTS {
+            let Some(loaded) = self.load(doc).await? else {
+                return Ok(Rebuilt::Gone);
+            };
+            if let Some(p) = self.rewrite_from(doc, loaded).await? {
+                return Ok(Rebuilt::Written(Box::new(p)));
+            }
+        }
+        Ok(Rebuilt::Busy)
+    }
+
+    /// Rewrites `doc`'s rows from `loaded`, projected outside any lock, if the store
+    /// still holds exactly that version; `None` if an append moved it on meanwhile.
+    async fn rewrite_from(&self, doc: DocId, loaded: Automerge) -> Result<Option<Projection>> {
+        let heads = heads_bytes(&loaded.get_heads());
+        let file = CaseFile::from_doc(loaded).map_err(|e| unprojectable(doc, e))?;
+        let projection = full(doc, &file)?;
+        let plan = Plan::full(&projection, heads.clone()).into_statements();
+        let written = match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
+                    .bind(doc.0.as_bytes().to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+            }
+        };
+        Ok(written.then_some(projection))
+    }
+
+    /// Compares every case file's rows with what its document projects to, and looks
+    /// for rows that name no case file. Reads only; [`Self::rebuild_projections`]
+    /// repairs what it finds.
+    pub async fn check_projections(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        for doc in self.case_files().await? {
+            report.residents += 1;
+            if let Some(problem) = self.check_one(doc).await? {
+                report.mismatches.push(Mismatch { doc, problem });
+            }
+        }
+        for doc in self.ids(ORPHANS, &[]).await? {
+            report.mismatches.push(Mismatch {
+                doc,
+                problem: "rows name a resident that has no case file".into(),
+            });
+        }
+        Ok(report)
+    }
+
+    async fn check_one(&self, doc: DocId) -> Result<Option<String>> {
+        let mut problem = None;
+        for _ in 0..ATTEMPTS {
+            let Some(loaded) = self.load(doc).await? else {
+                return Ok(None);
+            };
+            let heads = heads_bytes(&loaded.get_heads());
+            let expected = match CaseFile::from_doc(loaded).and_then(|f| f.hydrate()) {
+                Ok(r) => Projection::of(&r),
+                Err(e) => return Ok(Some(format!("the document cannot be projected: {e}"))),
+            };
+            let stored = self.stored_projection(doc.into()).await?;
+            problem = differences(&expected, &heads, &stored);
+            // Rows of other heads are expected if an append landed meanwhile.
+            if problem.is_none() || self.stored_heads(doc).await?.as_ref() == Some(&heads) {
+                return Ok(problem);
+            }
+        }
+        Ok(problem)
+    }
+}
+
+/// What differs between the rows a document projects to and the stored ones.
+fn differences(expected: &Projection, heads: &[u8], stored: &Stored) -> Option<String> {
+    let Some((resident, stored_heads)) = &stored.resident else {
+        return Some("the resident row is missing".into());
+    };
+    let mut out = Vec::new();
+    if stored_heads != heads {
+        out.push("rows show other heads than the document's");
+    }
+    if resident != &expected.resident {
+        out.push("the resident row differs");
+    }
+    if stored.visits != expected.visits {
+        out.push("visit rows differ");
+    }
+    if stored.services != expected.services {
+        out.push("service rows differ");
+    }
+    if stored.hazards != expected.hazards {
+        out.push("hazard rows differ");
+    }
+    if stored.follow_ups != expected.follow_ups {
+        out.push("follow-up rows differ");
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use sync_core::automerge::ActorId;
+    use sync_core::protocol::server::place_of;
+    use sync_core::protocol::store::AppendOutcome;
+    use sync_core::rules::Editor;
+
+    const NOW: Timestamp = 1_763_942_400_000;
+
+    async fn append(
+        store: &SqlStore,
+        before: &[sync_core::automerge::ChangeHash],
+        after: &Automerge,
+    ) {
+        let changes = after.get_changes(before);
+        let outcome = store
+            .append(Append {
+                doc: DocId(Uuid::from_u128(1)),
+                place: place_of(after).unwrap(),
+                expected_heads: before,
+                changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                hashes: changes.iter().map(|c| c.hash()).collect(),
+                after,
+                device: None,
+                user: None,
+                received_at: NOW,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AppendOutcome::Stored(_)));
+    }
+
+    /// A rebuild projects outside the lock; if an append lands in between, the
+    /// rebuild's older rows must not overwrite the append's.
+    #[tokio::test]
+    async fn a_rebuild_never_writes_over_a_newer_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.sqlite").display());
+        let store = SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap();
+        let district = DistrictId(Uuid::from_u128(0xD1));
+        let staff = Principal {
+            user: UserId(Uuid::from_u128(0xC0)),
+            role: Role::Coordinator,
+            scope: Scope::District(district),
+        };
+        let editor = Editor {
+            principal: &staff,
+            now: NOW,
+        };
+        let profile = Profile {
+            name: "周阿姨".into(),
+            address: String::new(),
+            phone: String::new(),
+            birth_year: None,
+            living_situation: None,
+            emergency_contact: String::new(),
+            needs: String::new(),
+            risk_level: None,
+            visit_every_days: None,
+        };
+        let mut file = CaseFile::create(
+            ActorId::from(vec![1; 16]),
+            &editor,
+            ResidentId(Uuid::from_u128(1)),
+            district,
+            StationId(Uuid::from_u128(0x5A)),
+            &profile,
+        )
+        .unwrap();
+        append(&store, &[], file.doc()).await;
+        let old = file.doc().clone();
+        let ticket = FollowUpId(Uuid::from_u128(0xE1));
+        file.open_follow_up(&editor, ticket, None, "送药", None, None)
+            .unwrap();
+        append(&store, &old.get_heads(), file.doc()).await;
+        let doc = DocId(Uuid::from_u128(1));
+        let newer = store.projection(file.id()).await.unwrap();
+        assert_eq!(newer.as_ref().map(|p| p.follow_ups.len()), Some(1));
+
+        assert_eq!(store.rewrite_from(doc, old).await.unwrap(), None);
+        assert_eq!(store.projection(file.id()).await.unwrap(), newer);
+        let current = file.doc().clone();
+        assert_eq!(store.rewrite_from(doc, current).await.unwrap(), newer);
     }
 }

@@ -1,6 +1,6 @@
 //! The read-side projections: after every kind of change, through the sync protocol,
 //! the rows equal what the server's document hydrates to; refused or failed appends
-//! leave no rows.
+//! leave no rows; wiped rows come back identical from a rebuild.
 
 use crate::backends::{TestStore, conformance};
 use server::store::projections::*;
@@ -290,6 +290,9 @@ async fn execute(t: &TestStore, sql: &str) {
     }
 }
 
+const WIPE: &str = "DELETE FROM resident_rows; DELETE FROM visit_rows; \
+    DELETE FROM visit_services; DELETE FROM visit_hazards; DELETE FROM follow_up_rows;";
+
 async fn projections_follow_every_kind_of_change(t: TestStore) {
     let mut c = Phone::coordinator();
     c.register(RESIDENT, STATION_A, "王阿婆");
@@ -413,6 +416,10 @@ async fn projections_follow_every_kind_of_change(t: TestStore) {
     let p = assert_projected(&t, RESIDENT).await;
     assert!(p.visits.iter().all(|row| row.station == STATION_B));
     assert!(p.follow_ups.iter().all(|row| row.station == STATION_B));
+
+    let check = t.store.check_projections().await.unwrap();
+    assert!(check.is_clean(), "{check:?}");
+    assert_eq!(check.residents, 1);
 }
 
 async fn a_refused_batch_writes_no_projection_rows(t: TestStore) {
@@ -475,6 +482,10 @@ async fn a_refused_batch_writes_no_projection_rows(t: TestStore) {
         .await;
     assert_eq!(report.rejections[0].code, "role_not_allowed");
     assert_eq!(t.store.projection(stranger).await.unwrap(), None);
+
+    let check = t.store.check_projections().await.unwrap();
+    assert!(check.is_clean(), "{check:?}");
+    assert_eq!(check.residents, 1);
 }
 
 /// A request uploading everything in `doc` since `base`.
@@ -564,6 +575,89 @@ async fn an_append_whose_projection_fails_stores_nothing(t: TestStore) {
     assert_eq!(t.store.projection(RESIDENT).await.unwrap(), Some(before));
 }
 
+async fn wiped_projections_rebuild_to_the_same_rows(t: TestStore) {
+    let residents: Vec<ResidentId> = (0..3).map(|n| ResidentId(uuid(0x1001 + n))).collect();
+    let mut c = Phone::coordinator();
+    for (n, r) in residents.iter().enumerate() {
+        let station = if n == 2 { STATION_B } else { STATION_A };
+        c.register(*r, station, &format!("居民 {n}"));
+    }
+    c.sync(&t).await;
+    let mut v = Phone::volunteer(2, VOLUNTEER, &residents);
+    v.sync(&t).await;
+    for (n, r) in (0u128..).zip(&residents) {
+        for k in 0..=n {
+            let id = VisitId(uuid(0xF000 + n * 16 + k));
+            let start = NOW - (10 - i64::try_from(k).unwrap()) * HOUR;
+            v.edit(*r, |f, e| f.log_visit(e, id, &record(start)));
+        }
+        let ticket = FollowUpId(uuid(0xE000 + n));
+        v.edit(*r, |f, e| {
+            f.open_follow_up(e, ticket, None, "回访", None, None)
+        });
+    }
+    v.sync(&t).await;
+    let mut snapshot = Vec::new();
+    for r in &residents {
+        snapshot.push(assert_projected(&t, *r).await);
+    }
+    assert!(t.store.check_projections().await.unwrap().is_clean());
+
+    execute(&t, WIPE).await;
+    assert_eq!(t.store.projection(residents[0]).await.unwrap(), None);
+    let check = t.store.check_projections().await.unwrap();
+    assert_eq!(check.mismatches.len(), 3, "{check:?}");
+
+    let report = t.store.rebuild_projections().await.unwrap();
+    assert_eq!(
+        report,
+        RebuildReport {
+            residents: 3,
+            visits: 6,
+            services: 12,
+            hazards: 12,
+            follow_ups: 3,
+            orphans_removed: 0,
+            busy: vec![],
+        }
+    );
+    for (r, want) in residents.iter().zip(&snapshot) {
+        assert_eq!(t.store.projection(*r).await.unwrap().as_ref(), Some(want));
+    }
+    assert!(t.store.check_projections().await.unwrap().is_clean());
+
+    // Damaged rows, and rows that name no case file: the check finds them, a rebuild
+    // repairs them.
+    execute(
+        &t,
+        "UPDATE visit_rows SET notes = 'tampered' WHERE id IN (SELECT id FROM visit_rows LIMIT 1);
+         INSERT INTO visit_services (resident, visit, position, service_type)
+         SELECT id, id, 0, id FROM documents WHERE station IS NULL;",
+    )
+    .await;
+    let check = t.store.check_projections().await.unwrap();
+    assert_eq!(check.mismatches.len(), 2, "{check:?}");
+    assert!(check.mismatches.iter().any(|m| m.doc == DISTRICT.into()));
+    let report = t.store.rebuild_projections().await.unwrap();
+    assert_eq!(report.orphans_removed, 1);
+    for (r, want) in residents.iter().zip(&snapshot) {
+        assert_eq!(t.store.projection(*r).await.unwrap().as_ref(), Some(want));
+    }
+    assert!(t.store.check_projections().await.unwrap().is_clean());
+
+    // Wiped again, then one change: the append sees the rows do not show the heads it
+    // was checked against, and writes the whole document, not just the new visit.
+    execute(&t, WIPE).await;
+    let late = VisitId(uuid(0xFFFF));
+    v.edit(residents[2], |f, e| {
+        f.log_visit(e, late, &record(NOW - HOUR))
+    });
+    v.sync(&t).await;
+    let p = assert_projected(&t, residents[2]).await;
+    assert_eq!(p.visits.len(), 4);
+    assert_eq!(t.store.projection(residents[0]).await.unwrap(), None);
+}
+
 async fn a_catalog_projects_nothing(t: TestStore) {
     let mut c = Phone::coordinator();
     let editor = Editor {
@@ -583,6 +677,12 @@ async fn a_catalog_projects_nothing(t: TestStore) {
     assert_eq!(
         t.store.projection(ResidentId(DISTRICT.0)).await.unwrap(),
         None
+    );
+    let check = t.store.check_projections().await.unwrap();
+    assert_eq!(check, CheckReport::default());
+    assert_eq!(
+        t.store.rebuild_projections().await.unwrap(),
+        RebuildReport::default()
     );
 }
 
@@ -631,6 +731,7 @@ conformance!(
     projections_follow_every_kind_of_change,
     a_refused_batch_writes_no_projection_rows,
     an_append_whose_projection_fails_stores_nothing,
+    wiped_projections_rebuild_to_the_same_rows,
     a_catalog_projects_nothing,
     a_schema_1_document_projects_before_and_after_its_migration,
 );
