@@ -220,9 +220,17 @@ async fn operate(store: &SqlStore, command: Command, now: i64) -> Result<()> {
             println!("device {device} revoked: it will be told to purge at its next request");
         }
         Command::RebuildProjections => {
-            return Err(Error::Config(
-                "projections are not built yet in this version".into(),
-            ));
+            let r = store.rebuild_projections().await?;
+            println!(
+                "rebuilt {} residents: {} visits, {} services, {} hazards, {} follow-ups; {} orphan rows removed",
+                r.residents, r.visits, r.services, r.hazards, r.follow_ups, r.orphans_removed
+            );
+            if !r.busy.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "{} case files changed during every attempt; run the rebuild again",
+                    r.busy.len()
+                )));
+            }
         }
         Command::Check => {
             let report = store.check().await?;

@@ -1,5 +1,5 @@
 //! `server check`: every stored document loads, its heads and place match what the
-//! tables say, and the feed covers every document.
+//! tables say, the feed covers every document, and the projections match the documents.
 
 use super::{Result, SqlStore, heads_bytes, id_of, with_pool};
 use std::fmt;
@@ -97,6 +97,13 @@ impl SqlStore {
                 ));
             }
         }
+        let projections = self.check_projections().await?;
+        report.problems.extend(
+            projections
+                .mismatches
+                .into_iter()
+                .map(|m| format!("projection of {}: {}", m.doc, m.problem)),
+        );
         Ok(report)
     }
 }

@@ -21,6 +21,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             include_str!("../../migrations/sqlite/0001_sync.sql"),
         ),
         migration(
+            2,
+            "projections",
+            include_str!("../../migrations/sqlite/0002_projections.sql"),
+        ),
+        migration(
             3,
             "identity",
             include_str!("../../migrations/sqlite/0003_identity.sql"),
@@ -34,6 +39,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             1,
             "sync",
             include_str!("../../migrations/postgres/0001_sync.sql"),
+        ),
+        migration(
+            2,
+            "projections",
+            include_str!("../../migrations/postgres/0002_projections.sql"),
         ),
         migration(
             3,

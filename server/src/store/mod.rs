@@ -6,9 +6,11 @@
 //! A document is a compacted snapshot plus the change chunks appended since; an append
 //! folds the chunks into a new snapshot once they outgrow half the snapshot. Loaded
 //! documents stay in a bounded cache, checked against the stored heads on every load
-//! so that several server processes can share one database.
+//! so that several server processes can share one database. Every append also writes
+//! the read-side [`projections`] of the document, in the same transaction.
 
 use lru::LruCache;
+use projections::Pending;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -319,7 +321,7 @@ fn opt_bytes(id: Option<Uuid>) -> Option<Vec<u8>> {
 /// The body of an append, the same for both backends once the transaction is open and
 /// the backend's locks are held.
 macro_rules! append_body {
-    ($tx:ident, $a:ident; $($feed_lock:tt)*) => {{
+    ($tx:ident, $a:ident, $pending:ident; $($feed_lock:tt)*) => {{
         let id = $a.doc.0.as_bytes().to_vec();
         let row = sqlx::query("SELECT heads, CAST(length(snapshot) AS BIGINT) AS snapshot_len, chunk_bytes FROM documents WHERE id = $1")
             .bind(id.clone())
@@ -350,6 +352,17 @@ macro_rules! append_body {
         .fetch_one(&mut *$tx)
         .await?
         .try_get("seq")?;
+        if $pending.projects() {
+            // Rows that show the heads the changes were checked against need only what
+            // the changes touched; any others (wiped, never written) are rewritten whole.
+            let projected: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT heads FROM resident_rows WHERE id = $1")
+                    .bind(id.clone())
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let plan = $pending.take_plan(projected.as_deref() == Some(expected.as_slice()))?;
+            run_plan!($tx, plan);
+        }
         let chunk: Vec<u8> = $a.changes.concat();
         let new_heads = heads_bytes(&$a.after.get_heads());
         let district = $a.place.district.0.as_bytes().to_vec();
@@ -401,15 +414,49 @@ macro_rules! append_body {
     }};
 }
 
+/// Runs a projection write plan (`Vec<projections::Stmt>`) in `$tx`.
+macro_rules! run_plan {
+    ($tx:ident, $plan:expr) => {
+        for stmt in $plan {
+            let mut q = sqlx::query(stmt.sql);
+            for arg in stmt.args {
+                use $crate::store::projections::Arg;
+                q = match arg {
+                    Arg::Bytes(v) => q.bind(v),
+                    Arg::OptBytes(v) => q.bind(v),
+                    Arg::Int(v) => q.bind(v),
+                    Arg::OptInt(v) => q.bind(v),
+                    Arg::Text(v) => q.bind(v),
+                    Arg::OptText(v) => q.bind(v),
+                    Arg::Bool(v) => q.bind(v),
+                };
+            }
+            q.execute(&mut *$tx).await?;
+        }
+    };
+}
+
+pub mod projections;
+
 impl SqlStore {
-    async fn append_sqlite(&self, p: &SqlitePool, a: &Append<'_>) -> Result<AppendOutcome> {
+    async fn append_sqlite(
+        &self,
+        p: &SqlitePool,
+        a: &Append<'_>,
+        pending: &mut Pending,
+    ) -> Result<AppendOutcome> {
         // IMMEDIATE takes SQLite's write lock up front: writers queue here, across
         // processes too, instead of failing at commit.
         let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-        append_body!(tx, a;)
+        append_body!(tx, a, pending;)
     }
 
-    async fn append_postgres(&self, p: &PgPool, a: &Append<'_>) -> Result<AppendOutcome> {
+    async fn append_postgres(
+        &self,
+        p: &PgPool,
+        a: &Append<'_>,
+        pending: &mut Pending,
+    ) -> Result<AppendOutcome> {
         let mut tx = p.begin().await?;
         // Serialise writers of this document across processes, then take the feed lock
         // so that sequence numbers commit in order.
@@ -417,7 +464,7 @@ impl SqlStore {
             .bind(a.doc.0.as_bytes().to_vec())
             .execute(&mut *tx)
             .await?;
-        append_body!(tx, a;
+        append_body!(tx, a, pending;
             sqlx::query("SELECT pg_advisory_xact_lock(7235)").execute(&mut *tx).await?;
         )
     }
@@ -443,9 +490,11 @@ impl ServerStore for SqlStore {
     }
 
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {
+        // The projection is worked out before the write lock is taken.
+        let mut pending = Pending::new(&append)?;
         let outcome = match &self.pool {
-            Pool::Sqlite(p) => self.append_sqlite(p, &append).await,
-            Pool::Postgres(p) => self.append_postgres(p, &append).await,
+            Pool::Sqlite(p) => self.append_sqlite(p, &append, &mut pending).await,
+            Pool::Postgres(p) => self.append_postgres(p, &append, &mut pending).await,
         };
         let outcome = match outcome {
             // Two first writers of one new document: the loser retries.
@@ -458,7 +507,7 @@ impl ServerStore for SqlStore {
             other => other?,
         };
         if matches!(outcome, AppendOutcome::Stored(_)) {
-            self.cache_lock().put(append.doc, append.after.clone());
+            self.cache_lock().put(append.doc, pending.into_doc());
         }
         Ok(outcome)
     }

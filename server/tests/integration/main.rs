@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod backends;
+mod projections;
 mod store;
 mod sync;

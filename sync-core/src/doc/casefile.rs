@@ -488,6 +488,13 @@ impl CaseFile {
             .transpose()
     }
 
+    /// One follow-up ticket.
+    pub fn follow_up(&self, follow_up: FollowUpId) -> Result<Option<FollowUp>> {
+        self.follow_up_obj(follow_up)
+            .map(|f| read_follow_up(&self.doc, follow_up, &f))
+            .transpose()
+    }
+
     /// The start time of the latest live visit, read without hydrating every visit.
     pub fn last_visit_at(&self) -> Result<Option<Timestamp>> {
         let Some(visits) = get_obj(&self.doc, &ROOT, VISITS) else {

@@ -78,7 +78,10 @@ fn visits_amendments_tombstones_reviews_and_follow_ups_round_trip() {
     assert_eq!(r.live_visits().count(), 1);
     assert_eq!(r.last_visit_at(), Some(NOW - DAY));
     assert_eq!(file.last_visit_at().unwrap(), Some(NOW - DAY));
+    assert_eq!(file.visit(b).unwrap().as_ref(), Some(&r.visits[1]));
     let f = &r.follow_ups[0];
+    assert_eq!(file.follow_up(ticket).unwrap().as_ref(), Some(f));
+    assert_eq!(file.follow_up(FollowUpId(uuid(0xE2))).unwrap(), None);
     assert_eq!(
         (f.status, f.owner, f.visit),
         (FollowUpStatus::Closed, Some(STAFF_A), Some(b))

@@ -1,0 +1,1292 @@
+//! Read-side projections: SQL rows of residents, visits (with their services and
+//! hazards) and follow-ups, for the coordinator pages, statistics and exports.
+//!
+//! The rows are a function of the document alone: [`Projection::of`] flattens what
+//! `CaseFile::hydrate` gives. An append writes them in the transaction that stores the
+//! changes and the feed entry, so they never show a change the store does not hold. To stay cheap on the sync path an
+//! append rewrites only the visits and follow-ups its changes wrote to (located by
+//! decoding the changes, as the rules do) and the resident row; a new document, a write
+//! to the document root (a station move, a migration) or a change that cannot be
+//! located rewrites every row of the document. Each resident row records the heads it
+//! shows, and an append to a document whose rows show other heads (wiped, or written
+//! before this table existed) rewrites them all, so a missed update never lingers.
+//!
+//! [`SqlStore::rebuild_projections`] rewrites every row from the stored documents, one
+//! document per transaction; [`SqlStore::check_projections`] compares the rows with what
+//! the documents project to, for the operator's check. Catalogs are not projected.
+
+use super::{Pool, Result, SqlStore, StoreError, heads_bytes};
+use sqlx::Row;
+use std::collections::BTreeSet;
+use sync_core::automerge::{Automerge, Change};
+use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::paths::{Target, classify, touches};
+use sync_core::ids::*;
+use sync_core::model::*;
+use sync_core::protocol::store::{Append, ServerStore};
+use uuid::Uuid;
+
+/// A resident's row: the profile, where the resident lives, and the figures the
+/// due-visit and follow-up lists sort on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentRow {
+    /// The resident (and case-file) id.
+    pub id: ResidentId,
+    /// District.
+    pub district: DistrictId,
+    /// Station.
+    pub station: StationId,
+    /// The profile, field by field.
+    pub profile: Profile,
+    /// When the latest visit that is not tombstoned started.
+    pub last_visit_at: Option<Timestamp>,
+    /// Visits that are not tombstoned.
+    pub live_visits: i64,
+    /// Follow-ups still open.
+    pub open_follow_ups: i64,
+}
+
+/// A visit's row. Tombstoned visits keep their row, flagged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisitRow {
+    /// The resident visited.
+    pub resident: ResidentId,
+    /// The visit.
+    pub id: VisitId,
+    /// The resident's district.
+    pub district: DistrictId,
+    /// The resident's station (now, not at the time of the visit).
+    pub station: StationId,
+    /// The volunteer who made the visit.
+    pub volunteer: UserId,
+    /// Project.
+    pub project: ProjectId,
+    /// Unit, if recorded.
+    pub unit: Option<UnitId>,
+    /// Start, device clock.
+    pub started_at: Timestamp,
+    /// End, device clock.
+    pub ended_at: Timestamp,
+    /// Whole minutes from start to end, rounded down.
+    pub duration_minutes: i64,
+    /// How the resident was doing.
+    pub wellbeing: Wellbeing,
+    /// Blood pressure, systolic.
+    pub systolic: Option<i64>,
+    /// Blood pressure, diastolic.
+    pub diastolic: Option<i64>,
+    /// Blood sugar, tenths of mmol/L.
+    pub blood_sugar_dmmol: Option<i64>,
+    /// Remarks on the condition.
+    pub remarks: String,
+    /// Notes.
+    pub notes: String,
+    /// Someone must follow up.
+    pub follow_up_needed: bool,
+    /// Deleted.
+    pub tombstoned: bool,
+    /// `Pending` until reviewed.
+    pub review_status: ReviewStatus,
+    /// Who reviewed; `None` until reviewed.
+    pub reviewer: Option<UserId>,
+    /// When.
+    pub reviewed_at: Option<Timestamp>,
+    /// The reviewer's comment.
+    pub review_comment: Option<String>,
+    /// Hazards found.
+    pub hazards_found: i64,
+    /// Of those, fixed on the spot.
+    pub hazards_fixed: i64,
+}
+
+/// One service given in a visit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// The resident.
+    pub resident: ResidentId,
+    /// The visit.
+    pub visit: VisitId,
+    /// Place in the visit's list, from 0.
+    pub position: i64,
+    /// What was given.
+    pub service_type: ServiceTypeId,
+}
+
+/// One hazard found in a visit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HazardRow {
+    /// The resident.
+    pub resident: ResidentId,
+    /// The visit.
+    pub visit: VisitId,
+    /// Place in the visit's list, from 0.
+    pub position: i64,
+    /// What kind.
+    pub hazard_type: HazardTypeId,
+    /// How serious.
+    pub severity: Severity,
+    /// Fixed on the spot.
+    pub fixed_on_spot: bool,
+    /// Free text.
+    pub note: String,
+}
+
+/// A follow-up ticket's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowUpRow {
+    /// The resident.
+    pub resident: ResidentId,
+    /// The ticket.
+    pub id: FollowUpId,
+    /// The resident's district.
+    pub district: DistrictId,
+    /// The resident's station.
+    pub station: StationId,
+    /// The visit it was opened from.
+    pub visit: Option<VisitId>,
+    /// What must be done.
+    pub title: String,
+    /// Open or closed.
+    pub status: FollowUpStatus,
+    /// Who must act.
+    pub owner: Option<UserId>,
+    /// By when.
+    pub deadline: Option<Timestamp>,
+    /// Who opened it.
+    pub opened_by: UserId,
+    /// When.
+    pub opened_at: Timestamp,
+    /// Who closed it.
+    pub closed_by: Option<UserId>,
+    /// When.
+    pub closed_at: Option<Timestamp>,
+    /// How it was resolved.
+    pub resolution: String,
+    /// How many comments it has.
+    pub comments: i64,
+}
+
+/// Every row one case file projects to, each list in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Projection {
+    /// The resident's row.
+    pub resident: ResidentRow,
+    /// Visit rows, by visit id.
+    pub visits: Vec<VisitRow>,
+    /// Service rows, by visit id and position.
+    pub services: Vec<ServiceRow>,
+    /// Hazard rows, by visit id and position.
+    pub hazards: Vec<HazardRow>,
+    /// Follow-up rows, by ticket id.
+    pub follow_ups: Vec<FollowUpRow>,
+}
+
+impl Projection {
+    /// The rows of a hydrated case file.
+    pub fn of(r: &Resident) -> Projection {
+        let place = Place {
+            resident: r.id,
+            district: r.district,
+            station: r.station,
+        };
+        let mut p = Projection {
+            resident: ResidentRow {
+                id: r.id,
+                district: r.district,
+                station: r.station,
+                profile: r.profile.clone(),
+                last_visit_at: r.last_visit_at(),
+                live_visits: count(r.live_visits()),
+                open_follow_ups: count(
+                    r.follow_ups
+                        .iter()
+                        .filter(|f| f.status == FollowUpStatus::Open),
+                ),
+            },
+            visits: Vec::with_capacity(r.visits.len()),
+            services: Vec::new(),
+            hazards: Vec::new(),
+            follow_ups: r.follow_ups.iter().map(|f| place.follow_up(f)).collect(),
+        };
+        for v in &r.visits {
+            let (visit, services, hazards) = place.visit(v);
+            p.visits.push(visit);
+            p.services.extend(services);
+            p.hazards.extend(hazards);
+        }
+        p.sort();
+        p
+    }
+
+    fn sort(&mut self) {
+        self.visits.sort_by_key(|v| v.id);
+        self.services.sort_by_key(|s| (s.visit, s.position));
+        self.hazards.sort_by_key(|h| (h.visit, h.position));
+        self.follow_ups.sort_by_key(|f| f.id);
+    }
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> i64 {
+    i64::try_from(items.count()).unwrap_or(i64::MAX)
+}
+
+/// Where a case file's rows belong.
+struct Place {
+    resident: ResidentId,
+    district: DistrictId,
+    station: StationId,
+}
+
+impl Place {
+    fn visit(&self, v: &Visit) -> (VisitRow, Vec<ServiceRow>, Vec<HazardRow>) {
+        let r = &v.record;
+        let row = VisitRow {
+            resident: self.resident,
+            id: v.id,
+            district: self.district,
+            station: self.station,
+            volunteer: v.volunteer,
+            project: r.project,
+            unit: r.unit,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            duration_minutes: r.ended_at.saturating_sub(r.started_at) / 60_000,
+            wellbeing: r.condition.wellbeing,
+            systolic: r.condition.systolic,
+            diastolic: r.condition.diastolic,
+            blood_sugar_dmmol: r.condition.blood_sugar_dmmol,
+            remarks: r.condition.remarks.clone(),
+            notes: r.notes.clone(),
+            follow_up_needed: r.follow_up_needed,
+            tombstoned: v.tombstoned,
+            review_status: v.review_status(),
+            reviewer: v.review.as_ref().map(|x| x.reviewer),
+            reviewed_at: v.review.as_ref().map(|x| x.at),
+            review_comment: v.review.as_ref().map(|x| x.comment.clone()),
+            hazards_found: count(r.hazards.iter()),
+            hazards_fixed: count(r.hazards.iter().filter(|h| h.fixed_on_spot)),
+        };
+        let services = (0..)
+            .zip(&r.services)
+            .map(|(position, s)| ServiceRow {
+                resident: self.resident,
+                visit: v.id,
+                position,
+                service_type: *s,
+            })
+            .collect();
+        let hazards = (0..)
+            .zip(&r.hazards)
+            .map(|(position, h)| HazardRow {
+                resident: self.resident,
+                visit: v.id,
+                position,
+                hazard_type: h.hazard_type,
+                severity: h.severity,
+                fixed_on_spot: h.fixed_on_spot,
+                note: h.note.clone(),
+            })
+            .collect();
+        (row, services, hazards)
+    }
+
+    fn follow_up(&self, f: &FollowUp) -> FollowUpRow {
+        FollowUpRow {
+            resident: self.resident,
+            id: f.id,
+            district: self.district,
+            station: self.station,
+            visit: f.visit,
+            title: f.title.clone(),
+            status: f.status,
+            owner: f.owner,
+            deadline: f.deadline,
+            opened_by: f.opened_by,
+            opened_at: f.opened_at,
+            closed_by: f.closed_by,
+            closed_at: f.closed_at,
+            resolution: f.resolution.clone(),
+            comments: count(f.comments.iter()),
+        }
+    }
+}
+
+// ---- writing -------------------------------------------------------------------------
+
+/// A statement of a write plan. Plans are worked out in Rust, before a transaction
+/// opens where possible, and run on either backend by `run_plan!`.
+#[derive(Debug)]
+pub(super) struct Stmt {
+    pub(super) sql: &'static str,
+    pub(super) args: Vec<Arg>,
+}
+
+/// An argument of a [`Stmt`].
+#[derive(Debug)]
+pub(super) enum Arg {
+    Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+    Bool(bool),
+}
+
+fn id(u: &Uuid) -> Arg {
+    Arg::Bytes(u.as_bytes().to_vec())
+}
+
+fn opt_id(u: Option<&Uuid>) -> Arg {
+    Arg::OptBytes(u.map(|u| u.as_bytes().to_vec()))
+}
+
+fn opt_code(code: Option<&'static str>) -> Arg {
+    Arg::OptText(code.map(str::to_owned))
+}
+
+const DELETE_ALL: [&str; 4] = [
+    "DELETE FROM visit_services WHERE resident = $1",
+    "DELETE FROM visit_hazards WHERE resident = $1",
+    "DELETE FROM visit_rows WHERE resident = $1",
+    "DELETE FROM follow_up_rows WHERE resident = $1",
+];
+
+const DELETE_VISIT: [&str; 3] = [
+    "DELETE FROM visit_services WHERE resident = $1 AND visit = $2",
+    "DELETE FROM visit_hazards WHERE resident = $1 AND visit = $2",
+    "DELETE FROM visit_rows WHERE resident = $1 AND id = $2",
+];
+
+const DELETE_FOLLOW_UP: &str = "DELETE FROM follow_up_rows WHERE resident = $1 AND id = $2";
+
+const INSERT_VISIT: &str = "INSERT INTO visit_rows (resident, id, district, station, volunteer,
+    project, unit, started_at, ended_at, duration_minutes, wellbeing, systolic, diastolic,
+    blood_sugar_dmmol, remarks, notes, follow_up_needed, tombstoned, review_status, reviewer,
+    reviewed_at, review_comment, hazards_found, hazards_fixed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21, $22, $23, $24)";
+
+const INSERT_SERVICE: &str =
+    "INSERT INTO visit_services (resident, visit, position, service_type) VALUES ($1, $2, $3, $4)";
+
+const INSERT_HAZARD: &str = "INSERT INTO visit_hazards (resident, visit, position, hazard_type,
+    severity, fixed_on_spot, note) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const INSERT_FOLLOW_UP: &str = "INSERT INTO follow_up_rows (resident, id, district, station,
+    visit, title, status, owner, deadline, opened_by, opened_at, closed_by, closed_at,
+    resolution, comments)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// The figures are counted from the visit and follow-up rows written just before, in
+/// the same transaction, so an append that touched one visit need not read the others.
+const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station, name, address,
+    phone, birth_year, living_situation, emergency_contact, needs, risk_level,
+    visit_every_days, heads, last_visit_at, live_visits, open_follow_ups)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+      (SELECT MAX(started_at) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
+      (SELECT COUNT(*) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
+      (SELECT COUNT(*) FROM follow_up_rows WHERE resident = $1 AND status = 'open'))
+    ON CONFLICT (id) DO UPDATE SET district = excluded.district, station = excluded.station,
+      name = excluded.name, address = excluded.address, phone = excluded.phone,
+      birth_year = excluded.birth_year, living_situation = excluded.living_situation,
+      emergency_contact = excluded.emergency_contact, needs = excluded.needs,
+      risk_level = excluded.risk_level, visit_every_days = excluded.visit_every_days,
+      heads = excluded.heads, last_visit_at = excluded.last_visit_at,
+      live_visits = excluded.live_visits, open_follow_ups = excluded.open_follow_ups";
+
+/// Rows of residents that have no case file (none are made today: documents are never
+/// deleted, and catalogs are never projected), per table.
+const DELETE_ORPHANS: [&str; 5] = [
+    "DELETE FROM resident_rows WHERE id NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_services WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM visit_hazards WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+    "DELETE FROM follow_up_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)",
+];
+
+const ORPHANS: &str = "SELECT id FROM resident_rows WHERE id NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_services WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM visit_hazards WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)
+    UNION SELECT resident FROM follow_up_rows WHERE resident NOT IN (SELECT id FROM documents WHERE station IS NOT NULL)";
+
+/// Statements that rewrite some or all of one case file's rows.
+#[derive(Debug, Default)]
+pub(super) struct Plan(Vec<Stmt>);
+
+impl Plan {
+    fn push(&mut self, sql: &'static str, args: Vec<Arg>) {
+        self.0.push(Stmt { sql, args });
+    }
+
+    /// Everything, from a whole projection.
+    fn full(p: &Projection, heads: Vec<u8>) -> Plan {
+        let mut plan = Plan::default();
+        for sql in DELETE_ALL {
+            plan.push(sql, vec![id(&p.resident.id.0)]);
+        }
+        for v in &p.visits {
+            plan.visit(v);
+        }
+        for s in &p.services {
+            plan.service(s);
+        }
+        for h in &p.hazards {
+            plan.hazard(h);
+        }
+        for f in &p.follow_ups {
+            plan.follow_up(f);
+        }
+        let r = &p.resident;
+        plan.resident(r.id, r.district, r.station, &r.profile, heads);
+        plan
+    }
+
+    fn visit(&mut self, v: &VisitRow) {
+        self.push(
+            INSERT_VISIT,
+            vec![
+                id(&v.resident.0),
+                id(&v.id.0),
+                id(&v.district.0),
+                id(&v.station.0),
+                id(&v.volunteer.0),
+                id(&v.project.0),
+                opt_id(v.unit.as_ref().map(|u| &u.0)),
+                Arg::Int(v.started_at),
+                Arg::Int(v.ended_at),
+                Arg::Int(v.duration_minutes),
+                Arg::Text(v.wellbeing.code().to_owned()),
+                Arg::OptInt(v.systolic),
+                Arg::OptInt(v.diastolic),
+                Arg::OptInt(v.blood_sugar_dmmol),
+                Arg::Text(v.remarks.clone()),
+                Arg::Text(v.notes.clone()),
+                Arg::Bool(v.follow_up_needed),
+                Arg::Bool(v.tombstoned),
+                Arg::Text(v.review_status.code().to_owned()),
+                opt_id(v.reviewer.as_ref().map(|u| &u.0)),
+                Arg::OptInt(v.reviewed_at),
+                Arg::OptText(v.review_comment.clone()),
+                Arg::Int(v.hazards_found),
+                Arg::Int(v.hazards_fixed),
+            ],
+        );
+    }
+
+    fn service(&mut self, s: &ServiceRow) {
+        self.push(
+            INSERT_SERVICE,
+            vec![
+                id(&s.resident.0),
+                id(&s.visit.0),
+                Arg::Int(s.position),
+                id(&s.service_type.0),
+            ],
+        );
+    }
+
+    fn hazard(&mut self, h: &HazardRow) {
+        self.push(
+            INSERT_HAZARD,
+            vec![
+                id(&h.resident.0),
+                id(&h.visit.0),
+                Arg::Int(h.position),
+                id(&h.hazard_type.0),
+                Arg::Text(h.severity.code().to_owned()),
+                Arg::Bool(h.fixed_on_spot),
+                Arg::Text(h.note.clone()),
+            ],
+        );
+    }
+
+    fn follow_up(&mut self, f: &FollowUpRow) {
+        self.push(
+            INSERT_FOLLOW_UP,
+            vec![
+                id(&f.resident.0),
+                id(&f.id.0),
+                id(&f.district.0),
+                id(&f.station.0),
+                opt_id(f.visit.as_ref().map(|v| &v.0)),
+                Arg::Text(f.title.clone()),
+                Arg::Text(f.status.code().to_owned()),
+                opt_id(f.owner.as_ref().map(|u| &u.0)),
+                Arg::OptInt(f.deadline),
+                id(&f.opened_by.0),
+                Arg::Int(f.opened_at),
+                opt_id(f.closed_by.as_ref().map(|u| &u.0)),
+                Arg::OptInt(f.closed_at),
+                Arg::Text(f.resolution.clone()),
+                Arg::Int(f.comments),
+            ],
+        );
+    }
+
+    /// Last in every plan: its figures count the rows written before it.
+    fn resident(
+        &mut self,
+        resident: ResidentId,
+        district: DistrictId,
+        station: StationId,
+        p: &Profile,
+        heads: Vec<u8>,
+    ) {
+        self.push(
+            UPSERT_RESIDENT,
+            vec![
+                id(&resident.0),
+                id(&district.0),
+                id(&station.0),
+                Arg::Text(p.name.clone()),
+                Arg::Text(p.address.clone()),
+                Arg::Text(p.phone.clone()),
+                Arg::OptInt(p.birth_year),
+                opt_code(p.living_situation.map(LivingSituation::code)),
+                Arg::Text(p.emergency_contact.clone()),
+                Arg::Text(p.needs.clone()),
+                opt_code(p.risk_level.map(RiskLevel::code)),
+                Arg::OptInt(p.visit_every_days),
+                Arg::Bytes(heads),
+            ],
+        );
+    }
+
+    pub(super) fn into_statements(self) -> Vec<Stmt> {
+        self.0
+    }
+}
+
+/// The visits and follow-ups some changes wrote to.
+#[derive(Debug, Default)]
+struct Touched {
+    visits: BTreeSet<VisitId>,
+    follow_ups: BTreeSet<FollowUpId>,
+}
+
+/// What `changes` wrote to besides the profile, or `None` when they wrote to the
+/// document root (a new document, a station move, a migration) or outside the schema,
+/// or cannot be located: then every row is rewritten.
+fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
+    let mut out = Touched::default();
+    for raw in changes {
+        let change = Change::try_from(raw.as_slice()).ok()?;
+        for touch in touches(doc, &change).ok()? {
+            match classify(&touch) {
+                Target::Profile(_) => {}
+                Target::Visit { id, .. } => {
+                    out.visits.insert(id);
+                }
+                Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {
+                    out.follow_ups.insert(id);
+                }
+                Target::Root(_) | Target::CatalogEntry { .. } | Target::Unknown => return None,
+            }
+        }
+    }
+    Some(out)
+}
+
+fn unprojectable(doc: DocId, e: sync_core::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "document {doc} cannot be projected: {e}; check it with the operator tools"
+    ))
+}
+
+/// The whole projection of a case file.
+fn full(doc: DocId, file: &CaseFile) -> Result<Projection> {
+    let resident = file.hydrate().map_err(|e| unprojectable(doc, e))?;
+    Ok(Projection::of(&resident))
+}
+
+/// Rewrites the rows of the touched visits and follow-ups, and the resident row.
+fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Result<Plan> {
+    let bad = |e| unprojectable(doc, e);
+    let place = Place {
+        resident: file.id(),
+        district: file.district().map_err(bad)?,
+        station: file.station().map_err(bad)?,
+    };
+    let mut plan = Plan::default();
+    let resident = || id(&place.resident.0);
+    for v in &touched.visits {
+        for sql in DELETE_VISIT {
+            plan.push(sql, vec![resident(), id(&v.0)]);
+        }
+        if let Some(visit) = file.visit(*v).map_err(bad)? {
+            let (row, services, hazards) = place.visit(&visit);
+            plan.visit(&row);
+            services.iter().for_each(|s| plan.service(s));
+            hazards.iter().for_each(|h| plan.hazard(h));
+        }
+    }
+    for f in &touched.follow_ups {
+        plan.push(DELETE_FOLLOW_UP, vec![resident(), id(&f.0)]);
+        if let Some(ticket) = file.follow_up(*f).map_err(bad)? {
+            plan.follow_up(&place.follow_up(&ticket));
+        }
+    }
+    let profile = file.profile().map_err(bad)?;
+    plan.resident(
+        place.resident,
+        place.district,
+        place.station,
+        &profile,
+        heads,
+    );
+    Ok(plan)
+}
+
+/// An append's projection, worked out before its transaction opens, and the copy of
+/// the document that the cache keeps afterwards (read for the projection on the way:
+/// `CaseFile` owns its document, and the cache needed a copy anyway).
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// A catalog: nothing is projected.
+    Catalog(Automerge),
+    /// A case file.
+    Resident {
+        doc: DocId,
+        file: CaseFile,
+        /// The rows the append's changes affect.
+        plan: Plan,
+        /// `plan` rewrites every row of the document.
+        whole: bool,
+        /// The document's heads after the append.
+        heads: Vec<u8>,
+    },
+}
+
+impl Pending {
+    pub(super) fn new(a: &Append<'_>) -> Result<Pending> {
+        let copy = a.after.clone();
+        if a.place.station.is_none() {
+            return Ok(Pending::Catalog(copy));
+        }
+        let heads = heads_bytes(&copy.get_heads());
+        let file = CaseFile::from_doc(copy).map_err(|e| unprojectable(a.doc, e))?;
+        if DocId::from(file.id()) != a.doc {
+            return Err(StoreError::Corrupt(format!(
+                "document {} declares the id {}",
+                a.doc,
+                file.id()
+            )));
+        }
+        let touched = if a.expected_heads.is_empty() {
+            None
+        } else {
+            touched(file.doc(), &a.changes)
+        };
+        let (plan, whole) = match &touched {
+            Some(t) => (partial(a.doc, &file, t, heads.clone())?, false),
+            None => (Plan::full(&full(a.doc, &file)?, heads.clone()), true),
+        };
+        Ok(Pending::Resident {
+            doc: a.doc,
+            file,
+            plan,
+            whole,
+            heads,
+        })
+    }
+
+    /// Whether the document is projected at all.
+    pub(super) fn projects(&self) -> bool {
+        matches!(self, Pending::Resident { .. })
+    }
+
+    /// The statements to run. `current`: the stored rows show the heads the append
+    /// was checked against, so rewriting what the changes touched is enough.
+    pub(super) fn take_plan(&mut self, current: bool) -> Result<Vec<Stmt>> {
+        match self {
+            Pending::Catalog(_) => Ok(Vec::new()),
+            Pending::Resident {
+                plan, whole: true, ..
+            } => Ok(std::mem::take(plan).into_statements()),
+            Pending::Resident { plan, .. } if current => Ok(std::mem::take(plan).into_statements()),
+            Pending::Resident {
+                doc, file, heads, ..
+            } => Ok(Plan::full(&full(*doc, file)?, heads.clone()).into_statements()),
+        }
+    }
+
+    pub(super) fn into_doc(self) -> Automerge {
+        match self {
+            Pending::Catalog(doc) => doc,
+            Pending::Resident { file, .. } => file.into_doc(),
+        }
+    }
+}
+
+// ---- reading, rebuilding, checking -----------------------------------------------------
+
+/// Typed column reads shared by both backends' rows.
+trait Fields {
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn flag(&self, col: &str) -> Result<bool, sqlx::Error>;
+}
+
+macro_rules! fields_of {
+    ($row:ty) => {
+        impl Fields for $row {
+            fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn flag(&self, col: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(col)
+            }
+        }
+    };
+}
+fields_of!(sqlx::sqlite::SqliteRow);
+fields_of!(sqlx::postgres::PgRow);
+
+fn uuid_of(bytes: &[u8], col: &str) -> Result<Uuid> {
+    Uuid::from_slice(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("projection column {col} is not a 16-byte id")))
+}
+
+fn id_col<I: From<Uuid>>(r: &impl Fields, col: &str) -> Result<I> {
+    uuid_of(&r.bytes(col)?, col).map(I::from)
+}
+
+fn opt_id_col<I: From<Uuid>>(r: &impl Fields, col: &str) -> Result<Option<I>> {
+    r.opt_bytes(col)?
+        .map(|b| uuid_of(&b, col).map(I::from))
+        .transpose()
+}
+
+fn parse<T>(code: &str, col: &str, from_code: fn(&str) -> Option<T>) -> Result<T> {
+    from_code(code)
+        .ok_or_else(|| StoreError::Corrupt(format!("projection column {col} holds {code:?}")))
+}
+
+fn code_col<T>(r: &impl Fields, col: &str, from_code: fn(&str) -> Option<T>) -> Result<T> {
+    parse(&r.text(col)?, col, from_code)
+}
+
+fn opt_code_col<T>(
+    r: &impl Fields,
+    col: &str,
+    from_code: fn(&str) -> Option<T>,
+) -> Result<Option<T>> {
+    r.opt_text(col)?
+        .map(|c| parse(&c, col, from_code))
+        .transpose()
+}
+
+fn resident_row(r: &impl Fields) -> Result<(ResidentRow, Vec<u8>)> {
+    let row = ResidentRow {
+        id: id_col(r, "id")?,
+        district: id_col(r, "district")?,
+        station: id_col(r, "station")?,
+        profile: Profile {
+            name: r.text("name")?,
+            address: r.text("address")?,
+            phone: r.text("phone")?,
+            birth_year: r.opt_int("birth_year")?,
+            living_situation: opt_code_col(r, "living_situation", LivingSituation::from_code)?,
+            emergency_contact: r.text("emergency_contact")?,
+            needs: r.text("needs")?,
+            risk_level: opt_code_col(r, "risk_level", RiskLevel::from_code)?,
+            visit_every_days: r.opt_int("visit_every_days")?,
+        },
+        last_visit_at: r.opt_int("last_visit_at")?,
+        live_visits: r.int("live_visits")?,
+        open_follow_ups: r.int("open_follow_ups")?,
+    };
+    Ok((row, r.bytes("heads")?))
+}
+
+fn visit_row(r: &impl Fields) -> Result<VisitRow> {
+    Ok(VisitRow {
+        resident: id_col(r, "resident")?,
+        id: id_col(r, "id")?,
+        district: id_col(r, "district")?,
+        station: id_col(r, "station")?,
+        volunteer: id_col(r, "volunteer")?,
+        project: id_col(r, "project")?,
+        unit: opt_id_col(r, "unit")?,
+        started_at: r.int("started_at")?,
+        ended_at: r.int("ended_at")?,
+        duration_minutes: r.int("duration_minutes")?,
+        wellbeing: code_col(r, "wellbeing", Wellbeing::from_code)?,
+        systolic: r.opt_int("systolic")?,
+        diastolic: r.opt_int("diastolic")?,
+        blood_sugar_dmmol: r.opt_int("blood_sugar_dmmol")?,
+        remarks: r.text("remarks")?,
+        notes: r.text("notes")?,
+        follow_up_needed: r.flag("follow_up_needed")?,
+        tombstoned: r.flag("tombstoned")?,
+        review_status: code_col(r, "review_status", ReviewStatus::from_code)?,
+        reviewer: opt_id_col(r, "reviewer")?,
+        reviewed_at: r.opt_int("reviewed_at")?,
+        review_comment: r.opt_text("review_comment")?,
+        hazards_found: r.int("hazards_found")?,
+        hazards_fixed: r.int("hazards_fixed")?,
+    })
+}
+
+fn service_row(r: &impl Fields) -> Result<ServiceRow> {
+    Ok(ServiceRow {
+        resident: id_col(r, "resident")?,
+        visit: id_col(r, "visit")?,
+        position: r.int("position")?,
+        service_type: id_col(r, "service_type")?,
+    })
+}
+
+fn hazard_row(r: &impl Fields) -> Result<HazardRow> {
+    Ok(HazardRow {
+        resident: id_col(r, "resident")?,
+        visit: id_col(r, "visit")?,
+        position: r.int("position")?,
+        hazard_type: id_col(r, "hazard_type")?,
+        severity: code_col(r, "severity", Severity::from_code)?,
+        fixed_on_spot: r.flag("fixed_on_spot")?,
+        note: r.text("note")?,
+    })
+}
+
+fn follow_up_row(r: &impl Fields) -> Result<FollowUpRow> {
+    Ok(FollowUpRow {
+        resident: id_col(r, "resident")?,
+        id: id_col(r, "id")?,
+        district: id_col(r, "district")?,
+        station: id_col(r, "station")?,
+        visit: opt_id_col(r, "visit")?,
+        title: r.text("title")?,
+        status: code_col(r, "status", FollowUpStatus::from_code)?,
+        owner: opt_id_col(r, "owner")?,
+        deadline: r.opt_int("deadline")?,
+        opened_by: id_col(r, "opened_by")?,
+        opened_at: r.int("opened_at")?,
+        closed_by: opt_id_col(r, "closed_by")?,
+        closed_at: r.opt_int("closed_at")?,
+        resolution: r.text("resolution")?,
+        comments: r.int("comments")?,
+    })
+}
+
+/// One resident's rows as stored, possibly incomplete.
+#[derive(Debug)]
+struct Stored {
+    /// The resident row and the heads it shows.
+    resident: Option<(ResidentRow, Vec<u8>)>,
+    visits: Vec<VisitRow>,
+    services: Vec<ServiceRow>,
+    hazards: Vec<HazardRow>,
+    follow_ups: Vec<FollowUpRow>,
+}
+
+/// What [`SqlStore::rebuild_projections`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Case files projected.
+    pub residents: usize,
+    /// Visit rows written.
+    pub visits: usize,
+    /// Service rows written.
+    pub services: usize,
+    /// Hazard rows written.
+    pub hazards: usize,
+    /// Follow-up rows written.
+    pub follow_ups: usize,
+    /// Rows removed because they named no case file.
+    pub orphans_removed: u64,
+    /// Case files that changed under every attempt to rebuild them; their rows are as
+    /// the appends left them. Run the rebuild again.
+    pub busy: Vec<DocId>,
+}
+
+/// What [`SqlStore::check_projections`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Case files compared.
+    pub residents: usize,
+    /// Where the rows differ from what the documents project to.
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl CheckReport {
+    /// Every projection matches its document.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// A case file whose rows differ from what it projects to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The document (or, for rows without a case file, the id they name).
+    pub doc: DocId,
+    /// What differs.
+    pub problem: String,
+}
+
+/// How rebuilding one document went.
+enum Rebuilt {
+    Written(Box<Projection>),
+    /// The document is no longer stored.
+    Gone,
+    /// It changed under every attempt.
+    Busy,
+}
+
+/// Attempts per document before a rebuild or a check gives up on one that keeps
+/// changing under it.
+const ATTEMPTS: usize = 5;
+
+/// Writes a plan for `$doc` if the stored document still has `$heads`, inside `$tx`
+/// whose backend lock is held; evaluates to whether it did.
+macro_rules! rewrite_if_unchanged {
+    ($tx:ident, $doc:expr, $heads:expr, $plan:expr) => {{
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT heads FROM documents WHERE id = $1")
+                .bind($doc.0.as_bytes().to_vec())
+                .fetch_optional(&mut *$tx)
+                .await?;
+        if stored.as_deref() == Some($heads) {
+            run_plan!($tx, $plan);
+            $tx.commit().await?;
+            true
+        } else {
+            false
+        }
+    }};
+}
+
+impl SqlStore {
+    /// One resident's projection as stored; `None` when the resident has no row.
+    pub async fn projection(&self, resident: ResidentId) -> Result<Option<Projection>> {
+        let stored = self.stored_projection(resident).await?;
+        Ok(stored.resident.map(|(row, _)| Projection {
+            resident: row,
+            visits: stored.visits,
+            services: stored.services,
+            hazards: stored.hazards,
+            follow_ups: stored.follow_ups,
+        }))
+    }
+
+    /// Reads every row naming `resident`, in one snapshot.
+    async fn stored_projection(&self, resident: ResidentId) -> Result<Stored> {
+        let id = resident.0.as_bytes().to_vec();
+        macro_rules! rows {
+            ($tx:ident, $sql:literal, $read:ident) => {
+                sqlx::query($sql)
+                    .bind(id.clone())
+                    .fetch_all(&mut *$tx)
+                    .await?
+                    .iter()
+                    .map(|r| $read(r))
+                    .collect::<Result<Vec<_>>>()?
+            };
+        }
+        macro_rules! read_all {
+            ($tx:ident) => {{
+                let resident = sqlx::query("SELECT * FROM resident_rows WHERE id = $1")
+                    .bind(id.clone())
+                    .fetch_optional(&mut *$tx)
+                    .await?
+                    .map(|r| resident_row(&r))
+                    .transpose()?;
+                let mut stored = Stored {
+                    resident,
+                    visits: rows!(
+                        $tx,
+                        "SELECT * FROM visit_rows WHERE resident = $1",
+                        visit_row
+                    ),
+                    services: rows!(
+                        $tx,
+                        "SELECT * FROM visit_services WHERE resident = $1",
+                        service_row
+                    ),
+                    hazards: rows!(
+                        $tx,
+                        "SELECT * FROM visit_hazards WHERE resident = $1",
+                        hazard_row
+                    ),
+                    follow_ups: rows!(
+                        $tx,
+                        "SELECT * FROM follow_up_rows WHERE resident = $1",
+                        follow_up_row
+                    ),
+                };
+                $tx.commit().await?;
+                stored.visits.sort_by_key(|v| v.id);
+                stored.services.sort_by_key(|s| (s.visit, s.position));
+                stored.hazards.sort_by_key(|h| (h.visit, h.position));
+                stored.follow_ups.sort_by_key(|f| f.id);
+                stored
+            }};
+        }
+        Ok(match &self.pool {
+            // A SQLite transaction reads one snapshot from its first read on.
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                read_all!(tx)
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?;
+                read_all!(tx)
+            }
+        })
+    }
+
+    /// Case-file ids, in order.
+    async fn case_files(&self) -> Result<Vec<DocId>> {
+        self.ids(
+            "SELECT id FROM documents WHERE station IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await
+    }
+
+    /// Deletes and rewrites every projection from the stored documents, one document
+    /// per transaction, so it can run on a live server: appends go on meanwhile, and a
+    /// page reads each resident's rows either old or new, never half-written.
+    pub async fn rebuild_projections(&self) -> Result<RebuildReport> {
+        let mut report = RebuildReport::default();
+        for sql in DELETE_ORPHANS {
+            report.orphans_removed += with_pool!(self, p => sqlx::query(sql)
+                .execute(p)
+                .await?
+                .rows_affected());
+        }
+        for doc in self.case_files().await? {
+            match self.rebuild_one(doc).await? {
+                Rebuilt::Written(p) => {
+                    report.residents += 1;
+                    report.visits += p.visits.len();
+                    report.services += p.services.len();
+                    report.hazards += p.hazards.len();
+                    report.follow_ups += p.follow_ups.len();
+                }
+                Rebuilt::Gone => {}
+                Rebuilt::Busy => report.busy.push(doc),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn rebuild_one(&self, doc: DocId) -> Result<Rebuilt> {
+        for _ in 0..ATTEMPTS {
+            let Some(loaded) = self.load(doc).await? else {
+                return Ok(Rebuilt::Gone);
+            };
+            if let Some(p) = self.rewrite_from(doc, loaded).await? {
+                return Ok(Rebuilt::Written(Box::new(p)));
+            }
+        }
+        Ok(Rebuilt::Busy)
+    }
+
+    /// Rewrites `doc`'s rows from `loaded`, projected outside any lock, if the store
+    /// still holds exactly that version; `None` if an append moved it on meanwhile.
+    async fn rewrite_from(&self, doc: DocId, loaded: Automerge) -> Result<Option<Projection>> {
+        let heads = heads_bytes(&loaded.get_heads());
+        let file = CaseFile::from_doc(loaded).map_err(|e| unprojectable(doc, e))?;
+        let projection = full(doc, &file)?;
+        let plan = Plan::full(&projection, heads.clone()).into_statements();
+        let written = match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
+                    .bind(doc.0.as_bytes().to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+            }
+        };
+        Ok(written.then_some(projection))
+    }
+
+    /// Compares every case file's rows with what its document projects to, and looks
+    /// for rows that name no case file. Reads only; [`Self::rebuild_projections`]
+    /// repairs what it finds.
+    pub async fn check_projections(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        for doc in self.case_files().await? {
+            report.residents += 1;
+            if let Some(problem) = self.check_one(doc).await? {
+                report.mismatches.push(Mismatch { doc, problem });
+            }
+        }
+        for doc in self.ids(ORPHANS, &[]).await? {
+            report.mismatches.push(Mismatch {
+                doc,
+                problem: "rows name a resident that has no case file".into(),
+            });
+        }
+        Ok(report)
+    }
+
+    async fn check_one(&self, doc: DocId) -> Result<Option<String>> {
+        let mut problem = None;
+        for _ in 0..ATTEMPTS {
+            let Some(loaded) = self.load(doc).await? else {
+                return Ok(None);
+            };
+            let heads = heads_bytes(&loaded.get_heads());
+            let expected = match CaseFile::from_doc(loaded).and_then(|f| f.hydrate()) {
+                Ok(r) => Projection::of(&r),
+                Err(e) => return Ok(Some(format!("the document cannot be projected: {e}"))),
+            };
+            let stored = self.stored_projection(doc.into()).await?;
+            problem = differences(&expected, &heads, &stored);
+            // Rows of other heads are expected if an append landed meanwhile.
+            if problem.is_none() || self.stored_heads(doc).await?.as_ref() == Some(&heads) {
+                return Ok(problem);
+            }
+        }
+        Ok(problem)
+    }
+}
+
+/// What differs between the rows a document projects to and the stored ones.
+fn differences(expected: &Projection, heads: &[u8], stored: &Stored) -> Option<String> {
+    let Some((resident, stored_heads)) = &stored.resident else {
+        return Some("the resident row is missing".into());
+    };
+    let mut out = Vec::new();
+    if stored_heads != heads {
+        out.push("rows show other heads than the document's");
+    }
+    if resident != &expected.resident {
+        out.push("the resident row differs");
+    }
+    if stored.visits != expected.visits {
+        out.push("visit rows differ");
+    }
+    if stored.services != expected.services {
+        out.push("service rows differ");
+    }
+    if stored.hazards != expected.hazards {
+        out.push("hazard rows differ");
+    }
+    if stored.follow_ups != expected.follow_ups {
+        out.push("follow-up rows differ");
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use sync_core::automerge::ActorId;
+    use sync_core::protocol::server::place_of;
+    use sync_core::protocol::store::AppendOutcome;
+    use sync_core::rules::Editor;
+
+    const NOW: Timestamp = 1_763_942_400_000;
+
+    async fn append(
+        store: &SqlStore,
+        before: &[sync_core::automerge::ChangeHash],
+        after: &Automerge,
+    ) {
+        let changes = after.get_changes(before);
+        let outcome = store
+            .append(Append {
+                doc: DocId(Uuid::from_u128(1)),
+                place: place_of(after).unwrap(),
+                expected_heads: before,
+                changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                hashes: changes.iter().map(|c| c.hash()).collect(),
+                after,
+                device: None,
+                user: None,
+                received_at: NOW,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AppendOutcome::Stored(_)));
+    }
+
+    /// A rebuild projects outside the lock; if an append lands in between, the
+    /// rebuild's older rows must not overwrite the append's.
+    #[tokio::test]
+    async fn a_rebuild_never_writes_over_a_newer_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.sqlite").display());
+        let store = SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap();
+        let district = DistrictId(Uuid::from_u128(0xD1));
+        let staff = Principal {
+            user: UserId(Uuid::from_u128(0xC0)),
+            role: Role::Coordinator,
+            scope: Scope::District(district),
+        };
+        let editor = Editor {
+            principal: &staff,
+            now: NOW,
+        };
+        let profile = Profile {
+            name: "周阿姨".into(),
+            address: String::new(),
+            phone: String::new(),
+            birth_year: None,
+            living_situation: None,
+            emergency_contact: String::new(),
+            needs: String::new(),
+            risk_level: None,
+            visit_every_days: None,
+        };
+        let mut file = CaseFile::create(
+            ActorId::from(vec![1; 16]),
+            &editor,
+            ResidentId(Uuid::from_u128(1)),
+            district,
+            StationId(Uuid::from_u128(0x5A)),
+            &profile,
+        )
+        .unwrap();
+        append(&store, &[], file.doc()).await;
+        let old = file.doc().clone();
+        let ticket = FollowUpId(Uuid::from_u128(0xE1));
+        file.open_follow_up(&editor, ticket, None, "送药", None, None)
+            .unwrap();
+        append(&store, &old.get_heads(), file.doc()).await;
+        let doc = DocId(Uuid::from_u128(1));
+        let newer = store.projection(file.id()).await.unwrap();
+        assert_eq!(newer.as_ref().map(|p| p.follow_ups.len()), Some(1));
+
+        assert_eq!(store.rewrite_from(doc, old).await.unwrap(), None);
+        assert_eq!(store.projection(file.id()).await.unwrap(), newer);
+        let current = file.doc().clone();
+        assert_eq!(store.rewrite_from(doc, current).await.unwrap(), newer);
+    }
+}
