@@ -330,17 +330,10 @@ impl<S: ServerStore> Step<'_, S> {
         let raw: Vec<Vec<u8>> = upload.changes.iter().map(|b| b.0.clone()).collect();
         let mut changes = Vec::with_capacity(raw.len());
         for bytes in &raw {
-            match Change::from_bytes(bytes.clone()) {
+            match parse_change(bytes) {
                 Ok(c) => changes.push(c),
-                Err(e) => {
-                    return self
-                        .reject(
-                            id,
-                            codes::MALFORMED,
-                            format!("a change does not parse: {e}"),
-                            raw,
-                        )
-                        .await;
+                Err(reason) => {
+                    return self.reject(id, codes::MALFORMED, reason, raw).await;
                 }
             }
         }
@@ -359,7 +352,7 @@ impl<S: ServerStore> Step<'_, S> {
                 return self.reject(id, v.code(), v.to_string(), raw).await;
             }
             let before = doc.get_heads();
-            if let Err(e) = doc.apply_changes(changes.iter().cloned()) {
+            if let Err(e) = untrusted(|| doc.apply_changes(changes.iter().cloned())) {
                 return self
                     .reject(
                         id,
@@ -421,7 +414,7 @@ impl<S: ServerStore> Step<'_, S> {
             }
             let before = doc.get_heads();
             let mut state = State::new();
-            if let Err(e) = doc.receive_sync_message(&mut state, message.clone()) {
+            if let Err(e) = untrusted(|| doc.receive_sync_message(&mut state, message.clone())) {
                 return self
                     .reject(
                         id,
@@ -449,7 +442,7 @@ impl<S: ServerStore> Step<'_, S> {
                 loop {
                     doc = self.load(id).await?;
                     before = doc.get_heads();
-                    if let Err(e) = doc.apply_changes(keep) {
+                    if let Err(e) = untrusted(|| doc.apply_changes(keep)) {
                         let reason = format!("the changes do not apply: {e}");
                         return self.reject(id, codes::MALFORMED, reason, raw).await;
                     }
@@ -579,6 +572,33 @@ impl<S: ServerStore> Step<'_, S> {
             self.store.set_device_docs(self.auth.device, &known).await?;
         }
         Ok(())
+    }
+}
+
+/// Parses a change a device sent. Automerge does not check a change's checksum when
+/// it parses one, and a corrupted change can get far into a document before anything
+/// notices.
+fn parse_change(bytes: &[u8]) -> Result<Change, String> {
+    let change =
+        Change::from_bytes(bytes.to_vec()).map_err(|e| format!("a change does not parse: {e}"))?;
+    // The chunk header: 4 magic bytes, then the first 4 bytes of the change's hash.
+    if bytes.get(4..8) != Some(&change.hash().0[..4]) {
+        return Err(format!(
+            "change {} does not match its checksum: it was damaged",
+            change.hash()
+        ));
+    }
+    Ok(change)
+}
+
+/// Runs an Automerge call on a device's bytes. Automerge trusts what it applies and
+/// panics on some malformed changes (a sequence number out of order, an actor index
+/// out of range); from a device that is a malformed upload, not a failed server. The
+/// document the call worked on must be dropped after an error.
+fn untrusted<T>(apply: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(apply)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("Automerge refused them".to_owned()),
     }
 }
 

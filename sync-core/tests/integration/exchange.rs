@@ -357,3 +357,93 @@ fn small_feed_pages_and_byte_budgets_still_deliver_everything() {
         assert_eq!(v2.hydrate(*r).visits.len(), 4);
     }
 }
+
+#[test]
+fn a_corrupted_change_is_refused_never_a_panic() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    v.edit(r, |f, e| {
+        f.log_visit(e, sync_core::ids::VisitId(uuid(0xF1)), &record(NOW - HOUR))
+            .unwrap();
+    });
+    let request = v.replica.prepare().unwrap();
+    let change = request.uploads[0].changes[0].0.clone();
+    // Every byte of the change flipped in turn, on a server that never saw it: refused
+    // as malformed and quarantined, never applied, never a panic.
+    for i in 0..change.len() {
+        let server = seeded(&[r]);
+        let mut corrupted = request.clone();
+        corrupted.uploads[0].changes[0].0[i] ^= 0x55;
+        let response = v.serve(&server, &corrupted);
+        assert!(response.receipts.is_empty(), "byte {i}: {response:?}");
+        assert_eq!(response.rejections.len(), 1, "byte {i}: {response:?}");
+        assert_eq!(response.rejections[0].code, "malformed", "byte {i}");
+        assert_eq!(server.quarantined().len(), 1, "byte {i}");
+    }
+}
+
+#[test]
+fn a_well_formed_but_inconsistent_change_is_refused_never_a_panic() {
+    use sync_core::automerge::legacy::{ObjectId, OpId};
+    use sync_core::automerge::{Change, ChangeHash, ExpandedChange};
+    let r = resident(1);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&seeded(&[r]));
+    v.edit(r, |f, e| {
+        f.log_visit(e, sync_core::ids::VisitId(uuid(0xF1)), &record(NOW - HOUR))
+            .unwrap();
+    });
+    let request = v.replica.prepare().unwrap();
+    let change = Change::from_bytes(request.uploads[0].changes[0].0.clone()).unwrap();
+    let honest: ExpandedChange = change.decode();
+    let actor = honest.actor_id.clone();
+    type Craft = Box<dyn Fn(&mut ExpandedChange)>;
+    let crafted: Vec<(&str, Craft)> = vec![
+        ("a later seq", Box::new(|c| c.seq += 5)),
+        ("seq 0", Box::new(|c| c.seq = 0)),
+        ("no deps", Box::new(|c| c.deps.clear())),
+        (
+            "an unknown dep",
+            Box::new(|c| c.deps = vec![ChangeHash([7; 32])]),
+        ),
+        (
+            "op ids from 1",
+            Box::new(|c| c.start_op = 1.try_into().unwrap()),
+        ),
+        (
+            "an unknown object",
+            Box::new(move |c| c.operations[0].obj = ObjectId::Id(OpId(999, actor.clone()))),
+        ),
+    ];
+    for (what, craft) in crafted {
+        let server = seeded(&[r]);
+        let before = pollster::block_on(sync_core::protocol::store::ServerStore::load(
+            &server,
+            r.into(),
+        ))
+        .unwrap()
+        .unwrap()
+        .get_heads();
+        let mut expanded = honest.clone();
+        craft(&mut expanded);
+        let mut request = request.clone();
+        request.uploads[0].changes[0].0 = Change::from(expanded).raw_bytes().to_vec();
+        let response = v.serve(&server, &request);
+        let answered =
+            response.receipts.len() + response.rejections.len() + response.fallback.len();
+        assert_eq!(answered, 1, "{what}: {response:?}");
+        let stored = pollster::block_on(sync_core::protocol::store::ServerStore::load(
+            &server,
+            r.into(),
+        ))
+        .unwrap()
+        .unwrap();
+        if response.receipts.is_empty() {
+            assert_eq!(stored.get_heads(), before, "{what}");
+        }
+        // Whatever was stored still loads.
+        sync_core::automerge::Automerge::load(&stored.save()).unwrap();
+    }
+}
