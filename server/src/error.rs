@@ -72,6 +72,16 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The request's body or path is not what the endpoint takes, as the HTTP layer
+    /// found it: 400 or 422 (`malformed`), 413 (`too_large`) or 415
+    /// (`unsupported_media_type`).
+    #[error("unreadable request ({status}): {message}")]
+    Unreadable {
+        /// The status the HTTP layer chose.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
     /// The request conflicts with what exists (409).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -105,6 +115,16 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A request the HTTP layer could not read, with its status.
+    pub fn unreadable(status: StatusCode, message: impl Into<String>) -> Self {
+        Error::Unreadable {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Store(StoreError::Database(e))
@@ -131,6 +151,14 @@ impl IntoResponse for Error {
             Error::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             Error::BadRequest { code, message } => {
                 (StatusCode::BAD_REQUEST, *code, message.clone())
+            }
+            Error::Unreadable { status, message } => {
+                let code = match *status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "malformed",
+                };
+                (*status, code, message.clone())
             }
             Error::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             Error::RateLimited { .. } => (

@@ -3,12 +3,12 @@
 
 use super::AppState;
 use super::caller::{Caller, ClientAddr};
+use super::extract::{Json, Path};
 use super::metrics::OutcomeLabel;
 use crate::auth::ACCESS_TOKEN_SECS;
 use crate::error::{AuthFailure, Error, Result};
 use crate::now_ms;
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 mod accounts;
 mod caller;
 mod events;
+mod extract;
 mod metrics;
 mod ops;
 mod sync;
