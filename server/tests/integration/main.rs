@@ -5,6 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod backends;
+mod bodies;
+mod http;
+mod ops;
+mod phone;
 mod projections;
+mod serving;
 mod store;
 mod sync;
+mod world;

@@ -1,0 +1,285 @@
+//! A phone over HTTP: enrols with a code, keeps its tokens, writes as the actor the
+//! server registered to it, and syncs its replica through `POST /api/v1/sync`.
+
+use crate::serving::Answer;
+use reqwest::Client;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use sync_core::automerge::{ActorId, ChangeHash};
+use sync_core::doc::casefile::CaseFile;
+use sync_core::ids::*;
+use sync_core::model::*;
+use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
+use sync_core::protocol::replica::{Replica, SyncReport};
+use sync_core::protocol::store::{MemoryReplicaStore, ReplicaStore};
+use sync_core::rules::Editor;
+use uuid::Uuid;
+
+/// Why a phone's request did not give it an answer to apply.
+#[derive(Debug)]
+pub enum Failure {
+    /// No HTTP answer at all (the server is down).
+    Transport(reqwest::Error),
+    /// An answer other than 200.
+    Refused(Answer),
+}
+
+impl Failure {
+    /// The refusal, for tests that expect one.
+    #[track_caller]
+    pub fn refused(self) -> Answer {
+        match self {
+            Failure::Refused(a) => a,
+            Failure::Transport(e) => panic!("expected an HTTP refusal, got {e}"),
+        }
+    }
+}
+
+/// One enrolled phone.
+pub struct Phone {
+    /// Where the server is (tests that restart it move it).
+    pub base: String,
+    http: Client,
+    pub device: DeviceId,
+    pub user: UserId,
+    pub role: Role,
+    pub district: DistrictId,
+    pub access: String,
+    pub refresh: String,
+    pub replica: Replica<MemoryReplicaStore>,
+}
+
+impl Phone {
+    /// Enrols with `code` at `base`.
+    pub async fn enrol(base: &str, code: &str) -> Phone {
+        let http = Client::new();
+        let answer = Answer::read(
+            http.post(format!("{base}/api/v1/enrol"))
+                .json(&json!({ "code": code, "device_name": "test phone" }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        answer.expect(200);
+        let c = answer.json();
+        let uuid = |v: &Value| v.as_str().unwrap().parse::<Uuid>().unwrap();
+        let actors = c["actors"].as_array().unwrap();
+        assert_eq!(actors.len(), 1, "one actor per device: {c}");
+        let actor = ActorId::from(hex::decode(actors[0].as_str().unwrap()).unwrap());
+        Phone {
+            base: base.to_owned(),
+            http,
+            device: DeviceId(uuid(&c["device_id"])),
+            user: UserId(uuid(&c["user"]["id"])),
+            role: Role::from_code(c["user"]["role"].as_str().unwrap()).unwrap(),
+            district: DistrictId(uuid(&c["user"]["district"])),
+            access: c["access_token"].as_str().unwrap().to_owned(),
+            refresh: c["refresh_token"].as_str().unwrap().to_owned(),
+            replica: Replica::new(MemoryReplicaStore::new(), actor),
+        }
+    }
+
+    /// Who the phone acts as, for its own check of an edit to `resident` before it
+    /// commits (the server checks again with the real scope).
+    pub fn principal(&self, resident: ResidentId, station: StationId) -> Principal {
+        let scope = match self.role {
+            Role::Volunteer => Scope::Residents {
+                district: self.district,
+                residents: BTreeSet::from([resident]),
+            },
+            Role::StationStaff => Scope::Stations {
+                district: self.district,
+                stations: BTreeSet::from([station]),
+            },
+            Role::Coordinator | Role::Admin => Scope::District(self.district),
+        };
+        Principal {
+            user: self.user,
+            role: self.role,
+            scope,
+        }
+    }
+
+    /// Registers a new resident (staff phones).
+    pub fn register(&mut self, station: StationId, name: &str) -> ResidentId {
+        let id = ResidentId(Uuid::now_v7());
+        let principal = self.principal(id, station);
+        let editor = Editor {
+            principal: &principal,
+            now: server::now_ms(),
+        };
+        let file = CaseFile::create(
+            self.replica.actor().clone(),
+            &editor,
+            id,
+            self.district,
+            station,
+            &profile(name),
+        )
+        .unwrap();
+        self.replica.save_case_file(&file).unwrap();
+        id
+    }
+
+    /// Edits a held case file as this phone's user, and saves it.
+    pub fn edit<T>(
+        &mut self,
+        resident: ResidentId,
+        write: impl FnOnce(&mut CaseFile, &Editor<'_>) -> T,
+    ) -> T {
+        let mut file = self.case_file(resident);
+        let principal = self.principal(resident, file.station().unwrap());
+        let editor = Editor {
+            principal: &principal,
+            now: server::now_ms(),
+        };
+        let out = write(&mut file, &editor);
+        self.replica.save_case_file(&file).unwrap();
+        out
+    }
+
+    /// Logs a visit to `resident` and returns its id.
+    pub fn log_visit(&mut self, resident: ResidentId, notes: &str) -> VisitId {
+        let id = VisitId(Uuid::now_v7());
+        self.edit(resident, |file, editor| {
+            file.log_visit(editor, id, &record(notes)).unwrap();
+        });
+        id
+    }
+
+    pub fn case_file(&self, resident: ResidentId) -> CaseFile {
+        self.replica
+            .case_file(resident.into())
+            .unwrap()
+            .unwrap_or_else(|| panic!("the phone holds no case file {resident}"))
+    }
+
+    pub fn holds(&self, doc: impl Into<DocId>) -> bool {
+        self.replica.doc_ids().unwrap().contains(&doc.into())
+    }
+
+    pub fn resident(&self, resident: ResidentId) -> Resident {
+        self.case_file(resident).hydrate().unwrap()
+    }
+
+    /// The heads of a held document, sorted.
+    pub fn heads(&self, resident: ResidentId) -> Vec<ChangeHash> {
+        let mut heads = self.case_file(resident).doc().get_heads();
+        heads.sort();
+        heads
+    }
+
+    /// Local changes the server has not receipted.
+    pub fn pending(&self) -> usize {
+        self.replica.pending_changes().unwrap()
+    }
+
+    /// POSTs raw bytes to the sync endpoint.
+    pub async fn post_sync(&self, body: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/sync", self.base))
+            .bearer_auth(&self.access)
+            .header(CONTENT_TYPE, "application/vnd.linli.sync")
+            .body(body)
+            .send()
+            .await
+            .map_err(Failure::Transport)?;
+        if response.status() != 200 {
+            return Err(Failure::Refused(Answer::read(response).await));
+        }
+        Ok(response.bytes().await.map_err(Failure::Transport)?.to_vec())
+    }
+
+    /// Sends one request and applies the answer.
+    pub async fn send(&mut self, request: &SyncRequest) -> Result<SyncReport, Failure> {
+        let bytes = self.post_sync(request.encode()).await?;
+        let response = SyncResponse::decode(&bytes).unwrap();
+        Ok(self.replica.apply(&response).unwrap())
+    }
+
+    /// Syncs until nothing is pending and the server has nothing more; the reports of
+    /// every round, merged.
+    pub async fn sync(&mut self) -> Result<SyncReport, Failure> {
+        let mut total = SyncReport::default();
+        for _ in 0..32 {
+            let request = self.replica.prepare().unwrap();
+            let report = self.send(&request).await?;
+            total.sent_changes += report.sent_changes;
+            total.received_changes += report.received_changes;
+            total.receipted.extend(report.receipted);
+            total.rejections.extend(report.rejections);
+            total.purged.extend(report.purged);
+            total.repairing.extend(report.repairing);
+            total.more = report.more;
+            let quiet =
+                !report.more && !self.replica.store().need_held().unwrap() && self.pending() == 0;
+            if quiet {
+                return Ok(total);
+            }
+        }
+        panic!("the phone did not settle in 32 rounds: {total:?}");
+    }
+
+    /// Exchanges the refresh token for new tokens.
+    pub async fn refresh(&mut self) -> Result<(), Failure> {
+        let answer = self.post_token(&self.refresh.clone()).await?;
+        if answer.status != 200 {
+            return Err(Failure::Refused(answer));
+        }
+        let body = answer.json();
+        self.access = body["access_token"].as_str().unwrap().to_owned();
+        self.refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        Ok(())
+    }
+
+    /// `POST /api/v1/token` with any refresh token.
+    pub async fn post_token(&self, refresh: &str) -> Result<Answer, Failure> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/token", self.base))
+            .json(&json!({ "refresh_token": refresh }))
+            .send()
+            .await
+            .map_err(Failure::Transport)?;
+        Ok(Answer::read(response).await)
+    }
+}
+
+pub fn profile(name: &str) -> Profile {
+    Profile {
+        name: name.into(),
+        address: "华沙六村 12 号 301".into(),
+        phone: String::new(),
+        birth_year: Some(1936),
+        living_situation: Some(LivingSituation::Alone),
+        emergency_contact: String::new(),
+        needs: String::new(),
+        risk_level: Some(RiskLevel::High),
+        visit_every_days: Some(7),
+    }
+}
+
+/// A visit that ended half an hour ago.
+pub fn record(notes: &str) -> VisitRecord {
+    let now = server::now_ms();
+    VisitRecord {
+        project: ProjectId(Uuid::from_u128(0x90)),
+        unit: None,
+        started_at: now - 3_600_000,
+        ended_at: now - 1_800_000,
+        services: vec![ServiceTypeId(Uuid::from_u128(0x51))],
+        condition: Condition {
+            wellbeing: Wellbeing::Fair,
+            systolic: Some(150),
+            diastolic: Some(95),
+            blood_sugar_dmmol: None,
+            remarks: "头晕".into(),
+        },
+        hazards: vec![],
+        notes: notes.into(),
+        follow_up_needed: true,
+    }
+}
