@@ -7,6 +7,7 @@
 mod backends;
 mod bodies;
 mod http;
+mod kill;
 mod ops;
 mod phone;
 mod projections;
