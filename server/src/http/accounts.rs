@@ -145,7 +145,7 @@ pub(crate) async fn enrol(
     addr: ClientAddr,
     Json(request): Json<EnrolRequest>,
 ) -> Result<Json<DeviceCredential>> {
-    limited(&state.rate_limits.per_address, &addr.key())?;
+    limited(&state.rate_limits.enrol_per_address, &addr.key())?;
     let enrolled = state
         .store
         .enrol(&request.code, &request.device_name, now_ms())
@@ -368,6 +368,7 @@ pub(crate) struct CodeResponse {
 }
 
 /// Issues a one-time enrolment code, valid 15 minutes, for a user the caller manages.
+/// Only from a password sign-in (a web session), never with a device's token.
 #[utoipa::path(post, path = "/api/v1/enrolment-codes", tag = "access", security(("bearer" = [])),
     request_body = CodeRequest,
     responses((status = 201, body = CodeResponse), (status = 404, body = crate::error::ErrorBody)))]
@@ -376,6 +377,13 @@ pub(crate) async fn issue_code(
     caller: Caller,
     Json(request): Json<CodeRequest>,
 ) -> Result<(StatusCode, Json<CodeResponse>)> {
+    if caller.device.is_some() {
+        // A code makes a new device. Asking for a password here means a stolen phone or
+        // a leaked device token cannot mint more devices.
+        return Err(Error::Forbidden(
+            "enrolment codes are issued from a password sign-in, not from a device".into(),
+        ));
+    }
     let target = state
         .store
         .user(UserId(request.user))

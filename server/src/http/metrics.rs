@@ -91,6 +91,14 @@ impl Metrics {
             "Open live event streams",
             m.live_listeners.clone(),
         );
+        // Every known series from the start, so dashboards and alerts see zeros rather
+        // than nothing.
+        for outcome in ["ok", "malformed", "failed"] {
+            let _ = m.syncs.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in ["ok", "refused"] {
+            let _ = m.logins.get_or_create(&OutcomeLabel { outcome });
+        }
         Metrics { registry, ..m }
     }
 

@@ -51,9 +51,11 @@ impl Default for HttpLimits {
 pub(crate) struct RateLimits {
     /// Password logins, per login name.
     pub login_per_name: DefaultKeyedRateLimiter<String>,
-    /// Password logins and enrolments, per client address (a station's phones share
-    /// one address, so this is generous).
+    /// Password logins, per client address.
     pub per_address: DefaultKeyedRateLimiter<String>,
+    /// Enrolments, per client address: a whole station may enrol its phones at once
+    /// behind one address, and codes carry 100 random bits, so this only stops floods.
+    pub enrol_per_address: DefaultKeyedRateLimiter<String>,
 }
 
 impl RateLimits {
@@ -62,6 +64,7 @@ impl RateLimits {
         RateLimits {
             login_per_name: RateLimiter::keyed(per_minute(5)),
             per_address: RateLimiter::keyed(per_minute(60)),
+            enrol_per_address: RateLimiter::keyed(per_minute(600)),
         }
     }
 }

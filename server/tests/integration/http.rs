@@ -587,10 +587,12 @@ async fn managing_others_is_refused_outside_ones_reach(t: TestStore) {
 
     // A volunteer.
     let codes = "/api/v1/enrolment-codes".to_owned();
-    for target in [other.user, w.coordinator, staff_a] {
+    // Codes come from password sign-ins only: a device token, even for oneself, mints
+    // no devices.
+    for target in [v.user, other.user, w.coordinator, staff_a] {
         post(codes.clone(), v.access.clone(), json!({ "user": target.0 }))
             .await
-            .expect_error(404, "not_found");
+            .expect_error(403, "forbidden");
     }
     for device in [other.device, coordinator.device, staff.device] {
         post(revoke(device), v.access.clone(), json!({}))
@@ -623,17 +625,45 @@ async fn managing_others_is_refused_outside_ones_reach(t: TestStore) {
     post(revoke(coordinator.device), staff.access.clone(), json!({}))
         .await
         .expect_error(404, "not_found");
-    post(
-        codes.clone(),
-        staff.access.clone(),
-        json!({ "user": w.coordinator.0 }),
-    )
-    .await
-    .expect_error(404, "not_found");
+    for target in [w.coordinator, other.user] {
+        post(
+            codes.clone(),
+            staff.access.clone(),
+            json!({ "user": target.0 }),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    }
     // … who may do all of it within reach.
     put(staff.access.clone(), other.user, resident)
         .await
         .expect(204);
+    // Signed in with a password, staff issue codes for the volunteers of their district,
+    // and still not for a coordinator.
+    w.server
+        .post(
+            "/api/v1/users",
+            Some(&w.coordinator_token),
+            &json!({ "login": "staff-pw", "display_name": "社工", "role": "station_staff",
+                     "stations": [w.station_a.0], "password": "staff's long password" }),
+        )
+        .await
+        .expect(201);
+    let staff_session = crate::world::login(&w.server, "staff-pw", "staff's long password").await;
+    post(
+        codes.clone(),
+        staff_session.clone(),
+        json!({ "user": other.user.0 }),
+    )
+    .await
+    .expect(201);
+    post(
+        codes.clone(),
+        staff_session,
+        json!({ "user": w.coordinator.0 }),
+    )
+    .await
+    .expect_error(404, "not_found");
 
     // A coordinator of another district.
     let admin = w.admin_token.clone();
@@ -648,7 +678,8 @@ async fn managing_others_is_refused_outside_ones_reach(t: TestStore) {
     let answer = post(
         "/api/v1/users".into(),
         admin.clone(),
-        json!({ "login": "coordinator-2", "display_name": "c2", "role": "coordinator", "district": district }),
+        json!({ "login": "coordinator-2", "display_name": "c2", "role": "coordinator", "district": district,
+                 "password": "coordinator-2's password" }),
     )
     .await;
     answer.expect(201);
@@ -656,13 +687,11 @@ async fn managing_others_is_refused_outside_ones_reach(t: TestStore) {
     let answer = post(codes.clone(), admin, json!({ "user": foreign })).await;
     answer.expect(201);
     let foreign = Phone::enrol(&w.server.base, answer.json()["code"].as_str().unwrap()).await;
-    post(
-        codes.clone(),
-        foreign.access.clone(),
-        json!({ "user": v.user.0 }),
-    )
-    .await
-    .expect_error(404, "not_found");
+    let foreign_session =
+        crate::world::login(&w.server, "coordinator-2", "coordinator-2's password").await;
+    post(codes.clone(), foreign_session, json!({ "user": v.user.0 }))
+        .await
+        .expect_error(404, "not_found");
     post(revoke(v.device), foreign.access.clone(), json!({}))
         .await
         .expect_error(404, "not_found");
