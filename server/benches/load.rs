@@ -1,0 +1,965 @@
+//! Server load benchmark: simulated phones syncing with the real server binary over
+//! loopback HTTP.
+//!
+//! Run with `cargo bench -p server --bench load` (`-- --test` for a quick smoke that
+//! asserts the run works). For each backend (SQLite; PostgreSQL too when
+//! `LINLI_TEST_POSTGRES_URL` names an admin URL ending in `/postgres`, as
+//! `scripts/postgres-env` exports) the bench:
+//!
+//! 1. starts the release `server` binary as its own process on a fresh data directory
+//!    (or a fresh PostgreSQL database), on `127.0.0.1:0`, and reads its address and
+//!    the bootstrap admin's one-time password from its stdout;
+//! 2. sets up, over HTTP, a district, a station, a staff user whose enrolled phone
+//!    creates the residents' case files (`CaseFile::create`, synced) and assigns them,
+//!    and the volunteers, each with an enrolled phone (a `Replica` writing as the actor
+//!    the server registered) holding its residents after one sync;
+//! 3. runs every phone as a concurrent task in a closed loop for a measured window:
+//!    * **baseline** (`nothing new`): `prepare` → `POST /api/v1/sync` → `apply`, with
+//!      nothing to upload: the pure round-trip cost (authentication, scope, feed);
+//!    * **one new visit**: `CaseFile::log_visit` for one of the phone's residents, saved
+//!      into the replica, then the same exchange; the response must receipt the visit;
+//! 4. reports syncs per second, latency percentiles of the HTTP round trip, errors, the
+//!    server's CPU (from `/proc/<pid>/stat`) and peak memory (`VmHWM`, reset at the start
+//!    of each window) and the load generator's own CPU (it shares the machine), then
+//!    stops the server with SIGTERM and checks it exits cleanly.
+//!
+//! Environment: `LINLI_LOAD_SECS` (the window, default 60 s; 3 s with `--test`),
+//! `LINLI_LOAD_BASELINE_SECS` (default 20 s; 2 s with `--test`), `LINLI_LOAD_PHONES`
+//! (default 200), `LINLI_TEST_POSTGRES_URL`.
+
+// In a benchmark an unwrap is an assertion: a panic fails the run with its message.
+#![allow(clippy::unwrap_used)]
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use server::now_ms;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sync_core::automerge::ActorId;
+use sync_core::doc::casefile::CaseFile;
+use sync_core::ids::*;
+use sync_core::model::*;
+use sync_core::protocol::envelope::{Hash, SyncResponse};
+use sync_core::protocol::replica::Replica;
+use sync_core::protocol::store::{MemoryReplicaStore, ReplicaStore};
+use sync_core::rules::Editor;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+const ENVELOPE: &str = "application/vnd.linli.sync";
+const SIGNING_KEY: &str = "linli-load-bench-signing-key-0123456789";
+const RESIDENTS_PER_PHONE: usize = 5;
+/// Residents created per sync of the staff phone.
+const CREATE_BATCH: usize = 100;
+/// Phones enrolled from one loopback address: the server allows 60 enrolments a
+/// minute per client address, so the phones spread over 127.0.0.2, .3, …
+const PHONES_PER_ADDRESS: usize = 50;
+/// Concurrent requests while setting up.
+const SETUP_CONCURRENCY: usize = 8;
+const PROJECT: ProjectId = ProjectId(Uuid::from_u128(0x90));
+const SERVICE: ServiceTypeId = ServiceTypeId(Uuid::from_u128(0x51));
+/// The target, on SQLite with the visit load.
+const TARGET_SYNCS_PER_SEC: f64 = 300.0;
+const TARGET_P99_MS: f64 = 200.0;
+
+// ---- settings ------------------------------------------------------------------------
+
+struct Settings {
+    test: bool,
+    phones: usize,
+    secs: f64,
+    baseline_secs: f64,
+    postgres: Option<String>,
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+fn settings() -> Settings {
+    let test = std::env::args().any(|a| a == "--test");
+    let phones = env_number("LINLI_LOAD_PHONES", 200.0) as usize;
+    assert!(phones > 0, "LINLI_LOAD_PHONES must be at least 1");
+    Settings {
+        test,
+        phones,
+        secs: env_number("LINLI_LOAD_SECS", if test { 3.0 } else { 60.0 }),
+        baseline_secs: env_number("LINLI_LOAD_BASELINE_SECS", if test { 2.0 } else { 20.0 }),
+        postgres: std::env::var("LINLI_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    }
+}
+
+// ---- the server process ---------------------------------------------------------------
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+    backend: String,
+    admin_password: String,
+    log: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the server binary on `data_dir` (and `database_url`, if any) and reads its
+    /// address and the bootstrap admin's password from its stdout.
+    fn start(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let log = data_dir.join("server.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--signing-key", SIGNING_KEY])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next_line = |what: &str| -> String {
+            match lines.next() {
+                Some(line) => line.unwrap(),
+                None => panic!(
+                    "the server exited before printing {what}; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+            }
+        };
+        let listening = next_line("its address");
+        let rest = listening
+            .strip_prefix("Linli server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {listening:?}"));
+        let (base, backend) = rest.split_once(" (").unwrap();
+        let backend = backend.trim_end_matches(')').to_owned();
+        let first = next_line("the bootstrap password");
+        let admin_password = first
+            .rsplit_once("one-time password ")
+            .map(|(_, p)| p.trim().to_owned())
+            .unwrap_or_else(|| panic!("unexpected second line {first:?}"));
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess {
+            child,
+            base: base.to_owned(),
+            backend,
+            admin_password,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM (a graceful shutdown) and checks that it exits
+    /// cleanly within 30 s.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "the server exited with {status} after SIGTERM; its log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("the server did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// CPU time of a process (user + system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str, ticks_per_sec: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime field 14, stime field 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let utime: f64 = fields[11].parse().unwrap();
+    let stime: f64 = fields[12].parse().unwrap();
+    (utime + stime) / ticks_per_sec
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmHWM`, `VmRSS`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Resets the process's peak RSS (`VmHWM`) to its current RSS, so that the peak of a
+/// window can be read at its end. Returns whether the kernel allowed it.
+fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+// ---- PostgreSQL ----------------------------------------------------------------------
+
+/// A fresh database on the server `admin` names, dropped by [`drop_database`].
+async fn create_database(admin: &str) -> (String, String) {
+    use sqlx::Connection;
+    let name = format!("linli_test_load_{}_{}", std::process::id(), now_ms());
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    (name.clone(), format!("{base}/{name}"))
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+// ---- HTTP ----------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+#[derive(Deserialize)]
+struct Token {
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    actors: Vec<String>,
+    access_token: String,
+}
+
+impl Api {
+    fn new(base: &str, local: Option<IpAddr>, pool: usize) -> Self {
+        Api {
+            http: reqwest::Client::builder()
+                .local_address(local)
+                .pool_max_idle_per_host(pool)
+                .tcp_nodelay(true)
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+        }
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> T {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: {e}: {text}"))
+    }
+
+    async fn put(&self, path: &str, token: &str) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "PUT {path}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// One sync exchange: the request envelope out, the response envelope back.
+    async fn sync(&self, token: &str, body: Vec<u8>) -> Result<SyncResponse, String> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/sync", self.base))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, ENVELOPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("sync: {e}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| format!("sync: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "sync: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        SyncResponse::decode(&bytes).map_err(|e| format!("sync response: {e}"))
+    }
+}
+
+// ---- phones --------------------------------------------------------------------------
+
+struct Phone {
+    n: usize,
+    replica: Replica<MemoryReplicaStore>,
+    principal: Principal,
+    token: String,
+    /// The phone's case files, kept open between visits (the app keeps what it shows).
+    files: Vec<CaseFile>,
+    visits: u64,
+}
+
+impl Phone {
+    fn new(n: usize, credential: Credential, principal: Principal) -> Self {
+        let actor = ActorId::from(hex::decode(&credential.actors[0]).unwrap());
+        Phone {
+            n,
+            replica: Replica::new(MemoryReplicaStore::new(), actor),
+            principal,
+            token: credential.access_token,
+            files: Vec::new(),
+            visits: 0,
+        }
+    }
+
+    /// Syncs until nothing is pending on either side.
+    async fn settle(&mut self, api: &Api) {
+        for _ in 0..20 {
+            let request = self.replica.prepare().unwrap().encode();
+            let response = api.sync(&self.token, request).await.unwrap();
+            let report = self.replica.apply(&response).unwrap();
+            assert!(report.rejections.is_empty(), "{report:?}");
+            if !report.more
+                && report.repairing.is_empty()
+                && !self.replica.store().need_held().unwrap()
+                && self.replica.pending_changes().unwrap() == 0
+            {
+                return;
+            }
+        }
+        panic!("phone {} did not settle in 20 syncs", self.n);
+    }
+
+    /// A new visit id: a v7 UUID whose random part names the phone and the visit.
+    fn visit_id(&mut self, now: Timestamp) -> VisitId {
+        self.visits += 1;
+        let mut random = [0u8; 10];
+        random[..4].copy_from_slice(&(self.n as u32).to_be_bytes());
+        random[4..].copy_from_slice(&self.visits.to_be_bytes()[2..]);
+        VisitId::new_v7(now, random)
+    }
+
+    /// Logs one visit to the next resident in turn and saves it; returns the document
+    /// and the change to see receipted.
+    fn log_visit(&mut self) -> (DocId, Hash) {
+        let now = now_ms();
+        let visit = self.visit_id(now);
+        let i = (self.visits as usize) % self.files.len();
+        let editor = Editor {
+            principal: &self.principal,
+            now,
+        };
+        let file = &mut self.files[i];
+        let hash = file
+            .log_visit(&editor, visit, &record(now))
+            .unwrap()
+            .unwrap();
+        self.replica.save_case_file(file).unwrap();
+        (file.id().into(), Hash::from(hash))
+    }
+
+    /// One exchange of the measured loop: the round-trip time, or what went wrong.
+    async fn exchange(&mut self, api: &Api, load: Load) -> Result<Duration, String> {
+        let expected = match load {
+            Load::NothingNew => None,
+            Load::NewVisit => Some(self.log_visit()),
+        };
+        let request = self.replica.prepare().unwrap().encode();
+        let started = Instant::now();
+        let response = api.sync(&self.token, request).await?;
+        let took = started.elapsed();
+        let report = self.replica.apply(&response).map_err(|e| e.to_string())?;
+        if !report.rejections.is_empty() {
+            return Err(format!("rejected: {:?}", report.rejections));
+        }
+        if let Some((doc, hash)) = expected {
+            let receipted = response
+                .receipts
+                .iter()
+                .any(|r| r.doc == doc && r.heads.contains(&hash));
+            if !receipted {
+                return Err(format!("no receipt for the visit: {report:?}"));
+            }
+        } else if report.sent_changes + report.received_changes > 0 {
+            return Err(format!("a nothing-new sync moved changes: {report:?}"));
+        }
+        Ok(took)
+    }
+}
+
+fn record(now: Timestamp) -> VisitRecord {
+    VisitRecord {
+        project: PROJECT,
+        unit: None,
+        started_at: now - 3_600_000,
+        ended_at: now - 1_800_000,
+        services: vec![SERVICE],
+        condition: Condition {
+            wellbeing: Wellbeing::Good,
+            systolic: Some(130),
+            diastolic: Some(80),
+            blood_sugar_dmmol: None,
+            remarks: "精神不错".into(),
+        },
+        hazards: vec![],
+        notes: "读报半小时".into(),
+        follow_up_needed: false,
+    }
+}
+
+fn profile(n: usize) -> Profile {
+    Profile {
+        name: format!("居民{n}"),
+        address: format!("华沙六村 {n}号"),
+        phone: String::new(),
+        birth_year: Some(1938),
+        living_situation: Some(LivingSituation::Alone),
+        emergency_contact: String::new(),
+        needs: String::new(),
+        risk_level: Some(RiskLevel::Medium),
+        visit_every_days: Some(7),
+    }
+}
+
+/// Everything set up: the phones, each current with its residents.
+async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
+    let api = Api::new(&server.base, None, phones + 16);
+    let admin: Token = api
+        .post(
+            "/api/v1/login",
+            None,
+            json!({"login": "admin", "password": server.admin_password}),
+        )
+        .await;
+    let admin = admin.access_token;
+    let district: Created = api
+        .post("/api/v1/districts", Some(&admin), json!({"name": "长宁区"}))
+        .await;
+    let station: Created = api
+        .post(
+            "/api/v1/stations",
+            Some(&admin),
+            json!({"name": "华阳路站", "district": district.id}),
+        )
+        .await;
+    let (district, station) = (DistrictId(district.id), StationId(station.id));
+
+    // Station staff: enrols a phone, creates every resident's case file on it and syncs.
+    let staff: Created = api
+        .post(
+            "/api/v1/users",
+            Some(&admin),
+            json!({"login": "staff", "display_name": "站点社工", "role": "station_staff",
+                   "district": district.0, "stations": [station.0]}),
+        )
+        .await;
+    let code: Code = api
+        .post(
+            "/api/v1/enrolment-codes",
+            Some(&admin),
+            json!({"user": staff.id}),
+        )
+        .await;
+    let credential: Credential = api
+        .post(
+            "/api/v1/enrol",
+            None,
+            json!({"code": code.code, "device_name": "staff phone"}),
+        )
+        .await;
+    let staff_principal = Principal {
+        user: UserId(staff.id),
+        role: Role::StationStaff,
+        scope: Scope::Stations {
+            district,
+            stations: BTreeSet::from([station]),
+        },
+    };
+    let mut staff_phone = Phone::new(usize::MAX, credential, staff_principal);
+    let residents: Vec<ResidentId> = (0..phones * RESIDENTS_PER_PHONE)
+        .map(|n| {
+            let mut random = [0xAB; 10];
+            random[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            ResidentId::new_v7(now_ms(), random)
+        })
+        .collect();
+    for (batch, chunk) in residents.chunks(CREATE_BATCH).enumerate() {
+        for (i, resident) in chunk.iter().enumerate() {
+            let editor = Editor {
+                principal: &staff_phone.principal,
+                now: now_ms(),
+            };
+            let file = CaseFile::create(
+                staff_phone.replica.actor().clone(),
+                &editor,
+                *resident,
+                district,
+                station,
+                &profile(batch * CREATE_BATCH + i),
+            )
+            .unwrap();
+            staff_phone.replica.save_case_file(&file).unwrap();
+        }
+        staff_phone.settle(&api).await;
+    }
+    let staff_token = Arc::new(staff_phone.token.clone());
+
+    // The volunteers, a few at a time: account, code, enrolment (spread over loopback
+    // addresses, see PHONES_PER_ADDRESS), assignments, first sync.
+    let enrol_apis: Vec<Api> = (0..phones.div_ceil(PHONES_PER_ADDRESS))
+        .map(|k| {
+            let ip = Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(k).unwrap());
+            Api::new(&server.base, Some(IpAddr::V4(ip)), SETUP_CONCURRENCY)
+        })
+        .collect();
+    let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..phones {
+        let (api, enrol_api) = (api.clone(), enrol_apis[n / PHONES_PER_ADDRESS].clone());
+        let (gate, staff_token) = (gate.clone(), staff_token.clone());
+        let mine: Vec<ResidentId> =
+            residents[n * RESIDENTS_PER_PHONE..(n + 1) * RESIDENTS_PER_PHONE].to_vec();
+        tasks.spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let user: Created = api
+                .post(
+                    "/api/v1/users",
+                    Some(&staff_token),
+                    json!({"login": format!("volunteer{n:03}"), "display_name": format!("志愿者{n}"),
+                           "role": "volunteer"}),
+                )
+                .await;
+            let code: Code = api
+                .post(
+                    "/api/v1/enrolment-codes",
+                    Some(&staff_token),
+                    json!({"user": user.id}),
+                )
+                .await;
+            let credential: Credential = enrol_api
+                .post(
+                    "/api/v1/enrol",
+                    None,
+                    json!({"code": code.code, "device_name": format!("phone {n}")}),
+                )
+                .await;
+            for r in &mine {
+                api.put(
+                    &format!("/api/v1/volunteers/{}/residents/{}", user.id, r.0),
+                    &staff_token,
+                )
+                .await;
+            }
+            let principal = Principal {
+                user: UserId(user.id),
+                role: Role::Volunteer,
+                scope: Scope::Residents {
+                    district,
+                    residents: mine.iter().copied().collect(),
+                },
+            };
+            let mut phone = Phone::new(n, credential, principal);
+            phone.settle(&api).await;
+            for r in &mine {
+                let file = phone.replica.case_file((*r).into()).unwrap();
+                phone.files.push(file.unwrap_or_else(|| {
+                    panic!("phone {n} did not receive resident {r} at its first sync")
+                }));
+            }
+            phone
+        });
+    }
+    let mut all: Vec<Phone> = tasks.join_all().await;
+    all.sort_by_key(|p| p.n);
+    (api, all)
+}
+
+// ---- the measured runs ---------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Load {
+    /// Phones with nothing new: the pure round-trip cost.
+    NothingNew,
+    /// Every sync carries one new visit.
+    NewVisit,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::NothingNew => "baseline: nothing new",
+            Load::NewVisit => "one new visit",
+        }
+    }
+}
+
+struct Run {
+    backend: String,
+    load: Load,
+    elapsed: f64,
+    /// Round-trip times of the successful syncs, in microseconds, sorted.
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+    server_cpu: f64,
+    client_cpu: f64,
+    /// Peak RSS of the server during the window (or its whole life, if the kernel
+    /// refused the reset), kB.
+    peak_rss_kb: u64,
+    peak_rss_window: bool,
+}
+
+impl Run {
+    fn syncs(&self) -> usize {
+        self.latencies.len()
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.syncs() as f64 / self.elapsed
+    }
+
+    /// The `q` quantile of the round-trip time, in ms.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank =
+            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        f64::from(self.latencies[rank - 1]) / 1000.0
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.latencies
+            .last()
+            .map_or(f64::NAN, |&l| f64::from(l) / 1000.0)
+    }
+}
+
+#[derive(Default)]
+struct PhoneTally {
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs every phone in a closed loop for `secs`, measuring the server.
+async fn measure(
+    server: &ServerProcess,
+    api: &Api,
+    phones: Vec<Phone>,
+    load: Load,
+    secs: f64,
+) -> (Vec<Phone>, Run) {
+    let ticks = clock_ticks();
+    let pid = server.pid();
+    let n = phones.len();
+    let peak_rss_window = reset_peak_rss(pid);
+    let server_cpu = cpu_seconds(&pid.to_string(), ticks);
+    let client_cpu = cpu_seconds("self", ticks);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut phone in phones {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let mut tally = PhoneTally::default();
+            while Instant::now() < deadline {
+                match phone.exchange(&api, load).await {
+                    Ok(took) => tally
+                        .latencies
+                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
+                    Err(e) => {
+                        tally.errors += 1;
+                        tally.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (phone, tally)
+        });
+    }
+    let mut phones = Vec::with_capacity(n);
+    let mut latencies = Vec::new();
+    let (mut errors, mut first_error) = (0, None);
+    while let Some(done) = tasks.join_next().await {
+        let (phone, tally) = done.unwrap();
+        phones.push(phone);
+        latencies.extend(tally.latencies);
+        errors += tally.errors;
+        first_error = first_error.or(tally.first_error);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&pid.to_string(), ticks) - server_cpu;
+    let client_cpu = cpu_seconds("self", ticks) - client_cpu;
+    latencies.sort_unstable();
+    phones.sort_by_key(|p| p.n);
+    let run = Run {
+        backend: server.backend.clone(),
+        load,
+        elapsed,
+        latencies,
+        errors,
+        first_error,
+        server_cpu,
+        client_cpu,
+        peak_rss_kb: status_kb(pid, "VmHWM"),
+        peak_rss_window,
+    };
+    (phones, run)
+}
+
+/// One backend: start the server, set up, run the baseline and the visit load, stop.
+async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> Vec<Run> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), database_url);
+    eprintln!(
+        "{}: server {} (pid {}); setting up {} phones with {} residents each",
+        server.backend,
+        server.base,
+        server.pid(),
+        settings.phones,
+        RESIDENTS_PER_PHONE
+    );
+    let setup = Instant::now();
+    let (api, phones) = set_up(&server, settings.phones).await;
+    eprintln!(
+        "{}: set up in {:.1} s; measuring ({} s nothing new, then {} s one new visit)",
+        server.backend,
+        setup.elapsed().as_secs_f64(),
+        settings.baseline_secs,
+        settings.secs
+    );
+    let (phones, baseline) = measure(
+        &server,
+        &api,
+        phones,
+        Load::NothingNew,
+        settings.baseline_secs,
+    )
+    .await;
+    let (_, visits) = measure(&server, &api, phones, Load::NewVisit, settings.secs).await;
+    server.stop();
+    vec![baseline, visits]
+}
+
+// ---- the report ----------------------------------------------------------------------
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "{model}, {} cores, {:.0} GiB",
+        cores(),
+        memory_kb as f64 / 1024.0 / 1024.0
+    )
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn print_report(settings: &Settings, runs: &[Run]) {
+    let cores = cores() as f64;
+    println!();
+    println!(
+        "== Linli server load: {} phones, {} residents each, closed loop over loopback HTTP ==",
+        settings.phones, RESIDENTS_PER_PHONE
+    );
+    println!("machine: {}", machine());
+    println!();
+    println!(
+        "| backend | load | window | syncs | syncs/s | p50 | p99 | max | errors | server CPU | server CPU, % of machine | load generator CPU, % of machine | server peak RSS |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {:.1} s | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {:.1} s | {:.0} % | {:.0} % | {:.1} MiB{} |",
+            r.backend,
+            r.load.name(),
+            r.elapsed,
+            r.syncs(),
+            r.per_sec(),
+            r.quantile_ms(0.50),
+            r.quantile_ms(0.99),
+            r.max_ms(),
+            r.errors,
+            r.server_cpu,
+            100.0 * r.server_cpu / (r.elapsed * cores),
+            100.0 * r.client_cpu / (r.elapsed * cores),
+            r.peak_rss_kb as f64 / 1024.0,
+            if r.peak_rss_window {
+                ""
+            } else {
+                " (whole life)"
+            },
+        );
+    }
+    println!();
+    for pair in runs.chunks(2) {
+        let [baseline, visits] = pair else { continue };
+        println!(
+            "{}: one new visit vs nothing new: throughput {:.2}×, p50 {:.2}×, p99 {:.2}×, server CPU per sync {:.2}× ({:.2} ms vs {:.2} ms)",
+            visits.backend,
+            visits.per_sec() / baseline.per_sec(),
+            visits.quantile_ms(0.5) / baseline.quantile_ms(0.5),
+            visits.quantile_ms(0.99) / baseline.quantile_ms(0.99),
+            (visits.server_cpu / visits.syncs() as f64)
+                / (baseline.server_cpu / baseline.syncs() as f64),
+            1000.0 * visits.server_cpu / visits.syncs() as f64,
+            1000.0 * baseline.server_cpu / baseline.syncs() as f64,
+        );
+    }
+    for r in runs {
+        if let Some(e) = &r.first_error {
+            println!("{} / {}: first error: {e}", r.backend, r.load.name());
+        }
+    }
+    if let Some(r) = runs
+        .iter()
+        .find(|r| r.backend == "sqlite" && r.load == Load::NewVisit)
+    {
+        let met = r.per_sec() >= TARGET_SYNCS_PER_SEC && r.quantile_ms(0.99) < TARGET_P99_MS;
+        println!(
+            "target (SQLite, one new visit: ≥ {TARGET_SYNCS_PER_SEC:.0} syncs/s, p99 < {TARGET_P99_MS:.0} ms): {:.0} syncs/s, p99 {:.1} ms: {}",
+            r.per_sec(),
+            r.quantile_ms(0.99),
+            if met { "met" } else { "NOT met" }
+        );
+    }
+    if settings.postgres.is_none() {
+        println!("PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set)");
+    }
+    println!();
+}
+
+fn main() {
+    let settings = settings();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runs = runtime.block_on(async {
+        let mut runs = bench_backend(&settings, None).await;
+        match &settings.postgres {
+            Some(admin) => {
+                let (name, url) = create_database(admin).await;
+                runs.extend(bench_backend(&settings, Some(&url)).await);
+                drop_database(admin, &name).await;
+            }
+            None => eprintln!(
+                "PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set; scripts/postgres-env sets it)"
+            ),
+        }
+        runs
+    });
+    print_report(&settings, &runs);
+    if settings.test {
+        for r in &runs {
+            assert_eq!(
+                r.errors,
+                0,
+                "{} / {}: {} errors, the first: {:?}",
+                r.backend,
+                r.load.name(),
+                r.errors,
+                r.first_error
+            );
+            assert!(
+                r.syncs() > 0,
+                "{} / {}: no sync completed",
+                r.backend,
+                r.load.name()
+            );
+        }
+    }
+}
