@@ -579,6 +579,8 @@ async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
         staff_phone.settle(&api).await;
     }
     let staff_token = Arc::new(staff_phone.token.clone());
+    // Enrolment codes come from a password sign-in, never from a device's token.
+    let admin_token = Arc::new(admin.clone());
 
     // The volunteers, a few at a time: account, code, enrolment (spread over loopback
     // addresses, see PHONES_PER_ADDRESS), assignments, first sync.
@@ -592,7 +594,8 @@ async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..phones {
         let (api, enrol_api) = (api.clone(), enrol_apis[n / PHONES_PER_ADDRESS].clone());
-        let (gate, staff_token) = (gate.clone(), staff_token.clone());
+        let (gate, staff_token, admin_token) =
+            (gate.clone(), staff_token.clone(), admin_token.clone());
         let mine: Vec<ResidentId> =
             residents[n * RESIDENTS_PER_PHONE..(n + 1) * RESIDENTS_PER_PHONE].to_vec();
         tasks.spawn(async move {
@@ -608,7 +611,7 @@ async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
             let code: Code = api
                 .post(
                     "/api/v1/enrolment-codes",
-                    Some(&staff_token),
+                    Some(&admin_token),
                     json!({"user": user.id}),
                 )
                 .await;
