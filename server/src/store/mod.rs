@@ -10,7 +10,6 @@
 //! the read-side [`projections`] of the document, in the same transaction.
 
 use lru::LruCache;
-use projections::Pending;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -46,6 +45,10 @@ pub enum StoreError {
     /// Stored bytes do not load: the database was damaged or written by something else.
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A group commit failed after this append was queued in it; nothing of the group
+    /// was stored.
+    #[error("the group commit failed: {0}")]
+    GroupCommit(String),
     /// The database URL names no backend this server speaks. Holds the scheme only:
     /// the rest of a URL may carry a password.
     #[error("unsupported database URL scheme {0:?}: use sqlite://… or postgres://…")]
@@ -99,6 +102,8 @@ pub struct SqlStore {
     pool: Pool,
     cache: Mutex<LruCache<DocId, Automerge>>,
     options: StoreOptions,
+    /// SQLite's appends, committed in groups.
+    writer: write::GroupCommit,
 }
 
 /// Chunks are folded into a new snapshot once they pass this size, or half the
@@ -143,6 +148,7 @@ impl SqlStore {
                 NonZeroUsize::new(options.cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN),
             )),
             options,
+            writer: write::GroupCommit::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -318,105 +324,9 @@ fn opt_bytes(id: Option<Uuid>) -> Option<Vec<u8>> {
     id.map(|u| u.as_bytes().to_vec())
 }
 
-/// The body of an append, the same for both backends once the transaction is open and
-/// the backend's locks are held.
-macro_rules! append_body {
-    ($tx:ident, $a:ident, $pending:ident; $($feed_lock:tt)*) => {{
-        let id = $a.doc.0.as_bytes().to_vec();
-        let row = sqlx::query("SELECT heads, CAST(length(snapshot) AS BIGINT) AS snapshot_len, chunk_bytes FROM documents WHERE id = $1")
-            .bind(id.clone())
-            .fetch_optional(&mut *$tx)
-            .await?;
-        let expected = heads_bytes($a.expected_heads);
-        let (exists, chunk_bytes, snapshot_len) = match &row {
-            Some(r) => {
-                let heads: Vec<u8> = r.try_get("heads")?;
-                if heads != expected {
-                    return Ok(AppendOutcome::HeadsMoved);
-                }
-                (true, r.try_get::<i64, _>("chunk_bytes")?, r.try_get::<i64, _>("snapshot_len")?)
-            }
-            None if !expected.is_empty() => return Ok(AppendOutcome::HeadsMoved),
-            None => (false, 0, 0),
-        };
-        $($feed_lock)*
-        let hashes: Vec<u8> = $a.hashes.iter().flat_map(|h| h.0).collect();
-        let seq: i64 = sqlx::query(
-            "INSERT INTO feed (doc, hashes, device, user_id, received_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-        )
-        .bind(id.clone())
-        .bind(hashes)
-        .bind(opt_bytes($a.device.map(|d| d.0)))
-        .bind(opt_bytes($a.user.map(|u| u.0)))
-        .bind($a.received_at)
-        .fetch_one(&mut *$tx)
-        .await?
-        .try_get("seq")?;
-        if $pending.projects() {
-            // Rows that show the heads the changes were checked against need only what
-            // the changes touched; any others (wiped, never written) are rewritten whole.
-            let projected: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT heads FROM resident_rows WHERE id = $1")
-                    .bind(id.clone())
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-            let plan = $pending.take_plan(projected.as_deref() == Some(expected.as_slice()))?;
-            run_plan!($tx, plan);
-        }
-        let chunk: Vec<u8> = $a.changes.concat();
-        let new_heads = heads_bytes(&$a.after.get_heads());
-        let district = $a.place.district.0.as_bytes().to_vec();
-        let station = opt_bytes($a.place.station.map(|s| s.0));
-        let grown = chunk_bytes + chunk.len() as i64;
-        if !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2) {
-            // Fold everything into a fresh snapshot.
-            sqlx::query("DELETE FROM changes WHERE doc = $1")
-                .bind(id.clone())
-                .execute(&mut *$tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO documents (id, district, station, snapshot, heads, chunk_bytes, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6)
-                 ON CONFLICT (id) DO UPDATE SET district = excluded.district, station = excluded.station,
-                   snapshot = excluded.snapshot, heads = excluded.heads, chunk_bytes = 0,
-                   updated_at = excluded.updated_at",
-            )
-            .bind(id)
-            .bind(district)
-            .bind(station)
-            .bind($a.after.save())
-            .bind(new_heads)
-            .bind($a.received_at)
-            .execute(&mut *$tx)
-            .await?;
-        } else {
-            sqlx::query("INSERT INTO changes (doc, seq, bytes) VALUES ($1, $2, $3)")
-                .bind(id.clone())
-                .bind(seq)
-                .bind(chunk)
-                .execute(&mut *$tx)
-                .await?;
-            sqlx::query(
-                "UPDATE documents SET district = $2, station = $3, heads = $4, chunk_bytes = $5, updated_at = $6
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(district)
-            .bind(station)
-            .bind(new_heads)
-            .bind(grown)
-            .bind($a.received_at)
-            .execute(&mut *$tx)
-            .await?;
-        }
-        $tx.commit().await?;
-        Ok(AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
-    }};
-}
-
-/// Runs a projection write plan (`Vec<projections::Stmt>`) in `$tx`.
+/// Runs a projection write plan (`Vec<projections::Stmt>`) in `$conn`.
 macro_rules! run_plan {
-    ($tx:ident, $plan:expr) => {
+    ($conn:ident, $plan:expr) => {
         for stmt in $plan {
             let mut q = sqlx::query(stmt.sql);
             for arg in stmt.args {
@@ -431,44 +341,13 @@ macro_rules! run_plan {
                     Arg::Bool(v) => q.bind(v),
                 };
             }
-            q.execute(&mut *$tx).await?;
+            q.execute(&mut *$conn).await?;
         }
     };
 }
 
 pub mod projections;
-
-impl SqlStore {
-    async fn append_sqlite(
-        &self,
-        p: &SqlitePool,
-        a: &Append<'_>,
-        pending: &mut Pending,
-    ) -> Result<AppendOutcome> {
-        // IMMEDIATE takes SQLite's write lock up front: writers queue here, across
-        // processes too, instead of failing at commit.
-        let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-        append_body!(tx, a, pending;)
-    }
-
-    async fn append_postgres(
-        &self,
-        p: &PgPool,
-        a: &Append<'_>,
-        pending: &mut Pending,
-    ) -> Result<AppendOutcome> {
-        let mut tx = p.begin().await?;
-        // Serialise writers of this document across processes, then take the feed lock
-        // so that sequence numbers commit in order.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
-            .bind(a.doc.0.as_bytes().to_vec())
-            .execute(&mut *tx)
-            .await?;
-        append_body!(tx, a, pending;
-            sqlx::query("SELECT pg_advisory_xact_lock(7235)").execute(&mut *tx).await?;
-        )
-    }
-}
+mod write;
 
 impl ServerStore for SqlStore {
     type Error = StoreError;
@@ -490,24 +369,14 @@ impl ServerStore for SqlStore {
     }
 
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {
-        // The projection is worked out before the write lock is taken.
-        let mut pending = Pending::new(&append)?;
-        let outcome = match &self.pool {
-            Pool::Sqlite(p) => self.append_sqlite(p, &append, &mut pending).await,
-            Pool::Postgres(p) => self.append_postgres(p, &append, &mut pending).await,
-        };
-        let outcome = match outcome {
-            // Two first writers of one new document: the loser retries.
-            Err(StoreError::Database(e))
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                AppendOutcome::HeadsMoved
-            }
-            other => other?,
+        // The projection and the bytes are worked out before any lock is taken.
+        let job = write::Job::new(&append)?;
+        let (outcome, job) = match &self.pool {
+            Pool::Sqlite(p) => self.writer.append(p, job).await?,
+            Pool::Postgres(p) => write::append_postgres(p, job).await?,
         };
         if matches!(outcome, AppendOutcome::Stored(_)) {
-            self.cache_lock().put(append.doc, pending.into_doc());
+            self.cache_lock().put(append.doc, job.into_doc());
         }
         Ok(outcome)
     }

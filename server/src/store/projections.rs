@@ -712,6 +712,14 @@ impl Pending {
         }
     }
 
+    /// The document after the append.
+    pub(super) fn doc(&self) -> &Automerge {
+        match self {
+            Pending::Catalog(doc) => doc,
+            Pending::Resident { file, .. } => file.doc(),
+        }
+    }
+
     pub(super) fn into_doc(self) -> Automerge {
         match self {
             Pending::Catalog(doc) => doc,

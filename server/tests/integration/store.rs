@@ -253,6 +253,89 @@ async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
     );
 }
 
+/// Many writers at once (SQLite commits them in groups): new documents, contenders for
+/// one document, and a stale writer, all at the same moment. Every append gets the
+/// answer that matches what is stored, and the feed has no gap.
+async fn a_crowd_of_appends_stores_exactly_what_it_answers(t: TestStore) {
+    let s = std::sync::Arc::new(t.store);
+    let shared = case_file(1, STATION_A);
+    let shared_id: DocId = shared.id().into();
+    append(&s, shared_id, &[], shared.doc()).await;
+    let base = shared.doc().get_heads();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..40u128 {
+        let s = s.clone();
+        let (shared, base) = (shared.doc().clone(), base.clone());
+        tasks.spawn(async move {
+            match n % 4 {
+                // A new document of its own.
+                0 | 1 => {
+                    let file = case_file(1000 + n, STATION_B);
+                    let id = file.id().into();
+                    (id, None, append(&s, id, &[], file.doc()).await)
+                }
+                // One of ten contenders with a visit for the shared document.
+                2 => {
+                    let mut mine =
+                        CaseFile::from_doc(shared.fork().with_actor(ActorId::from(vec![
+                            n as u8
+                                + 10;
+                            16
+                        ])))
+                        .unwrap();
+                    visit(&mut mine, n, 5);
+                    let heads = mine.doc().get_heads();
+                    (
+                        shared_id,
+                        Some(heads),
+                        append(&s, shared_id, &base, mine.doc()).await,
+                    )
+                }
+                // A "new" document that already exists.
+                _ => {
+                    let again = case_file(1, STATION_A);
+                    (
+                        shared_id,
+                        None,
+                        append(&s, shared_id, &[], again.doc()).await,
+                    )
+                }
+            }
+        });
+    }
+    let mut seqs = BTreeSet::new();
+    let mut winners = Vec::new();
+    let mut new_docs = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (doc, heads, outcome) = done.unwrap();
+        match outcome {
+            AppendOutcome::Stored(seq) => {
+                assert!(seqs.insert(seq), "feed number {seq} given twice");
+                match heads {
+                    Some(h) => winners.push(h),
+                    None => assert!(new_docs.insert(doc), "{doc} stored twice as new"),
+                }
+            }
+            AppendOutcome::HeadsMoved => assert_eq!(doc, shared_id),
+        }
+    }
+    assert_eq!(new_docs.len(), 20, "every new document is stored");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one contender wins against the same heads"
+    );
+    assert_eq!(seqs, (2..=22).collect(), "the feed has no gap");
+    let stored = s.load(shared_id).await.unwrap().unwrap();
+    assert_eq!(sorted(stored.get_heads()), sorted(winners.remove(0)));
+    for doc in &new_docs {
+        assert!(s.load(*doc).await.unwrap().is_some());
+    }
+    let report = s.check().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.documents, 21);
+}
+
 async fn chunks_compact_into_snapshots_without_loss(t: TestStore) {
     let s = &t.store;
     let mut file = case_file(1, STATION_A);
@@ -411,6 +494,7 @@ conformance!(
     a_stale_append_is_refused_and_stores_nothing,
     concurrent_writers_of_one_document_serialise,
     concurrent_appends_get_gap_free_feed_numbers,
+    a_crowd_of_appends_stores_exactly_what_it_answers,
     chunks_compact_into_snapshots_without_loss,
     scopes_select_their_documents,
     the_feed_pages_by_window_and_limit,
