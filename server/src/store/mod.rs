@@ -221,10 +221,11 @@ impl SqlStore {
             .collect()
     }
 
-    /// Runs a query selecting one id column, with byte-string parameters.
-    async fn ids(&self, sql: &'static str, params: &[Vec<u8>]) -> Result<Vec<DocId>> {
+    /// Runs a query selecting one id column, with byte-string parameters. `sql` holds
+    /// only fixed text and placeholders: every value is bound.
+    async fn ids(&self, sql: &str, params: &[Vec<u8>]) -> Result<Vec<DocId>> {
         let rows = with_pool!(self, p => {
-            let mut q = sqlx::query_scalar::<_, Vec<u8>>(sql);
+            let mut q = sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql.to_owned()));
             for param in params {
                 q = q.bind(param.clone());
             }
@@ -401,38 +402,36 @@ impl ServerStore for SqlStore {
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
+        // One query per sync: the district's catalog documents, plus the case files of
+        // the scope's stations or residents (each part on an index).
         const CATALOG: &str = "SELECT id FROM documents WHERE district = $1 AND station IS NULL";
         let district = scope.district().0.as_bytes().to_vec();
-        let mut out = BTreeSet::new();
-        match scope {
+        let (column, members): (&str, Vec<Vec<u8>>) = match scope {
             Scope::District(_) => {
-                out.extend(
-                    self.ids("SELECT id FROM documents WHERE district = $1", &[district])
-                        .await?,
-                );
+                let sql = "SELECT id FROM documents WHERE district = $1";
+                return Ok(self.ids(sql, &[district]).await?.into_iter().collect());
             }
-            Scope::Stations { stations, .. } => {
-                out.extend(self.ids(CATALOG, std::slice::from_ref(&district)).await?);
-                for s in stations {
-                    let sql = "SELECT id FROM documents WHERE district = $1 AND station = $2";
-                    out.extend(
-                        self.ids(sql, &[district.clone(), s.0.as_bytes().to_vec()])
-                            .await?,
-                    );
-                }
-            }
-            Scope::Residents { residents, .. } => {
-                out.extend(self.ids(CATALOG, std::slice::from_ref(&district)).await?);
-                for r in residents {
-                    let sql = "SELECT id FROM documents WHERE district = $1 AND id = $2 AND station IS NOT NULL";
-                    out.extend(
-                        self.ids(sql, &[district.clone(), r.0.as_bytes().to_vec()])
-                            .await?,
-                    );
-                }
-            }
+            Scope::Stations { stations, .. } => (
+                "station",
+                stations.iter().map(|s| s.0.as_bytes().to_vec()).collect(),
+            ),
+            Scope::Residents { residents, .. } => (
+                "id",
+                residents.iter().map(|r| r.0.as_bytes().to_vec()).collect(),
+            ),
+        };
+        if members.is_empty() {
+            return Ok(self.ids(CATALOG, &[district]).await?.into_iter().collect());
         }
-        Ok(out)
+        let placeholders: Vec<String> = (2..members.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND {column} IN ({})",
+            placeholders.join(", ")
+        );
+        let mut params = Vec::with_capacity(members.len() + 1);
+        params.push(district);
+        params.extend(members);
+        Ok(self.ids(&sql, &params).await?.into_iter().collect())
     }
 
     async fn feed_since(
