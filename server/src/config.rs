@@ -99,6 +99,11 @@ pub struct Config {
     /// Loaded documents kept in memory.
     #[arg(long, env = "LINLI_CACHE_DOCS", default_value_t = 2048, global = true)]
     pub cache_docs: usize,
+
+    /// Mark the web pages' sign-in cookie `Secure` (sent over HTTPS only). Set it
+    /// whenever the pages are served over HTTPS, as they should be beyond localhost.
+    #[arg(long, env = "LINLI_SECURE_COOKIES", global = true)]
+    pub secure_cookies: bool,
 }
 
 impl Config {

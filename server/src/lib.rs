@@ -7,6 +7,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod store;
+pub mod web;
 
 pub use error::{Error, Result};
 

@@ -113,7 +113,10 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
         );
     }
     tracing::info!(%address, backend = store.backend(), "listening");
-    let state = AppState::new(store, keys);
+    let web = server::web::WebSettings {
+        secure_cookies: config.secure_cookies,
+    };
+    let state = AppState::with_web(store, keys, web);
     let limits = HttpLimits {
         max_body: config.max_body,
         timeout: config.request_timeout(),

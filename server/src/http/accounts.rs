@@ -22,7 +22,7 @@ fn now_secs() -> u64 {
     u64::try_from(now_ms() / 1000).unwrap_or(0)
 }
 
-fn limited<K: Clone + std::hash::Hash + Eq>(
+pub(crate) fn limited<K: Clone + std::hash::Hash + Eq>(
     limiter: &governor::DefaultKeyedRateLimiter<K>,
     key: &K,
 ) -> Result<()> {

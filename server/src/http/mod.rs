@@ -12,6 +12,11 @@ mod sync;
 pub use events::Changed;
 pub use metrics::Metrics;
 
+pub(crate) use accounts::limited;
+pub(crate) use caller::ClientAddr;
+pub(crate) use events::Announcing;
+pub(crate) use metrics::OutcomeLabel;
+
 use crate::auth::Keys;
 use crate::store::SqlStore;
 use axum::Router;
@@ -82,24 +87,32 @@ pub struct AppState {
     pub events: broadcast::Sender<Changed>,
     /// Set when the server begins to shut down: live streams end.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Settings of the web pages.
+    pub web: crate::web::WebSettings,
     pub(crate) rate_limits: RateLimits,
 }
 
 impl AppState {
-    /// State over an opened store.
+    /// State over an opened store, with the default web settings.
     pub fn new(store: SqlStore, keys: Keys) -> Arc<Self> {
+        AppState::with_web(store, keys, crate::web::WebSettings::default())
+    }
+
+    /// State over an opened store.
+    pub fn with_web(store: SqlStore, keys: Keys, web: crate::web::WebSettings) -> Arc<Self> {
         Arc::new(AppState {
             store,
             keys,
             metrics: Metrics::new(),
             events: broadcast::channel(1024).0,
             stopping: tokio::sync::watch::channel(false).0,
+            web,
             rate_limits: RateLimits::new(),
         })
     }
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API, and the web pages.
 pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -121,6 +134,7 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         )
         .route("/api/v1/sync", post(sync::sync))
         .route("/api/v1/events", get(events::events))
+        .merge(crate::web::routes())
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

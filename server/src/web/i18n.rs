@@ -1,0 +1,464 @@
+//! The pages' languages and their message catalog: every string a page shows, in
+//! Chinese (the default) and English. A struct rather than a lookup table, so a string
+//! missing in one language is a compile error, not a blank on a page.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
+
+/// The cookie that remembers the chosen language.
+pub(crate) const LANG_COOKIE: &str = "linli_lang";
+
+/// A page language.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Lang {
+    /// 简体中文, the default.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The code in URLs and the cookie, and the page's `lang` attribute.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    /// The `<html lang>` value.
+    pub fn html_lang(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        match code {
+            "zh" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language, offered by the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        }
+    }
+
+    /// The catalog.
+    pub fn msgs(self) -> &'static Msgs {
+        match self {
+            Lang::Zh => &ZH,
+            Lang::En => &EN,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        Ok(jar
+            .get(LANG_COOKIE)
+            .and_then(|c| Lang::from_code(c.value()))
+            .unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SwitchQuery {
+    #[serde(default)]
+    back: String,
+}
+
+/// A path on this site under `/web/` to return to, or the visit log. Anything else (an
+/// absolute URL, `//host`, a backslash trick) is refused: no open redirect.
+pub(crate) fn local_path(back: &str) -> &str {
+    let safe = back.starts_with("/web/")
+        && !back.contains("//")
+        && !back.contains('\\')
+        && back.chars().all(|c| !c.is_control());
+    if safe { back } else { "/web/visits" }
+}
+
+/// `GET /web/lang/{code}?back=…`: remembers the language for a year and goes back.
+pub(crate) async fn switch(
+    axum::extract::Path(code): axum::extract::Path<String>,
+    Query(query): Query<SwitchQuery>,
+    jar: CookieJar,
+) -> Response {
+    let lang = Lang::from_code(&code).unwrap_or_default();
+    let cookie = Cookie::build((LANG_COOKIE, lang.code()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::days(365))
+        .build();
+    (jar.add(cookie), Redirect::to(local_path(&query.back))).into_response()
+}
+
+/// Every string the pages show.
+#[derive(Debug)]
+pub(crate) struct Msgs {
+    pub lang: Lang,
+    pub app_name: &'static str,
+    pub switch_to: &'static str,
+    pub nav_visits: &'static str,
+    pub signed_in_as: &'static str,
+    pub logout: &'static str,
+    // Sign-in.
+    pub login_title: &'static str,
+    pub login_name: &'static str,
+    pub password: &'static str,
+    pub login_button: &'static str,
+    pub login_failed: &'static str,
+    pub login_volunteer: &'static str,
+    pub login_expired_form: &'static str,
+    pub login_rate_limited: &'static str,
+    // Visit log.
+    pub visits_title: &'static str,
+    pub filter: &'static str,
+    pub clear_filters: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub any: &'static str,
+    pub station: &'static str,
+    pub alliance: &'static str,
+    pub unit: &'static str,
+    pub project: &'static str,
+    pub volunteer: &'static str,
+    pub service: &'static str,
+    pub hazards: &'static str,
+    pub hazards_yes: &'static str,
+    pub hazards_no: &'static str,
+    pub review: &'static str,
+    pub when: &'static str,
+    pub resident: &'static str,
+    pub minutes: &'static str,
+    pub wellbeing: &'static str,
+    pub services: &'static str,
+    pub follow_up: &'static str,
+    pub no_visits: &'static str,
+    pub next_page: &'static str,
+    pub first_page: &'static str,
+    pub fixed_on_spot: &'static str,
+    pub not_fixed: &'static str,
+    // Resident page.
+    pub profile: &'static str,
+    pub address: &'static str,
+    pub phone: &'static str,
+    pub birth_year: &'static str,
+    pub living_situation: &'static str,
+    pub emergency_contact: &'static str,
+    pub needs: &'static str,
+    pub risk_level: &'static str,
+    pub visit_every_days: &'static str,
+    pub last_visit: &'static str,
+    pub live_visits: &'static str,
+    pub open_follow_ups: &'static str,
+    pub timeline: &'static str,
+    pub follow_ups: &'static str,
+    pub deadline: &'static str,
+    pub status: &'static str,
+    pub deleted: &'static str,
+    pub notes: &'static str,
+    pub remarks: &'static str,
+    pub blood_pressure: &'static str,
+    pub reviewed_by: &'static str,
+    pub comment: &'static str,
+    pub approve: &'static str,
+    pub needs_attention: &'static str,
+    pub review_sent: &'static str,
+    pub not_yet: &'static str,
+    pub later_sections: &'static str,
+    // Errors.
+    pub error_title: &'static str,
+    pub error_bad_request: &'static str,
+    pub error_forbidden: &'static str,
+    pub error_not_found: &'static str,
+    pub error_conflict: &'static str,
+    pub error_rate_limited: &'static str,
+    pub error_unavailable: &'static str,
+    pub error_internal: &'static str,
+    pub back_to_log: &'static str,
+}
+
+impl Msgs {
+    /// A review status, by code.
+    pub fn review_status(&self, code: &str) -> &'static str {
+        match (code, self.lang == Lang::Zh) {
+            ("approved", true) => "已通过",
+            ("approved", false) => "Approved",
+            ("needs_attention", true) => "需关注",
+            ("needs_attention", false) => "Needs attention",
+            (_, true) => "待审核",
+            (_, false) => "Pending",
+        }
+    }
+
+    /// A wellbeing, by code.
+    pub fn wellbeing(&self, code: &str) -> &'static str {
+        match (code, self.lang == Lang::Zh) {
+            ("good", true) => "良好",
+            ("good", false) => "Good",
+            ("fair", true) => "一般",
+            ("fair", false) => "Fair",
+            ("poor", true) => "较差",
+            ("poor", false) => "Poor",
+            ("urgent", true) => "紧急",
+            ("urgent", false) => "Urgent",
+            (_, true) => "未知",
+            (_, false) => "Unknown",
+        }
+    }
+
+    /// A hazard severity, by code.
+    pub fn severity(&self, code: &str) -> &'static str {
+        match (code, self.lang == Lang::Zh) {
+            ("low", true) => "低",
+            ("low", false) => "low",
+            ("medium", true) => "中",
+            ("medium", false) => "medium",
+            ("high", true) => "高",
+            ("high", false) => "high",
+            ("critical", true) => "危急",
+            ("critical", false) => "critical",
+            (_, true) => "未知",
+            (_, false) => "unknown",
+        }
+    }
+
+    /// A risk level, by code (empty when unset).
+    pub fn risk(&self, code: &str) -> &'static str {
+        match code {
+            "low" | "medium" | "high" => self.severity(code),
+            _ => "",
+        }
+    }
+
+    /// A living situation, by code (empty when unset).
+    pub fn living(&self, code: &str) -> &'static str {
+        match (code, self.lang == Lang::Zh) {
+            ("alone", true) => "独居",
+            ("alone", false) => "Alone",
+            ("with_spouse", true) => "与配偶同住",
+            ("with_spouse", false) => "With spouse",
+            ("with_family", true) => "与家人同住",
+            ("with_family", false) => "With family",
+            ("other", true) => "其他",
+            ("other", false) => "Other",
+            _ => "",
+        }
+    }
+
+    /// A follow-up status, by code.
+    pub fn follow_up_status(&self, code: &str) -> &'static str {
+        match (code, self.lang == Lang::Zh) {
+            ("closed", true) => "已关闭",
+            ("closed", false) => "Closed",
+            (_, true) => "处理中",
+            (_, false) => "Open",
+        }
+    }
+}
+
+pub(crate) const ZH: Msgs = Msgs {
+    lang: Lang::Zh,
+    app_name: "邻里",
+    switch_to: "English",
+    nav_visits: "走访记录",
+    signed_in_as: "当前用户",
+    logout: "退出登录",
+    login_title: "登录",
+    login_name: "用户名",
+    password: "密码",
+    login_button: "登录",
+    login_failed: "用户名或密码不正确。",
+    login_volunteer: "志愿者请使用手机应用记录走访；网页供服务站工作人员和协调员使用。",
+    login_expired_form: "登录页面已过期，请重新输入。",
+    login_rate_limited: "尝试次数过多，请稍后再试。",
+    visits_title: "走访记录",
+    filter: "筛选",
+    clear_filters: "清除筛选",
+    from: "开始日期",
+    to: "结束日期",
+    any: "全部",
+    station: "服务站",
+    alliance: "联盟",
+    unit: "单位",
+    project: "项目",
+    volunteer: "志愿者",
+    service: "服务内容",
+    hazards: "隐患",
+    hazards_yes: "发现隐患",
+    hazards_no: "未发现隐患",
+    review: "审核",
+    when: "时间",
+    resident: "服务对象",
+    minutes: "分钟",
+    wellbeing: "状况",
+    services: "服务",
+    follow_up: "需跟进",
+    no_visits: "没有符合条件的走访记录。",
+    next_page: "下一页",
+    first_page: "第一页",
+    fixed_on_spot: "已当场整改",
+    not_fixed: "未整改",
+    profile: "基本信息",
+    address: "地址",
+    phone: "电话",
+    birth_year: "出生年份",
+    living_situation: "居住情况",
+    emergency_contact: "紧急联系人",
+    needs: "需求",
+    risk_level: "风险等级",
+    visit_every_days: "走访间隔（天）",
+    last_visit: "最近走访",
+    live_visits: "走访次数",
+    open_follow_ups: "未完成跟进",
+    timeline: "走访时间线",
+    follow_ups: "跟进事项",
+    deadline: "期限",
+    status: "状态",
+    deleted: "已删除",
+    notes: "记录",
+    remarks: "备注",
+    blood_pressure: "血压",
+    reviewed_by: "审核人",
+    comment: "意见",
+    approve: "通过",
+    needs_attention: "需关注",
+    review_sent: "审核意见已保存，志愿者下次同步时会在手机上看到。",
+    not_yet: "尚无",
+    later_sections: "冲突处理和修改历史将在后续版本提供。",
+    error_title: "出错了",
+    error_bad_request: "请求有误。",
+    error_forbidden: "您没有权限执行此操作。",
+    error_not_found: "找不到该页面，或不在您的负责范围内。",
+    error_conflict: "数据已被他人修改，请刷新后重试。",
+    error_rate_limited: "请求过于频繁，请稍后再试。",
+    error_unavailable: "服务器暂时无法访问数据库，数据没有丢失，请稍后重试。",
+    error_internal: "服务器出错，数据没有丢失，请稍后重试。",
+    back_to_log: "返回走访记录",
+};
+
+pub(crate) const EN: Msgs = Msgs {
+    lang: Lang::En,
+    app_name: "Linli",
+    switch_to: "中文",
+    nav_visits: "Visit log",
+    signed_in_as: "Signed in as",
+    logout: "Sign out",
+    login_title: "Sign in",
+    login_name: "Login",
+    password: "Password",
+    login_button: "Sign in",
+    login_failed: "Wrong login or password.",
+    login_volunteer: "Volunteers record visits in the phone app; these pages are for station staff and coordinators.",
+    login_expired_form: "The sign-in form had expired; please enter your details again.",
+    login_rate_limited: "Too many attempts; please wait a minute and try again.",
+    visits_title: "Visit log",
+    filter: "Filter",
+    clear_filters: "Clear filters",
+    from: "From",
+    to: "To",
+    any: "Any",
+    station: "Station",
+    alliance: "Alliance",
+    unit: "Unit",
+    project: "Project",
+    volunteer: "Volunteer",
+    service: "Service",
+    hazards: "Hazards",
+    hazards_yes: "Hazards found",
+    hazards_no: "No hazards",
+    review: "Review",
+    when: "When",
+    resident: "Resident",
+    minutes: "min",
+    wellbeing: "Condition",
+    services: "Services",
+    follow_up: "Follow-up",
+    no_visits: "No visits match.",
+    next_page: "Next page",
+    first_page: "First page",
+    fixed_on_spot: "fixed on the spot",
+    not_fixed: "not fixed",
+    profile: "Profile",
+    address: "Address",
+    phone: "Phone",
+    birth_year: "Year of birth",
+    living_situation: "Living situation",
+    emergency_contact: "Emergency contact",
+    needs: "Needs",
+    risk_level: "Risk level",
+    visit_every_days: "Visit every (days)",
+    last_visit: "Last visit",
+    live_visits: "Visits",
+    open_follow_ups: "Open follow-ups",
+    timeline: "Visits",
+    follow_ups: "Follow-ups",
+    deadline: "Deadline",
+    status: "Status",
+    deleted: "deleted",
+    notes: "Notes",
+    remarks: "Remarks",
+    blood_pressure: "Blood pressure",
+    reviewed_by: "Reviewed by",
+    comment: "Comment",
+    approve: "Approve",
+    needs_attention: "Needs attention",
+    review_sent: "Review saved; the volunteer sees it on their phone at the next sync.",
+    not_yet: "none yet",
+    later_sections: "The conflict inbox and the edit history come in a later version.",
+    error_title: "Something went wrong",
+    error_bad_request: "The request was not valid.",
+    error_forbidden: "You may not do this.",
+    error_not_found: "Not found, or not in your scope.",
+    error_conflict: "Someone else changed this; reload and try again.",
+    error_rate_limited: "Too many requests; please wait and try again.",
+    error_unavailable: "The server cannot reach its database; nothing was lost, try again later.",
+    error_internal: "The server failed; nothing was lost, try again later.",
+    back_to_log: "Back to the visit log",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_redirects_are_refused() {
+        assert_eq!(local_path("/web/visits?station=x"), "/web/visits?station=x");
+        for evil in [
+            "https://evil.example/",
+            "//evil.example/web/",
+            "/web/..//evil",
+            "/\\evil",
+            "/web/\\evil",
+            "/api/v1/me",
+            "",
+        ] {
+            assert_eq!(local_path(evil), "/web/visits", "{evil}");
+        }
+    }
+
+    #[test]
+    fn labels_follow_the_language() {
+        assert_eq!(ZH.review_status("approved"), "已通过");
+        assert_eq!(EN.review_status("needs_attention"), "Needs attention");
+        assert_eq!(EN.review_status("pending"), "Pending");
+        assert_eq!(ZH.living("alone"), "独居");
+        assert_eq!(EN.risk(""), "");
+    }
+}

@@ -1,0 +1,155 @@
+//! The coordinators' web pages: server-rendered HTML (askama, escaped by default) in
+//! Chinese and English, behind a password sign-in, for station staff, coordinators and
+//! admins. Every page reads the SQL projections, and every query is limited to the
+//! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
+//! resident's Automerge document through the core, like any other change.
+
+mod i18n;
+mod residents;
+mod review;
+mod scope;
+mod session;
+mod templates;
+mod text;
+mod visits;
+
+use crate::error::Error;
+use crate::http::AppState;
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use i18n::Lang;
+use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// Settings of the web pages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebSettings {
+    /// Mark the session cookie `Secure` (HTTPS only).
+    pub secure_cookies: bool,
+}
+
+/// No inline scripts or styles, nothing from elsewhere, no framing.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The pages, with their security headers.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    let header = |name, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/web/visits") }))
+        .route("/web", get(|| async { Redirect::to("/web/visits") }))
+        .route("/web/", get(|| async { Redirect::to("/web/visits") }))
+        .route("/web/login", get(session::login_page).post(session::login))
+        .route("/web/logout", post(session::logout))
+        .route("/web/lang/{lang}", get(i18n::switch))
+        .route("/web/static/style.css", get(style))
+        .route("/web/visits", get(visits::log))
+        .route("/web/residents/{resident}", get(residents::page))
+        .route(
+            "/web/residents/{resident}/visits/{visit}/review",
+            post(review::review),
+        )
+        .fallback(not_found)
+        .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::REFERRER_POLICY, "same-origin"))
+        // Pages hold residents' data: no copies in shared caches or the back button.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+async fn not_found(lang: Lang) -> Response {
+    WebError::new(lang, Error::NotFound("no such page".into())).into_response()
+}
+
+/// Renders a template as an HTML response.
+pub(crate) fn render(page: &impl Template) -> Result<Response, Error> {
+    page.render()
+        .map(|html| Html(html).into_response())
+        .map_err(|e| Error::Internal(format!("rendering a page: {e}")))
+}
+
+/// An error shown as a page in the user's language. Internals are logged, never shown.
+#[derive(Debug)]
+pub(crate) struct WebError {
+    lang: Lang,
+    error: Error,
+}
+
+impl WebError {
+    pub fn new(lang: Lang, error: Error) -> Self {
+        WebError { lang, error }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let t = self.lang.msgs();
+        let (status, message, detail) = match &self.error {
+            Error::BadRequest { message, .. } => (
+                StatusCode::BAD_REQUEST,
+                t.error_bad_request,
+                message.clone(),
+            ),
+            Error::Unreadable { status, message } => {
+                (*status, t.error_bad_request, message.clone())
+            }
+            Error::Unauthenticated(_) => {
+                (StatusCode::UNAUTHORIZED, t.error_forbidden, String::new())
+            }
+            Error::Forbidden(m) => (StatusCode::FORBIDDEN, t.error_forbidden, m.clone()),
+            // Never say whether it exists outside the user's scope.
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, t.error_not_found, String::new()),
+            Error::Conflict(_) => (StatusCode::CONFLICT, t.error_conflict, String::new()),
+            Error::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                t.error_rate_limited,
+                String::new(),
+            ),
+            Error::Store(e) => {
+                tracing::error!(error = %e, "storage failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    t.error_unavailable,
+                    String::new(),
+                )
+            }
+            Error::Config(_) | Error::Internal(_) => {
+                tracing::error!(error = %self.error, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    t.error_internal,
+                    String::new(),
+                )
+            }
+        };
+        let page = templates::ErrorPage {
+            c: templates::Chrome::new(self.lang, "/web/visits", None),
+            message,
+            detail,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, message).into_response(),
+        }
+    }
+}

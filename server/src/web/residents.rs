@@ -1,0 +1,232 @@
+//! A resident's page: profile, follow-ups and the visit timeline, from the projection.
+//! Outside the user's scope the page does not exist (404), whatever the id.
+
+use super::i18n::Lang;
+use super::scope::{Bind, Sql, fetch};
+use super::session::WebUser;
+use super::templates::{FollowUpLine, ResidentPage, TimelineVisit};
+use super::text::{Names, date, date_time, short};
+use super::{WebError, render};
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::identity::User;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use sync_core::ids::{ResidentId, UserId};
+use uuid::Uuid;
+
+/// The resident `text` names, if it is an id and the resident lies in `user`'s scope;
+/// otherwise `NotFound`, the same answer for "no such resident" and "not yours".
+pub(crate) async fn visible(state: &AppState, user: &User, text: &str) -> Result<ResidentId> {
+    let not_found = || Error::NotFound(format!("no resident {text} in your scope"));
+    let id = Uuid::parse_str(text.trim()).map_err(|_| not_found())?;
+    let mut q = Sql::new("SELECT r.id FROM resident_rows r WHERE r.id = ");
+    q.bind(Bind::Bytes(id.as_bytes().to_vec())).push(" AND ");
+    q.scope(user, "r.district", "r.station")?;
+    let found: Option<(Vec<u8>,)> = fetch!(&state.store, q, (Vec<u8>,), fetch_optional)?;
+    found.map(|_| ResidentId(id)).ok_or_else(not_found)
+}
+
+/// Display names of users, by id.
+pub(crate) async fn user_names(
+    state: &AppState,
+    ids: impl IntoIterator<Item = UserId>,
+) -> Result<HashMap<UserId, String>> {
+    let ids: BTreeSet<UserId> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = Sql::new("SELECT id, display_name FROM users WHERE id IN ");
+    q.bind_list(ids.iter().map(|u| Bind::Bytes(u.0.as_bytes().to_vec())));
+    let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, name)| Uuid::from_slice(&id).ok().map(|u| (UserId(u), name)))
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PageQuery {
+    #[serde(default)]
+    reviewed: String,
+}
+
+/// `GET /web/residents/{resident}`.
+pub(crate) async fn page(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, WebError> {
+    show(&state, lang, &user, &resident, !query.reviewed.is_empty())
+        .await
+        .map_err(|e| WebError::new(lang, e))
+}
+
+async fn show(
+    state: &AppState,
+    lang: Lang,
+    user: &WebUser,
+    text: &str,
+    reviewed: bool,
+) -> Result<Response> {
+    let t = lang.msgs();
+    let id = visible(state, &user.user, text).await?;
+    let p = state
+        .store
+        .projection(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no resident {id}")))?;
+    let names = Names::of(&state.store, Some(p.resident.district)).await?;
+    let station: Option<String> = {
+        let mut q = Sql::new("SELECT name FROM stations WHERE id = ");
+        q.bind(Bind::Bytes(p.resident.station.0.as_bytes().to_vec()));
+        fetch!(&state.store, q, (String,), fetch_optional)?.map(|r| r.0)
+    };
+    let people = user_names(
+        state,
+        p.visits
+            .iter()
+            .flat_map(|v| std::iter::once(v.volunteer).chain(v.reviewer)),
+    )
+    .await?;
+    let person = |u: &UserId| people.get(u).cloned().unwrap_or_else(|| short(&u.0));
+    let separator = if lang == Lang::Zh { "、" } else { ", " };
+
+    let profile = &p.resident.profile;
+    let facts = vec![
+        (t.address, profile.address.clone()),
+        (t.phone, profile.phone.clone()),
+        (
+            t.birth_year,
+            profile
+                .birth_year
+                .map(|y| y.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            t.living_situation,
+            profile
+                .living_situation
+                .map(|l| t.living(l.code()).to_owned())
+                .unwrap_or_default(),
+        ),
+        (t.emergency_contact, profile.emergency_contact.clone()),
+        (t.needs, profile.needs.clone()),
+        (
+            t.risk_level,
+            profile
+                .risk_level
+                .map(|r| t.risk(r.code()).to_owned())
+                .unwrap_or_default(),
+        ),
+        (
+            t.visit_every_days,
+            profile
+                .visit_every_days
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            t.last_visit,
+            p.resident.last_visit_at.map(date).unwrap_or_default(),
+        ),
+        (t.live_visits, p.resident.live_visits.to_string()),
+        (t.open_follow_ups, p.resident.open_follow_ups.to_string()),
+    ];
+
+    // Only users with a district act through the core's rules, which decide in the end.
+    let may_review = user.user.district.is_some();
+    let mut visits: Vec<_> = p.visits.iter().collect();
+    visits.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+    let timeline = visits
+        .into_iter()
+        .map(|v| {
+            let services = p
+                .services
+                .iter()
+                .filter(|s| s.visit == v.id)
+                .map(|s| names.name(&s.service_type.0, lang))
+                .collect::<Vec<_>>()
+                .join(separator);
+            let hazards = p
+                .hazards
+                .iter()
+                .filter(|h| h.visit == v.id)
+                .map(|h| {
+                    let mut s = format!(
+                        "{} ({}, {})",
+                        names.name(&h.hazard_type.0, lang),
+                        t.severity(h.severity.code()),
+                        if h.fixed_on_spot {
+                            t.fixed_on_spot
+                        } else {
+                            t.not_fixed
+                        }
+                    );
+                    if !h.note.is_empty() {
+                        s.push_str(": ");
+                        s.push_str(&h.note);
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(separator);
+            let blood_pressure = match (v.systolic, v.diastolic) {
+                (Some(s), Some(d)) => format!("{s}/{d} mmHg"),
+                _ => String::new(),
+            };
+            TimelineVisit {
+                anchor: format!("visit-{}", v.id),
+                when: date_time(v.started_at),
+                volunteer: person(&v.volunteer),
+                project: names.name(&v.project.0, lang),
+                minutes: v.duration_minutes,
+                wellbeing: t.wellbeing(v.wellbeing.code()),
+                blood_pressure,
+                remarks: v.remarks.clone(),
+                notes: v.notes.clone(),
+                services,
+                hazards,
+                follow_up: v.follow_up_needed,
+                deleted: v.tombstoned,
+                review: t.review_status(v.review_status.code()),
+                review_code: v.review_status.code(),
+                reviewer: v.reviewer.as_ref().map(&person).unwrap_or_default(),
+                reviewed_at: v.reviewed_at.map(date_time).unwrap_or_default(),
+                review_comment: v.review_comment.clone().unwrap_or_default(),
+                review_action: if may_review && !v.tombstoned {
+                    format!("/web/residents/{}/visits/{}/review", id.0, v.id)
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect();
+    let mut follow_ups: Vec<_> = p.follow_ups.iter().collect();
+    follow_ups.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+    let follow_ups = follow_ups
+        .into_iter()
+        .map(|f| FollowUpLine {
+            title: f.title.clone(),
+            status: t.follow_up_status(f.status.code()),
+            deadline: f.deadline.map(date).unwrap_or_default(),
+            opened: date(f.opened_at),
+            comments: f.comments,
+        })
+        .collect();
+    let page = ResidentPage {
+        c: user.chrome(lang, &format!("/web/residents/{}", id.0)),
+        name: p.resident.profile.name.clone(),
+        station: station.unwrap_or_else(|| short(&p.resident.station.0)),
+        facts,
+        visits: timeline,
+        follow_ups,
+        notice: reviewed.then_some(t.review_sent),
+    };
+    render(&page)
+}

@@ -1,0 +1,149 @@
+//! Reviewing a visit from the web: the server writes the review into the resident's
+//! Automerge document for the signed-in user, through the core's `review_visit` (which
+//! runs the core's rules), under the actor the server holds for that user's web edits,
+//! and stores it with the normal append. The feed announces it, and the volunteer's
+//! phone receives it at its next sync like any other change.
+
+use super::WebError;
+use super::i18n::Lang;
+use super::residents::visible;
+use super::session::WebUser;
+use crate::error::{Error, Result};
+use crate::http::{Announcing, AppState};
+use crate::now_ms;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use sync_core::automerge::Change;
+use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::migrate;
+use sync_core::ids::{DocId, VisitId};
+use sync_core::model::ReviewStatus;
+use sync_core::protocol::server::place_of;
+use sync_core::protocol::store::{Append, AppendOutcome, ServerStore};
+use sync_core::rules::Editor;
+use uuid::Uuid;
+
+/// Attempts when another writer moves the document between load and append.
+const RETRIES: usize = 8;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReviewForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /web/residents/{resident}/visits/{visit}/review`.
+pub(crate) async fn review(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path((resident, visit)): Path<(String, String)>,
+    Form(form): Form<ReviewForm>,
+) -> Result<Response, WebError> {
+    write(&state, &user, &resident, &visit, &form)
+        .await
+        .map(|(resident, visit)| {
+            Redirect::to(&format!(
+                "/web/residents/{resident}?reviewed=1#visit-{visit}"
+            ))
+            .into_response()
+        })
+        .map_err(|e| WebError::new(lang, e))
+}
+
+async fn write(
+    state: &AppState,
+    user: &WebUser,
+    resident: &str,
+    visit: &str,
+    form: &ReviewForm,
+) -> Result<(Uuid, Uuid)> {
+    user.check_csrf(&form.csrf)?;
+    let resident = visible(state, &user.user, resident).await?;
+    let visit = VisitId(
+        Uuid::parse_str(visit.trim()).map_err(|_| Error::NotFound(format!("no visit {visit}")))?,
+    );
+    let status = match ReviewStatus::from_code(form.status.trim()) {
+        Some(s @ (ReviewStatus::Approved | ReviewStatus::NeedsAttention)) => s,
+        _ => {
+            return Err(Error::bad_request(
+                "bad_status",
+                "a review approves or asks for attention",
+            ));
+        }
+    };
+    let principal = state.store.principal(&user.user).await?.ok_or_else(|| {
+        Error::Forbidden("this account belongs to no district: it reviews nothing".into())
+    })?;
+    let actor = state.store.web_actor(user.user.id).await?;
+    let store = Announcing {
+        store: &state.store,
+        events: &state.events,
+    };
+    let doc_id = DocId(resident.0);
+    for _ in 0..RETRIES {
+        let now = now_ms();
+        let mut doc = store
+            .load(doc_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no case file {resident}")))?;
+        let before = doc.get_heads();
+        // An old document is brought forward first, as the sync step does; its
+        // migration is stored together with the review.
+        migrate::migrate(&mut doc, now).map_err(core_error)?;
+        doc.set_actor(actor.clone());
+        let mut file = CaseFile::from_doc(doc).map_err(core_error)?;
+        let editor = Editor {
+            principal: &principal,
+            now,
+        };
+        file.review_visit(&editor, visit, status, form.comment.trim())
+            .map_err(core_error)?;
+        let after = file.into_doc();
+        let new: Vec<Change> = after.get_changes(&before);
+        if new.is_empty() {
+            // Nothing to store: the document already says exactly this.
+            return Ok((resident.0, visit.0));
+        }
+        let place = place_of(&after)
+            .ok_or_else(|| Error::Internal(format!("case file {resident} has no place")))?;
+        let outcome = store
+            .append(Append {
+                doc: doc_id,
+                place,
+                expected_heads: &before,
+                changes: new.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                hashes: new.iter().map(Change::hash).collect(),
+                after: &after,
+                device: None,
+                user: Some(user.user.id),
+                received_at: now,
+            })
+            .await?;
+        match outcome {
+            AppendOutcome::Stored(seq) => {
+                tracing::info!(user = %user.user.id, %resident, %visit, seq, "visit reviewed on the web");
+                return Ok((resident.0, visit.0));
+            }
+            AppendOutcome::HeadsMoved => continue,
+        }
+    }
+    Err(Error::Conflict(format!(
+        "case file {resident} kept changing; try again"
+    )))
+}
+
+/// The core's refusal, as the page shows it.
+fn core_error(e: sync_core::Error) -> Error {
+    match e {
+        sync_core::Error::NotFound(what) => Error::NotFound(what),
+        sync_core::Error::Rejected(v) => Error::Forbidden(v.to_string()),
+        other => Error::Internal(format!("reviewing: {other}")),
+    }
+}

@@ -1,0 +1,160 @@
+//! The pages' templates (`server/templates/`, askama: compiled in, HTML-escaped by
+//! default) and what each is given. Strings come from the message catalog; values are
+//! prepared in Rust so the templates only lay them out.
+
+use super::i18n::{Lang, Msgs};
+use askama::Template;
+
+/// What every page's frame shows: language, the switch, who is signed in.
+#[derive(Debug)]
+pub(crate) struct Chrome {
+    pub t: &'static Msgs,
+    pub lang: &'static str,
+    pub switch_href: String,
+    pub switch_label: &'static str,
+    /// The signed-in user's name, and the session's CSRF token for the sign-out form.
+    pub user_name: Option<String>,
+    pub csrf: String,
+}
+
+impl Chrome {
+    /// The frame for a page at `here`, for `user` (name, CSRF token) if signed in.
+    pub fn new(lang: Lang, here: &str, user: Option<(String, String)>) -> Chrome {
+        let back = serde_urlencoded::to_string([("back", super::i18n::local_path(here))])
+            .unwrap_or_default();
+        let (user_name, csrf) = match user {
+            Some((name, csrf)) => (Some(name), csrf),
+            None => (None, String::new()),
+        };
+        Chrome {
+            t: lang.msgs(),
+            lang: lang.html_lang(),
+            switch_href: format!("/web/lang/{}?{back}", lang.other().code()),
+            switch_label: lang.msgs().switch_to,
+            user_name,
+            csrf,
+        }
+    }
+}
+
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage {
+    pub c: Chrome,
+    pub error: Option<&'static str>,
+    pub login: String,
+    pub form_token: String,
+    pub next: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub(crate) struct ErrorPage {
+    pub c: Chrome,
+    pub message: &'static str,
+    pub detail: String,
+}
+
+/// One option of a filter menu.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// A filter menu.
+#[derive(Debug)]
+pub(crate) struct Select {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub choices: Vec<Choice>,
+}
+
+impl Select {
+    pub fn new(name: &'static str, label: &'static str, choices: Vec<Choice>) -> Self {
+        Select {
+            name,
+            label,
+            choices,
+        }
+    }
+}
+
+/// A row of the visit log.
+#[derive(Debug)]
+pub(crate) struct VisitLine {
+    pub href: String,
+    pub resident: String,
+    pub when: String,
+    pub station: String,
+    pub volunteer: String,
+    pub project: String,
+    pub minutes: i64,
+    pub wellbeing: &'static str,
+    pub services: String,
+    pub hazards: String,
+    pub hazards_found: i64,
+    pub review: &'static str,
+    pub review_code: &'static str,
+    pub follow_up: bool,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "visits.html")]
+pub(crate) struct VisitsPage {
+    pub c: Chrome,
+    pub from: String,
+    pub to: String,
+    pub selects: Vec<Select>,
+    pub lines: Vec<VisitLine>,
+    pub first: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A visit on a resident's timeline.
+#[derive(Debug)]
+pub(crate) struct TimelineVisit {
+    pub anchor: String,
+    pub when: String,
+    pub volunteer: String,
+    pub project: String,
+    pub minutes: i64,
+    pub wellbeing: &'static str,
+    pub blood_pressure: String,
+    pub remarks: String,
+    pub notes: String,
+    pub services: String,
+    pub hazards: String,
+    pub follow_up: bool,
+    pub deleted: bool,
+    pub review: &'static str,
+    pub review_code: &'static str,
+    pub reviewer: String,
+    pub reviewed_at: String,
+    pub review_comment: String,
+    /// Where the review form posts; empty when the user may not review.
+    pub review_action: String,
+}
+
+/// A follow-up ticket on a resident's page.
+#[derive(Debug)]
+pub(crate) struct FollowUpLine {
+    pub title: String,
+    pub status: &'static str,
+    pub deadline: String,
+    pub opened: String,
+    pub comments: i64,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "resident.html")]
+pub(crate) struct ResidentPage {
+    pub c: Chrome,
+    pub name: String,
+    pub station: String,
+    pub facts: Vec<(&'static str, String)>,
+    pub visits: Vec<TimelineVisit>,
+    pub follow_ups: Vec<FollowUpLine>,
+    pub notice: Option<&'static str>,
+}

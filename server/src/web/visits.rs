@@ -1,0 +1,505 @@
+//! The visit log: every live visit in the user's scope, newest first, filtered and
+//! paged with a keyset (start time, resident, visit), so a page is as quick at the end
+//! of the log as at its start and rows never shift between pages.
+
+use super::i18n::Lang;
+use super::scope::{Bind, Sql, fetch};
+use super::session::WebUser;
+use super::templates::{Choice, Select, VisitLine, VisitsPage};
+use super::text::{Names, date_time, day_start, short};
+use super::{WebError, render};
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use sync_core::model::ReviewStatus;
+use uuid::Uuid;
+
+/// Rows per page.
+pub(crate) const PAGE: usize = 50;
+
+/// The filters as the form sends them; empty means "any".
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Filters {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub station: String,
+    #[serde(default)]
+    pub alliance: String,
+    #[serde(default)]
+    pub unit: String,
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub volunteer: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub hazards: String,
+    #[serde(default)]
+    pub review: String,
+    /// The keyset cursor: the last row of the previous page.
+    #[serde(default)]
+    pub after: String,
+}
+
+fn uuid(field: &str, text: &str) -> Result<Option<Uuid>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Uuid::parse_str(text)
+        .map(Some)
+        .map_err(|_| Error::bad_request("bad_filter", format!("{field}: {text:?} is not an id")))
+}
+
+fn bytes(id: Uuid) -> Bind {
+    Bind::Bytes(id.as_bytes().to_vec())
+}
+
+/// Where a page ends: the last row's start, resident and visit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    started_at: i64,
+    resident: Uuid,
+    visit: Uuid,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        format!(
+            "{}_{}_{}",
+            self.started_at,
+            self.resident.simple(),
+            self.visit.simple()
+        )
+    }
+
+    fn decode(text: &str) -> Result<Option<Cursor>> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let bad = || Error::bad_request("bad_cursor", "the page link is damaged; start again");
+        let mut parts = text.trim().split('_');
+        let (Some(t), Some(r), Some(v), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(Some(Cursor {
+            started_at: t.parse().map_err(|_| bad())?,
+            resident: Uuid::parse_str(r).map_err(|_| bad())?,
+            visit: Uuid::parse_str(v).map_err(|_| bad())?,
+        }))
+    }
+}
+
+/// One row of the log as selected.
+type LogRow = (
+    Vec<u8>,        // resident
+    Vec<u8>,        // visit
+    Vec<u8>,        // station
+    Vec<u8>,        // volunteer
+    Vec<u8>,        // project
+    i64,            // started_at
+    i64,            // duration_minutes
+    String,         // wellbeing
+    String,         // review_status
+    i64,            // hazards_found
+    bool,           // follow_up_needed
+    String,         // resident's name
+    Option<String>, // station's name
+    Option<String>, // volunteer's name
+);
+
+fn uuid_of(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).unwrap_or_default()
+}
+
+/// The query for one page of the log: the scope first, then each filter, then the
+/// keyset. Public within the crate for the benchmark and the tests.
+pub(crate) fn log_query(
+    user: &crate::identity::User,
+    filters: &Filters,
+    names: &Names,
+) -> Result<Sql> {
+    let mut q = Sql::new(
+        "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
+         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
+         FROM visit_rows v \
+         JOIN resident_rows r ON r.id = v.resident \
+         LEFT JOIN stations s ON s.id = v.station \
+         LEFT JOIN users u ON u.id = v.volunteer \
+         WHERE ",
+    );
+    q.scope(user, "v.district", "v.station")?;
+    q.push(" AND NOT v.tombstoned");
+    if !filters.from.trim().is_empty() {
+        q.push(" AND v.started_at >= ")
+            .bind(Bind::Int(day_start(&filters.from)?));
+    }
+    if !filters.to.trim().is_empty() {
+        // Through the end of the day named.
+        q.push(" AND v.started_at < ")
+            .bind(Bind::Int(day_start(&filters.to)? + 86_400_000));
+    }
+    if let Some(s) = uuid("station", &filters.station)? {
+        q.push(" AND v.station = ").bind(bytes(s));
+    }
+    if let Some(a) = uuid("alliance", &filters.alliance)? {
+        // A visit belongs to the alliance of its volunteer's unit; a visit recorded
+        // without a unit, to the alliance running its project.
+        let in_alliance = |id: &Uuid| names.parent(id) == Some(a);
+        let units: Vec<Bind> = (names.catalog.units.iter().map(|u| u.id.0))
+            .filter(in_alliance)
+            .map(bytes)
+            .collect();
+        let projects: Vec<Bind> = (names.catalog.projects.iter().map(|p| p.id.0))
+            .filter(in_alliance)
+            .map(bytes)
+            .collect();
+        q.push(" AND (v.unit IN ")
+            .bind_list(units)
+            .push(" OR (v.unit IS NULL AND v.project IN ")
+            .bind_list(projects)
+            .push("))");
+    }
+    if let Some(u) = uuid("unit", &filters.unit)? {
+        q.push(" AND v.unit = ").bind(bytes(u));
+    }
+    if let Some(p) = uuid("project", &filters.project)? {
+        q.push(" AND v.project = ").bind(bytes(p));
+    }
+    if let Some(v) = uuid("volunteer", &filters.volunteer)? {
+        q.push(" AND v.volunteer = ").bind(bytes(v));
+    }
+    if let Some(s) = uuid("service", &filters.service)? {
+        q.push(
+            " AND EXISTS (SELECT 1 FROM visit_services vs WHERE vs.resident = v.resident \
+             AND vs.visit = v.id AND vs.service_type = ",
+        )
+        .bind(bytes(s))
+        .push(")");
+    }
+    match filters.hazards.trim() {
+        "" => {}
+        "yes" => {
+            q.push(" AND v.hazards_found > 0");
+        }
+        "no" => {
+            q.push(" AND v.hazards_found = 0");
+        }
+        other => {
+            return Err(Error::bad_request(
+                "bad_filter",
+                format!("hazards: {other:?} is neither yes nor no"),
+            ));
+        }
+    }
+    if !filters.review.trim().is_empty() {
+        let status = ReviewStatus::from_code(filters.review.trim()).ok_or_else(|| {
+            Error::bad_request(
+                "bad_filter",
+                format!("review: unknown status {:?}", filters.review),
+            )
+        })?;
+        q.push(" AND v.review_status = ")
+            .bind(Bind::Text(status.code().to_owned()));
+    }
+    if let Some(c) = Cursor::decode(&filters.after)? {
+        q.push(" AND (v.started_at, v.resident, v.id) < (")
+            .bind(Bind::Int(c.started_at))
+            .push(", ")
+            .bind(bytes(c.resident))
+            .push(", ")
+            .bind(bytes(c.visit))
+            .push(")");
+    }
+    q.push(" ORDER BY v.started_at DESC, v.resident DESC, v.id DESC LIMIT ");
+    q.bind(Bind::Int(i64::try_from(PAGE + 1).unwrap_or(51)));
+    Ok(q)
+}
+
+/// `GET /web/visits`.
+pub(crate) async fn log(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    uri: Uri,
+    Query(filters): Query<Filters>,
+) -> Result<Response, WebError> {
+    page(&state, lang, &user, &uri, &filters)
+        .await
+        .map_err(|e| WebError::new(lang, e))
+}
+
+async fn page(
+    state: &AppState,
+    lang: Lang,
+    user: &WebUser,
+    uri: &Uri,
+    filters: &Filters,
+) -> Result<Response> {
+    let t = lang.msgs();
+    let names = Names::of(&state.store, user.user.district).await?;
+    let mut rows: Vec<LogRow> = fetch!(
+        &state.store,
+        log_query(&user.user, filters, &names)?,
+        LogRow,
+        fetch_all
+    )?;
+    let more = rows.len() > PAGE;
+    rows.truncate(PAGE);
+
+    // Services and hazards of the rows on this page.
+    let keys: Vec<Bind> = rows.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
+    let mut services: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
+    let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
+    if !rows.is_empty() {
+        let mut q =
+            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE visit IN ");
+        q.bind_list(keys.clone()).push(" ORDER BY position");
+        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+            fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
+        for (r, v, s) in found {
+            services
+                .entry((r, v))
+                .or_default()
+                .push(names.name(&uuid_of(&s), lang));
+        }
+        let mut q = Sql::new(
+            "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
+             WHERE visit IN ",
+        );
+        q.bind_list(keys).push(" ORDER BY position");
+        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, String, bool)> = fetch!(
+            &state.store,
+            q,
+            (Vec<u8>, Vec<u8>, Vec<u8>, String, bool),
+            fetch_all
+        )?;
+        for (r, v, h, severity, fixed) in found {
+            hazards.entry((r, v)).or_default().push(format!(
+                "{} ({}, {})",
+                names.name(&uuid_of(&h), lang),
+                t.severity(&severity),
+                if fixed { t.fixed_on_spot } else { t.not_fixed }
+            ));
+        }
+    }
+
+    let separator = if lang == Lang::Zh { "、" } else { ", " };
+    let next = if more {
+        rows.last().map(|r| {
+            let cursor = Cursor {
+                started_at: r.5,
+                resident: uuid_of(&r.0),
+                visit: uuid_of(&r.1),
+            };
+            link(&Filters {
+                after: cursor.encode(),
+                ..filters.clone()
+            })
+        })
+    } else {
+        None
+    };
+    let lines = rows
+        .into_iter()
+        .map(|r| {
+            let key = (r.0.clone(), r.1.clone());
+            let (resident, visit) = (uuid_of(&r.0), uuid_of(&r.1));
+            VisitLine {
+                href: format!("/web/residents/{resident}#visit-{visit}"),
+                resident: r.11,
+                when: date_time(r.5),
+                station: r.12.unwrap_or_else(|| short(&uuid_of(&r.2))),
+                volunteer: r.13.unwrap_or_else(|| short(&uuid_of(&r.3))),
+                project: names.name(&uuid_of(&r.4), lang),
+                minutes: r.6,
+                wellbeing: t.wellbeing(&r.7),
+                review_code: ReviewStatus::from_code(&r.8)
+                    .unwrap_or(ReviewStatus::Pending)
+                    .code(),
+                review: t.review_status(&r.8),
+                hazards: hazards
+                    .remove(&key)
+                    .map(|h| h.join(separator))
+                    .unwrap_or_default(),
+                hazards_found: r.9,
+                services: services
+                    .remove(&key)
+                    .map(|s| s.join(separator))
+                    .unwrap_or_default(),
+                follow_up: r.10,
+            }
+        })
+        .collect();
+
+    let selects = selects(state, user, filters, &names, lang).await?;
+    let here = uri
+        .path_and_query()
+        .map_or("/web/visits", |p| p.as_str())
+        .to_owned();
+    let page = VisitsPage {
+        c: user.chrome(lang, &here),
+        from: filters.from.trim().to_owned(),
+        to: filters.to.trim().to_owned(),
+        selects,
+        lines,
+        first: (!filters.after.trim().is_empty()).then(|| {
+            link(&Filters {
+                after: String::new(),
+                ..filters.clone()
+            })
+        }),
+        next,
+    };
+    render(&page)
+}
+
+/// The log's URL for `filters`, leaving out the empty ones.
+fn link(f: &Filters) -> String {
+    let pairs: Vec<(&str, &str)> = [
+        ("from", &f.from),
+        ("to", &f.to),
+        ("station", &f.station),
+        ("alliance", &f.alliance),
+        ("unit", &f.unit),
+        ("project", &f.project),
+        ("volunteer", &f.volunteer),
+        ("service", &f.service),
+        ("hazards", &f.hazards),
+        ("review", &f.review),
+        ("after", &f.after),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.trim().is_empty())
+    .map(|(k, v)| (k, v.trim()))
+    .collect();
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    if query.is_empty() {
+        "/web/visits".into()
+    } else {
+        format!("/web/visits?{query}")
+    }
+}
+
+fn choices(options: Vec<(String, String)>, selected: &str) -> Vec<Choice> {
+    options
+        .into_iter()
+        .map(|(value, label)| Choice {
+            selected: value == selected.trim(),
+            value,
+            label,
+        })
+        .collect()
+}
+
+/// The filter menus. Stations and volunteers come from the scope, so a menu never
+/// names what the user may not see.
+async fn selects(
+    state: &AppState,
+    user: &WebUser,
+    f: &Filters,
+    names: &Names,
+    lang: Lang,
+) -> Result<Vec<Select>> {
+    let t = lang.msgs();
+    let mut q = Sql::new("SELECT s.id, s.name FROM stations s WHERE ");
+    q.scope(&user.user, "s.district", "s.id")?
+        .push(" ORDER BY s.name");
+    let stations: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
+    let mut q = Sql::new(
+        "SELECT u.id, u.display_name FROM users u WHERE u.role = 'volunteer' AND u.id IN \
+         (SELECT v.volunteer FROM visit_rows v WHERE ",
+    );
+    q.scope(&user.user, "v.district", "v.station")?
+        .push(") ORDER BY u.display_name");
+    let volunteers: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
+    let ids = |rows: Vec<(Vec<u8>, String)>| {
+        rows.into_iter()
+            .map(|(id, name)| (uuid_of(&id).to_string(), name))
+            .collect::<Vec<_>>()
+    };
+    let c = &names.catalog;
+    let reviews = ReviewStatus::ALL
+        .iter()
+        .map(|s| (s.code().to_owned(), t.review_status(s.code()).to_owned()))
+        .collect();
+    let hazards = vec![
+        ("yes".to_owned(), t.hazards_yes.to_owned()),
+        ("no".to_owned(), t.hazards_no.to_owned()),
+    ];
+    Ok(vec![
+        Select::new("station", t.station, choices(ids(stations), &f.station)),
+        Select::new(
+            "alliance",
+            t.alliance,
+            choices(names.options(&c.alliances, |i| i.0, lang), &f.alliance),
+        ),
+        Select::new(
+            "unit",
+            t.unit,
+            choices(names.options(&c.units, |i| i.0, lang), &f.unit),
+        ),
+        Select::new(
+            "project",
+            t.project,
+            choices(names.options(&c.projects, |i| i.0, lang), &f.project),
+        ),
+        Select::new(
+            "volunteer",
+            t.volunteer,
+            choices(ids(volunteers), &f.volunteer),
+        ),
+        Select::new(
+            "service",
+            t.service,
+            choices(names.options(&c.service_types, |i| i.0, lang), &f.service),
+        ),
+        Select::new("hazards", t.hazards, choices(hazards, &f.hazards)),
+        Select::new("review", t.review, choices(reviews, &f.review)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_damaged_ones_are_refused() {
+        let c = Cursor {
+            started_at: 1_772_640_000_000,
+            resident: Uuid::from_u128(7),
+            visit: Uuid::from_u128(9),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), Some(c));
+        assert_eq!(Cursor::decode("").unwrap(), None);
+        for bad in [
+            "1_2",
+            "x_00000000000000000000000000000007_00000000000000000000000000000009",
+            "1_a_b_c",
+        ] {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_keep_only_the_filters_set() {
+        assert_eq!(link(&Filters::default()), "/web/visits");
+        let f = Filters {
+            review: "pending".into(),
+            from: "2026-03-01".into(),
+            ..Filters::default()
+        };
+        assert_eq!(link(&f), "/web/visits?from=2026-03-01&review=pending");
+    }
+}
