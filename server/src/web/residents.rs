@@ -208,7 +208,7 @@ async fn show(
         })
         .collect();
     let mut follow_ups: Vec<_> = p.follow_ups.iter().collect();
-    follow_ups.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+    follow_ups.sort_by_key(|f| std::cmp::Reverse(f.opened_at));
     let follow_ups = follow_ups
         .into_iter()
         .map(|f| FollowUpLine {

@@ -119,6 +119,9 @@ type LogRow = (
     Option<String>, // volunteer's name
 );
 
+/// A hazard of a visit on the page: resident, visit, type, severity, fixed.
+type HazardOnPage = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
+
 fn uuid_of(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).unwrap_or_default()
 }
@@ -279,12 +282,7 @@ async fn page(
              WHERE visit IN ",
         );
         q.bind_list(keys).push(" ORDER BY position");
-        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, String, bool)> = fetch!(
-            &state.store,
-            q,
-            (Vec<u8>, Vec<u8>, Vec<u8>, String, bool),
-            fetch_all
-        )?;
+        let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
         for (r, v, h, severity, fixed) in found {
             hazards.entry((r, v)).or_default().push(format!(
                 "{} ({}, {})",

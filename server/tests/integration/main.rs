@@ -14,4 +14,5 @@ mod projections;
 mod serving;
 mod store;
 mod sync;
+mod web;
 mod world;

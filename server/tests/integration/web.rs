@@ -1,0 +1,628 @@
+//! The coordinators' web pages over HTTP, as a browser without JavaScript uses them:
+//! sign-in, sessions and CSRF, the visit log's scope and filters, the resident page,
+//! and a review written on the web reaching the volunteer's phone.
+
+use crate::backends::{TestStore, conformance};
+use crate::serving::{Answer, TestServer};
+use crate::world::{COORDINATOR_PASSWORD, World};
+use reqwest::Client;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use sync_core::ids::*;
+use sync_core::model::*;
+use uuid::Uuid;
+
+const STAFF_PASSWORD: &str = "staff member's password";
+
+/// A browser: keeps cookies, follows no redirects (the tests look at each).
+struct Browser<'a> {
+    server: &'a TestServer,
+    http: Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn location(&self) -> String {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The value of the form field `name` in a page (the first one).
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Every `visit-<uuid>` anchor linked from a visit log page, in order.
+fn visits_listed(html: &str) -> Vec<String> {
+    html.match_indices("#visit-")
+        .map(|(i, _)| html[i + 7..i + 7 + 36].to_owned())
+        .collect()
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        Browser {
+            server,
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let mut request = self.http.get(self.server.url(path));
+        if !self.cookies.is_empty() {
+            request = request.header(COOKIE, self.cookie_header());
+        }
+        let answer = Answer::read(request.send().await.unwrap()).await;
+        self.keep(&answer.headers);
+        answer
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.post(self.server.url(path)).header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+        if !self.cookies.is_empty() {
+            request = request.header(COOKIE, self.cookie_header());
+        }
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let answer = Answer::read(request.body(body).send().await.unwrap()).await;
+        self.keep(&answer.headers);
+        answer
+    }
+
+    /// Opens the sign-in page and signs in.
+    async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
+        let page = self.get("/web/login").await;
+        page.expect(200);
+        let token = field(&page.text(), "form_token");
+        self.post(
+            "/web/login",
+            &[
+                ("form_token", &token),
+                ("login", login),
+                ("password", password),
+                ("next", "/web/visits"),
+            ],
+        )
+        .await
+    }
+
+    /// The page at `path`, which must answer 200.
+    async fn page(&mut self, path: &str) -> String {
+        let answer = self.get(path).await;
+        answer.expect(200);
+        answer.text()
+    }
+}
+
+/// A staff member covering `stations`, who signs in on the web with a password.
+async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
+    let stations: Vec<Uuid> = stations.iter().map(|s| s.0).collect();
+    let answer = w
+        .server
+        .post(
+            "/api/v1/users",
+            Some(&w.coordinator_token),
+            &json!({ "login": login, "display_name": login, "role": "station_staff",
+                     "stations": stations, "password": STAFF_PASSWORD }),
+        )
+        .await;
+    answer.expect(201);
+    UserId(answer.json()["id"].as_str().unwrap().parse().unwrap())
+}
+
+/// Sign-in and sign-out, sessions that end, CSRF, volunteers kept out, headers, and the
+/// language switch.
+async fn sign_in_sessions_and_headers(t: TestStore) {
+    let w = World::new(t).await;
+    let mut b = Browser::new(&w.server);
+
+    // Signed out: every page sends the browser to sign in, and back afterwards.
+    let answer = b.get("/web/visits?review=pending").await;
+    answer.expect(303);
+    assert_eq!(
+        answer.location(),
+        "/web/login?next=%2Fweb%2Fvisits%3Freview%3Dpending"
+    );
+    b.get("/web/residents/00000000-0000-0000-0000-000000000000")
+        .await
+        .expect(303);
+
+    // The sign-in page: Chinese by default, with the security headers.
+    let login = b.get("/web/login").await;
+    login.expect(200);
+    let csp = login.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(login.headers["x-frame-options"], "DENY");
+    assert_eq!(login.headers["x-content-type-options"], "nosniff");
+    assert!(login.text().contains("<html lang=\"zh-CN\">") && login.text().contains("登录"));
+    assert!(!login.text().contains("<script"), "no scripts at all");
+
+    // A form without its token (another site's, say) is refused.
+    let refused = b
+        .post(
+            "/web/login",
+            &[("login", "coordinator"), ("password", COORDINATOR_PASSWORD)],
+        )
+        .await;
+    refused.expect(400);
+    assert!(!b.cookies.contains_key("linli_session"));
+
+    // Wrong password: refused, no session.
+    let wrong = b.sign_in("coordinator", "not the password").await;
+    wrong.expect(401);
+    assert!(wrong.text().contains("用户名或密码不正确"));
+    assert!(!b.cookies.contains_key("linli_session"));
+
+    // Right password: a session cookie, HttpOnly, SameSite=Strict, for /web only.
+    let ok = b.sign_in("coordinator", COORDINATOR_PASSWORD).await;
+    ok.expect(303);
+    assert_eq!(ok.location(), "/web/visits");
+    let cookie = ok
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("linli_session="))
+        .expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/web"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    let log = b.page("/web/visits").await;
+    assert!(log.contains("李协调"), "the signed-in user is named");
+    assert_eq!(
+        Browser::new(&w.server).get("/web/visits").await.status,
+        303,
+        "the cookie is what signs in"
+    );
+
+    // English, remembered in a cookie; every visible string follows.
+    let switched = b.get("/web/lang/en?back=%2Fweb%2Fvisits").await;
+    switched.expect(303);
+    assert_eq!(switched.location(), "/web/visits");
+    let log = b.page("/web/visits").await;
+    assert!(log.contains("<html lang=\"en\">") && log.contains("Visit log"));
+    assert!(!log.contains("走访记录"));
+    // The switch never sends the browser elsewhere.
+    let evil = b
+        .get("/web/lang/zh?back=https%3A%2F%2Fevil.example%2F")
+        .await;
+    assert_eq!(evil.location(), "/web/visits");
+
+    // Sign-out needs the session's CSRF token.
+    let csrf = field(&log, "csrf");
+    b.post("/web/logout", &[("csrf", "forged")])
+        .await
+        .expect(403);
+    b.get("/web/visits").await.expect(200);
+    let session = b.cookies["linli_session"].clone();
+    b.post("/web/logout", &[("csrf", &csrf)]).await.expect(303);
+    assert!(!b.cookies.contains_key("linli_session"));
+    // The old cookie is dead on the server, not only forgotten by the browser.
+    b.cookies.insert("linli_session".into(), session);
+    b.get("/web/visits").await.expect(303);
+
+    // Volunteers use the phone app: no session for them.
+    let answer = w
+        .server
+        .post(
+            "/api/v1/users",
+            Some(&w.coordinator_token),
+            &json!({ "login": "zhao", "display_name": "赵志愿者", "role": "volunteer",
+                     "password": "a volunteer's password" }),
+        )
+        .await;
+    answer.expect(201);
+    let mut v = Browser::new(&w.server);
+    let refused = v.sign_in("zhao", "a volunteer's password").await;
+    refused.expect(403);
+    assert!(refused.text().contains("手机应用"));
+    assert!(!v.cookies.contains_key("linli_session"));
+
+    // A disabled or changed account is checked on every request: a made-up cookie is
+    // worth nothing.
+    let mut forged = Browser::new(&w.server);
+    forged
+        .cookies
+        .insert("linli_session".into(), "made-up-token".into());
+    forged.get("/web/visits").await.expect(303);
+
+    // Unknown pages are a 404 page, in HTML.
+    let missing = b.get("/web/nothing-here").await;
+    missing.expect(404);
+    assert!(missing.text().contains("<html"));
+}
+
+/// A district with a resident at each station, each with a volunteer's visit.
+struct Log {
+    w: World,
+    resident_a: ResidentId,
+    resident_b: ResidentId,
+    visit_a: VisitId,
+    visit_b: VisitId,
+    volunteer_a: crate::phone::Phone,
+}
+
+async fn log_world(t: TestStore) -> Log {
+    let w = World::new(t).await;
+    let mut coordinator = w.coordinator_phone().await;
+    let resident_a = w.resident(&mut coordinator, w.station_a, "王阿婆").await;
+    let resident_b = w.resident(&mut coordinator, w.station_b, "李老伯").await;
+    let mut volunteer_a = w.volunteer("wang").await;
+    let mut volunteer_b = w.volunteer("zhang").await;
+    w.assign(volunteer_a.user, resident_a).await;
+    w.assign(volunteer_b.user, resident_b).await;
+    volunteer_a.sync().await.unwrap();
+    volunteer_b.sync().await.unwrap();
+    let visit_a = volunteer_a.log_visit(resident_a, "读报，聊天");
+    let visit_b = volunteer_b.log_visit(resident_b, "检查电线");
+    volunteer_a.sync().await.unwrap();
+    volunteer_b.sync().await.unwrap();
+    Log {
+        w,
+        resident_a,
+        resident_b,
+        visit_a,
+        visit_b,
+        volunteer_a,
+    }
+}
+
+/// Staff see their stations only, whatever they ask for; coordinators see the
+/// district; filters narrow and bad filters are refused.
+async fn visit_log_scope_and_filters(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        resident_b,
+        visit_a,
+        visit_b,
+        ..
+    } = log_world(t).await;
+    let (a, b) = (visit_a.0.to_string(), visit_b.0.to_string());
+
+    let mut coordinator = Browser::new(&w.server);
+    coordinator
+        .sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let log = coordinator.page("/web/visits").await;
+    let listed = visits_listed(&log);
+    assert_eq!(listed.len(), 2, "{log}");
+    assert!(listed.contains(&a) && listed.contains(&b));
+    assert!(log.contains("王阿婆") && log.contains("李老伯"));
+    // The volunteer and station are named.
+    assert!(log.contains("wang") && log.contains("华沙六村党群服务站"));
+
+    // Filters: station, volunteer, review status, hazards, dates.
+    let only_b = coordinator
+        .page(&format!("/web/visits?station={}", w.station_b.0))
+        .await;
+    assert_eq!(visits_listed(&only_b), vec![b.clone()]);
+    let volunteers = coordinator.page("/web/visits").await;
+    assert!(volunteers.contains("filter-volunteer"));
+    assert_eq!(
+        visits_listed(&coordinator.page("/web/visits?review=approved").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        visits_listed(&coordinator.page("/web/visits?review=pending").await).len(),
+        2
+    );
+    assert_eq!(
+        visits_listed(&coordinator.page("/web/visits?hazards=yes").await).len(),
+        0
+    );
+    assert_eq!(
+        visits_listed(&coordinator.page("/web/visits?hazards=no").await).len(),
+        2
+    );
+    assert_eq!(
+        visits_listed(
+            &coordinator
+                .page("/web/visits?from=2000-01-01&to=2000-12-31")
+                .await
+        )
+        .len(),
+        0
+    );
+    assert_eq!(
+        visits_listed(&coordinator.page("/web/visits?from=2000-01-01").await).len(),
+        2
+    );
+    // Bad filters are a 400 page, never a query: no injection, no 500.
+    for bad in [
+        "station=%27%20OR%201%3D1%20--",
+        "review=approved%27--",
+        "from=yesterday",
+        "hazards=maybe",
+        "after=1_2",
+    ] {
+        let answer = coordinator.get(&format!("/web/visits?{bad}")).await;
+        answer.expect(400);
+        assert!(answer.text().contains("<html"), "{bad}");
+    }
+
+    // Station A's staff: A's visit only, however they ask for B's.
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let log = s.page("/web/visits").await;
+    assert_eq!(visits_listed(&log), vec![a.clone()]);
+    assert!(
+        !log.contains("李老伯"),
+        "B's resident is not named anywhere"
+    );
+    assert!(
+        !log.contains("翔宇品城"),
+        "B's station is not even a menu option"
+    );
+    let crafted = s
+        .page(&format!("/web/visits?station={}", w.station_b.0))
+        .await;
+    assert_eq!(visits_listed(&crafted), Vec::<String>::new());
+    assert!(!crafted.contains("李老伯"));
+    let by_volunteer = s
+        .page(&format!(
+            "/web/visits?volunteer={}",
+            w.server
+                .store()
+                .user_by_login("zhang")
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .0
+        ))
+        .await;
+    assert_eq!(visits_listed(&by_volunteer), Vec::<String>::new());
+    // B's resident page does not exist for them; A's does.
+    s.get(&format!("/web/residents/{}", resident_b.0))
+        .await
+        .expect(404);
+    s.get("/web/residents/not-an-id").await.expect(404);
+    let page = s.page(&format!("/web/residents/{}", resident_a.0)).await;
+    assert!(page.contains("王阿婆") && page.contains("读报，聊天"));
+    // And a review of B's visit from A's staff finds nothing to review.
+    let csrf = field(&page, "csrf");
+    s.post(
+        &format!(
+            "/web/residents/{}/visits/{}/review",
+            resident_b.0, visit_b.0
+        ),
+        &[("csrf", &csrf), ("status", "approved"), ("comment", "")],
+    )
+    .await
+    .expect(404);
+
+    // Staff with no station see nothing at all.
+    staff(&w, "staff_none", &[]).await;
+    let mut n = Browser::new(&w.server);
+    n.sign_in("staff_none", STAFF_PASSWORD).await.expect(303);
+    assert_eq!(visits_listed(&n.page("/web/visits").await).len(), 0);
+    n.get(&format!("/web/residents/{}", resident_a.0))
+        .await
+        .expect(404);
+}
+
+/// Fifty visits a page, newest first, each visit on exactly one page.
+async fn visit_log_pages(t: TestStore) {
+    let Log {
+        w,
+        mut volunteer_a,
+        resident_a,
+        ..
+    } = log_world(t).await;
+    for i in 0..55 {
+        volunteer_a.log_visit(resident_a, &format!("第{i}次"));
+    }
+    volunteer_a.sync().await.unwrap();
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let first = b.page("/web/visits").await;
+    let one = visits_listed(&first);
+    assert_eq!(one.len(), 50);
+    assert!(!first.contains("id=\"first-page\""));
+    let next = field_href(&first, "next-page");
+    let second = b.page(&next).await;
+    let two = visits_listed(&second);
+    assert_eq!(two.len(), 57 - 50);
+    assert!(!second.contains("id=\"next-page\""));
+    assert!(second.contains("id=\"first-page\""));
+    let all: BTreeSet<&String> = one.iter().chain(&two).collect();
+    assert_eq!(all.len(), 57, "no visit on two pages, none left out");
+    // The filter travels with the page link.
+    let filtered = b
+        .page(&format!("/web/visits?station={}", w.station_a.0))
+        .await;
+    let next = field_href(&filtered, "next-page");
+    assert!(
+        next.contains(&format!("station={}", w.station_a.0)),
+        "{next}"
+    );
+    assert_eq!(visits_listed(&b.page(&next).await).len(), 56 - 50);
+}
+
+/// The `href` of the link with `id`, unescaped.
+fn field_href(html: &str, id: &str) -> String {
+    let marker = "href=\"";
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id} in {html}"));
+    let start = html[..at].rfind(marker).unwrap() + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&")
+}
+
+/// A review written on the web is an Automerge change under the coordinator's name:
+/// the volunteer's phone receives it at its next sync, and the log shows it.
+async fn review_on_the_web_reaches_the_phone(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        visit_a,
+        mut volunteer_a,
+        ..
+    } = log_world(t).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let page = b.page(&format!("/web/residents/{}", resident_a.0)).await;
+    let action = format!(
+        "/web/residents/{}/visits/{}/review",
+        resident_a.0, visit_a.0
+    );
+    assert!(page.contains(&action), "the page offers the review form");
+    let csrf = field(&page, "csrf");
+
+    // Without the session's token nothing is written.
+    let feed = w
+        .server
+        .store()
+        .projection(resident_a)
+        .await
+        .unwrap()
+        .unwrap();
+    b.post(
+        &action,
+        &[("csrf", "forged"), ("status", "approved"), ("comment", "")],
+    )
+    .await
+    .expect(403);
+    b.post(
+        &action,
+        &[("csrf", &csrf), ("status", "pending"), ("comment", "")],
+    )
+    .await
+    .expect(400);
+    assert_eq!(
+        w.server
+            .store()
+            .projection(resident_a)
+            .await
+            .unwrap()
+            .unwrap(),
+        feed
+    );
+
+    let comment = "请复查血压 <b>&</b>";
+    let done = b
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("status", "needs_attention"),
+                ("comment", comment),
+            ],
+        )
+        .await;
+    done.expect(303);
+    let page = b.page(&done.location()).await;
+    assert!(page.contains("id=\"notice\""));
+    assert!(
+        page.contains("请复查血压 &#60;b&#62;&#38;&#60;/b&#62;")
+            || page.contains("请复查血压 &lt;b&gt;&amp;&lt;/b&gt;"),
+        "escaped: {page}"
+    );
+    assert!(!page.contains("<b>&</b>"));
+    assert_eq!(
+        visits_listed(&b.page("/web/visits?review=needs_attention").await),
+        vec![visit_a.0.to_string()]
+    );
+
+    // The phone receives it at its next sync.
+    let report = volunteer_a.sync().await.unwrap();
+    assert!(report.received_changes >= 1, "{report:?}");
+    let visit = volunteer_a
+        .resident(resident_a)
+        .visits
+        .into_iter()
+        .find(|v| v.id == visit_a)
+        .unwrap();
+    let review = visit.review.clone().expect("the review reached the phone");
+    assert_eq!(review.status, ReviewStatus::NeedsAttention);
+    assert_eq!(review.comment, comment);
+    assert_eq!(review.reviewer, w.coordinator);
+    // Nothing was quarantined, and the store checks clean.
+    assert!(w.server.store().quarantined(10).await.unwrap().is_empty());
+    assert!(w.server.store().check().await.unwrap().ok());
+
+    // Approving afterwards replaces the review; the phone follows again.
+    b.post(
+        &action,
+        &[("csrf", &csrf), ("status", "approved"), ("comment", "")],
+    )
+    .await
+    .expect(303);
+    volunteer_a.sync().await.unwrap();
+    let visit = volunteer_a
+        .resident(resident_a)
+        .visits
+        .into_iter()
+        .find(|v| v.id == visit_a)
+        .unwrap();
+    assert_eq!(visit.review_status(), ReviewStatus::Approved);
+}
+
+conformance!(
+    sign_in_sessions_and_headers,
+    visit_log_scope_and_filters,
+    visit_log_pages,
+    review_on_the_web_reaches_the_phone,
+);
