@@ -54,7 +54,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),
         )
-        .fallback(not_found)
+        // Unknown pages under /web/ get an HTML 404; the API keeps its own.
+        .route("/web/{*rest}", get(not_found))
         .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))

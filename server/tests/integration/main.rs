@@ -6,6 +6,7 @@
 
 mod backends;
 mod bodies;
+mod browser;
 mod http;
 mod kill;
 mod ops;

@@ -13,7 +13,7 @@ use sync_core::ids::*;
 use sync_core::model::*;
 use uuid::Uuid;
 
-const STAFF_PASSWORD: &str = "staff member's password";
+pub const STAFF_PASSWORD: &str = "staff member's password";
 
 /// A browser: keeps cookies, follows no redirects (the tests look at each).
 struct Browser<'a> {
@@ -144,7 +144,7 @@ impl<'a> Browser<'a> {
 }
 
 /// A staff member covering `stations`, who signs in on the web with a password.
-async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
+pub async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
     let stations: Vec<Uuid> = stations.iter().map(|s| s.0).collect();
     let answer = w
         .server
@@ -283,16 +283,16 @@ async fn sign_in_sessions_and_headers(t: TestStore) {
 }
 
 /// A district with a resident at each station, each with a volunteer's visit.
-struct Log {
-    w: World,
-    resident_a: ResidentId,
-    resident_b: ResidentId,
-    visit_a: VisitId,
-    visit_b: VisitId,
-    volunteer_a: crate::phone::Phone,
+pub struct Log {
+    pub w: World,
+    pub resident_a: ResidentId,
+    pub resident_b: ResidentId,
+    pub visit_a: VisitId,
+    pub visit_b: VisitId,
+    pub volunteer_a: crate::phone::Phone,
 }
 
-async fn log_world(t: TestStore) -> Log {
+pub async fn log_world(t: TestStore) -> Log {
     let w = World::new(t).await;
     let mut coordinator = w.coordinator_phone().await;
     let resident_a = w.resident(&mut coordinator, w.station_a, "王阿婆").await;
