@@ -117,6 +117,7 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
     let limits = HttpLimits {
         max_body: config.max_body,
         timeout: config.request_timeout(),
+        ..HttpLimits::default()
     };
     server::http::serve(listener, state.clone(), limits, shutdown_signal())
         .await
