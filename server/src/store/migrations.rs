@@ -30,6 +30,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "identity",
             include_str!("../../migrations/sqlite/0003_identity.sql"),
         ),
+        migration(
+            5,
+            "catalog",
+            include_str!("../../migrations/sqlite/0005_catalog.sql"),
+        ),
     ]
 }
 
@@ -49,6 +54,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             3,
             "identity",
             include_str!("../../migrations/postgres/0003_identity.sql"),
+        ),
+        migration(
+            5,
+            "catalog",
+            include_str!("../../migrations/postgres/0005_catalog.sql"),
         ),
     ]
 }

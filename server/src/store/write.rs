@@ -81,17 +81,21 @@ macro_rules! write_job {
             None if !$job.expected.is_empty() => return Ok(AppendOutcome::HeadsMoved),
             None => (false, 0, 0),
         };
-        if $job.pending.projects() {
-            // Rows that show the heads the changes were checked against need only what
-            // the changes touched; any others (wiped, never written) are rewritten whole.
+        // A case file's rows that show the heads the changes were checked against need
+        // only what the changes touched; any others (wiped, never written) are
+        // rewritten whole. A catalog's rows are always rewritten whole.
+        let current = if $job.pending.is_case_file() {
             let projected: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT heads FROM resident_rows WHERE id = $1")
                     .bind($job.id.clone())
                     .fetch_optional(&mut *$conn)
                     .await?;
-            let plan = $job.pending.take_plan(projected.as_deref() == Some($job.expected.as_slice()))?;
-            run_plan!($conn, plan);
-        }
+            projected.as_deref() == Some($job.expected.as_slice())
+        } else {
+            true
+        };
+        let plan = $job.pending.take_plan(current)?;
+        run_plan!($conn, plan);
         let chunk = std::mem::take(&mut $job.chunk);
         let grown = chunk_bytes + chunk.len() as i64;
         let compact = !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2);
