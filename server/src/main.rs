@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(config: &Config, store: SqlStore) -> Result<()> {
+    survive_file_size_limits();
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Error::Config(format!(
             "cannot create the data directory {}: {e}",
@@ -120,6 +121,7 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
     let limits = HttpLimits {
         max_body: config.max_body,
         timeout: config.request_timeout(),
+        ..HttpLimits::default()
     };
     server::http::serve(listener, state.clone(), limits, shutdown_signal())
         .await
@@ -128,6 +130,23 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A write past the process's file size limit (`ulimit -f`, a quota) sends SIGXFSZ,
+/// whose default action ends the process. Handling it instead makes such a write fail
+/// with EFBIG like any full disk: the append is refused with 503 and nothing is lost.
+fn survive_file_size_limits() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    tracing::error!("a write went past the file size limit; it failed");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGXFSZ"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -4,8 +4,9 @@
 
 use super::AppState;
 use super::caller::Caller;
-use crate::error::Result;
+use crate::error::{AuthFailure, Error, Result};
 use crate::store::{Pool, SqlStore};
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
@@ -14,14 +15,13 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use sync_core::automerge::Automerge;
-use sync_core::ids::{DeviceId, DistrictId, DocId, StationId};
+use sync_core::ids::{DeviceId, DistrictId, DocId, StationId, UserId};
 use sync_core::model::Scope;
 use sync_core::protocol::store::{
     Append, AppendOutcome, DocPlace, FeedPage, Quarantined, ServerStore,
 };
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// A document changed.
 #[derive(Clone, Copy, Debug)]
@@ -200,44 +200,107 @@ impl Drop for Listening {
     }
 }
 
+/// How often a live stream re-checks its listener.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Recheck(pub std::time::Duration);
+
+/// The listener's scope now, or why its stream must end: the device was revoked, the
+/// account disabled or removed from every district.
+async fn current_scope(state: &AppState, user: UserId, device: Option<DeviceId>) -> Result<Scope> {
+    if let Some(device) = device {
+        let still = state.store.device(device).await?;
+        if !still.is_some_and(|d| d.user == user && d.revoked_at.is_none()) {
+            return Err(Error::Unauthenticated(AuthFailure::Revoked));
+        }
+    }
+    let Some(user) = state.store.user(user).await? else {
+        return Err(Error::Unauthenticated(AuthFailure::Invalid));
+    };
+    if user.disabled {
+        return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
+    }
+    Caller { user, device: None }
+        .principal(state)
+        .await
+        .map(|p| p.scope)
+}
+
+fn changed_event(c: &Changed) -> Option<Event> {
+    Event::default()
+        .event("changed")
+        .json_data(ChangedEvent {
+            seq: c.seq,
+            doc: c.doc.0,
+        })
+        .ok()
+}
+
 /// Server-sent events announcing changes in the caller's scope. A `lagged` event means
-/// announcements were dropped: sync or reload everything.
+/// announcements were dropped: sync or reload everything. The stream re-checks its
+/// listener every half minute: a new scope applies from then on, and a revoked device
+/// or disabled account gets an `ended` event and the stream closes (reconnecting is
+/// then refused with 401).
 #[utoipa::path(get, path = "/api/v1/events", tag = "sync",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream` of `changed` events (data: ChangedEvent) and `lagged` events", content_type = "text/event-stream", body = ChangedEvent),
+        (status = 200, description = "An endless `text/event-stream` of `changed` events (data: ChangedEvent), `lagged` events, and an `ended` event (data: the error code) when the listener lost access", content_type = "text/event-stream", body = ChangedEvent),
         (status = 401, description = "Not authenticated", body = crate::error::ErrorBody),
     ))]
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
+    Extension(Recheck(every)): Extension<Recheck>,
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let scope = caller.principal(&state).await?.scope;
+    let mut scope = caller.principal(&state).await?.scope;
+    let (user, device) = (caller.user.id, caller.device.map(|d| d.id));
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    let mut changes = state.events.subscribe();
     let mut stopping = state.stopping.subscribe();
-    let stopped = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-    };
     state.metrics.live_listeners.inc();
-    let guard = Listening(state.clone());
-    let stream = BroadcastStream::new(state.events.subscribe())
-        .filter_map(move |message| {
-            let _ = &guard;
-            let event = match message {
-                Ok(c) if c.place.in_scope(c.doc, &scope) => Event::default()
-                    .event("changed")
-                    .json_data(ChangedEvent {
-                        seq: c.seq,
-                        doc: c.doc.0,
-                    })
-                    .ok(),
-                Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(_)) => {
-                    Some(Event::default().event("lagged").data(""))
-                }
+    tokio::spawn(async move {
+        let _guard = Listening(state.clone());
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                () = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+                () = tx.closed() => return,
+                _ = recheck.tick() => match current_scope(&state, user, device).await {
+                    Ok(now) => {
+                        scope = now;
+                        continue;
+                    }
+                    // The database is away: keep the scope we had, and try again.
+                    Err(Error::Store(e)) => {
+                        tracing::warn!(error = %e, "could not re-check a live listener");
+                        continue;
+                    }
+                    Err(e) => {
+                        let code = match &e {
+                            Error::Unauthenticated(f) => f.code(),
+                            _ => "forbidden",
+                        };
+                        let _ = tx.send(Event::default().event("ended").data(code)).await;
+                        return;
+                    }
+                },
+                message = changes.recv() => match message {
+                    Ok(c) if c.place.in_scope(c.doc, &scope) => changed_event(&c),
+                    Ok(_) => None,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Some(Event::default().event("lagged").data(""))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
             };
-            std::future::ready(event.map(Ok))
-        })
-        .take_until(stopped);
+            if let Some(event) = event
+                && tx.send(event).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stream = ReceiverStream::new(rx).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

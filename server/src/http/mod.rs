@@ -40,6 +40,9 @@ pub struct HttpLimits {
     pub max_body: usize,
     /// Longest a request may take.
     pub timeout: Duration,
+    /// How often a live event stream re-checks its listener: a revoked device, a
+    /// disabled account or a changed scope takes effect within this time.
+    pub events_recheck: Duration,
 }
 
 impl Default for HttpLimits {
@@ -47,6 +50,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_body: 16 << 20,
             timeout: Duration::from_secs(60),
+            events_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +138,7 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         )
         .route("/api/v1/sync", post(sync::sync))
         .route("/api/v1/events", get(events::events))
+        .layer(axum::Extension(events::Recheck(limits.events_recheck)))
         .merge(crate::web::routes())
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(TimeoutLayer::with_status_code(

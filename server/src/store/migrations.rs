@@ -35,6 +35,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "web",
             include_str!("../../migrations/sqlite/0004_web.sql"),
         ),
+        migration(
+            5,
+            "catalog",
+            include_str!("../../migrations/sqlite/0005_catalog.sql"),
+        ),
     ]
 }
 
@@ -59,6 +64,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             4,
             "web",
             include_str!("../../migrations/postgres/0004_web.sql"),
+        ),
+        migration(
+            5,
+            "catalog",
+            include_str!("../../migrations/postgres/0005_catalog.sql"),
         ),
     ]
 }

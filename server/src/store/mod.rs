@@ -151,6 +151,7 @@ impl SqlStore {
             writer: write::GroupCommit::default(),
         };
         store.migrate().await?;
+        store.backfill_catalogs().await?;
         Ok(store)
     }
 
@@ -347,6 +348,7 @@ macro_rules! run_plan {
     };
 }
 
+pub mod catalog_rows;
 pub mod projections;
 mod write;
 

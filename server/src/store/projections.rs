@@ -13,13 +13,15 @@
 //!
 //! [`SqlStore::rebuild_projections`] rewrites every row from the stored documents, one
 //! document per transaction; [`SqlStore::check_projections`] compares the rows with what
-//! the documents project to, for the operator's check. Catalogs are not projected.
+//! the documents project to, for the operator's check. Catalogs have rows of their own
+//! ([`super::catalog_rows`]), written, rebuilt and checked alongside.
 
 use super::{Pool, Result, SqlStore, StoreError, heads_bytes};
 use sqlx::Row;
 use std::collections::BTreeSet;
 use sync_core::automerge::{Automerge, Change};
 use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::catalog::CatalogDoc;
 use sync_core::doc::paths::{Target, classify, touches};
 use sync_core::ids::*;
 use sync_core::model::*;
@@ -644,8 +646,11 @@ fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Re
 /// `CaseFile` owns its document, and the cache needed a copy anyway).
 #[derive(Debug)]
 pub(super) enum Pending {
-    /// A catalog: nothing is projected.
-    Catalog(Automerge),
+    /// A catalog: its district's rows are rewritten whole.
+    Catalog {
+        catalog: CatalogDoc,
+        plan: Vec<Stmt>,
+    },
     /// A case file.
     Resident {
         doc: DocId,
@@ -663,7 +668,9 @@ impl Pending {
     pub(super) fn new(a: &Append<'_>) -> Result<Pending> {
         let copy = a.after.clone();
         if a.place.station.is_none() {
-            return Ok(Pending::Catalog(copy));
+            let (catalog, rows) = super::catalog_rows::project(a.doc, copy)?;
+            let plan = super::catalog_rows::plan(catalog.district(), &rows);
+            return Ok(Pending::Catalog { catalog, plan });
         }
         let heads = heads_bytes(&copy.get_heads());
         let file = CaseFile::from_doc(copy).map_err(|e| unprojectable(a.doc, e))?;
@@ -692,8 +699,8 @@ impl Pending {
         })
     }
 
-    /// Whether the document is projected at all.
-    pub(super) fn projects(&self) -> bool {
+    /// Whether the document is a case file, whose rows record the heads they show.
+    pub(super) fn is_case_file(&self) -> bool {
         matches!(self, Pending::Resident { .. })
     }
 
@@ -701,7 +708,7 @@ impl Pending {
     /// was checked against, so rewriting what the changes touched is enough.
     pub(super) fn take_plan(&mut self, current: bool) -> Result<Vec<Stmt>> {
         match self {
-            Pending::Catalog(_) => Ok(Vec::new()),
+            Pending::Catalog { plan, .. } => Ok(std::mem::take(plan)),
             Pending::Resident {
                 plan, whole: true, ..
             } => Ok(std::mem::take(plan).into_statements()),
@@ -715,14 +722,14 @@ impl Pending {
     /// The document after the append.
     pub(super) fn doc(&self) -> &Automerge {
         match self {
-            Pending::Catalog(doc) => doc,
+            Pending::Catalog { catalog, .. } => catalog.doc(),
             Pending::Resident { file, .. } => file.doc(),
         }
     }
 
     pub(super) fn into_doc(self) -> Automerge {
         match self {
-            Pending::Catalog(doc) => doc,
+            Pending::Catalog { catalog, .. } => catalog.into_doc(),
             Pending::Resident { file, .. } => file.into_doc(),
         }
     }
@@ -922,10 +929,12 @@ pub struct RebuildReport {
     pub hazards: usize,
     /// Follow-up rows written.
     pub follow_ups: usize,
+    /// Catalogs whose rows were rewritten.
+    pub catalogs: usize,
     /// Rows removed because they named no case file.
     pub orphans_removed: u64,
-    /// Case files that changed under every attempt to rebuild them; their rows are as
-    /// the appends left them. Run the rebuild again.
+    /// Case files (and catalogs) that changed under every attempt to rebuild them;
+    /// their rows are as the appends left them. Run the rebuild again.
     pub busy: Vec<DocId>,
 }
 
@@ -1100,6 +1109,9 @@ impl SqlStore {
                 Rebuilt::Busy => report.busy.push(doc),
             }
         }
+        let (catalogs, busy) = self.rebuild_catalogs().await?;
+        report.catalogs = catalogs;
+        report.busy.extend(busy);
         Ok(report)
     }
 
@@ -1122,10 +1134,22 @@ impl SqlStore {
         let file = CaseFile::from_doc(loaded).map_err(|e| unprojectable(doc, e))?;
         let projection = full(doc, &file)?;
         let plan = Plan::full(&projection, heads.clone()).into_statements();
-        let written = match &self.pool {
+        let written = self.write_if_unchanged(doc, &heads, plan).await?;
+        Ok(written.then_some(projection))
+    }
+
+    /// Runs `plan` if `doc` is still stored at `heads`, under the lock appends take;
+    /// `false` if an append moved it on.
+    pub(super) async fn write_if_unchanged(
+        &self,
+        doc: DocId,
+        heads: &[u8],
+        plan: Vec<Stmt>,
+    ) -> Result<bool> {
+        Ok(match &self.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+                rewrite_if_unchanged!(tx, doc, heads, plan)
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
@@ -1133,10 +1157,9 @@ impl SqlStore {
                     .bind(doc.0.as_bytes().to_vec())
                     .execute(&mut *tx)
                     .await?;
-                rewrite_if_unchanged!(tx, doc, heads.as_slice(), plan)
+                rewrite_if_unchanged!(tx, doc, heads, plan)
             }
-        };
-        Ok(written.then_some(projection))
+        })
     }
 
     /// Compares every case file's rows with what its document projects to, and looks
@@ -1156,6 +1179,7 @@ impl SqlStore {
                 problem: "rows name a resident that has no case file".into(),
             });
         }
+        report.mismatches.extend(self.check_catalogs().await?);
         Ok(report)
     }
 

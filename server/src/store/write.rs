@@ -81,32 +81,25 @@ macro_rules! write_job {
             None if !$job.expected.is_empty() => return Ok(AppendOutcome::HeadsMoved),
             None => (false, 0, 0),
         };
-        $($feed_lock)*
-        let seq: i64 = sqlx::query(
-            "INSERT INTO feed (doc, hashes, device, user_id, received_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-        )
-        .bind($job.id.clone())
-        .bind(std::mem::take(&mut $job.hashes))
-        .bind($job.device.take())
-        .bind($job.user.take())
-        .bind($job.received_at)
-        .fetch_one(&mut *$conn)
-        .await?
-        .try_get("seq")?;
-        if $job.pending.projects() {
-            // Rows that show the heads the changes were checked against need only what
-            // the changes touched; any others (wiped, never written) are rewritten whole.
+        // A case file's rows that show the heads the changes were checked against need
+        // only what the changes touched; any others (wiped, never written) are
+        // rewritten whole. A catalog's rows are always rewritten whole.
+        let current = if $job.pending.is_case_file() {
             let projected: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT heads FROM resident_rows WHERE id = $1")
                     .bind($job.id.clone())
                     .fetch_optional(&mut *$conn)
                     .await?;
-            let plan = $job.pending.take_plan(projected.as_deref() == Some($job.expected.as_slice()))?;
-            run_plan!($conn, plan);
-        }
+            projected.as_deref() == Some($job.expected.as_slice())
+        } else {
+            true
+        };
+        let plan = $job.pending.take_plan(current)?;
+        run_plan!($conn, plan);
         let chunk = std::mem::take(&mut $job.chunk);
         let grown = chunk_bytes + chunk.len() as i64;
-        if !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2) {
+        let compact = !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2);
+        if compact {
             // Fold everything into a fresh snapshot.
             sqlx::query("DELETE FROM changes WHERE doc = $1")
                 .bind($job.id.clone())
@@ -128,12 +121,6 @@ macro_rules! write_job {
             .execute(&mut *$conn)
             .await?;
         } else {
-            sqlx::query("INSERT INTO changes (doc, seq, bytes) VALUES ($1, $2, $3)")
-                .bind($job.id.clone())
-                .bind(seq)
-                .bind(chunk)
-                .execute(&mut *$conn)
-                .await?;
             sqlx::query(
                 "UPDATE documents SET district = $2, station = $3, heads = $4, chunk_bytes = $5, updated_at = $6
                  WHERE id = $1",
@@ -146,6 +133,28 @@ macro_rules! write_job {
             .bind($job.received_at)
             .execute(&mut *$conn)
             .await?;
+        }
+        // The feed entry comes last, but for the chunk that carries its number: on
+        // PostgreSQL the feed lock is then held for as little of the append as can be.
+        $($feed_lock)*
+        let seq: i64 = sqlx::query(
+            "INSERT INTO feed (doc, hashes, device, user_id, received_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind($job.id.clone())
+        .bind(std::mem::take(&mut $job.hashes))
+        .bind($job.device.take())
+        .bind($job.user.take())
+        .bind($job.received_at)
+        .fetch_one(&mut *$conn)
+        .await?
+        .try_get("seq")?;
+        if !compact {
+            sqlx::query("INSERT INTO changes (doc, seq, bytes) VALUES ($1, $2, $3)")
+                .bind($job.id.clone())
+                .bind(seq)
+                .bind(chunk)
+                .execute(&mut *$conn)
+                .await?;
         }
         Ok(AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
     }};

@@ -462,3 +462,119 @@ mod tests {
         assert_eq!(EN.risk(""), "");
     }
 }
+
+// ---- Statistics and exports (`stats.rs`, `export.rs`) ----------------------------
+// Their own struct, so the strings of the visit log and those of the statistics can
+// grow without touching each other.
+
+/// Every string the statistics page and the exports show.
+#[derive(Debug)]
+pub(crate) struct StatsMsgs {
+    pub nav_stats: &'static str,
+    pub stats_title: &'static str,
+    pub by: &'static str,
+    pub by_alliance: &'static str,
+    pub by_unit: &'static str,
+    pub by_project: &'static str,
+    pub by_station: &'static str,
+    pub by_month: &'static str,
+    pub visits: &'static str,
+    pub services: &'static str,
+    pub residents: &'static str,
+    pub participations: &'static str,
+    pub volunteers: &'static str,
+    pub hours: &'static str,
+    pub hazards_found: &'static str,
+    pub hazards_fixed: &'static str,
+    pub total: &'static str,
+    pub no_alliance: &'static str,
+    pub no_unit: &'static str,
+    pub period_all: &'static str,
+    pub chart_caption: &'static str,
+    pub definitions: &'static str,
+    pub no_figures: &'static str,
+    pub too_many_months: &'static str,
+    pub export_csv: &'static str,
+    pub export_xlsx: &'static str,
+    pub export_too_large: &'static str,
+    // Export columns.
+    pub col_date: &'static str,
+    pub col_duration: &'static str,
+    pub col_visit_id: &'static str,
+}
+
+impl Lang {
+    /// The statistics' and exports' strings.
+    pub fn stats(self) -> &'static StatsMsgs {
+        match self {
+            Lang::Zh => &STATS_ZH,
+            Lang::En => &STATS_EN,
+        }
+    }
+}
+
+pub(crate) const STATS_ZH: StatsMsgs = StatsMsgs {
+    nav_stats: "统计",
+    stats_title: "统计",
+    by: "分组",
+    by_alliance: "按联盟",
+    by_unit: "按单位",
+    by_project: "按项目",
+    by_station: "按服务站",
+    by_month: "按月份",
+    visits: "服务人次",
+    services: "服务项次",
+    residents: "服务对象人数",
+    participations: "志愿者参与人次",
+    volunteers: "志愿者人数",
+    hours: "志愿服务时长（小时）",
+    hazards_found: "发现隐患",
+    hazards_fixed: "当场整改",
+    total: "合计",
+    no_alliance: "无联盟",
+    no_unit: "无单位",
+    period_all: "全部时间",
+    chart_caption: "各组服务人次",
+    definitions: "服务人次：未删除的走访记录数；服务项次：这些走访记录的服务内容条数；服务对象人数：不重复的服务对象；志愿者参与人次：同一志愿者同一天（上海时间）计一次；时长按每次走访的分钟数（取整）相加。点击任一数字可查看对应的走访记录。",
+    no_figures: "该期间没有符合条件的走访记录。",
+    too_many_months: "按月份统计时，期间不能超过 240 个月，请设置开始和结束日期。",
+    export_csv: "导出 CSV",
+    export_xlsx: "导出 Excel",
+    export_too_large: "符合条件的走访记录超过 100,000 条，请缩小筛选范围（例如缩短期间）后再导出。",
+    col_date: "日期时间",
+    col_duration: "时长（分钟）",
+    col_visit_id: "走访编号",
+};
+
+pub(crate) const STATS_EN: StatsMsgs = StatsMsgs {
+    nav_stats: "Statistics",
+    stats_title: "Statistics",
+    by: "Group by",
+    by_alliance: "Alliance",
+    by_unit: "Unit",
+    by_project: "Project",
+    by_station: "Station",
+    by_month: "Month",
+    visits: "Beneficiary-visits",
+    services: "Services delivered",
+    residents: "Residents served",
+    participations: "Volunteer participations",
+    volunteers: "Volunteers",
+    hours: "Volunteer hours",
+    hazards_found: "Hazards found",
+    hazards_fixed: "Fixed on the spot",
+    total: "Total",
+    no_alliance: "No alliance",
+    no_unit: "No unit",
+    period_all: "All time",
+    chart_caption: "Beneficiary-visits per group",
+    definitions: "Beneficiary-visits: visit records not deleted. Services delivered: the service entries of those visits. Residents served: distinct residents. Volunteer participations: one per volunteer per day (Shanghai time) with a visit. Hours: the visits' whole minutes added up. Every figure links to the visits behind it.",
+    no_figures: "No visits match in this period.",
+    too_many_months: "Monthly figures cover at most 240 months: please set a start and an end date.",
+    export_csv: "Export CSV",
+    export_xlsx: "Export Excel",
+    export_too_large: "More than 100,000 visits match: please narrow the filters (a shorter period, say) and export again.",
+    col_date: "Date and time",
+    col_duration: "Duration (minutes)",
+    col_visit_id: "Visit id",
+};

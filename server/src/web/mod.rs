@@ -4,11 +4,13 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod export;
 mod i18n;
 mod residents;
 mod review;
 mod scope;
 mod session;
+mod stats;
 mod templates;
 mod text;
 mod visits;
@@ -49,6 +51,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/lang/{lang}", get(i18n::switch))
         .route("/web/static/style.css", get(style))
         .route("/web/visits", get(visits::log))
+        // Statistics and exports.
+        .route("/web/stats", get(stats::page))
+        .route("/web/visits/export.csv", get(export::csv))
+        .route("/web/visits/export.xlsx", get(export::xlsx))
         .route("/web/residents/{resident}", get(residents::page))
         .route(
             "/web/residents/{resident}/visits/{visit}/review",

@@ -110,6 +110,8 @@ pub(crate) struct VisitsPage {
     pub lines: Vec<VisitLine>,
     pub first: Option<String>,
     pub next: Option<String>,
+    /// `?…`: the filters (not the page), for the export links; empty if none.
+    pub export_query: String,
 }
 
 /// A visit on a resident's timeline.
@@ -157,4 +159,22 @@ pub(crate) struct ResidentPage {
     pub visits: Vec<TimelineVisit>,
     pub follow_ups: Vec<FollowUpLine>,
     pub notice: Option<&'static str>,
+}
+
+// ---- Statistics (`stats.rs`) ---------------------------------------------------
+
+#[derive(Debug, Template)]
+#[template(path = "stats.html")]
+pub(crate) struct StatsPage {
+    pub c: Chrome,
+    pub s: &'static super::i18n::StatsMsgs,
+    pub from: String,
+    pub to: String,
+    pub by: Select,
+    pub selects: Vec<Select>,
+    pub lines: Vec<super::stats::GroupLine>,
+    pub chart: super::stats::Chart,
+    pub totals: super::stats::Figures,
+    pub total_hours: String,
+    pub total_href: String,
 }

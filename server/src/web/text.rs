@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::i18n::Lang;
 
 /// China Standard Time (no daylight saving): the zone of every date on the pages.
-const SHANGHAI: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
+pub(crate) const SHANGHAI: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
     Ok(o) => o,
     Err(_) => UtcOffset::UTC,
 };
@@ -52,12 +52,10 @@ pub(crate) fn short(id: &Uuid) -> String {
     id.simple().to_string().chars().take(8).collect()
 }
 
-/// The names a district's catalog gives its ids, and each unit's and project's
-/// alliance.
+/// The names a district's catalog gives its ids.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     names: HashMap<Uuid, (String, String)>,
-    parents: HashMap<Uuid, Uuid>,
     pub catalog: Catalog,
 }
 
@@ -83,9 +81,6 @@ impl Names {
             for e in list {
                 let id = uuid(&e.id);
                 n.names.insert(id, (e.name.clone(), e.name_en.clone()));
-                if let Some(p) = e.parent {
-                    n.parents.insert(id, p);
-                }
             }
         }
         add(&mut names, &catalog.stations, |i| i.0);
@@ -115,11 +110,6 @@ impl Names {
             }
             None => short(id),
         }
-    }
-
-    /// The alliance a unit or project belongs to.
-    pub fn parent(&self, id: &Uuid) -> Option<Uuid> {
-        self.parents.get(id).copied()
     }
 
     /// (id, name) of live entries of a catalog list, for a filter's options.

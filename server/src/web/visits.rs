@@ -122,26 +122,26 @@ type LogRow = (
 /// A hazard of a visit on the page: resident, visit, type, severity, fixed.
 type HazardOnPage = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
 
-fn uuid_of(bytes: &[u8]) -> Uuid {
+pub(crate) fn uuid_of(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).unwrap_or_default()
 }
 
-/// The query for one page of the log: the scope first, then each filter, then the
-/// keyset. Public within the crate for the benchmark and the tests.
-pub(crate) fn log_query(
+/// A visit's alliance (NULL if none), for `v` a `visit_rows` row: the alliance of the
+/// unit the volunteer served for or, for a visit recorded without a unit, of the
+/// project it was under, as the district's catalog (`catalog_rows`) says.
+pub(crate) const ALLIANCE_OF_VISIT: &str = "(SELECT c.parent FROM catalog_rows c \
+     WHERE c.district = v.district \
+     AND c.kind = CASE WHEN v.unit IS NULL THEN 'projects' ELSE 'units' END \
+     AND c.id = COALESCE(v.unit, v.project))";
+
+/// Appends to a `WHERE` clause over `visit_rows v` the user's scope, live visits only,
+/// and every filter but the page cursor: what the log, the exports and the statistics
+/// all select.
+pub(crate) fn push_filters(
+    q: &mut Sql,
     user: &crate::identity::User,
     filters: &Filters,
-    names: &Names,
-) -> Result<Sql> {
-    let mut q = Sql::new(
-        "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
-         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
-         FROM visit_rows v \
-         JOIN resident_rows r ON r.id = v.resident \
-         LEFT JOIN stations s ON s.id = v.station \
-         LEFT JOIN users u ON u.id = v.volunteer \
-         WHERE ",
-    );
+) -> Result<()> {
     q.scope(user, "v.district", "v.station")?;
     q.push(" AND NOT v.tombstoned");
     if !filters.from.trim().is_empty() {
@@ -156,25 +156,24 @@ pub(crate) fn log_query(
     if let Some(s) = uuid("station", &filters.station)? {
         q.push(" AND v.station = ").bind(bytes(s));
     }
-    if let Some(a) = uuid("alliance", &filters.alliance)? {
-        // A visit belongs to the alliance of its volunteer's unit; a visit recorded
-        // without a unit, to the alliance running its project.
-        let in_alliance = |id: &Uuid| names.parent(id) == Some(a);
-        let units: Vec<Bind> = (names.catalog.units.iter().map(|u| u.id.0))
-            .filter(in_alliance)
-            .map(bytes)
-            .collect();
-        let projects: Vec<Bind> = (names.catalog.projects.iter().map(|p| p.id.0))
-            .filter(in_alliance)
-            .map(bytes)
-            .collect();
-        q.push(" AND (v.unit IN ")
-            .bind_list(units)
-            .push(" OR (v.unit IS NULL AND v.project IN ")
-            .bind_list(projects)
-            .push("))");
+    // The statistics group by the same expression, so their figures drill down
+    // exactly; "none" selects the visits of no alliance, or without a unit.
+    match filters.alliance.trim() {
+        "none" => {
+            q.push(" AND ").push(ALLIANCE_OF_VISIT).push(" IS NULL");
+        }
+        text => {
+            if let Some(a) = uuid("alliance", text)? {
+                q.push(" AND ")
+                    .push(ALLIANCE_OF_VISIT)
+                    .push(" = ")
+                    .bind(bytes(a));
+            }
+        }
     }
-    if let Some(u) = uuid("unit", &filters.unit)? {
+    if filters.unit.trim() == "none" {
+        q.push(" AND v.unit IS NULL");
+    } else if let Some(u) = uuid("unit", &filters.unit)? {
         q.push(" AND v.unit = ").bind(bytes(u));
     }
     if let Some(p) = uuid("project", &filters.project)? {
@@ -216,6 +215,26 @@ pub(crate) fn log_query(
         q.push(" AND v.review_status = ")
             .bind(Bind::Text(status.code().to_owned()));
     }
+    Ok(())
+}
+
+/// The query for one page of the log: the scope first, then each filter, then the
+/// keyset. Public within the crate for the benchmark and the tests.
+pub(crate) fn log_query(
+    user: &crate::identity::User,
+    filters: &Filters,
+    _names: &Names,
+) -> Result<Sql> {
+    let mut q = Sql::new(
+        "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
+         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
+         FROM visit_rows v \
+         JOIN resident_rows r ON r.id = v.resident \
+         LEFT JOIN stations s ON s.id = v.station \
+         LEFT JOIN users u ON u.id = v.volunteer \
+         WHERE ",
+    );
+    push_filters(&mut q, user, filters)?;
     if let Some(c) = Cursor::decode(&filters.after)? {
         q.push(" AND (v.started_at, v.resident, v.id) < (")
             .bind(Bind::Int(c.started_at))
@@ -359,12 +378,18 @@ async fn page(
             })
         }),
         next,
+        export_query: link(&Filters {
+            after: String::new(),
+            ..filters.clone()
+        })
+        .trim_start_matches("/web/visits")
+        .to_owned(),
     };
     render(&page)
 }
 
 /// The log's URL for `filters`, leaving out the empty ones.
-fn link(f: &Filters) -> String {
+pub(crate) fn link(f: &Filters) -> String {
     let pairs: Vec<(&str, &str)> = [
         ("from", &f.from),
         ("to", &f.to),
@@ -403,7 +428,7 @@ fn choices(options: Vec<(String, String)>, selected: &str) -> Vec<Choice> {
 
 /// The filter menus. Stations and volunteers come from the scope, so a menu never
 /// names what the user may not see.
-async fn selects(
+pub(crate) async fn selects(
     state: &AppState,
     user: &WebUser,
     f: &Filters,
@@ -428,6 +453,12 @@ async fn selects(
             .collect::<Vec<_>>()
     };
     let c = &names.catalog;
+    // "none": the visits of no alliance, or without a unit (the statistics link them).
+    let s = lang.stats();
+    let none_first = |mut options: Vec<(String, String)>, label: &str| {
+        options.insert(0, ("none".to_owned(), label.to_owned()));
+        options
+    };
     let reviews = ReviewStatus::ALL
         .iter()
         .map(|s| (s.code().to_owned(), t.review_status(s.code()).to_owned()))
@@ -441,12 +472,18 @@ async fn selects(
         Select::new(
             "alliance",
             t.alliance,
-            choices(names.options(&c.alliances, |i| i.0, lang), &f.alliance),
+            choices(
+                none_first(names.options(&c.alliances, |i| i.0, lang), s.no_alliance),
+                &f.alliance,
+            ),
         ),
         Select::new(
             "unit",
             t.unit,
-            choices(names.options(&c.units, |i| i.0, lang), &f.unit),
+            choices(
+                none_first(names.options(&c.units, |i| i.0, lang), s.no_unit),
+                &f.unit,
+            ),
         ),
         Select::new(
             "project",

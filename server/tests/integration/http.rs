@@ -4,13 +4,14 @@
 use crate::backends::{TestStore, conformance};
 use crate::phone::Phone;
 use crate::serving::{Answer, SECRET, TestServer, sample};
-use crate::world::{COORDINATOR_PASSWORD, Scene, Stored, World, scene, stored};
+use crate::world::{COORDINATOR_PASSWORD, Scene, Stored, World, scene, scene_with_limits, stored};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 use server::auth::{ACCESS_TOKEN_SECS, ENROLMENT_CODE_MS, Keys};
+use server::http::HttpLimits;
 use std::time::Duration;
 use sync_core::automerge::transaction::{CommitOptions, Transactable, Transaction};
 use sync_core::automerge::{ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value as AmValue};
@@ -845,6 +846,82 @@ async fn live_events_follow_the_listeners_scope(t: TestStore) {
     assert_eq!(sample(&metrics, "linli_live_listeners"), 2.0, "{metrics}");
 }
 
+/// A live stream re-checks its listener: a volunteer unassigned from a resident stops
+/// hearing of it, and a revoked phone's stream ends with `ended` and closes.
+async fn live_streams_follow_reassignment_and_revocation(t: TestStore) {
+    let limits = HttpLimits {
+        events_recheck: Duration::from_millis(100),
+        ..HttpLimits::default()
+    };
+    let Scene {
+        w,
+        mut coordinator,
+        resident,
+        v,
+    } = scene_with_limits(t, limits).await;
+    let second = w.resident(&mut coordinator, w.station_a, "赵阿姨").await;
+    w.assign(v.user, second).await;
+    let mut stream = w
+        .server
+        .http
+        .get(w.server.url("/api/v1/events"))
+        .bearer_auth(&v.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Each edit writes a new value, so that each makes a change.
+    let edit = |coordinator: &mut Phone, r: ResidentId, needs: &str| {
+        coordinator.edit(r, |f, e| {
+            f.update_profile(e, ProfileField::Needs, &FieldValue::Text(needs.into()))
+                .unwrap()
+        });
+    };
+    edit(&mut coordinator, resident, "助餐");
+    coordinator.sync().await.unwrap();
+    assert_eq!(events_until(&mut stream, resident).await, vec![resident.0]);
+
+    w.server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/volunteers/{}/residents/{}", v.user.0, resident.0),
+            Some(&w.coordinator_token),
+            None,
+        )
+        .await
+        .expect(204);
+    // Past a few re-checks, the stream has the new scope.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for r in [resident, second] {
+        edit(&mut coordinator, r, "助浴");
+        coordinator.sync().await.unwrap();
+    }
+    assert_eq!(events_until(&mut stream, second).await, vec![second.0]);
+
+    w.server
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{}/revoke", v.device),
+            Some(&w.coordinator_token),
+            None,
+        )
+        .await
+        .expect(204);
+    let mut rest = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Some(chunk) = tokio::time::timeout_at(deadline, stream.chunk())
+        .await
+        .expect("the stream of a revoked device did not end")
+        .unwrap()
+    {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        rest.contains("event: ended\ndata: device_revoked"),
+        "{rest:?}"
+    );
+}
+
 conformance!(
     offline_edits_converge_and_the_review_reaches_both_phones,
     a_change_under_another_devices_actor_is_refused,
@@ -858,4 +935,5 @@ conformance!(
     managing_others_is_refused_outside_ones_reach,
     password_logins_are_rate_limited,
     live_events_follow_the_listeners_scope,
+    live_streams_follow_reassignment_and_revocation,
 );

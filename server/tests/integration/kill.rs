@@ -1,6 +1,8 @@
-//! The real binary killed with SIGKILL in the middle of a stream of syncs, again and
-//! again: every visit a phone was given a receipt for is in the database after each
-//! kill, and once the server is back the phones converge with it.
+//! The real binary under hostile conditions. Killed with SIGKILL in the middle of a
+//! stream of syncs, again and again: every visit a phone was given a receipt for is in
+//! the database after each kill, and once the server is back the phones converge with
+//! it. Out of disk: the write is refused with 503, the server keeps serving, and the
+//! visit goes through once there is room again.
 
 use crate::backends::{TestStore, conformance};
 use crate::phone::Phone;
@@ -373,6 +375,141 @@ async fn receipted_visits_survive_sigkill(t: TestStore) {
     process.kill();
     let check = data.operate(&["check"]);
     assert!(!check.is_empty());
+}
+
+/// Sets the running server's soft file size limit (`prlimit`, from util-linux; the
+/// hard limit stays, so no privilege is needed to lift it again): a write past it
+/// fails with EFBIG, as on a full disk.
+fn limit_file_size(process: &Process, limit: &str) {
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(process.child.id().to_string())
+        .arg(format!("--fsize={limit}:"))
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success(), "prlimit --fsize={limit} failed");
+}
+
+/// SQLite only: the database file is the server's own, so the server's file size limit
+/// stands in for a full disk. (PostgreSQL's disk belongs to PostgreSQL; a write it
+/// refuses reaches the server as the same kind of database error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_the_visit_and_loses_nothing() {
+    let t = crate::backends::sqlite().await;
+    let data = Data {
+        dir: tempfile::tempdir().unwrap(),
+        url: t.url.clone(),
+    };
+    data.operate(&["create-district", "彭浦镇"]);
+    let station = StationId(data.operate_id(&[
+        "create-station",
+        "--district",
+        "彭浦镇",
+        "华沙六村党群服务站",
+    ]));
+    let staff_out = data.operate(&[
+        "create-user",
+        "staff",
+        "--role",
+        "coordinator",
+        "--district",
+        "彭浦镇",
+    ]);
+    let password = staff_out
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password (shown once): "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let volunteer = UserId(data.operate_id(&[
+        "create-user",
+        "wang",
+        "--role",
+        "volunteer",
+        "--district",
+        "彭浦镇",
+    ]));
+    let code = |login: &str| {
+        let out = data.operate(&["issue-enrolment-code", login]);
+        out.split(": ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .to_owned()
+    };
+    let (staff_code, volunteer_code) = (code("staff"), code("wang"));
+    let process = data.start().await;
+    let base = process.base.clone();
+    let answer = Answer::read(
+        Client::new()
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({ "login": "staff", "password": password }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = answer.expect(200).json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut staff = Phone::enrol(&base, &staff_code).await;
+    let resident = staff.register(station, "王阿婆");
+    staff.sync().await.unwrap();
+    put(&base, &token, volunteer, resident).await;
+    let mut phone = Phone::enrol(&base, &volunteer_code).await;
+    phone.sync().await.unwrap();
+    let first = phone.log_visit(resident, "磁盘满之前");
+    phone.sync().await.unwrap();
+
+    // No room for a single page more.
+    limit_file_size(&process, "4096");
+    let second = phone.log_visit(resident, "磁盘满的时候");
+    let refused = phone.sync().await.unwrap_err().refused();
+    refused.expect_error(503, "storage_unavailable");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was lost")
+    );
+    assert_eq!(
+        phone.replica.unreceipted_visits(resident.into()).unwrap(),
+        BTreeSet::from([second]),
+        "the phone keeps the refused visit to send again"
+    );
+    // The server is still up and still reads.
+    Answer::read(
+        Client::new()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        stored_visits(&data.url, &[resident]).await,
+        BTreeSet::from([first])
+    );
+
+    // Room again: the same phone's retry goes through.
+    limit_file_size(&process, "unlimited");
+    let report = phone.sync().await.unwrap();
+    assert!(report.rejections.is_empty(), "{report:?}");
+    assert!(
+        phone
+            .replica
+            .unreceipted_visits(resident.into())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        stored_visits(&data.url, &[resident]).await,
+        BTreeSet::from([first, second])
+    );
+    assert!(t.store.check().await.unwrap().problems.is_empty());
+    drop(process);
 }
 
 conformance!(receipted_visits_survive_sigkill);

@@ -4,7 +4,6 @@
 
 use crate::backends::{TestStore, conformance};
 use server::store::projections::*;
-use std::collections::BTreeSet;
 use sync_core::automerge::transaction::{CommitOptions, Transactable};
 use sync_core::automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc};
 use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
@@ -617,6 +616,7 @@ async fn wiped_projections_rebuild_to_the_same_rows(t: TestStore) {
             services: 12,
             hazards: 12,
             follow_ups: 3,
+            catalogs: 1,
             orphans_removed: 0,
             busy: vec![],
         }
@@ -658,32 +658,168 @@ async fn wiped_projections_rebuild_to_the_same_rows(t: TestStore) {
     assert_eq!(t.store.projection(residents[0]).await.unwrap(), None);
 }
 
-async fn a_catalog_projects_nothing(t: TestStore) {
+/// A catalog projects to its district's rows, rewritten whole with each change; the
+/// check notices rows that differ and the rebuild brings them back. A catalog
+/// projects no resident.
+async fn a_catalog_projects_its_entries(t: TestStore) {
+    use server::store::catalog_rows::CatalogRow;
+    use sync_core::doc::catalog::EntryInput;
     let mut c = Phone::coordinator();
+    let principal = c.auth.principal.clone();
     let editor = Editor {
-        principal: &c.auth.principal,
+        principal: &principal,
         now: NOW,
     };
-    let catalog = CatalogDoc::create(c.replica.actor().clone(), &editor, DISTRICT).unwrap();
+    let (alliance, unit, old_unit) = (uuid(0xA11), uuid(0x0417), uuid(0x0418));
+    let entry = |kind, id, name, name_en, parent, archived| EntryInput {
+        kind,
+        id,
+        name,
+        name_en,
+        parent,
+        archived,
+    };
+    let mut catalog = CatalogDoc::create(c.replica.actor().clone(), &editor, DISTRICT).unwrap();
+    catalog
+        .put_entries(
+            &editor,
+            &[
+                entry(
+                    CatalogKind::Alliance,
+                    alliance,
+                    "医疗卫生联盟",
+                    "Health alliance",
+                    None,
+                    false,
+                ),
+                entry(
+                    CatalogKind::Unit,
+                    unit,
+                    "区中心医院",
+                    "District hospital",
+                    Some(alliance),
+                    false,
+                ),
+                entry(
+                    CatalogKind::Unit,
+                    old_unit,
+                    "社区诊所",
+                    "Clinic",
+                    Some(alliance),
+                    false,
+                ),
+            ],
+        )
+        .unwrap();
     c.replica.save_catalog(&catalog).unwrap();
     c.sync(&t).await;
+    let row = |kind, id, name: &str, name_en: &str, parent, archived| CatalogRow {
+        kind,
+        id,
+        name: name.into(),
+        name_en: name_en.into(),
+        parent,
+        archived,
+    };
+    let mut expected = vec![
+        row(
+            CatalogKind::Alliance,
+            alliance,
+            "医疗卫生联盟",
+            "Health alliance",
+            None,
+            false,
+        ),
+        row(
+            CatalogKind::Unit,
+            unit,
+            "区中心医院",
+            "District hospital",
+            Some(alliance),
+            false,
+        ),
+        row(
+            CatalogKind::Unit,
+            old_unit,
+            "社区诊所",
+            "Clinic",
+            Some(alliance),
+            false,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(t.store.catalog_rows(DISTRICT).await.unwrap(), expected);
+
+    // A rename and a retirement reach the rows.
+    let mut catalog = c.replica.catalog(DISTRICT.into()).unwrap().unwrap();
+    catalog
+        .put_entries(
+            &editor,
+            &[
+                entry(
+                    CatalogKind::Unit,
+                    unit,
+                    "区人民医院",
+                    "District People's Hospital",
+                    Some(alliance),
+                    false,
+                ),
+                entry(
+                    CatalogKind::Unit,
+                    old_unit,
+                    "社区诊所",
+                    "Clinic",
+                    Some(alliance),
+                    true,
+                ),
+            ],
+        )
+        .unwrap();
+    c.replica.save_catalog(&catalog).unwrap();
+    c.sync(&t).await;
+    for r in &mut expected {
+        if r.id == unit {
+            r.name = "区人民医院".into();
+            r.name_en = "District People's Hospital".into();
+        }
+        if r.id == old_unit {
+            r.archived = true;
+        }
+    }
+    expected.sort();
+    assert_eq!(t.store.catalog_rows(DISTRICT).await.unwrap(), expected);
     assert_eq!(
-        t.store
-            .docs_in_scope(&Scope::District(DISTRICT))
-            .await
-            .unwrap(),
-        BTreeSet::from([DISTRICT.into()])
+        t.store.catalog_rows(DistrictId(uuid(0xD9))).await.unwrap(),
+        vec![]
     );
     assert_eq!(
         t.store.projection(ResidentId(DISTRICT.0)).await.unwrap(),
         None
     );
-    let check = t.store.check_projections().await.unwrap();
-    assert_eq!(check, CheckReport::default());
     assert_eq!(
-        t.store.rebuild_projections().await.unwrap(),
-        RebuildReport::default()
+        t.store.check_projections().await.unwrap(),
+        CheckReport::default()
     );
+
+    // Damaged rows: the check says which catalog, the rebuild restores them.
+    execute(&t, "DELETE FROM catalog_rows WHERE kind = 'units'").await;
+    let check = t.store.check_projections().await.unwrap();
+    assert_eq!(check.mismatches.len(), 1, "{check:?}");
+    assert_eq!(check.mismatches[0].doc, DISTRICT.into());
+    let rebuilt = t.store.rebuild_projections().await.unwrap();
+    assert_eq!(rebuilt.catalogs, 1, "{rebuilt:?}");
+    assert_eq!(t.store.catalog_rows(DISTRICT).await.unwrap(), expected);
+    assert_eq!(
+        t.store.check_projections().await.unwrap(),
+        CheckReport::default()
+    );
+
+    // A database from before the table: a store opened on it projects the catalog.
+    execute(&t, "DELETE FROM catalog_rows").await;
+    let reopened = server::store::SqlStore::connect(&t.url, server::store::StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reopened.catalog_rows(DISTRICT).await.unwrap(), expected);
 }
 
 async fn a_schema_1_document_projects_before_and_after_its_migration(t: TestStore) {
@@ -732,6 +868,6 @@ conformance!(
     a_refused_batch_writes_no_projection_rows,
     an_append_whose_projection_fails_stores_nothing,
     wiped_projections_rebuild_to_the_same_rows,
-    a_catalog_projects_nothing,
+    a_catalog_projects_its_entries,
     a_schema_1_document_projects_before_and_after_its_migration,
 );

@@ -152,6 +152,18 @@ enum Checked {
     MissingDeps,
 }
 
+/// New changes that passed every check, ready to store.
+enum Vetted {
+    /// The server lacks the changes' dependencies.
+    MissingDeps,
+    /// Nothing new.
+    Nothing,
+    Ready {
+        new: Vec<Change>,
+        place: DocPlace,
+    },
+}
+
 impl<S: ServerStore> Step<'_, S> {
     fn editor(&self) -> Editor<'_> {
         Editor {
@@ -263,6 +275,59 @@ impl<S: ServerStore> Step<'_, S> {
         Ok(())
     }
 
+    /// What the new changes in `doc` since `before` are, checked against the rules, or
+    /// why they are refused. Reading a document that a device's crafted (well-formed,
+    /// correctly hashed) change has made inconsistent can panic inside Automerge, so
+    /// all of it runs guarded: a panic here refuses the upload as malformed, and the
+    /// document it read is dropped by the caller.
+    fn vet(
+        &self,
+        id: DocId,
+        doc: &Automerge,
+        before: &[ChangeHash],
+        missing_deps_fall_back: bool,
+    ) -> Result<Vetted, (String, String)> {
+        let vet = || {
+            if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
+                return Ok(Vetted::MissingDeps);
+            }
+            let new = doc.get_changes(before);
+            if new.is_empty() {
+                return Ok(Vetted::Nothing);
+            }
+            if let Err(reason) = self.check_authorship(&new) {
+                return Err((codes::FOREIGN_ACTOR.to_owned(), reason));
+            }
+            match header(doc) {
+                Ok(Some(h)) if DocId(h.id) == id => {}
+                Ok(Some(h)) => {
+                    return Err((
+                        codes::WRONG_DOCUMENT.to_owned(),
+                        format!("document {id} declares the id {}", h.id),
+                    ));
+                }
+                _ => {}
+            }
+            if let Err(v) = rules::check(&self.editor(), doc, before, &new) {
+                return Err((v.code().to_owned(), v.to_string()));
+            }
+            let Some(place) = place_of(doc) else {
+                let v = Violation::Invalid {
+                    field: "document".into(),
+                    reason: "has no district".into(),
+                };
+                return Err((v.code().to_owned(), v.to_string()));
+            };
+            Ok(Vetted::Ready { new, place })
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(vet)).unwrap_or_else(|_| {
+            Err((
+                codes::MALFORMED.to_owned(),
+                "the changes leave the document inconsistent: Automerge refused them".to_owned(),
+            ))
+        })
+    }
+
     /// Runs the rules on the new changes in `doc` since `before` and stores them.
     async fn check_and_store(
         &mut self,
@@ -271,35 +336,11 @@ impl<S: ServerStore> Step<'_, S> {
         before: &[ChangeHash],
         missing_deps_fall_back: bool,
     ) -> Result<Result<Checked, (String, String)>, S::Error> {
-        if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
-            return Ok(Ok(Checked::MissingDeps));
-        }
-        let new = doc.get_changes(before);
-        if new.is_empty() {
-            return Ok(Ok(Checked::Stored));
-        }
-        if let Err(reason) = self.check_authorship(&new) {
-            return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
-        }
-        match header(doc) {
-            Ok(Some(h)) if DocId(h.id) == id => {}
-            Ok(Some(h)) => {
-                return Ok(Err((
-                    codes::WRONG_DOCUMENT.to_owned(),
-                    format!("document {id} declares the id {}", h.id),
-                )));
-            }
-            _ => {}
-        }
-        if let Err(v) = rules::check(&self.editor(), doc, before, &new) {
-            return Ok(Err((v.code().to_owned(), v.to_string())));
-        }
-        let Some(place) = place_of(doc) else {
-            let v = Violation::Invalid {
-                field: "document".into(),
-                reason: "has no district".into(),
-            };
-            return Ok(Err((v.code().to_owned(), v.to_string())));
+        let (new, place) = match self.vet(id, doc, before, missing_deps_fall_back) {
+            Ok(Vetted::MissingDeps) => return Ok(Ok(Checked::MissingDeps)),
+            Ok(Vetted::Nothing) => return Ok(Ok(Checked::Stored)),
+            Ok(Vetted::Ready { new, place }) => (new, place),
+            Err(refused) => return Ok(Err(refused)),
         };
         let outcome = self
             .store

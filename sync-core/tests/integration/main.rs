@@ -7,6 +7,7 @@ mod support;
 
 mod casefile;
 mod convergence;
+mod crafted;
 mod envelope;
 mod exchange;
 mod rules;

@@ -1,0 +1,622 @@
+//! The statistics page: what the organisers count (beneficiary-visits, services,
+//! residents served, volunteer participations and hours, hazards) for a period, under
+//! the visit log's filters and the user's scope, broken down by alliance, unit,
+//! project, station or month.
+//!
+//! The figures are counted in SQL over exactly the rows the visit log selects
+//! ([`push_filters`]: scope first, then the filters), and each row of figures links to
+//! the log with the same filters plus the row's key, so a figure and the visits behind
+//! it can never disagree. Definitions:
+//!
+//! - visits (人次): live visit records (not tombstoned);
+//! - services: the service entries of those visits (a visit with three services
+//!   counts three, whatever the service filter);
+//! - residents: distinct residents among those visits;
+//! - participations: distinct (volunteer, Shanghai calendar day) pairs: a volunteer
+//!   visiting three residents on one day participated once that day;
+//! - volunteers: distinct volunteers; hours: the visits' whole minutes added up;
+//! - hazards found, and of those fixed on the spot.
+
+use super::i18n::Lang;
+use super::scope::{Bind, Sql, fetch};
+use super::session::WebUser;
+use super::templates::{Choice, Select, StatsPage};
+use super::text::{Names, SHANGHAI, day_start};
+use super::visits::{ALLIANCE_OF_VISIT, Filters, link, push_filters, selects, uuid_of};
+use super::{WebError, render};
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::identity::User;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use sync_core::model::Role;
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, Time};
+use uuid::Uuid;
+
+/// Monthly figures cover at most this many months (one `CASE` arm each).
+const MAX_MONTHS: usize = 240;
+
+/// What the figures are broken down by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Dimension {
+    #[default]
+    Alliance,
+    Unit,
+    Project,
+    Station,
+    Month,
+}
+
+impl Dimension {
+    const ALL: [Dimension; 5] = [
+        Dimension::Alliance,
+        Dimension::Unit,
+        Dimension::Project,
+        Dimension::Station,
+        Dimension::Month,
+    ];
+
+    fn code(self) -> &'static str {
+        match self {
+            Dimension::Alliance => "alliance",
+            Dimension::Unit => "unit",
+            Dimension::Project => "project",
+            Dimension::Station => "station",
+            Dimension::Month => "month",
+        }
+    }
+
+    fn from_code(code: &str) -> Result<Dimension> {
+        match code.trim() {
+            "" => Ok(Dimension::default()),
+            code => Dimension::ALL
+                .into_iter()
+                .find(|d| d.code() == code)
+                .ok_or_else(|| {
+                    Error::bad_request("bad_filter", format!("by: unknown grouping {code:?}"))
+                }),
+        }
+    }
+}
+
+/// The page's own parameters besides the visit log's filters. `from` and `to` absent
+/// (not empty) mean the current month.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct StatsQuery {
+    #[serde(default)]
+    by: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The figures of one group (or of all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    pub visits: i64,
+    pub services: i64,
+    pub residents: i64,
+    pub participations: i64,
+    pub volunteers: i64,
+    pub minutes: i64,
+    pub hazards_found: i64,
+    pub hazards_fixed: i64,
+}
+
+impl Figures {
+    /// Hours to a tenth, rounded half up: `12.5`.
+    pub fn hours(&self) -> String {
+        let tenths = (self.minutes * 10 + 30) / 60;
+        format!("{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// One calendar month (Shanghai) of the period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MonthSpan {
+    /// `2026-03`.
+    key: String,
+    start_ms: i64,
+    end_ms: i64,
+    /// The month's days within the period, for the drill-down link.
+    from: Date,
+    to: Date,
+}
+
+fn ymd(d: Date) -> String {
+    d.format(format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
+}
+
+fn parse_day(text: &str) -> Result<Date> {
+    Date::parse(text.trim(), format_description!("[year]-[month]-[day]"))
+        .map_err(|_| Error::bad_request("bad_date", format!("{text:?} is not a date")))
+}
+
+fn ms_of(d: Date) -> i64 {
+    let t = d.with_time(Time::MIDNIGHT).assume_offset(SHANGHAI);
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn date_of(ms: i64) -> Date {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| t.to_offset(SHANGHAI).date())
+        .unwrap_or(Date::MIN)
+}
+
+fn first_of_month(d: Date) -> Date {
+    d.replace_day(1).unwrap_or(d)
+}
+
+fn next_month(d: Date) -> Option<Date> {
+    let (year, month) = match d.month() {
+        Month::December => (d.year() + 1, Month::January),
+        m => (d.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1).ok()
+}
+
+/// The months from `first`'s through `last`'s, each clipped to [first, last].
+fn months(first: Date, last: Date) -> Result<Vec<MonthSpan>> {
+    let mut out = Vec::new();
+    let mut start = first_of_month(first);
+    while start <= last {
+        if out.len() >= MAX_MONTHS {
+            return Err(Error::bad_request(
+                "too_many_months",
+                "monthly figures cover at most 240 months",
+            ));
+        }
+        let Some(next) = next_month(start) else { break };
+        let end = next.previous_day().unwrap_or(start);
+        out.push(MonthSpan {
+            key: start
+                .format(format_description!("[year]-[month]"))
+                .unwrap_or_default(),
+            start_ms: ms_of(start),
+            end_ms: ms_of(next),
+            from: start.max(first),
+            to: end.min(last),
+        });
+        start = next;
+    }
+    Ok(out)
+}
+
+/// The current month in Shanghai, as (first day, last day).
+fn this_month() -> (Date, Date) {
+    let today = OffsetDateTime::now_utc().to_offset(SHANGHAI).date();
+    let first = first_of_month(today);
+    let last = next_month(first)
+        .and_then(|n| n.previous_day())
+        .unwrap_or(today);
+    (first, last)
+}
+
+/// Appends the group key of a visit `v` as a nullable byte string: an id, or the
+/// month's `YYYY-MM`; an empty byte string for "all" (the totals).
+fn push_key(q: &mut Sql, by: Option<Dimension>, months: &[MonthSpan]) {
+    match by {
+        None => {
+            q.bind(Bind::Bytes(Vec::new()));
+        }
+        Some(Dimension::Station) => {
+            q.push("v.station");
+        }
+        Some(Dimension::Unit) => {
+            q.push("v.unit");
+        }
+        Some(Dimension::Project) => {
+            q.push("v.project");
+        }
+        Some(Dimension::Alliance) => {
+            q.push(ALLIANCE_OF_VISIT);
+        }
+        Some(Dimension::Month) => {
+            q.push("CASE");
+            for m in months {
+                q.push(" WHEN v.started_at >= ")
+                    .bind(Bind::Int(m.start_ms))
+                    .push(" AND v.started_at < ")
+                    .bind(Bind::Int(m.end_ms))
+                    .push(" THEN ")
+                    .bind(Bind::Bytes(m.key.as_bytes().to_vec()));
+            }
+            q.push(" ELSE NULL END");
+        }
+    }
+}
+
+type FigureRow = (Option<Vec<u8>>, i64, i64, i64, i64, i64, i64, i64);
+
+/// The figures per group key (`by` `None`: one group, the totals), counted in SQL over
+/// the rows the visit log would list.
+async fn figures(
+    state: &AppState,
+    user: &User,
+    filters: &Filters,
+    by: Option<Dimension>,
+    months: &[MonthSpan],
+) -> Result<HashMap<Option<Vec<u8>>, Figures>> {
+    let mut q = Sql::new(
+        "SELECT x.k, COUNT(*), CAST(COALESCE(SUM(x.services), 0) AS BIGINT), \
+         COUNT(DISTINCT x.resident), COUNT(DISTINCT x.volunteer), \
+         CAST(COALESCE(SUM(x.minutes), 0) AS BIGINT), CAST(COALESCE(SUM(x.found), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(x.fixed), 0) AS BIGINT) FROM (SELECT ",
+    );
+    push_key(&mut q, by, months);
+    q.push(
+        " AS k, v.resident AS resident, v.volunteer AS volunteer, \
+         v.duration_minutes AS minutes, v.hazards_found AS found, v.hazards_fixed AS fixed, \
+         (SELECT COUNT(*) FROM visit_services vs WHERE vs.resident = v.resident \
+         AND vs.visit = v.id) AS services FROM visit_rows v WHERE ",
+    );
+    push_filters(&mut q, user, filters)?;
+    q.push(") x GROUP BY x.k");
+    let rows: Vec<FigureRow> = fetch!(&state.store, q, FigureRow, fetch_all)?;
+
+    // Participations: distinct (volunteer, Shanghai day) per group.
+    let mut q = Sql::new("SELECT y.k, COUNT(*) FROM (SELECT DISTINCT ");
+    push_key(&mut q, by, months);
+    q.push(
+        " AS k, v.volunteer AS volunteer, (v.started_at + 28800000) / 86400000 AS day \
+         FROM visit_rows v WHERE ",
+    );
+    push_filters(&mut q, user, filters)?;
+    q.push(") y GROUP BY y.k");
+    let participations: Vec<(Option<Vec<u8>>, i64)> =
+        fetch!(&state.store, q, (Option<Vec<u8>>, i64), fetch_all)?;
+    let participations: HashMap<_, _> = participations.into_iter().collect();
+
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let p = participations.get(&r.0).copied().unwrap_or(0);
+            (
+                r.0,
+                Figures {
+                    visits: r.1,
+                    services: r.2,
+                    residents: r.3,
+                    volunteers: r.4,
+                    minutes: r.5,
+                    hazards_found: r.6,
+                    hazards_fixed: r.7,
+                    participations: p,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The names of the catalog entries the user may see, by id, in both languages.
+pub(crate) async fn catalog_names(
+    state: &AppState,
+    user: &User,
+) -> Result<HashMap<Uuid, (String, String)>> {
+    let mut q = Sql::new("SELECT id, name, name_en FROM catalog_rows WHERE ");
+    match (user.role, user.district) {
+        (Role::Admin, _) => {
+            q.push("1 = 1");
+        }
+        (_, Some(d)) => {
+            q.push("district = ")
+                .bind(Bind::Bytes(d.0.as_bytes().to_vec()));
+        }
+        (_, None) => {
+            q.push("1 = 0");
+        }
+    }
+    let rows: Vec<(Vec<u8>, String, String)> =
+        fetch!(&state.store, q, (Vec<u8>, String, String), fetch_all)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, zh, en)| (uuid_of(&id), (zh, en)))
+        .collect())
+}
+
+/// `zh` or `en` by the language, the other when empty.
+pub(crate) fn pick(names: &(String, String), lang: Lang) -> String {
+    let (first, second) = match lang {
+        Lang::Zh => (&names.0, &names.1),
+        Lang::En => (&names.1, &names.0),
+    };
+    if first.is_empty() {
+        second.clone()
+    } else {
+        first.clone()
+    }
+}
+
+/// A row of the figures table.
+#[derive(Debug)]
+pub(crate) struct GroupLine {
+    pub label: String,
+    pub href: String,
+    pub f: Figures,
+    pub hours: String,
+}
+
+/// A bar of the chart: SVG coordinates worked out here, so the template only places
+/// them.
+#[derive(Debug)]
+pub(crate) struct Bar {
+    pub label: String,
+    pub href: String,
+    pub value: i64,
+    pub y: i64,
+    pub text_y: i64,
+    pub width: i64,
+    pub value_x: i64,
+}
+
+/// The chart: horizontal bars of beneficiary-visits, one per group.
+#[derive(Debug)]
+pub(crate) struct Chart {
+    pub height: i64,
+    pub bars: Vec<Bar>,
+}
+
+const BAR_X: i64 = 220;
+const BAR_MAX: i64 = 440;
+const BAR_STEP: i64 = 26;
+
+fn chart(lines: &[GroupLine]) -> Chart {
+    let max = lines.iter().map(|l| l.f.visits).max().unwrap_or(0).max(1);
+    let mut bars = Vec::new();
+    for (i, l) in (0_i64..).zip(lines) {
+        let width = (l.f.visits * BAR_MAX / max).max(if l.f.visits > 0 { 1 } else { 0 });
+        let mut label: String = l.label.chars().take(16).collect();
+        if l.label.chars().count() > 16 {
+            label.push('…');
+        }
+        bars.push(Bar {
+            label,
+            href: l.href.clone(),
+            value: l.f.visits,
+            y: 4 + i * BAR_STEP,
+            text_y: 4 + i * BAR_STEP + 15,
+            width,
+            value_x: BAR_X + width + 6,
+        });
+    }
+    Chart {
+        height: 8 + BAR_STEP * i64::try_from(lines.len()).unwrap_or(0),
+        bars,
+    }
+}
+
+/// `GET /web/stats`.
+pub(crate) async fn page(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    uri: Uri,
+    Query(filters): Query<Filters>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Response, WebError> {
+    build(&state, lang, &user, &uri, filters, &query)
+        .await
+        .map_err(|e| WebError::new(lang, e))
+}
+
+async fn build(
+    state: &AppState,
+    lang: Lang,
+    user: &WebUser,
+    uri: &Uri,
+    mut filters: Filters,
+    query: &StatsQuery,
+) -> Result<Response> {
+    let s = lang.stats();
+    let by = Dimension::from_code(&query.by)?;
+    // The period: the current month unless the form says otherwise.
+    let (month_first, month_last) = this_month();
+    filters.from = query.from.clone().unwrap_or_else(|| ymd(month_first));
+    filters.to = query.to.clone().unwrap_or_else(|| ymd(month_last));
+    filters.after = String::new();
+    let (from, to) = (filters.from.trim(), filters.to.trim());
+    // Refuse bad dates before anything else (push_filters would too).
+    if !from.is_empty() {
+        day_start(from)?;
+    }
+    if !to.is_empty() {
+        day_start(to)?;
+    }
+
+    let months = if by == Dimension::Month {
+        // An open end is the first or last visit selected.
+        let mut q =
+            Sql::new("SELECT MIN(v.started_at), MAX(v.started_at) FROM visit_rows v WHERE ");
+        push_filters(&mut q, &user.user, &filters)?;
+        let (min, max): (Option<i64>, Option<i64>) =
+            fetch!(&state.store, q, (Option<i64>, Option<i64>), fetch_one)?;
+        let first = if from.is_empty() {
+            min.map(date_of)
+        } else {
+            Some(parse_day(from)?)
+        };
+        let last = if to.is_empty() {
+            max.map(date_of)
+        } else {
+            Some(parse_day(to)?)
+        };
+        match (first, last) {
+            (Some(first), Some(last)) => months(first, last)
+                .map_err(|_| Error::bad_request("too_many_months", s.too_many_months.to_owned()))?,
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+
+    let groups = figures(state, &user.user, &filters, Some(by), &months).await?;
+    let totals = figures(state, &user.user, &filters, None, &months)
+        .await?
+        .into_values()
+        .next()
+        .unwrap_or_default();
+
+    // Names of the groups.
+    let catalog = catalog_names(state, &user.user).await?;
+    let mut q = Sql::new("SELECT s.id, s.name FROM stations s WHERE ");
+    q.scope(&user.user, "s.district", "s.id")?;
+    let stations: HashMap<Uuid, String> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?
+        .into_iter()
+        .map(|(id, name)| (uuid_of(&id), name))
+        .collect();
+
+    // (month's place, a "none" group, the line)
+    let mut lines: Vec<(Option<i64>, bool, GroupLine)> = Vec::new();
+    for (key, f) in groups {
+        let mut target = filters.clone();
+        let (order, label) = match (&key, by) {
+            (None, Dimension::Alliance) => {
+                target.alliance = "none".into();
+                (Some(i64::MAX), s.no_alliance.to_owned())
+            }
+            (None, Dimension::Unit) => {
+                target.unit = "none".into();
+                (Some(i64::MAX), s.no_unit.to_owned())
+            }
+            (None, _) => continue, // not reached: the filters bound every other key
+            (Some(bytes), Dimension::Month) => {
+                let key = String::from_utf8_lossy(bytes).into_owned();
+                let Some(m) = months.iter().position(|m| m.key == key) else {
+                    continue;
+                };
+                target.from = ymd(months[m].from);
+                target.to = ymd(months[m].to);
+                (i64::try_from(m).ok(), key)
+            }
+            (Some(bytes), dim) => {
+                let id = uuid_of(bytes);
+                let label = match dim {
+                    Dimension::Station => stations
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| super::text::short(&id)),
+                    _ => catalog
+                        .get(&id)
+                        .map(|n| pick(n, lang))
+                        .unwrap_or_else(|| super::text::short(&id)),
+                };
+                let id = id.to_string();
+                match dim {
+                    Dimension::Alliance => target.alliance = id,
+                    Dimension::Unit => target.unit = id,
+                    Dimension::Project => target.project = id,
+                    Dimension::Station => target.station = id,
+                    Dimension::Month => {}
+                }
+                (None, label)
+            }
+        };
+        lines.push((
+            order.filter(|&o| o != i64::MAX),
+            order == Some(i64::MAX),
+            GroupLine {
+                label,
+                href: link(&target),
+                hours: f.hours(),
+                f,
+            },
+        ));
+    }
+    // Months in order; other groups by visits, most first, then by name; "none" last.
+    lines.sort_by(|(oa, na, a), (ob, nb, b)| {
+        (oa.cmp(ob).then(na.cmp(nb)))
+            .then(b.f.visits.cmp(&a.f.visits))
+            .then(a.label.cmp(&b.label))
+    });
+    let lines: Vec<GroupLine> = lines.into_iter().map(|(_, _, l)| l).collect();
+
+    let names = Names::of(&state.store, user.user.district).await?;
+    let menus = selects(state, user, &filters, &names, lang).await?;
+    // The period is the page's own inputs; "by" is a menu without "any".
+    let by_choices: Vec<Choice> = Dimension::ALL
+        .into_iter()
+        .map(|d| Choice {
+            value: d.code().to_owned(),
+            label: match d {
+                Dimension::Alliance => s.by_alliance,
+                Dimension::Unit => s.by_unit,
+                Dimension::Project => s.by_project,
+                Dimension::Station => s.by_station,
+                Dimension::Month => s.by_month,
+            }
+            .to_owned(),
+            selected: d == by,
+        })
+        .collect();
+    let here = uri
+        .path_and_query()
+        .map_or("/web/stats", |p| p.as_str())
+        .to_owned();
+    let page = StatsPage {
+        c: user.chrome(lang, &here),
+        s,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        by: Select::new("by", s.by, by_choices),
+        selects: menus,
+        chart: chart(&lines),
+        total_href: link(&filters),
+        total_hours: totals.hours(),
+        totals,
+        lines,
+    };
+    render(&page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_clipped_to_the_period() {
+        let d = |t: &str| parse_day(t).unwrap();
+        let m = months(d("2026-01-15"), d("2026-03-02")).unwrap();
+        assert_eq!(
+            m.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+            ["2026-01", "2026-02", "2026-03"]
+        );
+        assert_eq!(
+            (ymd(m[0].from), ymd(m[0].to)),
+            ("2026-01-15".into(), "2026-01-31".into())
+        );
+        assert_eq!(
+            (ymd(m[1].from), ymd(m[1].to)),
+            ("2026-02-01".into(), "2026-02-28".into())
+        );
+        assert_eq!(
+            (ymd(m[2].from), ymd(m[2].to)),
+            ("2026-03-01".into(), "2026-03-02".into())
+        );
+        assert_eq!(m[1].start_ms, day_start("2026-02-01").unwrap());
+        assert_eq!(m[1].end_ms, day_start("2026-03-01").unwrap());
+        let m = months(d("2025-12-31"), d("2026-01-01")).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(months(d("1970-01-01"), d("2026-01-01")).is_err());
+    }
+
+    #[test]
+    fn hours_round_to_tenths() {
+        let h = |minutes| {
+            Figures {
+                minutes,
+                ..Figures::default()
+            }
+            .hours()
+        };
+        assert_eq!(h(0), "0.0");
+        assert_eq!(h(90), "1.5");
+        assert_eq!(h(100), "1.7");
+        assert_eq!(h(59), "1.0");
+        assert_eq!(h(2), "0.0");
+    }
+}
