@@ -16,4 +16,5 @@ mod serving;
 mod store;
 mod sync;
 mod web;
+mod web_stats;
 mod world;
