@@ -44,6 +44,9 @@ type ExportRow = (
     Vec<u8>,         // volunteer
 );
 
+/// A hazard of a visit: resident, visit, type, severity, fixed on the spot.
+type HazardRow = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
+
 /// The table: headers, then one row of cells per visit.
 #[derive(Debug)]
 pub(crate) struct Table {
@@ -120,12 +123,7 @@ pub(crate) async fn table(
     );
     push_filters(&mut q, user, &filters)?;
     q.push(") ORDER BY vh.resident, vh.visit, vh.position");
-    let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, String, bool)> = fetch!(
-        &state.store,
-        q,
-        (Vec<u8>, Vec<u8>, Vec<u8>, String, bool),
-        fetch_all
-    )?;
+    let found: Vec<HazardRow> = fetch!(&state.store, q, HazardRow, fetch_all)?;
     let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
     for (r, v, hazard, severity, fixed) in found {
         hazards.entry((r, v)).or_default().push(format!(
