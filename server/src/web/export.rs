@@ -101,12 +101,13 @@ pub(crate) async fn table(
     let separator = if lang == Lang::Zh { "、" } else { ", " };
 
     // Services and hazards of the same visits, selected by the same conditions.
+    // Joined from the selected visits, so the filters' indexes drive the query.
     let mut q = Sql::new(
-        "SELECT vs.resident, vs.visit, vs.service_type FROM visit_services vs WHERE EXISTS \
-         (SELECT 1 FROM visit_rows v WHERE v.resident = vs.resident AND v.id = vs.visit AND ",
+        "SELECT xs.resident, xs.visit, xs.service_type FROM visit_rows v \
+         JOIN visit_services xs ON xs.resident = v.resident AND xs.visit = v.id WHERE ",
     );
     push_filters(&mut q, user, &filters)?;
-    q.push(") ORDER BY vs.resident, vs.visit, vs.position");
+    q.push(" ORDER BY xs.resident, xs.visit, xs.position");
     let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
         fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
     let mut services: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
@@ -117,12 +118,12 @@ pub(crate) async fn table(
             .push(name(&uuid_of(&service)));
     }
     let mut q = Sql::new(
-        "SELECT vh.resident, vh.visit, vh.hazard_type, vh.severity, vh.fixed_on_spot \
-         FROM visit_hazards vh WHERE EXISTS (SELECT 1 FROM visit_rows v \
-         WHERE v.resident = vh.resident AND v.id = vh.visit AND ",
+        "SELECT xh.resident, xh.visit, xh.hazard_type, xh.severity, xh.fixed_on_spot \
+         FROM visit_rows v JOIN visit_hazards xh ON xh.resident = v.resident AND xh.visit = v.id \
+         WHERE ",
     );
     push_filters(&mut q, user, &filters)?;
-    q.push(") ORDER BY vh.resident, vh.visit, vh.position");
+    q.push(" ORDER BY xh.resident, xh.visit, xh.position");
     let found: Vec<HazardRow> = fetch!(&state.store, q, HazardRow, fetch_all)?;
     let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
     for (r, v, hazard, severity, fixed) in found {
