@@ -712,6 +712,23 @@ async fn statistics_count_what_the_log_lists(t: TestStore) {
         .collect();
     assert_eq!(figures(&html).1.0, expect(&this_month));
 
+    // An admin (no district) counts the same, names and drill-down included.
+    let answer =
+        d.w.server
+            .post(
+                "/api/v1/users",
+                Some(&d.w.admin_token),
+                &serde_json::json!({ "login": "admin2", "display_name": "admin2",
+                "role": "admin", "password": STAFF_PASSWORD }),
+            )
+            .await;
+    answer.expect(201);
+    let mut admin = Browser::new(&d.w);
+    admin.sign_in("admin2", STAFF_PASSWORD).await;
+    for by in ["alliance", "unit"] {
+        check_page(&mut admin, &d, &format!("{PERIOD}&by={by}"), by, &period).await;
+    }
+
     // English labels; bad parameters are refused.
     b.get("/web/lang/en?back=/web/stats").await;
     let html = b.page(&format!("/web/stats?{PERIOD}&by=alliance")).await;
