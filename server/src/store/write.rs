@@ -292,34 +292,67 @@ async fn write_group(
     group: Vec<(Job, Reply)>,
     done: &mut Vec<(Result<AppendOutcome>, Job, Reply)>,
 ) -> Result<()> {
+    // The transaction is run by hand on a pooled connection rather than through
+    // sqlx's `Transaction`: after a full disk or an I/O error SQLite rolls the whole
+    // transaction back itself, sqlx's own ROLLBACK then fails, and the connection would
+    // go back to the pool believing it is still inside a transaction, refusing every
+    // later BEGIN. Here a failed group closes its connection instead.
+    let opened = match pool.acquire().await {
+        Ok(mut conn) => match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            Ok(_) => Ok(conn),
+            Err(e) => Err(StoreError::from(e)),
+        },
+        Err(e) => Err(StoreError::from(e)),
+    };
     // A failure before the transaction opens fails every job.
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
+    let mut conn = match opened {
+        Ok(conn) => conn,
         Err(e) => {
-            let e = StoreError::from(e);
             for (job, reply) in group {
                 done.push((Err(StoreError::GroupCommit(e.to_string())), job, reply));
             }
             return Err(e);
         }
     };
+    let written = write_jobs(&mut conn, group, done).await;
+    let committed = match written {
+        Ok(()) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
+    if committed.is_err() {
+        // Closing ends whatever SQLite left open; the pool opens a fresh connection.
+        let _ = conn.close().await;
+    }
+    committed
+}
+
+/// Writes each job of a group under its own savepoint, in the open transaction.
+async fn write_jobs(
+    conn: &mut SqliteConnection,
+    group: Vec<(Job, Reply)>,
+    done: &mut Vec<(Result<AppendOutcome>, Job, Reply)>,
+) -> Result<()> {
     let mut jobs = group.into_iter();
     while let Some((mut job, reply)) = jobs.next() {
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
+        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             done.push((Err(e.into()), job, reply));
             done.extend(
                 jobs.map(|(j, r)| (Err(StoreError::GroupCommit("not attempted".into())), j, r)),
             );
             return Err(StoreError::GroupCommit("could not open a savepoint".into()));
         }
-        let outcome = unique_violation_is_moved(write_sqlite(&mut tx, &mut job).await);
+        let outcome = unique_violation_is_moved(write_sqlite(conn, &mut job).await);
         let close = if outcome.is_ok() {
-            sqlx::query("RELEASE job").execute(&mut *tx).await
+            sqlx::query("RELEASE job").execute(&mut *conn).await
         } else {
             // Undo this job alone. If SQLite already rolled the whole transaction back
             // (a full disk, an I/O error), there is no savepoint left and the group fails.
-            match sqlx::query("ROLLBACK TO job").execute(&mut *tx).await {
-                Ok(_) => sqlx::query("RELEASE job").execute(&mut *tx).await,
+            match sqlx::query("ROLLBACK TO job").execute(&mut *conn).await {
+                Ok(_) => sqlx::query("RELEASE job").execute(&mut *conn).await,
                 Err(e) => Err(e),
             }
         };
@@ -331,6 +364,5 @@ async fn write_group(
             return Err(e.into());
         }
     }
-    tx.commit().await?;
     Ok(())
 }

@@ -495,7 +495,12 @@ async fn a_full_disk_refuses_the_visit_and_loses_nothing() {
 
     // Room again: the same phone's retry goes through.
     limit_file_size(&process, "unlimited");
-    let report = phone.sync().await.unwrap();
+    let report = phone.sync().await.unwrap_or_else(|e| {
+        panic!(
+            "the retry failed: {e:?}; the server's log:\n{}",
+            std::fs::read_to_string(data.log()).unwrap_or_default()
+        )
+    });
     assert!(report.rejections.is_empty(), "{report:?}");
     assert!(
         phone
