@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
 use sync_core::model::{self, Principal, Role, Scope, VisitDue};
@@ -64,6 +65,28 @@ impl Credentials {
             display_name: self.display_name.clone(),
             role: self.role()?.into(),
             district_id: self.district.to_string(),
+        })
+    }
+
+    /// Who the phone acts as when it writes the district's catalog.
+    fn catalog_principal(&self) -> Result<Principal> {
+        let role = self.role()?;
+        let district = DistrictId(self.district);
+        let scope = match role {
+            Role::Volunteer => Scope::Residents {
+                district,
+                residents: BTreeSet::new(),
+            },
+            Role::StationStaff => Scope::Stations {
+                district,
+                stations: BTreeSet::new(),
+            },
+            Role::Coordinator | Role::Admin => Scope::District(district),
+        };
+        Ok(Principal {
+            user: UserId(self.user),
+            role,
+            scope,
         })
     }
 
@@ -584,6 +607,44 @@ impl LinliClient {
             )?;
             inner.replica.save_case_file(&file)?;
             let _ = write_summary(inner.replica.store(), id.into(), &file);
+            Ok(id.to_string())
+        })
+    }
+
+    /// Adds an entry (a project, service type, hazard type…) to the district's catalog
+    /// (coordinators), creating the catalog if the phone holds none. Gives its id.
+    pub fn add_catalog_entry(
+        &self,
+        kind: CatalogKind,
+        name: String,
+        name_en: String,
+        parent: Option<String>,
+    ) -> Result<String> {
+        let parent: Option<uuid::Uuid> = parent.map(|p| parse_id("parent", &p)).transpose()?;
+        self.enrolled(|inner, creds| {
+            let district = DistrictId(creds.district);
+            let principal = creds.catalog_principal()?;
+            let editor = Editor {
+                principal: &principal,
+                now: now_ms(),
+            };
+            let mut catalog = match inner.replica.catalog(district.into())? {
+                Some(c) => c,
+                None => CatalogDoc::create(inner.replica.actor().clone(), &editor, district)?,
+            };
+            let id = uuid::Uuid::now_v7();
+            catalog.put_entries(
+                &editor,
+                &[EntryInput {
+                    kind: kind.into(),
+                    id,
+                    name: &name,
+                    name_en: &name_en,
+                    parent,
+                    archived: false,
+                }],
+            )?;
+            inner.replica.save_catalog(&catalog)?;
             Ok(id.to_string())
         })
     }

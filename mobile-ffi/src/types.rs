@@ -59,6 +59,10 @@ mirror_enum!(
     ReviewStatus = ReviewStatus { Pending, Approved, NeedsAttention }
 );
 mirror_enum!(
+    /// The lists a district's catalog holds.
+    CatalogKind = CatalogKind { Station, Alliance, Unit, Project, ServiceType, HazardType }
+);
+mirror_enum!(
     /// Whether a follow-up is open.
     FollowUpStatus = FollowUpStatus { Open, Closed }
 );
