@@ -681,7 +681,7 @@ impl LinliClient {
                     });
                 }
             }
-            reviews.sort_by(|a, b| b.review.at.cmp(&a.review.at));
+            reviews.sort_by_key(|r| std::cmp::Reverse(r.review.at));
             follow_ups.sort_by_key(|f| {
                 (
                     f.follow_up.status == FollowUpStatus::Closed,

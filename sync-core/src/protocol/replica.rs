@@ -137,7 +137,7 @@ impl<S: ReplicaStore> Replica<S> {
         let mut state = self.state(id)?;
         state.pending = !doc.get_changes(&state.acked).is_empty();
         self.store
-            .save_doc_changes(id, &doc, &state)
+            .save_doc_changes(id, doc, &state)
             .map_err(ReplicaError::Store)
     }
 
