@@ -122,7 +122,6 @@ enum Summary {
         profile: model::Profile,
         station: StationId,
         last_visit_at: Option<Timestamp>,
-        live_visits: u32,
     },
     Catalog,
 }
@@ -306,12 +305,11 @@ impl LinliClient {
 }
 
 fn write_summary(store: &Store, id: DocId, file: &CaseFile) -> Result<Summary> {
-    let resident = file.hydrate()?;
+    // Read without hydrating every visit: this runs after each logged visit.
     let summary = Summary::Resident {
-        station: resident.station,
-        last_visit_at: resident.last_visit_at(),
-        live_visits: u32::try_from(resident.live_visits().count()).unwrap_or(u32::MAX),
-        profile: resident.profile,
+        station: file.station()?,
+        last_visit_at: file.last_visit_at()?,
+        profile: file.profile()?,
     };
     let bytes = postcard::to_stdvec(&summary).map_err(|e| LinliError::Internal {
         message: format!("encoding a summary: {e}"),
@@ -351,7 +349,6 @@ fn summary_record(id: DocId, s: &Summary) -> Option<ResidentSummary> {
         profile,
         station,
         last_visit_at,
-        live_visits,
     } = s
     else {
         return None;
@@ -369,7 +366,6 @@ fn summary_record(id: DocId, s: &Summary) -> Option<ResidentSummary> {
         visit_every_days: profile.visit_every_days,
         last_visit_at: *last_visit_at,
         next_visit_due_at,
-        live_visits: *live_visits,
     })
 }
 

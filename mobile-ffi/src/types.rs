@@ -406,8 +406,6 @@ pub struct ResidentSummary {
     pub last_visit_at: Option<i64>,
     /// When the next visit is due; `None` if no frequency is set or never visited.
     pub next_visit_due_at: Option<i64>,
-    /// Live (not tombstoned) visits.
-    pub live_visits: u32,
 }
 
 /// Why a resident is on today's list.
