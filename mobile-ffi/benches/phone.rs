@@ -160,10 +160,15 @@ fn setup() -> Bench {
         .as_str()
         .expect("a station")
         .to_owned();
-    let coordinator = call(&base, "/api/v1/users", Some(&admin), json!({
-        "login": "coordinator", "display_name": "李协调", "role": "coordinator",
-        "district": district, "password": "coordinator's password",
-    }))["id"]
+    let coordinator = call(
+        &base,
+        "/api/v1/users",
+        Some(&admin),
+        json!({
+            "login": "coordinator", "display_name": "李协调", "role": "coordinator",
+            "district": district, "password": "coordinator's password",
+        }),
+    )["id"]
         .as_str()
         .expect("a coordinator")
         .to_owned();

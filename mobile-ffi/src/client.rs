@@ -187,7 +187,7 @@ fn load_creds(store: &Store) -> Result<Option<Credentials>> {
         .meta("credentials")?
         .map(|b| {
             postcard::from_bytes(&b).map_err(|e| LinliError::Malformed {
-                message: format!("the stored credential does not decode: {e}"),
+                detail: format!("the stored credential does not decode: {e}"),
             })
         })
         .transpose()
@@ -195,7 +195,7 @@ fn load_creds(store: &Store) -> Result<Option<Credentials>> {
 
 fn save_creds(store: &Store, creds: &Credentials) -> Result<()> {
     let bytes = postcard::to_stdvec(creds).map_err(|e| LinliError::Internal {
-        message: format!("encoding the credential: {e}"),
+        detail: format!("encoding the credential: {e}"),
     })?;
     Ok(store.set_meta("credentials", &bytes)?)
 }
@@ -312,7 +312,7 @@ fn write_summary(store: &Store, id: DocId, file: &CaseFile) -> Result<Summary> {
         profile: file.profile()?,
     };
     let bytes = postcard::to_stdvec(&summary).map_err(|e| LinliError::Internal {
-        message: format!("encoding a summary: {e}"),
+        detail: format!("encoding a summary: {e}"),
     })?;
     store.set_summary(id, &bytes)?;
     Ok(summary)
@@ -324,13 +324,13 @@ fn rebuild_summary(store: &Store, id: DocId) -> Result<Option<Summary>> {
         return Ok(None);
     };
     let doc = Automerge::load(&bytes).map_err(|e| LinliError::Malformed {
-        message: format!("stored document {id} does not load: {e}"),
+        detail: format!("stored document {id} does not load: {e}"),
     })?;
     match header(&doc)?.map(|h| h.kind) {
         Some(DocKind::Catalog) => {
             let bytes =
                 postcard::to_stdvec(&Summary::Catalog).map_err(|e| LinliError::Internal {
-                    message: format!("encoding a summary: {e}"),
+                    detail: format!("encoding a summary: {e}"),
                 })?;
             store.set_summary(id, &bytes)?;
             Ok(Some(Summary::Catalog))
@@ -396,10 +396,10 @@ impl LinliClient {
             let body = answer.map_err(Refusal::into_error)?;
             let c: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| LinliError::Malformed {
-                    message: format!("the enrolment answer is not JSON: {e}"),
+                    detail: format!("the enrolment answer is not JSON: {e}"),
                 })?;
             let malformed = |what: &str| LinliError::Malformed {
-                message: format!("the enrolment answer lacks {what}"),
+                detail: format!("the enrolment answer lacks {what}"),
             };
             let text = |v: &serde_json::Value, what: &str| {
                 v.as_str().map(str::to_owned).ok_or_else(|| malformed(what))
@@ -776,14 +776,14 @@ impl LinliClient {
         };
         let json: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| LinliError::Malformed {
-                message: format!("the token answer is not JSON: {e}"),
+                detail: format!("the token answer is not JSON: {e}"),
             })?;
         let (Some(access), Some(refresh)) = (
             json["access_token"].as_str(),
             json["refresh_token"].as_str(),
         ) else {
             return Err(LinliError::Malformed {
-                message: "the token answer lacks its tokens".into(),
+                detail: "the token answer lacks its tokens".into(),
             });
         };
         let mut updated = creds;
@@ -851,7 +851,7 @@ impl LinliClient {
             outcome.sent_changes += sent as u64;
             let mut inner = self.lock();
             let response = SyncResponse::decode(&bytes).map_err(|e| LinliError::Malformed {
-                message: format!("the sync answer does not decode: {e}"),
+                detail: format!("the sync answer does not decode: {e}"),
             })?;
             // Automerge applies the server's bytes; a panic in there must not cross
             // the FFI (the server guards its applies the same way).
@@ -859,7 +859,7 @@ impl LinliClient {
                 inner.replica.apply(&response)
             }))
             .map_err(|_| LinliError::Malformed {
-                message: "Automerge could not apply what the server sent".into(),
+                detail: "Automerge could not apply what the server sent".into(),
             })??;
             outcome.received_changes += report.received_changes as u64;
             outcome

@@ -3,7 +3,8 @@
 
 use crate::store::StoreError;
 
-/// Everything a call into the library can fail with.
+/// Everything a call into the library can fail with. (Text fields are `detail`, not
+/// `message`: Kotlin exceptions already have a `message`, and uniffi would clash.)
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum LinliError {
     /// The key does not open this store. Nothing was read or written: ask the
@@ -17,10 +18,10 @@ pub enum LinliError {
         len: u32,
     },
     /// The local store failed (disk full, damaged file). What was saved before stays saved.
-    #[error("local storage failed: {message}")]
+    #[error("local storage failed: {detail}")]
     Storage {
         /// What failed.
-        message: String,
+        detail: String,
     },
     /// The phone is not enrolled yet: call `enrol` first.
     #[error("this phone is not enrolled; enrol it with a code first")]
@@ -30,21 +31,21 @@ pub enum LinliError {
     AlreadyEnrolled,
     /// The server could not be reached, timed out or is overloaded (`retryable`: try
     /// again later; nothing was lost).
-    #[error("network: {message}")]
+    #[error("network: {detail}")]
     Network {
         /// Whether trying again later may succeed.
         retryable: bool,
         /// What happened.
-        message: String,
+        detail: String,
     },
     /// The server refused the request (an unknown or expired enrolment code, a
     /// disabled account…), with its stable code.
-    #[error("the server refused ({code}): {message}")]
+    #[error("the server refused ({code}): {detail}")]
     Refused {
         /// The server's code, e.g. `bad_credentials`, `user_disabled`.
         code: String,
         /// The server's message.
-        message: String,
+        detail: String,
     },
     /// This device was revoked. Every resident's data has been deleted from the phone;
     /// enrol again to continue.
@@ -66,26 +67,26 @@ pub enum LinliError {
         what: String,
     },
     /// An argument is not valid (an id that is not a UUID, an unknown catalog id…).
-    #[error("invalid input: {message}")]
+    #[error("invalid input: {detail}")]
     InvalidInput {
         /// What was wrong.
-        message: String,
+        detail: String,
     },
     /// The server sent something this build cannot read, or a stored document is
     /// damaged. Nothing was lost; update the app if it persists.
-    #[error("malformed data: {message}")]
+    #[error("malformed data: {detail}")]
     Malformed {
         /// What was wrong.
-        message: String,
+        detail: String,
     },
     /// The sync was cancelled. What was exchanged before is kept; sync again to resume.
     #[error("the sync was cancelled")]
     Cancelled,
     /// A bug in the library (it caught a panic). Nothing was lost; please report it.
-    #[error("internal error: {message}")]
+    #[error("internal error: {detail}")]
     Internal {
         /// What happened.
-        message: String,
+        detail: String,
     },
 }
 
@@ -112,13 +113,13 @@ impl LinliError {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         LinliError::InvalidInput {
-            message: message.into(),
+            detail: message.into(),
         }
     }
 
     pub(crate) fn storage(message: impl std::fmt::Display) -> Self {
         LinliError::Storage {
-            message: message.to_string(),
+            detail: message.to_string(),
         }
     }
 }
@@ -134,7 +135,7 @@ impl From<StoreError> for LinliError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::WrongKey => LinliError::WrongKey,
-            StoreError::Damaged(m) => LinliError::Malformed { message: m },
+            StoreError::Damaged(m) => LinliError::Malformed { detail: m },
             other => LinliError::storage(other),
         }
     }
@@ -149,7 +150,7 @@ impl From<sync_core::Error> for LinliError {
             },
             sync_core::Error::NotFound(what) => LinliError::NotFound { what },
             other => LinliError::Malformed {
-                message: other.to_string(),
+                detail: other.to_string(),
             },
         }
     }
@@ -177,7 +178,7 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            Err(LinliError::Internal { message })
+            Err(LinliError::Internal { detail: message })
         }
     }
 }

@@ -31,7 +31,7 @@ impl Refusal {
         if self.status >= 500 || self.status == 429 || self.status == 408 {
             return LinliError::Network {
                 retryable: true,
-                message: format!("the server answered {} ({})", self.status, self.message),
+                detail: format!("the server answered {} ({})", self.status, self.message),
             };
         }
         if self.code == "device_revoked" || self.purge {
@@ -43,7 +43,7 @@ impl Refusal {
             } else {
                 self.code
             },
-            message: self.message,
+            detail: self.message,
         }
     }
 }
@@ -129,7 +129,7 @@ impl Http {
         body: &serde_json::Value,
     ) -> Result<Answer, LinliError> {
         let bytes = serde_json::to_vec(body).map_err(|e| LinliError::Internal {
-            message: format!("encoding a request: {e}"),
+            detail: format!("encoding a request: {e}"),
         })?;
         self.post(path, bearer, "application/json", &bytes)
     }
@@ -152,6 +152,6 @@ fn transport(e: ureq::Error) -> LinliError {
     };
     LinliError::Network {
         retryable,
-        message: e.to_string(),
+        detail: e.to_string(),
     }
 }
