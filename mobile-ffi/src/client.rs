@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use sync_core::automerge::{ActorId, Automerge};
-use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::casefile::{CaseFile, listing};
 use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
@@ -227,7 +227,8 @@ impl LinliClient {
                     len: u32::try_from(key.len()).unwrap_or(u32::MAX),
                 });
             }
-            let store = Store::open(dir, key)?;
+            let mut store = Store::open(dir, key)?;
+            store.set_summarizer(summarize);
             let creds = load_creds(&store)?;
             let actor = creds
                 .as_ref()
@@ -273,11 +274,8 @@ impl LinliClient {
                 now: now_ms(),
             };
             let out = write(&mut file, &editor)?;
+            // One transaction: the change, the sync state and the resident's summary.
             inner.replica.save_case_file(&file)?;
-            // The write is on disk. The summary is a cache: if writing it fails it is
-            // rebuilt at the next listing, so the failure must not be reported as a
-            // failure to save.
-            let _ = write_summary(inner.replica.store(), id.into(), &file);
             Ok(out)
         })
     }
@@ -304,21 +302,24 @@ impl LinliClient {
     }
 }
 
-fn write_summary(store: &Store, id: DocId, file: &CaseFile) -> Result<Summary> {
-    // Read without hydrating every visit: this runs after each logged visit.
-    let summary = Summary::Resident {
-        station: file.station()?,
-        last_visit_at: file.last_visit_at()?,
-        profile: file.profile()?,
+/// A document's summary, for the store to seal beside it on every write.
+fn summarize(doc: &Automerge) -> Option<Vec<u8>> {
+    let summary = match header(doc).ok()??.kind {
+        DocKind::Catalog => Summary::Catalog,
+        DocKind::Resident => {
+            let l = listing(doc).ok()?;
+            Summary::Resident {
+                profile: l.profile,
+                station: l.station,
+                last_visit_at: l.last_visit_at,
+            }
+        }
     };
-    let bytes = postcard::to_stdvec(&summary).map_err(|e| LinliError::Internal {
-        detail: format!("encoding a summary: {e}"),
-    })?;
-    store.set_summary(id, &bytes)?;
-    Ok(summary)
+    postcard::to_stdvec(&summary).ok()
 }
 
-/// Loads a held document and stores its summary; `None` if it is not held.
+/// Loads a held document whose summary is missing and stores one; `None` if it is not
+/// held or cannot be summarised yet (a repair under way).
 fn rebuild_summary(store: &Store, id: DocId) -> Result<Option<Summary>> {
     let Some(bytes) = store.load_doc(id)? else {
         return Ok(None);
@@ -326,22 +327,11 @@ fn rebuild_summary(store: &Store, id: DocId) -> Result<Option<Summary>> {
     let doc = Automerge::load(&bytes).map_err(|e| LinliError::Malformed {
         detail: format!("stored document {id} does not load: {e}"),
     })?;
-    match header(&doc)?.map(|h| h.kind) {
-        Some(DocKind::Catalog) => {
-            let bytes =
-                postcard::to_stdvec(&Summary::Catalog).map_err(|e| LinliError::Internal {
-                    detail: format!("encoding a summary: {e}"),
-                })?;
-            store.set_summary(id, &bytes)?;
-            Ok(Some(Summary::Catalog))
-        }
-        Some(DocKind::Resident) => {
-            let file = CaseFile::from_doc(doc)?;
-            Ok(Some(write_summary(store, id, &file)?))
-        }
-        // A document whose header has not arrived yet (a repair under way).
-        None => Ok(None),
-    }
+    let Some(plain) = summarize(&doc) else {
+        return Ok(None);
+    };
+    store.set_summary(id, &plain)?;
+    Ok(postcard::from_bytes(&plain).ok())
 }
 
 fn summary_record(id: DocId, s: &Summary) -> Option<ResidentSummary> {
@@ -582,6 +572,54 @@ impl LinliClient {
         })
     }
 
+    /// Opens a follow-up ticket on a resident, optionally from a visit, for an owner and
+    /// by a deadline (station staff and coordinators). Gives the ticket's id.
+    pub fn open_follow_up(
+        &self,
+        resident_id: String,
+        visit_id: Option<String>,
+        title: String,
+        owner: Option<String>,
+        deadline: Option<i64>,
+    ) -> Result<String> {
+        let visit: Option<VisitId> = visit_id.map(|v| parse_id("visit", &v)).transpose()?;
+        let owner: Option<UserId> = owner.map(|o| parse_id("owner", &o)).transpose()?;
+        self.edit(&resident_id, |file, editor| {
+            let id = FollowUpId(uuid::Uuid::now_v7());
+            file.open_follow_up(editor, id, visit, &title, owner, deadline)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Comments on a follow-up ticket.
+    pub fn comment_follow_up(
+        &self,
+        resident_id: String,
+        follow_up_id: String,
+        text: String,
+    ) -> Result<String> {
+        let follow_up: FollowUpId = parse_id("follow-up", &follow_up_id)?;
+        self.edit(&resident_id, |file, editor| {
+            let id = CommentId(uuid::Uuid::now_v7());
+            file.comment_follow_up(editor, follow_up, id, &text)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Closes a follow-up ticket (its owner, station staff and coordinators).
+    pub fn close_follow_up(
+        &self,
+        resident_id: String,
+        follow_up_id: String,
+        resolution: String,
+    ) -> Result<()> {
+        let follow_up: FollowUpId = parse_id("follow-up", &follow_up_id)?;
+        self.edit(&resident_id, |file, editor| {
+            file.close_follow_up(editor, follow_up, &resolution)?;
+            Ok(())
+        })
+    }
+
     /// Registers a new resident at a station (station staff and coordinators). Gives
     /// the resident's id.
     pub fn register_resident(&self, station_id: String, profile: ProfileRecord) -> Result<String> {
@@ -602,7 +640,6 @@ impl LinliClient {
                 &profile.into(),
             )?;
             inner.replica.save_case_file(&file)?;
-            let _ = write_summary(inner.replica.store(), id.into(), &file);
             Ok(id.to_string())
         })
     }

@@ -7,9 +7,10 @@
 //! - `chunks`: per document a snapshot (`seq` 0 after a compaction) and the change
 //!   chunks appended since, each sealed. A saved visit appends one small chunk; the
 //!   chunks are folded into a new snapshot every [`COMPACT_AFTER`] writes.
-//! - `summaries`: per resident what the lists show (name, frequency, last visit),
-//!   sealed; deleted with every write to the document and rebuilt when next read, so it
-//!   is never older than the document it summarises.
+//! - `summaries`: per document what the lists show, sealed, made by the host's
+//!   [`Summarizer`] from the document in the transaction of every write to it (or
+//!   deleted there, to be rebuilt when next read), so it is never older than the
+//!   document it summarises.
 //!
 //! Ids (UUIDs) and sizes are stored in the clear; everything about a resident is sealed.
 
@@ -71,10 +72,14 @@ struct SealedState {
     saved: Vec<[u8; 32]>,
 }
 
+/// Makes a document's list summary (plain bytes; the store seals them), or `None`.
+pub type Summarizer = fn(&Automerge) -> Option<Vec<u8>>;
+
 /// The phone's store. Implements the core's [`ReplicaStore`].
 pub struct Store {
     conn: Connection,
     cipher: Cipher,
+    summarize: Option<Summarizer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,7 +113,11 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let conn = Connection::open(dir.join(FILE_NAME))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn, cipher };
+        let store = Store {
+            conn,
+            cipher,
+            summarize: None,
+        };
         let exists: bool = store.conn.query_row(
             "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
             [],
@@ -133,6 +142,15 @@ impl Store {
             )));
         }
         Ok(store)
+    }
+
+    /// Has every document write store the document's summary in the same transaction.
+    pub fn set_summarizer(&mut self, summarize: Summarizer) {
+        self.summarize = Some(summarize);
+    }
+
+    fn summary_of(&self, doc: &Automerge) -> Option<Vec<u8>> {
+        self.summarize.and_then(|f| f(doc))
     }
 
     fn check_key(&self) -> R<()> {
@@ -304,8 +322,9 @@ impl Store {
         Ok(self.cipher.seal(&aad(&[b"docs", id]), &plain)?)
     }
 
-    /// Writes a document's chunks and state in one transaction: `fresh` replaces every
-    /// chunk with one snapshot; otherwise `bytes` is appended as the next chunk.
+    /// Writes a document's chunks, state and summary in one transaction: `fresh`
+    /// replaces every chunk with one snapshot; otherwise `bytes` is appended as the next
+    /// chunk. Without a summary the old one is deleted.
     fn write_doc(
         &mut self,
         doc: DocId,
@@ -313,6 +332,7 @@ impl Store {
         fresh: bool,
         saved: Vec<[u8; 32]>,
         state: &DocSyncState,
+        summary: Option<Vec<u8>>,
     ) -> R<()> {
         let id = doc.0.as_bytes().to_vec();
         let next = if fresh {
@@ -336,6 +356,9 @@ impl Store {
             let seq = next.to_le_bytes();
             Some(self.cipher.seal(&aad(&[b"chunks", &id, &seq]), bytes)?)
         };
+        let summary = summary
+            .map(|plain| self.cipher.seal(&aad(&[b"summaries", &id]), &plain))
+            .transpose()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -363,7 +386,14 @@ impl Store {
                 next_after
             ],
         )?;
-        tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?;
+        match summary {
+            Some(sealed) => tx.execute(
+                "INSERT INTO summaries (id, data) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                params![id, sealed],
+            )?,
+            None => tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?,
+        };
         tx.commit()?;
         Ok(())
     }
@@ -423,10 +453,13 @@ impl ReplicaStore for Store {
     }
 
     fn save_doc(&mut self, doc: DocId, saved: &[u8], state: &DocSyncState) -> R<()> {
-        let heads = Automerge::load(saved)
+        let loaded = Automerge::load(saved).ok();
+        let heads = loaded
+            .as_ref()
             .map(|d| hashes(&d.get_heads()))
             .unwrap_or_default();
-        self.write_doc(doc, saved, true, heads, state)
+        let summary = loaded.as_ref().and_then(|d| self.summary_of(d));
+        self.write_doc(doc, saved, true, heads, state, summary)
     }
 
     fn save_doc_changes(&mut self, doc: DocId, current: &Automerge, state: &DocSyncState) -> R<()> {
@@ -444,12 +477,13 @@ impl ReplicaStore for Store {
             }
             _ => None,
         };
+        let summary = self.summary_of(current);
         match incremental {
             Some(saved) => {
                 let bytes = current.save_after(&saved);
-                self.write_doc(doc, &bytes, false, heads, state)
+                self.write_doc(doc, &bytes, false, heads, state, summary)
             }
-            None => self.write_doc(doc, &current.save(), true, heads, state),
+            None => self.write_doc(doc, &current.save(), true, heads, state, summary),
         }
     }
 
@@ -531,8 +565,8 @@ impl ReplicaStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_core::automerge::ROOT;
     use sync_core::automerge::transaction::Transactable;
+    use sync_core::automerge::{ROOT, ReadDoc};
 
     fn key(n: u8) -> [u8; 32] {
         [n; 32]
@@ -588,6 +622,17 @@ mod tests {
         let needle = "王阿婆".as_bytes();
         assert!(!raw.windows(needle.len()).any(|w| w == needle));
         let mut s = Store::open(dir.path(), &key(1)).unwrap();
+        // With a summarizer, each write stores the summary in its transaction; a
+        // document it cannot summarise loses its old summary.
+        s.set_summarizer(|d| d.get(ROOT, "k0").ok().flatten().map(|_| b"has k0".to_vec()));
+        assert_eq!(s.summary(id).unwrap(), None);
+        s.save_doc_changes(id, &doc, &state).unwrap();
+        assert_eq!(s.summary(id).unwrap().as_deref(), Some(&b"has k0"[..]));
+        let mut tx = doc.transaction();
+        tx.delete(ROOT, "k0").unwrap();
+        tx.commit();
+        s.save_doc_changes(id, &doc, &state).unwrap();
+        assert_eq!(s.summary(id).unwrap(), None);
         s.purge(id).unwrap();
         assert!(s.load_doc(id).unwrap().is_none());
         assert!(s.doc_ids().unwrap().is_empty());

@@ -3,7 +3,9 @@
 use crate::world::*;
 use mobile_ffi::store::{FILE_NAME, Store};
 use mobile_ffi::sync_core::protocol::store::ReplicaStore;
-use mobile_ffi::{CancelToken, CatalogKind, DueStatus, LinliClient, LinliError, ReviewStatus};
+use mobile_ffi::{
+    CancelToken, CatalogKind, DueStatus, FollowUpStatus, LinliClient, LinliError, ReviewStatus,
+};
 
 #[test]
 fn two_phones_log_visits_offline_for_one_resident_and_both_see_both() {
@@ -109,7 +111,7 @@ fn two_phones_log_visits_offline_for_one_resident_and_both_see_both() {
 }
 
 #[test]
-fn a_review_reaches_the_volunteer_and_volunteers_cannot_review() {
+fn a_review_and_a_follow_up_reach_the_volunteer_who_cannot_review() {
     let w = World::new();
     let (coordinator, resident) = w.coordinator_with_resident("李老伯");
     let wang = w.volunteer("wang");
@@ -156,6 +158,45 @@ fn a_review_reaches_the_volunteer_and_volunteers_cannot_review() {
     assert_eq!(review.review.status, ReviewStatus::NeedsAttention);
     assert_eq!(review.review.comment, "血压偏高，请下周复测");
     assert_eq!(review.review.reviewer, w.coordinator);
+
+    // A follow-up opened from the visit, owned by the volunteer, comes back too; the
+    // volunteer comments and closes it, and the coordinator sees both.
+    let deadline = now_ms() + 7 * 86_400_000;
+    let ticket = coordinator
+        .client
+        .open_follow_up(
+            resident.clone(),
+            Some(visit.clone()),
+            "一周内复测血压".into(),
+            Some(wang.clone()),
+            Some(deadline),
+        )
+        .unwrap();
+    coordinator.sync().unwrap();
+    v.sync().unwrap();
+    let follow_ups = v.client.feedback().unwrap().follow_ups;
+    assert_eq!(follow_ups.len(), 1);
+    let f = &follow_ups[0].follow_up;
+    assert_eq!(f.id, ticket);
+    assert_eq!(f.visit.as_deref(), Some(visit.as_str()));
+    assert_eq!(f.owner.as_deref(), Some(wang.as_str()));
+    assert_eq!(f.deadline, Some(deadline));
+    assert_eq!(f.status, FollowUpStatus::Open);
+    v.client
+        .comment_follow_up(resident.clone(), ticket.clone(), "已复测：135/85".into())
+        .unwrap();
+    v.client
+        .close_follow_up(resident.clone(), ticket.clone(), "血压已正常".into())
+        .unwrap();
+    v.sync().unwrap();
+    coordinator.sync().unwrap();
+    let detail = coordinator.client.resident(resident.clone()).unwrap();
+    let f = &detail.follow_ups[0];
+    assert_eq!(f.status, FollowUpStatus::Closed);
+    assert_eq!(f.resolution, "血压已正常");
+    assert_eq!(f.comments.len(), 1);
+    assert_eq!(f.comments[0].text, "已复测：135/85");
+    assert_eq!(f.closed_by.as_deref(), Some(wang.as_str()));
 }
 
 #[test]
