@@ -356,3 +356,26 @@ fn a_used_enrolment_code_is_refused_with_the_servers_code() {
     );
     assert!(second.client.identity().unwrap().is_none());
 }
+
+#[test]
+fn a_visit_logged_after_the_resident_was_reassigned_away_is_refused_and_reported() {
+    let w = World::new();
+    let (_coordinator, resident) = w.coordinator_with_resident("王阿婆");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    // Offline, the volunteer still holds the resident and logs a visit; meanwhile the
+    // coordinator has reassigned the resident away.
+    w.unassign(&wang, &resident);
+    v.log(&resident, "离线时记录");
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.rejections.len(), 1, "{outcome:?}");
+    let rejection = &outcome.rejections[0];
+    assert_eq!(rejection.doc_id, resident);
+    assert_eq!(rejection.code, "out_of_scope");
+    assert!(!rejection.reason.is_empty());
+    assert_eq!(outcome.purged, vec![resident.clone()]);
+    assert!(v.client.residents().unwrap().is_empty());
+    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+}
