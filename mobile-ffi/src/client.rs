@@ -428,6 +428,20 @@ impl LinliClient {
         })
     }
 
+    /// Signs the phone out: deletes every resident's data, the cursor and the
+    /// credential, keeping the key check (the same key opens the empty store). Visits
+    /// not yet synced are lost with it: check `sync_status` first. For a phone whose
+    /// credential the server no longer accepts, before enrolling again.
+    pub fn erase(&self) -> Result<()> {
+        guarded(|| {
+            let mut inner = self.lock();
+            inner.replica.store_mut().wipe()?;
+            inner.creds = None;
+            inner.replica.set_actor(unenrolled_actor());
+            Ok(())
+        })
+    }
+
     /// Who this phone is enrolled as; `None` before enrolment (or after a revocation).
     pub fn identity(&self) -> Result<Option<Identity>> {
         guarded(|| {
@@ -787,6 +801,7 @@ impl LinliClient {
             ));
         }
         inner.creds = None;
+        inner.replica.set_actor(unenrolled_actor());
         LinliError::Revoked
     }
 

@@ -330,7 +330,7 @@ fn a_cancelled_sync_stops_before_its_next_round_trip() {
 }
 
 #[test]
-fn a_used_enrolment_code_is_refused_with_the_servers_code() {
+fn a_used_enrolment_code_is_refused_and_an_erased_phone_enrols_again() {
     let w = World::new();
     let wang = w.volunteer("wang");
     let code = w.code(&wang);
@@ -355,6 +355,22 @@ fn a_used_enrolment_code_is_refused_with_the_servers_code() {
         "{error:?}"
     );
     assert!(second.client.identity().unwrap().is_none());
+
+    // Signing out erases the phone; it can then enrol again with a new code.
+    let wang_resident = first.client.residents().unwrap();
+    assert!(wang_resident.is_empty());
+    first.client.erase().unwrap();
+    assert!(first.client.identity().unwrap().is_none());
+    assert!(matches!(
+        first.client.residents(),
+        Err(LinliError::NotEnrolled)
+    ));
+    let again = first
+        .client
+        .enrol(w.server.base.clone(), w.code(&wang), "a".into())
+        .unwrap();
+    assert_eq!(again.user_id, wang);
+    assert!(first.sync().unwrap().complete);
 }
 
 #[test]
