@@ -4,6 +4,7 @@
 // In tests an unwrap is an assertion: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
 mod kill;
 mod stories;
 mod world;
