@@ -905,12 +905,16 @@ impl LinliClient {
             let response = SyncResponse::decode(&bytes).map_err(|e| LinliError::Malformed {
                 detail: format!("the sync answer does not decode: {e}"),
             })?;
-            // Automerge applies the server's bytes; a panic in there must not cross
-            // the FFI (the server guards its applies the same way).
-            let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // The whole answer is applied in one transaction (one fsync, and all of
+            // it or none). Automerge applies the server's bytes; a panic in there must
+            // not cross the FFI (the server guards its applies the same way).
+            inner.replica.store_mut().begin_batch()?;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inner.replica.apply(&response)
-            }))
-            .map_err(|_| LinliError::Malformed {
+            }));
+            let ok = matches!(applied, Ok(Ok(_)));
+            inner.replica.store_mut().end_batch(ok)?;
+            let report = applied.map_err(|_| LinliError::Malformed {
                 detail: "Automerge could not apply what the server sent".into(),
             })??;
             outcome.received_changes += report.received_changes as u64;

@@ -149,6 +149,46 @@ impl Store {
         self.summarize = Some(summarize);
     }
 
+    /// Starts a batch: every write until [`Store::end_batch`] commits together, with one
+    /// `fsync`, or not at all. A sync applies each response as one batch.
+    pub fn begin_batch(&mut self) -> R<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Ends a batch: commits it, or rolls it back.
+    pub fn end_batch(&mut self, commit: bool) -> R<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        if commit {
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        } else {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Runs `write` in a transaction of its own, or in a savepoint of the batch under way.
+    fn write_tx<T>(&mut self, write: impl FnOnce(&Connection) -> R<T>) -> R<T> {
+        if self.conn.is_autocommit() {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = write(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        } else {
+            let sp = self.conn.savepoint()?;
+            let out = write(&sp)?;
+            sp.commit()?;
+            Ok(out)
+        }
+    }
+
     fn summary_of(&self, doc: &Automerge) -> Option<Vec<u8>> {
         self.summarize.and_then(|f| f(doc))
     }
@@ -359,43 +399,41 @@ impl Store {
         let summary = summary
             .map(|plain| self.cipher.seal(&aad(&[b"summaries", &id]), &plain))
             .transpose()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if fresh {
-            tx.execute("DELETE FROM chunks WHERE doc = ?1", [&id])?;
-        }
-        let next_after = if let Some(chunk) = &chunk {
+        self.write_tx(|tx| {
+            if fresh {
+                tx.execute("DELETE FROM chunks WHERE doc = ?1", [&id])?;
+            }
+            let next_after = if let Some(chunk) = &chunk {
+                tx.execute(
+                    "INSERT INTO chunks (doc, seq, bytes) VALUES (?1, ?2, ?3)",
+                    params![id, next, chunk],
+                )?;
+                next + 1
+            } else {
+                next
+            };
             tx.execute(
-                "INSERT INTO chunks (doc, seq, bytes) VALUES (?1, ?2, ?3)",
-                params![id, next, chunk],
+                "INSERT INTO docs (id, pending, known, state, next_chunk) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, known = excluded.known,
+                     state = excluded.state, next_chunk = excluded.next_chunk",
+                params![
+                    id,
+                    state.pending || state.fallback.is_some(),
+                    state.known_to_server,
+                    sealed_state,
+                    next_after
+                ],
             )?;
-            next + 1
-        } else {
-            next
-        };
-        tx.execute(
-            "INSERT INTO docs (id, pending, known, state, next_chunk) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, known = excluded.known,
-                 state = excluded.state, next_chunk = excluded.next_chunk",
-            params![
-                id,
-                state.pending || state.fallback.is_some(),
-                state.known_to_server,
-                sealed_state,
-                next_after
-            ],
-        )?;
-        match summary {
-            Some(sealed) => tx.execute(
-                "INSERT INTO summaries (id, data) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                params![id, sealed],
-            )?,
-            None => tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?,
-        };
-        tx.commit()?;
-        Ok(())
+            match &summary {
+                Some(sealed) => tx.execute(
+                    "INSERT INTO summaries (id, data) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                    params![id, sealed],
+                )?,
+                None => tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?,
+            };
+            Ok(())
+        })
     }
 
     /// How many chunks a document is stored in (for tests and benchmarks).
@@ -535,14 +573,12 @@ impl ReplicaStore for Store {
 
     fn purge(&mut self, doc: DocId) -> R<()> {
         let id = doc.0.as_bytes().to_vec();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM chunks WHERE doc = ?1", [&id])?;
-        tx.execute("DELETE FROM docs WHERE id = ?1", [&id])?;
-        tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?;
-        tx.commit()?;
-        Ok(())
+        self.write_tx(|tx| {
+            tx.execute("DELETE FROM chunks WHERE doc = ?1", [&id])?;
+            tx.execute("DELETE FROM docs WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM summaries WHERE id = ?1", [&id])?;
+            Ok(())
+        })
     }
 
     fn cursor(&self) -> R<u64> {
@@ -592,6 +628,34 @@ mod tests {
             Store::open(dir.path(), &key(1)).unwrap().cursor().unwrap(),
             42
         );
+    }
+
+    #[test]
+    fn a_batch_commits_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path(), &key(1)).unwrap();
+        let (a, b) = (
+            DocId(uuid::Uuid::from_u128(1)),
+            DocId(uuid::Uuid::from_u128(2)),
+        );
+        let doc = Automerge::new();
+        let state = DocSyncState::default();
+        s.begin_batch().unwrap();
+        s.save_doc_changes(a, &doc, &state).unwrap();
+        s.set_cursor(5).unwrap();
+        s.end_batch(false).unwrap();
+        assert!(s.doc_ids().unwrap().is_empty());
+        assert_eq!(s.cursor().unwrap(), 0);
+        s.begin_batch().unwrap();
+        s.save_doc_changes(a, &doc, &state).unwrap();
+        s.save_doc_changes(b, &doc, &state).unwrap();
+        s.purge(a).unwrap();
+        s.set_cursor(7).unwrap();
+        s.end_batch(true).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), &key(1)).unwrap();
+        assert_eq!(s.doc_ids().unwrap(), vec![b]);
+        assert_eq!(s.cursor().unwrap(), 7);
     }
 
     #[test]
