@@ -1,4 +1,15 @@
-//! The Linli phone library. A skeleton until its issue lands: it re-exports the core it
-//! will wrap so the workspace builds with its final shape.
+#![doc = include_str!("../README.md")]
 
+uniffi::setup_scaffolding!();
+
+mod client;
+mod crypto;
+mod error;
+mod net;
+pub mod store;
+mod types;
+
+pub use client::{CancelToken, LinliClient};
+pub use error::{LinliError, Result, error_code};
 pub use sync_core;
+pub use types::*;

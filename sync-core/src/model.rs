@@ -150,6 +150,30 @@ pub struct Profile {
     pub visit_every_days: Option<i64>,
 }
 
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// When a resident is next due a visit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VisitDue {
+    /// A visit frequency is set but nobody has visited yet: due now.
+    NeverVisited,
+    /// Due at this time: the last live visit's start plus the frequency.
+    At(Timestamp),
+}
+
+impl Profile {
+    /// When the next visit is due after a last live visit at `last_visit_at`; `None`
+    /// when the profile sets no visit frequency.
+    pub fn visit_due(&self, last_visit_at: Option<Timestamp>) -> Option<VisitDue> {
+        let days = self.visit_every_days.filter(|d| *d > 0)?;
+        Some(match last_visit_at {
+            None => VisitDue::NeverVisited,
+            Some(last) => VisitDue::At(last.saturating_add(days.saturating_mul(DAY_MS))),
+        })
+    }
+}
+
 /// A resident's whole case file, hydrated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Resident {
@@ -441,6 +465,31 @@ mod tests {
         };
         assert!(staff.covers(r2, d, s1) && !staff.covers(r2, d, s2));
         assert!(Scope::District(d).covers(r2, d, s2) && !Scope::District(d).covers(r2, other, s2));
+    }
+
+    #[test]
+    fn a_visit_is_due_the_frequency_after_the_last_one() {
+        let mut p = Profile {
+            name: "王阿婆".into(),
+            address: String::new(),
+            phone: String::new(),
+            birth_year: None,
+            living_situation: None,
+            emergency_contact: String::new(),
+            needs: String::new(),
+            risk_level: None,
+            visit_every_days: None,
+        };
+        assert_eq!(p.visit_due(Some(5)), None);
+        p.visit_every_days = Some(0);
+        assert_eq!(p.visit_due(None), None);
+        p.visit_every_days = Some(7);
+        assert_eq!(p.visit_due(None), Some(VisitDue::NeverVisited));
+        assert_eq!(
+            p.visit_due(Some(1_000)),
+            Some(VisitDue::At(1_000 + 7 * DAY_MS))
+        );
+        assert_eq!(p.visit_due(Some(i64::MAX)), Some(VisitDue::At(i64::MAX)));
     }
 
     #[test]

@@ -497,22 +497,48 @@ impl CaseFile {
 
     /// The start time of the latest live visit, read without hydrating every visit.
     pub fn last_visit_at(&self) -> Result<Option<Timestamp>> {
-        let Some(visits) = get_obj(&self.doc, &ROOT, VISITS) else {
-            return Ok(None);
-        };
-        let mut last = None;
-        for key in self.doc.keys(&visits) {
-            let Some(v) = get_obj(&self.doc, &visits, &key) else {
-                continue;
-            };
-            if bool_or_false(&self.doc, &v, V_TOMBSTONED)? {
-                continue;
-            }
-            let start = int(&self.doc, &v, V_STARTED)?;
-            last = last.max(Some(start));
-        }
-        Ok(last)
+        last_visit_at(&self.doc)
     }
+}
+
+/// What a list of residents shows of a case file, read from a borrowed document
+/// without hydrating its visits (a phone refreshes it on every write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// The station.
+    pub station: StationId,
+    /// The profile.
+    pub profile: Profile,
+    /// The start of the latest live visit.
+    pub last_visit_at: Option<Timestamp>,
+}
+
+/// Reads the [`Listing`] of a case file; an error if `doc` is not one this build reads.
+pub fn listing(doc: &Automerge) -> Result<Listing> {
+    super::check_header(doc, KIND_RESIDENT)?;
+    Ok(Listing {
+        station: id(doc, &ROOT, STATION)?,
+        profile: read_profile(doc)?,
+        last_visit_at: last_visit_at(doc)?,
+    })
+}
+
+fn last_visit_at(doc: &Automerge) -> Result<Option<Timestamp>> {
+    let Some(visits) = get_obj(doc, &ROOT, VISITS) else {
+        return Ok(None);
+    };
+    let mut last = None;
+    for key in doc.keys(&visits) {
+        let Some(v) = get_obj(doc, &visits, &key) else {
+            continue;
+        };
+        if bool_or_false(doc, &v, V_TOMBSTONED)? {
+            continue;
+        }
+        let start = int(doc, &v, V_STARTED)?;
+        last = last.max(Some(start));
+    }
+    Ok(last)
 }
 
 fn profile_values(p: &Profile) -> Vec<(ProfileField, FieldValue)> {

@@ -73,6 +73,11 @@ impl<S: ReplicaStore> Replica<S> {
         &mut self.store
     }
 
+    /// Changes the actor later writes use (a phone learns its actor when it enrols).
+    pub fn set_actor(&mut self, actor: ActorId) {
+        self.actor = actor;
+    }
+
     /// The device's Automerge actor.
     pub fn actor(&self) -> &ActorId {
         &self.actor
@@ -132,7 +137,7 @@ impl<S: ReplicaStore> Replica<S> {
         let mut state = self.state(id)?;
         state.pending = !doc.get_changes(&state.acked).is_empty();
         self.store
-            .save_doc(id, &doc.save(), &state)
+            .save_doc_changes(id, doc, &state)
             .map_err(ReplicaError::Store)
     }
 
@@ -338,7 +343,7 @@ impl<S: ReplicaStore> Replica<S> {
         }
         state.pending = state.fallback.is_some() || !doc.get_changes(&state.acked).is_empty();
         self.store
-            .save_doc(id, &doc.save(), &state)
+            .save_doc_changes(id, &doc, &state)
             .map_err(ReplicaError::Store)?;
         Ok(count)
     }
@@ -387,7 +392,7 @@ impl<S: ReplicaStore> Replica<S> {
                 .map_err(ReplicaError::Store)?;
         } else {
             self.store
-                .save_doc(id, &doc.save(), &state)
+                .save_doc_changes(id, &doc, &state)
                 .map_err(ReplicaError::Store)?;
         }
         Ok(())

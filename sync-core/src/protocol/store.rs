@@ -359,6 +359,18 @@ pub trait ReplicaStore {
         saved: &[u8],
         state: &DocSyncState,
     ) -> Result<(), Self::Error>;
+    /// Stores a document after edits or merges, and its sync state, in one write. The
+    /// default saves the document whole; a store that keeps change chunks overrides it
+    /// to append only what is new since its last save (a phone logging one visit must
+    /// not rewrite a large snapshot).
+    fn save_doc_changes(
+        &mut self,
+        doc: DocId,
+        current: &Automerge,
+        state: &DocSyncState,
+    ) -> Result<(), Self::Error> {
+        self.save_doc(doc, &current.save(), state)
+    }
     /// The sync state of a held document.
     fn sync_state(&self, doc: DocId) -> Result<Option<DocSyncState>, Self::Error>;
     /// Documents with local changes to upload or a repair under way.

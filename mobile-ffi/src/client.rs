@@ -1,0 +1,958 @@
+//! The client object apps hold: one per enrolled phone, opened on a folder and a key.
+//! Every method is blocking (call it off the main thread) and never panics across the
+//! FFI: each body runs under [`guarded`].
+
+use crate::error::{LinliError, Result, guarded};
+use crate::net::{ENVELOPE, Http, Refusal, Timeouts};
+use crate::store::Store;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use sync_core::automerge::{ActorId, Automerge};
+use sync_core::doc::casefile::{CaseFile, listing};
+use sync_core::doc::catalog::{CatalogDoc, EntryInput};
+use sync_core::doc::{DocKind, header};
+use sync_core::ids::*;
+use sync_core::model::{self, Principal, Role, Scope, VisitDue};
+use sync_core::protocol::envelope::SyncResponse;
+use sync_core::protocol::replica::Replica;
+use sync_core::protocol::store::ReplicaStore;
+use sync_core::rules::Editor;
+
+/// The most round trips one `sync` call makes before it returns (`complete: false`).
+const MAX_ROUNDS: u32 = 32;
+/// Refresh the access token when it has less than this left (ms).
+const REFRESH_MARGIN_MS: i64 = 60_000;
+
+/// The device credential, sealed in the store.
+#[derive(Clone, Serialize, Deserialize)]
+struct Credentials {
+    server_url: String,
+    device: uuid::Uuid,
+    user: uuid::Uuid,
+    display_name: String,
+    role: String,
+    district: uuid::Uuid,
+    actor: Vec<u8>,
+    refresh_token: String,
+    access_token: String,
+    access_expires_at: i64,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("device", &self.device)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    fn role(&self) -> Result<Role> {
+        Role::from_code(&self.role)
+            .ok_or_else(|| LinliError::storage(format!("unknown stored role {:?}", self.role)))
+    }
+
+    fn identity(&self) -> Result<Identity> {
+        Ok(Identity {
+            server_url: self.server_url.clone(),
+            device_id: self.device.to_string(),
+            user_id: self.user.to_string(),
+            display_name: self.display_name.clone(),
+            role: self.role()?.into(),
+            district_id: self.district.to_string(),
+        })
+    }
+
+    /// Who the phone acts as when it writes the district's catalog.
+    fn catalog_principal(&self) -> Result<Principal> {
+        let role = self.role()?;
+        let district = DistrictId(self.district);
+        let scope = match role {
+            Role::Volunteer => Scope::Residents {
+                district,
+                residents: BTreeSet::new(),
+            },
+            Role::StationStaff => Scope::Stations {
+                district,
+                stations: BTreeSet::new(),
+            },
+            Role::Coordinator | Role::Admin => Scope::District(district),
+        };
+        Ok(Principal {
+            user: UserId(self.user),
+            role,
+            scope,
+        })
+    }
+
+    /// Who the phone acts as when it checks its own edit of a resident at `station`.
+    /// The phone holds only what is in its user's scope, so the scope is that resident
+    /// (or station, or district); the server checks again with the full scope.
+    fn principal(&self, resident: ResidentId, station: StationId) -> Result<Principal> {
+        let role = self.role()?;
+        let district = DistrictId(self.district);
+        let scope = match role {
+            Role::Volunteer => Scope::Residents {
+                district,
+                residents: BTreeSet::from([resident]),
+            },
+            Role::StationStaff => Scope::Stations {
+                district,
+                stations: BTreeSet::from([station]),
+            },
+            Role::Coordinator | Role::Admin => Scope::District(district),
+        };
+        Ok(Principal {
+            user: UserId(self.user),
+            role,
+            scope,
+        })
+    }
+}
+
+/// What the lists show of a document, sealed in the store's `summaries`.
+#[derive(Serialize, Deserialize)]
+enum Summary {
+    Resident {
+        profile: model::Profile,
+        station: StationId,
+        last_visit_at: Option<Timestamp>,
+    },
+    Catalog,
+}
+
+/// Cancels a sync between round trips. A request under way ends at the latest when
+/// its timeout expires.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct CancelToken(AtomicBool);
+
+#[uniffi::export]
+impl CancelToken {
+    /// A token not yet cancelled.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(CancelToken::default())
+    }
+
+    /// Asks the sync using this token to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Inner {
+    replica: Replica<Store>,
+    creds: Option<Credentials>,
+}
+
+/// The phone library's client: an encrypted store on this device, the offline
+/// operations, and the sync.
+#[derive(uniffi::Object)]
+pub struct LinliClient {
+    inner: Mutex<Inner>,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for LinliClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinliClient").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The actor a phone writes as before it is enrolled; nothing is written then.
+fn unenrolled_actor() -> ActorId {
+    ActorId::from(vec![0u8; 16])
+}
+
+fn load_creds(store: &Store) -> Result<Option<Credentials>> {
+    store
+        .meta("credentials")?
+        .map(|b| {
+            postcard::from_bytes(&b).map_err(|e| LinliError::Malformed {
+                detail: format!("the stored credential does not decode: {e}"),
+            })
+        })
+        .transpose()
+}
+
+fn save_creds(store: &Store, creds: &Credentials) -> Result<()> {
+    let bytes = postcard::to_stdvec(creds).map_err(|e| LinliError::Internal {
+        detail: format!("encoding the credential: {e}"),
+    })?;
+    Ok(store.set_meta("credentials", &bytes)?)
+}
+
+/// The start of the local day holding `now`, for a zone `offset_minutes` east of UTC.
+fn day_start(now: Timestamp, offset_minutes: i32) -> Timestamp {
+    let offset = i64::from(offset_minutes) * 60_000;
+    let local = now.saturating_add(offset);
+    local.div_euclid(model::DAY_MS) * model::DAY_MS - offset
+}
+
+impl LinliClient {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The store is the truth and every write is a transaction, so a lock poisoned
+        // by a caught panic holds nothing half-done.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens the store in `dir` with per-request timeouts (tests use short ones).
+    pub fn open_with_timeouts(
+        dir: &Path,
+        key: &[u8],
+        connect: std::time::Duration,
+        whole: std::time::Duration,
+    ) -> Result<Arc<Self>> {
+        guarded(|| {
+            if key.len() != 32 {
+                return Err(LinliError::BadKey {
+                    len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                });
+            }
+            let mut store = Store::open(dir, key)?;
+            store.set_summarizer(summarize);
+            let creds = load_creds(&store)?;
+            let actor = creds
+                .as_ref()
+                .map_or_else(unenrolled_actor, |c| ActorId::from(c.actor.clone()));
+            Ok(Arc::new(LinliClient {
+                inner: Mutex::new(Inner {
+                    replica: Replica::new(store, actor),
+                    creds,
+                }),
+                timeouts: Timeouts { connect, whole },
+            }))
+        })
+    }
+
+    /// Runs `f` on the store, a credential required.
+    fn enrolled<T>(&self, f: impl FnOnce(&mut Inner, &Credentials) -> Result<T>) -> Result<T> {
+        guarded(|| {
+            let mut inner = self.lock();
+            let creds = inner.creds.clone().ok_or(LinliError::NotEnrolled)?;
+            f(&mut inner, &creds)
+        })
+    }
+
+    /// Edits a held case file as this phone's user; the rules run before the change is
+    /// kept, and the document is saved durably before this returns.
+    fn edit<T>(
+        &self,
+        resident: &str,
+        write: impl FnOnce(&mut CaseFile, &Editor<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let id: ResidentId = parse_id("resident", resident)?;
+        self.enrolled(|inner, creds| {
+            let mut file =
+                inner
+                    .replica
+                    .case_file(id.into())?
+                    .ok_or_else(|| LinliError::NotFound {
+                        what: format!("resident {id}"),
+                    })?;
+            let principal = creds.principal(id, file.station()?)?;
+            let editor = Editor {
+                principal: &principal,
+                now: now_ms(),
+            };
+            let out = write(&mut file, &editor)?;
+            // One transaction: the change, the sync state and the resident's summary.
+            inner.replica.save_case_file(&file)?;
+            Ok(out)
+        })
+    }
+
+    fn held_summaries(inner: &mut Inner) -> Result<Vec<(DocId, Summary)>> {
+        let store = inner.replica.store();
+        let mut known: BTreeMap<DocId, Vec<u8>> = store.summaries()?.into_iter().collect();
+        let mut out = Vec::new();
+        for id in store.doc_ids()? {
+            let summary = match known.remove(&id) {
+                Some(bytes) => postcard::from_bytes(&bytes).ok(),
+                None => None,
+            };
+            let summary = match summary {
+                Some(s) => s,
+                None => match rebuild_summary(store, id)? {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            out.push((id, summary));
+        }
+        Ok(out)
+    }
+}
+
+/// A document's summary, for the store to seal beside it on every write.
+fn summarize(doc: &Automerge) -> Option<Vec<u8>> {
+    let summary = match header(doc).ok()??.kind {
+        DocKind::Catalog => Summary::Catalog,
+        DocKind::Resident => {
+            let l = listing(doc).ok()?;
+            Summary::Resident {
+                profile: l.profile,
+                station: l.station,
+                last_visit_at: l.last_visit_at,
+            }
+        }
+    };
+    postcard::to_stdvec(&summary).ok()
+}
+
+/// Loads a held document whose summary is missing and stores one; `None` if it is not
+/// held or cannot be summarised yet (a repair under way).
+fn rebuild_summary(store: &Store, id: DocId) -> Result<Option<Summary>> {
+    let Some(bytes) = store.load_doc(id)? else {
+        return Ok(None);
+    };
+    let doc = Automerge::load(&bytes).map_err(|e| LinliError::Malformed {
+        detail: format!("stored document {id} does not load: {e}"),
+    })?;
+    let Some(plain) = summarize(&doc) else {
+        return Ok(None);
+    };
+    store.set_summary(id, &plain)?;
+    Ok(postcard::from_bytes(&plain).ok())
+}
+
+fn summary_record(id: DocId, s: &Summary) -> Option<ResidentSummary> {
+    let Summary::Resident {
+        profile,
+        station,
+        last_visit_at,
+    } = s
+    else {
+        return None;
+    };
+    let next_visit_due_at = match profile.visit_due(*last_visit_at) {
+        Some(VisitDue::At(t)) => Some(t),
+        _ => None,
+    };
+    Some(ResidentSummary {
+        id: id.to_string(),
+        name: profile.name.clone(),
+        address: profile.address.clone(),
+        station_id: station.to_string(),
+        risk_level: profile.risk_level.map(Into::into),
+        visit_every_days: profile.visit_every_days,
+        last_visit_at: *last_visit_at,
+        next_visit_due_at,
+    })
+}
+
+#[uniffi::export]
+impl LinliClient {
+    /// Opens (or creates) the phone's store in the folder `dir` with the 32-byte `key`
+    /// from the platform keystore. A wrong key is refused with `WrongKey` and changes
+    /// nothing on disk.
+    #[uniffi::constructor]
+    pub fn open(dir: String, key: Vec<u8>) -> Result<Arc<Self>> {
+        let t = Timeouts::default();
+        Self::open_with_timeouts(Path::new(&dir), &key, t.connect, t.whole)
+    }
+
+    /// Enrols this phone with the one-time `code` (the QR code a coordinator shows)
+    /// at `server_url` (e.g. `https://linli.example.org`).
+    pub fn enrol(&self, server_url: String, code: String, device_name: String) -> Result<Identity> {
+        guarded(|| {
+            if self.lock().creds.is_some() {
+                return Err(LinliError::AlreadyEnrolled);
+            }
+            let http = Http::new(&server_url, self.timeouts);
+            let answer = http.post_json(
+                "/api/v1/enrol",
+                None,
+                &serde_json::json!({ "code": code.trim(), "device_name": device_name }),
+            )?;
+            let body = answer.map_err(Refusal::into_error)?;
+            let c: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| LinliError::Malformed {
+                    detail: format!("the enrolment answer is not JSON: {e}"),
+                })?;
+            let malformed = |what: &str| LinliError::Malformed {
+                detail: format!("the enrolment answer lacks {what}"),
+            };
+            let text = |v: &serde_json::Value, what: &str| {
+                v.as_str().map(str::to_owned).ok_or_else(|| malformed(what))
+            };
+            let uuid = |v: &serde_json::Value, what: &str| -> Result<uuid::Uuid> {
+                text(v, what)?.parse().map_err(|_| malformed(what))
+            };
+            let actor = c["actors"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|a| a.as_str())
+                .and_then(|a| hex::decode(a).ok())
+                .ok_or_else(|| malformed("an actor"))?;
+            let expires_in = c["expires_in"].as_i64().unwrap_or(0);
+            let creds = Credentials {
+                server_url: server_url.trim_end_matches('/').to_owned(),
+                device: uuid(&c["device_id"], "a device id")?,
+                user: uuid(&c["user"]["id"], "a user id")?,
+                display_name: text(&c["user"]["display_name"], "a display name")?,
+                role: text(&c["user"]["role"], "a role")?,
+                district: uuid(&c["user"]["district"], "a district")?,
+                actor,
+                refresh_token: text(&c["refresh_token"], "a refresh token")?,
+                access_token: text(&c["access_token"], "an access token")?,
+                access_expires_at: now_ms().saturating_add(expires_in.saturating_mul(1000)),
+            };
+            let identity = creds.identity()?;
+            let mut inner = self.lock();
+            if inner.creds.is_some() {
+                return Err(LinliError::AlreadyEnrolled);
+            }
+            save_creds(inner.replica.store(), &creds)?;
+            inner.replica.set_actor(ActorId::from(creds.actor.clone()));
+            inner.creds = Some(creds);
+            Ok(identity)
+        })
+    }
+
+    /// Signs the phone out: deletes every resident's data, the cursor and the
+    /// credential, keeping the key check (the same key opens the empty store). Visits
+    /// not yet synced are lost with it: check `sync_status` first. For a phone whose
+    /// credential the server no longer accepts, before enrolling again.
+    pub fn erase(&self) -> Result<()> {
+        guarded(|| {
+            let mut inner = self.lock();
+            inner.replica.store_mut().wipe()?;
+            inner.creds = None;
+            inner.replica.set_actor(unenrolled_actor());
+            Ok(())
+        })
+    }
+
+    /// Who this phone is enrolled as; `None` before enrolment (or after a revocation).
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        guarded(|| {
+            self.lock()
+                .creds
+                .as_ref()
+                .map(Credentials::identity)
+                .transpose()
+        })
+    }
+
+    /// The residents on this phone (assigned to me, or in my stations), by name.
+    pub fn residents(&self) -> Result<Vec<ResidentSummary>> {
+        self.enrolled(|inner, _| {
+            let mut out: Vec<ResidentSummary> = Self::held_summaries(inner)?
+                .iter()
+                .filter_map(|(id, s)| summary_record(*id, s))
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            Ok(out)
+        })
+    }
+
+    /// Who is due or overdue for a visit today: residents with a visit frequency whose
+    /// next visit falls before the end of the local day holding `now_ms`, in a time
+    /// zone `utc_offset_minutes` east of UTC (Shanghai: 480). Never-visited first,
+    /// then the longest overdue.
+    pub fn due_visits(&self, now_ms: i64, utc_offset_minutes: i32) -> Result<Vec<DueResident>> {
+        self.enrolled(|inner, _| {
+            let start = day_start(now_ms, utc_offset_minutes);
+            let end = start.saturating_add(model::DAY_MS);
+            let mut out = Vec::new();
+            for (id, s) in Self::held_summaries(inner)? {
+                let Summary::Resident {
+                    profile,
+                    last_visit_at,
+                    ..
+                } = &s
+                else {
+                    continue;
+                };
+                let (status, key) = match profile.visit_due(*last_visit_at) {
+                    None => continue,
+                    Some(VisitDue::NeverVisited) => (DueStatus::NeverVisited, i64::MIN),
+                    Some(VisitDue::At(t)) if t < start => (DueStatus::Overdue, t),
+                    Some(VisitDue::At(t)) if t < end => (DueStatus::DueToday, t),
+                    Some(VisitDue::At(_)) => continue,
+                };
+                if let Some(resident) = summary_record(id, &s) {
+                    out.push((key, DueResident { status, resident }));
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.resident.id.cmp(&b.1.resident.id)));
+            Ok(out.into_iter().map(|(_, d)| d).collect())
+        })
+    }
+
+    /// A resident's profile, visit timeline (newest first) and follow-ups.
+    pub fn resident(&self, resident_id: String) -> Result<ResidentDetail> {
+        let id: ResidentId = parse_id("resident", &resident_id)?;
+        self.enrolled(|inner, _| {
+            let file = inner
+                .replica
+                .case_file(id.into())?
+                .ok_or_else(|| LinliError::NotFound {
+                    what: format!("resident {id}"),
+                })?;
+            let unreceipted = inner.replica.unreceipted_visits(id.into())?;
+            let r = file.hydrate()?;
+            let mut visits: Vec<VisitInfo> = r
+                .visits
+                .into_iter()
+                .map(|v| VisitInfo {
+                    id: v.id.to_string(),
+                    volunteer: v.volunteer.to_string(),
+                    receipted: !unreceipted.contains(&v.id),
+                    tombstoned: v.tombstoned,
+                    review: v.review.map(Into::into),
+                    record: v.record.into(),
+                })
+                .collect();
+            visits.reverse();
+            Ok(ResidentDetail {
+                id: r.id.to_string(),
+                district_id: r.district.to_string(),
+                station_id: r.station.to_string(),
+                profile: r.profile.into(),
+                visits,
+                follow_ups: r.follow_ups.into_iter().map(Into::into).collect(),
+            })
+        })
+    }
+
+    /// Logs a visit to a resident, offline. The rules run first (a refused visit is
+    /// `NotAllowed` and nothing is kept); when this returns the visit is on disk. Gives
+    /// the new visit's id.
+    pub fn log_visit(&self, resident_id: String, visit: VisitInput) -> Result<String> {
+        let record: model::VisitRecord = visit.try_into()?;
+        self.edit(&resident_id, |file, editor| {
+            let id = new_visit_id();
+            file.log_visit(editor, id, &record)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Amends one of my visits: only the fields that differ are written.
+    pub fn amend_visit(
+        &self,
+        resident_id: String,
+        visit_id: String,
+        visit: VisitInput,
+    ) -> Result<()> {
+        let record: model::VisitRecord = visit.try_into()?;
+        let visit: VisitId = parse_id("visit", &visit_id)?;
+        self.edit(&resident_id, |file, editor| {
+            file.amend_visit(editor, visit, &record)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes one of my visits (a tombstone: a concurrent edit is not lost).
+    pub fn tombstone_visit(&self, resident_id: String, visit_id: String) -> Result<()> {
+        let visit: VisitId = parse_id("visit", &visit_id)?;
+        self.edit(&resident_id, |file, editor| {
+            file.tombstone_visit(editor, visit)?;
+            Ok(())
+        })
+    }
+
+    /// Reviews a visit (station staff and coordinators).
+    pub fn review_visit(
+        &self,
+        resident_id: String,
+        visit_id: String,
+        status: ReviewStatus,
+        comment: String,
+    ) -> Result<()> {
+        let visit: VisitId = parse_id("visit", &visit_id)?;
+        self.edit(&resident_id, |file, editor| {
+            file.review_visit(editor, visit, status.into(), &comment)?;
+            Ok(())
+        })
+    }
+
+    /// Opens a follow-up ticket on a resident, optionally from a visit, for an owner and
+    /// by a deadline (station staff and coordinators). Gives the ticket's id.
+    pub fn open_follow_up(
+        &self,
+        resident_id: String,
+        visit_id: Option<String>,
+        title: String,
+        owner: Option<String>,
+        deadline: Option<i64>,
+    ) -> Result<String> {
+        let visit: Option<VisitId> = visit_id.map(|v| parse_id("visit", &v)).transpose()?;
+        let owner: Option<UserId> = owner.map(|o| parse_id("owner", &o)).transpose()?;
+        self.edit(&resident_id, |file, editor| {
+            let id = FollowUpId(uuid::Uuid::now_v7());
+            file.open_follow_up(editor, id, visit, &title, owner, deadline)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Comments on a follow-up ticket.
+    pub fn comment_follow_up(
+        &self,
+        resident_id: String,
+        follow_up_id: String,
+        text: String,
+    ) -> Result<String> {
+        let follow_up: FollowUpId = parse_id("follow-up", &follow_up_id)?;
+        self.edit(&resident_id, |file, editor| {
+            let id = CommentId(uuid::Uuid::now_v7());
+            file.comment_follow_up(editor, follow_up, id, &text)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Closes a follow-up ticket (its owner, station staff and coordinators).
+    pub fn close_follow_up(
+        &self,
+        resident_id: String,
+        follow_up_id: String,
+        resolution: String,
+    ) -> Result<()> {
+        let follow_up: FollowUpId = parse_id("follow-up", &follow_up_id)?;
+        self.edit(&resident_id, |file, editor| {
+            file.close_follow_up(editor, follow_up, &resolution)?;
+            Ok(())
+        })
+    }
+
+    /// Registers a new resident at a station (station staff and coordinators). Gives
+    /// the resident's id.
+    pub fn register_resident(&self, station_id: String, profile: ProfileRecord) -> Result<String> {
+        let station: StationId = parse_id("station", &station_id)?;
+        self.enrolled(|inner, creds| {
+            let id = ResidentId(uuid::Uuid::now_v7());
+            let principal = creds.principal(id, station)?;
+            let editor = Editor {
+                principal: &principal,
+                now: now_ms(),
+            };
+            let file = CaseFile::create(
+                inner.replica.actor().clone(),
+                &editor,
+                id,
+                DistrictId(creds.district),
+                station,
+                &profile.into(),
+            )?;
+            inner.replica.save_case_file(&file)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Adds an entry (a project, service type, hazard type…) to the district's catalog
+    /// (coordinators), creating the catalog if the phone holds none. Gives its id.
+    pub fn add_catalog_entry(
+        &self,
+        kind: CatalogKind,
+        name: String,
+        name_en: String,
+        parent: Option<String>,
+    ) -> Result<String> {
+        let parent: Option<uuid::Uuid> = parent.map(|p| parse_id("parent", &p)).transpose()?;
+        self.enrolled(|inner, creds| {
+            let district = DistrictId(creds.district);
+            let principal = creds.catalog_principal()?;
+            let editor = Editor {
+                principal: &principal,
+                now: now_ms(),
+            };
+            let mut catalog = match inner.replica.catalog(district.into())? {
+                Some(c) => c,
+                None => CatalogDoc::create(inner.replica.actor().clone(), &editor, district)?,
+            };
+            let id = uuid::Uuid::now_v7();
+            catalog.put_entries(
+                &editor,
+                &[EntryInput {
+                    kind: kind.into(),
+                    id,
+                    name: &name,
+                    name_en: &name_en,
+                    parent,
+                    archived: false,
+                }],
+            )?;
+            inner.replica.save_catalog(&catalog)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// The reviews of my visits and the follow-ups that came back from coordinators.
+    pub fn feedback(&self) -> Result<Feedback> {
+        self.enrolled(|inner, creds| {
+            let me = UserId(creds.user);
+            let mut reviews = Vec::new();
+            let mut follow_ups = Vec::new();
+            for (id, s) in Self::held_summaries(inner)? {
+                if !matches!(s, Summary::Resident { .. }) {
+                    continue;
+                }
+                let Some(file) = inner.replica.case_file(id)? else {
+                    continue;
+                };
+                let r = file.hydrate()?;
+                for v in r.visits.iter().filter(|v| v.volunteer == me) {
+                    if let Some(review) = &v.review {
+                        reviews.push(ReviewFeedback {
+                            resident_id: r.id.to_string(),
+                            resident_name: r.profile.name.clone(),
+                            visit_id: v.id.to_string(),
+                            review: review.clone().into(),
+                        });
+                    }
+                }
+                for f in &r.follow_ups {
+                    follow_ups.push(FollowUpFeedback {
+                        resident_id: r.id.to_string(),
+                        resident_name: r.profile.name.clone(),
+                        follow_up: f.clone().into(),
+                    });
+                }
+            }
+            reviews.sort_by_key(|r| std::cmp::Reverse(r.review.at));
+            follow_ups.sort_by_key(|f| {
+                (
+                    f.follow_up.status == FollowUpStatus::Closed,
+                    f.follow_up.deadline.unwrap_or(i64::MAX),
+                )
+            });
+            Ok(Feedback {
+                reviews,
+                follow_ups,
+            })
+        })
+    }
+
+    /// The district's catalog (projects, service and hazard types…); `None` until the
+    /// first sync brings it.
+    pub fn catalog(&self) -> Result<Option<CatalogInfo>> {
+        self.enrolled(|inner, creds| {
+            let doc = DocId::from(DistrictId(creds.district));
+            match inner.replica.catalog(doc)? {
+                None => Ok(None),
+                Some(c) => Ok(Some(c.hydrate()?.into())),
+            }
+        })
+    }
+
+    /// How many changes wait to be synced, and which visits the server has not yet
+    /// receipted (every other visit on the phone is held by the server).
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        self.enrolled(|inner, _| {
+            let pending = inner.replica.pending_changes()?;
+            let mut unreceipted = Vec::new();
+            for doc in inner.replica.store().pending_docs()? {
+                for visit in inner.replica.unreceipted_visits(doc)? {
+                    unreceipted.push(VisitRef {
+                        resident_id: doc.to_string(),
+                        visit_id: visit.to_string(),
+                    });
+                }
+            }
+            unreceipted.sort();
+            Ok(SyncStatus {
+                pending_changes: pending as u64,
+                unreceipted_visits: unreceipted,
+            })
+        })
+    }
+
+    /// Syncs with the server: uploads what waits, takes in receipts, other phones' and
+    /// coordinators' changes and purges, round after round until nothing is left (at
+    /// most 32 round trips). `Network { retryable }` when the server cannot be reached:
+    /// nothing is lost, sync again later. `Revoked` when the device was revoked: every
+    /// resident's data has been deleted. `Cancelled` when `cancel` fired between round
+    /// trips: what was exchanged is kept.
+    pub fn sync(&self, cancel: Arc<CancelToken>) -> Result<SyncOutcome> {
+        guarded(|| self.sync_rounds(&cancel))
+    }
+}
+
+impl LinliClient {
+    fn creds(&self) -> Result<Credentials> {
+        self.lock().creds.clone().ok_or(LinliError::NotEnrolled)
+    }
+
+    /// The device was revoked: delete everything and forget the credential.
+    fn purge_everything(&self) -> LinliError {
+        let mut inner = self.lock();
+        if let Err(e) = inner.replica.store_mut().wipe() {
+            return LinliError::storage(format!(
+                "the device was revoked but its data could not be deleted: {e}"
+            ));
+        }
+        inner.creds = None;
+        inner.replica.set_actor(unenrolled_actor());
+        LinliError::Revoked
+    }
+
+    /// A fresh access token, refreshing it first if it is about to expire (or `force`).
+    fn access_token(&self, http: &Http, force: bool) -> Result<String> {
+        let creds = self.creds()?;
+        if !force && creds.access_expires_at - REFRESH_MARGIN_MS > now_ms() {
+            return Ok(creds.access_token);
+        }
+        let answer = http.post_json(
+            "/api/v1/token",
+            None,
+            &serde_json::json!({ "refresh_token": creds.refresh_token }),
+        )?;
+        let body = match answer {
+            Ok(body) => body,
+            Err(refusal) => {
+                let error = refusal.into_error();
+                return Err(match error {
+                    LinliError::Revoked => self.purge_everything(),
+                    other => other,
+                });
+            }
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| LinliError::Malformed {
+                detail: format!("the token answer is not JSON: {e}"),
+            })?;
+        let (Some(access), Some(refresh)) = (
+            json["access_token"].as_str(),
+            json["refresh_token"].as_str(),
+        ) else {
+            return Err(LinliError::Malformed {
+                detail: "the token answer lacks its tokens".into(),
+            });
+        };
+        let mut updated = creds;
+        updated.access_token = access.to_owned();
+        updated.refresh_token = refresh.to_owned();
+        updated.access_expires_at = now_ms().saturating_add(
+            json["expires_in"]
+                .as_i64()
+                .unwrap_or(0)
+                .saturating_mul(1000),
+        );
+        // Keep the rotated refresh token before anything else can fail.
+        let mut inner = self.lock();
+        save_creds(inner.replica.store(), &updated)?;
+        inner.creds = Some(updated);
+        drop(inner);
+        Ok(access.to_owned())
+    }
+
+    fn sync_rounds(&self, cancel: &CancelToken) -> Result<SyncOutcome> {
+        let creds = self.creds()?;
+        let http = Http::new(&creds.server_url, self.timeouts);
+        let mut outcome = SyncOutcome {
+            sent_changes: 0,
+            received_changes: 0,
+            receipted: Vec::new(),
+            rejections: Vec::new(),
+            purged: Vec::new(),
+            rounds: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            complete: false,
+        };
+        while outcome.rounds < MAX_ROUNDS {
+            if cancel.is_cancelled() {
+                return Err(LinliError::Cancelled);
+            }
+            let (body, sent) = {
+                let inner = self.lock();
+                let request = inner.replica.prepare()?;
+                let sent: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
+                (request.encode(), sent)
+            };
+            let mut token = self.access_token(&http, false)?;
+            let mut answer = http.post("/api/v1/sync", Some(&token), ENVELOPE, &body)?;
+            if let Err(r) = &answer
+                && r.status == 401
+                && matches!(r.code.as_str(), "token_expired" | "invalid_token")
+            {
+                token = self.access_token(&http, true)?;
+                answer = http.post("/api/v1/sync", Some(&token), ENVELOPE, &body)?;
+            }
+            let bytes = match answer {
+                Ok(bytes) => bytes,
+                Err(refusal) => {
+                    return Err(match refusal.into_error() {
+                        LinliError::Revoked => self.purge_everything(),
+                        other => other,
+                    });
+                }
+            };
+            outcome.rounds += 1;
+            outcome.bytes_sent += body.len() as u64;
+            outcome.bytes_received += bytes.len() as u64;
+            outcome.sent_changes += sent as u64;
+            let mut inner = self.lock();
+            let response = SyncResponse::decode(&bytes).map_err(|e| LinliError::Malformed {
+                detail: format!("the sync answer does not decode: {e}"),
+            })?;
+            // The whole answer is applied in one transaction (one fsync, and all of
+            // it or none). Automerge applies the server's bytes; a panic in there must
+            // not cross the FFI (the server guards its applies the same way).
+            inner.replica.store_mut().begin_batch()?;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.replica.apply(&response)
+            }));
+            let ok = matches!(applied, Ok(Ok(_)));
+            inner.replica.store_mut().end_batch(ok)?;
+            let report = applied.map_err(|_| LinliError::Malformed {
+                detail: "Automerge could not apply what the server sent".into(),
+            })??;
+            outcome.received_changes += report.received_changes as u64;
+            outcome
+                .receipted
+                .extend(report.receipted.iter().map(ToString::to_string));
+            outcome
+                .rejections
+                .extend(report.rejections.iter().map(|r| RejectionInfo {
+                    doc_id: r.doc.to_string(),
+                    code: r.code.clone(),
+                    reason: r.message.clone(),
+                }));
+            outcome
+                .purged
+                .extend(report.purged.iter().map(ToString::to_string));
+            let store = inner.replica.store();
+            let quiet = !report.more && !store.need_held()? && store.pending_docs()?.is_empty();
+            if quiet {
+                outcome.complete = true;
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_day_starts_at_local_midnight() {
+        // 2025-11-24 00:30 in Shanghai is 2025-11-23 16:30 UTC.
+        let now = 1_763_915_400_000;
+        let start = day_start(now, 480);
+        assert_eq!(start, 1_763_913_600_000); // 2025-11-23 16:00 UTC
+        assert_eq!(day_start(now, 0), 1_763_856_000_000);
+        assert_eq!(day_start(start, 480), start);
+    }
+}

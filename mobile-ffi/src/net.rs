@@ -1,0 +1,157 @@
+//! The transport: blocking HTTPS (ureq with rustls) with timeouts, and the server's
+//! JSON errors turned into the library's error.
+
+use crate::error::LinliError;
+use std::time::Duration;
+
+/// The media type of sync envelopes.
+pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
+/// The largest answer read (the server cuts its responses well below this).
+const MAX_ANSWER: u64 = 64 << 20;
+
+/// An HTTP client for one server.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+/// A non-2xx answer: the status and the server's JSON error.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub purge: bool,
+}
+
+impl Refusal {
+    /// The library's error for a refusal that is not handled specially.
+    pub(crate) fn into_error(self) -> LinliError {
+        if self.status >= 500 || self.status == 429 || self.status == 408 {
+            return LinliError::Network {
+                retryable: true,
+                detail: format!("the server answered {} ({})", self.status, self.message),
+            };
+        }
+        if self.code == "device_revoked" || self.purge {
+            return LinliError::Revoked;
+        }
+        LinliError::Refused {
+            code: if self.code.is_empty() {
+                format!("http_{}", self.status)
+            } else {
+                self.code
+            },
+            detail: self.message,
+        }
+    }
+}
+
+/// What a request gave: the body of a 2xx, or a refusal.
+pub(crate) type Answer = Result<Vec<u8>, Refusal>;
+
+/// Timeouts: a stuck request ends, and the app gets a retryable error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub whole: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            whole: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Http {
+    pub(crate) fn new(base: &str, timeouts: Timeouts) -> Http {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.whole))
+            .user_agent("linli-phone/0.1")
+            .build()
+            .into();
+        Http {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// POSTs `body` with `content_type`, and a bearer token if given.
+    pub(crate) fn post(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Answer, LinliError> {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type);
+        if let Some(token) = bearer {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(transport)?;
+        if (200..300).contains(&status) {
+            return Ok(Ok(bytes));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let text = |k: &str| json[k].as_str().unwrap_or_default().to_owned();
+        Ok(Err(Refusal {
+            status,
+            code: text("code"),
+            message: match text("message") {
+                m if m.is_empty() => String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                m => m,
+            },
+            purge: json["purge"].as_bool().unwrap_or(false),
+        }))
+    }
+
+    /// POSTs JSON.
+    pub(crate) fn post_json(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<Answer, LinliError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| LinliError::Internal {
+            detail: format!("encoding a request: {e}"),
+        })?;
+        self.post(path, bearer, "application/json", &bytes)
+    }
+}
+
+fn transport(e: ureq::Error) -> LinliError {
+    use ureq::Error as E;
+    let retryable = match &e {
+        E::Io(_)
+        | E::Timeout(_)
+        | E::HostNotFound
+        | E::ConnectionFailed
+        | E::Protocol(_)
+        | E::Tls(_)
+        | E::Rustls(_)
+        | E::BodyStalled => true,
+        // A URL the app built wrong, or a body over the limit, will not heal by waiting.
+        E::BadUri(_) | E::BodyExceedsLimit(_) | E::InvalidProxyUrl => false,
+        _ => true,
+    };
+    LinliError::Network {
+        retryable,
+        detail: e.to_string(),
+    }
+}

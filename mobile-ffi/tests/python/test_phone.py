@@ -1,0 +1,331 @@
+"""The phone library through its generated Python bindings, against the real server.
+
+Run by scripts/test, which builds the server and the library, generates the bindings
+and sets LINLI_BINDINGS_DIR and LINLI_SERVER_BIN. Without them these tests fail: they
+never skip.
+"""
+
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+
+def _required(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(
+            f"{name} is not set: run these tests through scripts/test, which builds "
+            "the library, generates its Python bindings and builds the server"
+        )
+    return value
+
+
+sys.path.insert(0, _required("LINLI_BINDINGS_DIR"))
+import mobile_ffi as linli  # noqa: E402
+
+SERVER_BIN = _required("LINLI_SERVER_BIN")
+SHANGHAI = 480  # minutes east of UTC
+_logins = itertools.count()
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Server:
+    """The server binary on 127.0.0.1:0 over a SQLite file in a temporary folder."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="linli-server-")
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.process = subprocess.Popen(
+            [SERVER_BIN, "--data-dir", self.dir, "--bind", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.base = None
+        self.admin = None
+        deadline = time.monotonic() + 60
+        while self.admin is None:
+            line = self.process.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the server did not start; see " + self.log.name)
+            listening = re.search(r"listening on (http://\S+)", line)
+            if listening:
+                self.base = listening.group(1)
+            first = re.search(r'sign in as "(.+?)" with the one-time password (\S+)', line)
+            if first:
+                self.admin = (first.group(1), first.group(2))
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process.stdout.close()
+        self.log.close()
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def call(self, method, path, token=None, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, (json.loads(raw) if raw else None)
+
+    def expect(self, status, method, path, token=None, body=None):
+        got, answer = self.call(method, path, token, body)
+        if got != status:
+            raise AssertionError(f"{method} {path}: {got} {answer}")
+        return answer
+
+
+class World:
+    """A district with a station and a coordinator, set up over the API."""
+
+    def __init__(self):
+        self.server = Server()
+        s = self.server
+        login, password = s.admin
+        admin = s.expect(200, "POST", "/api/v1/login", body={"login": login, "password": password})[
+            "access_token"
+        ]
+        district = s.expect(201, "POST", "/api/v1/districts", admin, {"name": "彭浦镇"})["id"]
+        self.station = s.expect(
+            201, "POST", "/api/v1/stations", admin, {"name": "华沙六村党群服务站", "district": district}
+        )["id"]
+        self.coordinator = s.expect(
+            201,
+            "POST",
+            "/api/v1/users",
+            admin,
+            {
+                "login": "coordinator",
+                "display_name": "李协调",
+                "role": "coordinator",
+                "district": district,
+                "password": "coordinator's password",
+            },
+        )["id"]
+        self.token = s.expect(
+            200,
+            "POST",
+            "/api/v1/login",
+            body={"login": "coordinator", "password": "coordinator's password"},
+        )["access_token"]
+        self.folders = []
+
+    def volunteer(self):
+        login = f"volunteer{next(_logins)}"
+        return self.server.expect(
+            201,
+            "POST",
+            "/api/v1/users",
+            self.token,
+            {"login": login, "display_name": login, "role": "volunteer", "stations": []},
+        )["id"]
+
+    def phone(self, user):
+        """A phone enrolled for `user`: its client, folder and key."""
+        folder = tempfile.mkdtemp(prefix="linli-phone-")
+        self.folders.append(folder)
+        key = secrets.token_bytes(32)
+        client = linli.LinliClient.open(folder, key)
+        code = self.server.expect(201, "POST", "/api/v1/enrolment-codes", self.token, {"user": user})[
+            "code"
+        ]
+        client.enrol(self.server.base, code, "python phone")
+        return client, folder, key
+
+    def assign(self, volunteer, resident):
+        self.server.expect(204, "PUT", f"/api/v1/volunteers/{volunteer}/residents/{resident}", self.token)
+
+    def revoke(self, device):
+        self.server.expect(204, "POST", f"/api/v1/devices/{device}/revoke", self.token)
+
+    def remove(self):
+        self.server.remove()
+        for f in self.folders:
+            shutil.rmtree(f, ignore_errors=True)
+
+
+def profile(name):
+    return linli.ProfileRecord(
+        name=name,
+        address="华沙六村 12 号 301",
+        phone="",
+        birth_year=1936,
+        living_situation=linli.LivingSituation.ALONE,
+        emergency_contact="",
+        needs="",
+        risk_level=linli.RiskLevel.HIGH,
+        visit_every_days=7,
+    )
+
+
+def visit(notes, project):
+    now = now_ms()
+    return linli.VisitInput(
+        project=project,
+        unit=None,
+        started_at=now - 3_600_000,
+        ended_at=now - 1_800_000,
+        services=[],
+        condition=linli.ConditionRecord(
+            wellbeing=linli.Wellbeing.FAIR,
+            systolic=150,
+            diastolic=95,
+            blood_sugar_dmmol=None,
+            remarks="头晕",
+        ),
+        hazards=[],
+        notes=notes,
+        follow_up_needed=True,
+    )
+
+
+def sync(client):
+    return client.sync(linli.CancelToken())
+
+
+class PhoneStories(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = World()
+        cls.coordinator, _, _ = cls.w.phone(cls.w.coordinator)
+        cls.project = cls.coordinator.add_catalog_entry(
+            linli.CatalogKind.PROJECT, "安守晚晴天", "Safe at home", None
+        )
+        sync(cls.coordinator)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.remove()
+
+    def resident(self, name):
+        resident = self.coordinator.register_resident(self.w.station, profile(name))
+        outcome = sync(self.coordinator)
+        self.assertIn(resident, outcome.receipted)
+        return resident
+
+    def test_two_phones_log_offline_and_both_see_both_visits(self):
+        resident = self.resident("王阿婆")
+        phones = []
+        for _ in range(2):
+            user = self.w.volunteer()
+            self.w.assign(user, resident)
+            phone, _, _ = self.w.phone(user)
+            self.assertTrue(sync(phone).complete)
+            self.assertEqual([r.name for r in phone.residents()], ["王阿婆"])
+            due = phone.due_visits(now_ms(), SHANGHAI)
+            self.assertEqual([(d.status, d.resident.id) for d in due], [(linli.DueStatus.NEVER_VISITED, resident)])
+            self.assertEqual([p.name for p in phone.catalog().projects], ["安守晚晴天"])
+            phones.append(phone)
+        a, b = phones
+        va = a.log_visit(resident, visit("读报", self.project))
+        vb = b.log_visit(resident, visit("检查插线板", self.project))
+        for phone, v in ((a, va), (b, vb)):
+            status = phone.sync_status()
+            self.assertEqual(status.pending_changes, 1)
+            self.assertEqual([u.visit_id for u in status.unreceipted_visits], [v])
+            self.assertEqual(phone.due_visits(now_ms(), SHANGHAI), [])
+        self.assertEqual(sync(a).receipted, [resident])
+        sync(b)
+        sync(a)
+        for phone in (a, b):
+            detail = phone.resident(resident)
+            self.assertEqual(sorted(v.id for v in detail.visits), sorted([va, vb]))
+            self.assertTrue(all(v.receipted for v in detail.visits))
+            self.assertEqual(phone.sync_status().pending_changes, 0)
+
+    def test_a_coordinator_review_reaches_the_phone(self):
+        resident = self.resident("李老伯")
+        user = self.w.volunteer()
+        self.w.assign(user, resident)
+        phone, _, _ = self.w.phone(user)
+        sync(phone)
+        v = phone.log_visit(resident, visit("量血压 150/95", self.project))
+        with self.assertRaises(linli.LinliError.NotAllowed) as refused:
+            phone.review_visit(resident, v, linli.ReviewStatus.APPROVED, "好")
+        self.assertEqual(refused.exception.code, "role_not_allowed")
+        sync(phone)
+        sync(self.coordinator)
+        self.coordinator.review_visit(resident, v, linli.ReviewStatus.NEEDS_ATTENTION, "血压偏高，请复测")
+        sync(self.coordinator)
+        sync(phone)
+        reviews = phone.feedback().reviews
+        self.assertEqual(len(reviews), 1)
+        self.assertEqual(reviews[0].visit_id, v)
+        self.assertEqual(reviews[0].review.status, linli.ReviewStatus.NEEDS_ATTENTION)
+        self.assertEqual(reviews[0].review.comment, "血压偏高，请复测")
+        self.assertEqual(reviews[0].review.reviewer, self.w.coordinator)
+
+    def test_a_revoked_phone_is_purged(self):
+        resident = self.resident("张阿姨")
+        user = self.w.volunteer()
+        self.w.assign(user, resident)
+        phone, folder, key = self.w.phone(user)
+        sync(phone)
+        phone.log_visit(resident, visit("最后一次", self.project))
+        self.w.revoke(phone.identity().device_id)
+        with self.assertRaises(linli.LinliError.Revoked):
+            sync(phone)
+        self.assertIsNone(phone.identity())
+        with self.assertRaises(linli.LinliError.NotEnrolled):
+            phone.residents()
+        del phone
+        reopened = linli.LinliClient.open(folder, key)
+        self.assertIsNone(reopened.identity())
+        with open(os.path.join(folder, "linli-phone.db"), "rb") as f:
+            self.assertNotIn("张阿姨".encode(), f.read())
+
+    def test_a_wrong_key_is_refused(self):
+        user = self.w.volunteer()
+        phone, folder, key = self.w.phone(user)
+        del phone
+        path = os.path.join(folder, "linli-phone.db")
+        with open(path, "rb") as f:
+            before = f.read()
+        with self.assertRaises(linli.LinliError.WrongKey) as wrong:
+            linli.LinliClient.open(folder, bytes(32))
+        self.assertEqual(linli.error_code(wrong.exception), "wrong_key")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+        self.assertEqual(linli.LinliClient.open(folder, key).identity().user_id, user)
+
+    def test_an_unreachable_server_gives_a_retryable_error(self):
+        folder = tempfile.mkdtemp(prefix="linli-phone-")
+        self.w.folders.append(folder)
+        phone = linli.LinliClient.open(folder, secrets.token_bytes(32))
+        closed = Server()
+        base = closed.base
+        closed.remove()
+        with self.assertRaises(linli.LinliError.Network) as error:
+            phone.enrol(base, "123456", "python phone")
+        self.assertTrue(error.exception.retryable)
+        self.assertIsNone(phone.identity())
+
+
+if __name__ == "__main__":
+    unittest.main()
