@@ -82,6 +82,11 @@ async fn not_found(lang: Lang) -> Response {
     WebError::new(lang, Error::NotFound("no such page".into())).into_response()
 }
 
+/// A query string or form the page cannot read: a 400 page, not axum's plain text.
+pub(crate) fn unreadable(lang: Lang, e: impl std::fmt::Display) -> WebError {
+    WebError::new(lang, Error::bad_request("malformed", e.to_string()))
+}
+
 /// Renders a template as an HTML response.
 pub(crate) fn render(page: &impl Template) -> Result<Response, Error> {
     page.render()

@@ -10,6 +10,7 @@ use super::{WebError, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::identity::User;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
@@ -60,8 +61,9 @@ pub(crate) async fn page(
     lang: Lang,
     user: WebUser,
     Path(resident): Path<String>,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, WebError> {
+    let Query(query) = query.map_err(|e| super::unreadable(lang, e))?;
     show(&state, lang, &user, &resident, !query.reviewed.is_empty())
         .await
         .map_err(|e| WebError::new(lang, e))

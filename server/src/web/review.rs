@@ -11,6 +11,7 @@ use super::session::WebUser;
 use crate::error::{Error, Result};
 use crate::http::{Announcing, AppState};
 use crate::now_ms;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -44,8 +45,9 @@ pub(crate) async fn review(
     lang: Lang,
     user: WebUser,
     Path((resident, visit)): Path<(String, String)>,
-    Form(form): Form<ReviewForm>,
+    form: Result<Form<ReviewForm>, FormRejection>,
 ) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| super::unreadable(lang, e))?;
     write(&state, &user, &resident, &visit, &form)
         .await
         .map(|(resident, visit)| {

@@ -10,6 +10,7 @@ use super::text::{Names, date_time, day_start, short};
 use super::{WebError, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::Response;
@@ -236,8 +237,9 @@ pub(crate) async fn log(
     lang: Lang,
     user: WebUser,
     uri: Uri,
-    Query(filters): Query<Filters>,
+    filters: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, WebError> {
+    let Query(filters) = filters.map_err(|e| super::unreadable(lang, e))?;
     page(&state, lang, &user, &uri, &filters)
         .await
         .map_err(|e| WebError::new(lang, e))

@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub const STAFF_PASSWORD: &str = "staff member's password";
 
 /// A browser: keeps cookies, follows no redirects (the tests look at each).
-struct Browser<'a> {
+pub struct Browser<'a> {
     server: &'a TestServer,
     http: Client,
     cookies: BTreeMap<String, String>,
@@ -55,14 +55,14 @@ fn field(html: &str, name: &str) -> String {
 }
 
 /// Every `visit-<uuid>` anchor linked from a visit log page, in order.
-fn visits_listed(html: &str) -> Vec<String> {
+pub fn visits_listed(html: &str) -> Vec<String> {
     html.match_indices("#visit-")
         .map(|(i, _)| html[i + 7..i + 7 + 36].to_owned())
         .collect()
 }
 
 impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Self {
+    pub fn new(server: &'a TestServer) -> Self {
         Browser {
             server,
             http: Client::builder()
@@ -119,7 +119,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens the sign-in page and signs in.
-    async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
+    pub async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
         let page = self.get("/web/login").await;
         page.expect(200);
         let token = field(&page.text(), "form_token");
@@ -136,7 +136,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The page at `path`, which must answer 200.
-    async fn page(&mut self, path: &str) -> String {
+    pub async fn page(&mut self, path: &str) -> String {
         let answer = self.get(path).await;
         answer.expect(200);
         answer.text()
@@ -386,6 +386,8 @@ async fn visit_log_scope_and_filters(t: TestStore) {
         "from=yesterday",
         "hazards=maybe",
         "after=1_2",
+        "from=%ZZ",
+        "station=a&station=b",
     ] {
         let answer = coordinator.get(&format!("/web/visits?{bad}")).await;
         answer.expect(400);
@@ -495,7 +497,7 @@ async fn visit_log_pages(t: TestStore) {
 }
 
 /// The `href` of the link with `id`, unescaped.
-fn field_href(html: &str, id: &str) -> String {
+pub fn field_href(html: &str, id: &str) -> String {
     let marker = "href=\"";
     let at = html
         .find(&format!("id=\"{id}\""))
