@@ -4,6 +4,8 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod conflicts;
+mod history;
 mod i18n;
 mod residents;
 mod review;
@@ -50,6 +52,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/static/style.css", get(style))
         .route("/web/visits", get(visits::log))
         .route("/web/residents/{resident}", get(residents::page))
+        .route(
+            "/web/residents/{resident}/resolve",
+            post(conflicts::resolve),
+        )
         .route(
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),

@@ -147,6 +147,34 @@ pub(crate) struct FollowUpLine {
     pub comments: i64,
 }
 
+/// One of a conflicting field's values, and how the form sends it back.
+#[derive(Debug)]
+pub(crate) struct ConflictChoice {
+    pub shown: String,
+    /// `text`, `int` or `empty`.
+    pub kind: &'static str,
+    pub raw: String,
+    pub author: String,
+    pub at: String,
+}
+
+/// A profile field holding concurrent values.
+#[derive(Debug)]
+pub(crate) struct ConflictLine {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub values: Vec<ConflictChoice>,
+}
+
+/// One change of the case file's history.
+#[derive(Debug)]
+pub(crate) struct HistoryLine {
+    pub when: String,
+    pub who: String,
+    pub device: String,
+    pub what: String,
+}
+
 #[derive(Debug, Template)]
 #[template(path = "resident.html")]
 pub(crate) struct ResidentPage {
@@ -156,5 +184,11 @@ pub(crate) struct ResidentPage {
     pub facts: Vec<(&'static str, String)>,
     pub visits: Vec<TimelineVisit>,
     pub follow_ups: Vec<FollowUpLine>,
+    pub conflicts: Vec<ConflictLine>,
+    /// Where conflict choices post; empty when the user may not edit.
+    pub resolve_action: String,
+    pub history: Vec<HistoryLine>,
+    /// Whether older changes were left out.
+    pub history_cut: bool,
     pub notice: Option<&'static str>,
 }

@@ -622,9 +622,113 @@ async fn review_on_the_web_reaches_the_phone(t: TestStore) {
     assert_eq!(visit.review_status(), ReviewStatus::Approved);
 }
 
+/// Two phones change one profile field offline: the resident page lists both values
+/// with the history of changes; the coordinator keeps one, and both phones follow.
+async fn conflicts_are_resolved_on_the_web(t: TestStore) {
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    let Log {
+        w,
+        resident_a,
+        mut volunteer_a,
+        ..
+    } = log_world(t).await;
+    let mut other = w.volunteer("li").await;
+    w.assign(other.user, resident_a).await;
+    other.sync().await.unwrap();
+    for (phone, number) in [(&mut volunteer_a, "021-1111"), (&mut other, "021-2222")] {
+        phone.edit(resident_a, |file, editor| {
+            file.update_profile(
+                editor,
+                ProfileField::Phone,
+                &FieldValue::Text(number.into()),
+            )
+            .unwrap();
+        });
+    }
+    volunteer_a.sync().await.unwrap();
+    other.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let path = format!("/web/residents/{}", resident_a.0);
+    let page = b.page(&path).await;
+    assert!(page.contains("id=\"conflict-phone\""), "{page}");
+    assert!(page.contains("021-1111") && page.contains("021-2222"));
+    // The history names the phones that wrote, newest first.
+    assert!(page.matches("class=\"change\"").count() >= 4, "{page}");
+    assert!(page.contains("test phone"));
+    let csrf = field(&page, "csrf");
+    let action = format!("/web/residents/{}/resolve", resident_a.0);
+
+    // Bad choices are refused, and nothing is written.
+    for form in [
+        [("field", "salary"), ("kind", "text"), ("value", "1")],
+        [("field", "birth_year"), ("kind", "int"), ("value", "old")],
+        [("field", "birth_year"), ("kind", "int"), ("value", "1700")],
+    ] {
+        let mut form = form.to_vec();
+        form.push(("csrf", &csrf));
+        b.post(&action, &form).await.expect(400);
+    }
+    b.post(
+        &action,
+        &[
+            ("csrf", "forged"),
+            ("field", "phone"),
+            ("kind", "text"),
+            ("value", "021-2222"),
+        ],
+    )
+    .await
+    .expect(403);
+    assert!(b.page(&path).await.contains("id=\"conflict-phone\""));
+
+    // Staff of the other station cannot even find it.
+    staff(&w, "staff_b", &[w.station_b]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_b", STAFF_PASSWORD).await.expect(303);
+    let their_csrf = field(&s.page("/web/visits").await, "csrf");
+    s.post(
+        &action,
+        &[
+            ("csrf", &their_csrf),
+            ("field", "phone"),
+            ("kind", "text"),
+            ("value", "x"),
+        ],
+    )
+    .await
+    .expect(404);
+
+    let done = b
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("field", "phone"),
+                ("kind", "text"),
+                ("value", "021-2222"),
+            ],
+        )
+        .await;
+    done.expect(303);
+    let page = b.page(&done.location()).await;
+    assert!(page.contains("id=\"no-conflicts\"") && page.contains("id=\"notice\""));
+    assert!(page.contains("网页"), "the history shows the web edit");
+    for phone in [&mut volunteer_a, &mut other] {
+        phone.sync().await.unwrap();
+        assert_eq!(phone.resident(resident_a).profile.phone, "021-2222");
+        assert!(phone.case_file(resident_a).conflicts().unwrap().is_empty());
+    }
+    assert!(w.server.store().quarantined(10).await.unwrap().is_empty());
+}
+
 conformance!(
     sign_in_sessions_and_headers,
     visit_log_scope_and_filters,
     visit_log_pages,
     review_on_the_web_reaches_the_phone,
+    conflicts_are_resolved_on_the_web,
 );
