@@ -138,11 +138,14 @@ pub(crate) fn log_query(
         "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
          v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
          FROM visit_rows v \
-         JOIN resident_rows r ON r.id = v.resident \
+         CROSS JOIN resident_rows r \
          LEFT JOIN stations s ON s.id = v.station \
          LEFT JOIN users u ON u.id = v.volunteer \
-         WHERE ",
+         WHERE r.id = v.resident AND ",
     );
+    // CROSS JOIN keeps visit_rows the outer loop on SQLite (PostgreSQL plans it as any
+    // inner join): walking the (district|station, started_at) index newest first stops
+    // after a page, where starting from the residents would sort every visit.
     q.scope(user, "v.district", "v.station")?;
     q.push(" AND NOT v.tombstoned");
     if !filters.from.trim().is_empty() {
@@ -217,7 +220,14 @@ pub(crate) fn log_query(
         q.push(" AND v.review_status = ")
             .bind(Bind::Text(status.code().to_owned()));
     }
-    if let Some(c) = Cursor::decode(&filters.after)? {
+    let cursor = Cursor::decode(&filters.after)?;
+    // A bound on the start time on every page, the first too, so SQLite plans every
+    // page alike: down the (district|station, started_at, resident, id) index from the
+    // bound, stopping after a page (migration 0004; `BENCHMARKS.md`).
+    q.push(" AND v.started_at <= ").bind(Bind::Int(
+        cursor.as_ref().map_or(i64::MAX, |c| c.started_at),
+    ));
+    if let Some(c) = cursor {
         q.push(" AND (v.started_at, v.resident, v.id) < (")
             .bind(Bind::Int(c.started_at))
             .push(", ")
@@ -264,13 +274,24 @@ async fn page(
     rows.truncate(PAGE);
 
     // Services and hazards of the rows on this page.
+    // By resident and visit, so the lookups use the tables' primary keys.
+    let residents: Vec<Bind> = rows
+        .iter()
+        .map(|r| r.0.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(Bind::Bytes)
+        .collect();
     let keys: Vec<Bind> = rows.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
     let mut services: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
     let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
     if !rows.is_empty() {
         let mut q =
-            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE visit IN ");
-        q.bind_list(keys.clone()).push(" ORDER BY position");
+            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE resident IN ");
+        q.bind_list(residents.clone())
+            .push(" AND visit IN ")
+            .bind_list(keys.clone())
+            .push(" ORDER BY position");
         let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
             fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
         for (r, v, s) in found {
@@ -281,9 +302,12 @@ async fn page(
         }
         let mut q = Sql::new(
             "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
-             WHERE visit IN ",
+             WHERE resident IN ",
         );
-        q.bind_list(keys).push(" ORDER BY position");
+        q.bind_list(residents)
+            .push(" AND visit IN ")
+            .bind_list(keys)
+            .push(" ORDER BY position");
         let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
         for (r, v, h, severity, fixed) in found {
             hazards.entry((r, v)).or_default().push(format!(
