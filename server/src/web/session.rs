@@ -98,11 +98,16 @@ impl FromRequestParts<Arc<AppState>> for WebUser {
         let lang = Lang::from_request_parts(parts, state)
             .await
             .unwrap_or_default();
-        let here = parts
-            .uri
-            .path_and_query()
-            .map_or("/web/visits", |p| p.as_str())
-            .to_owned();
+        // Back to this page after signing in; a form's target cannot be opened again
+        // with GET, so a sign-in interrupting a POST returns to the visit log.
+        let here = match parts.method {
+            axum::http::Method::GET => parts
+                .uri
+                .path_and_query()
+                .map_or("/web/visits", |p| p.as_str())
+                .to_owned(),
+            _ => "/web/visits".to_owned(),
+        };
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
             return Err(to_login(&here));

@@ -175,6 +175,16 @@ async fn sign_in_sessions_and_headers(t: TestStore) {
     b.get("/web/residents/00000000-0000-0000-0000-000000000000")
         .await
         .expect(303);
+    // A form posted without a session (it expired) returns to the log after sign-in,
+    // never to a URL that only takes POST.
+    let expired = b
+        .post(
+            "/web/residents/00000000-0000-0000-0000-000000000000/visits/00000000-0000-0000-0000-000000000000/review",
+            &[("csrf", "x"), ("status", "approved")],
+        )
+        .await;
+    expired.expect(303);
+    assert_eq!(expired.location(), "/web/login?next=%2Fweb%2Fvisits");
 
     // The sign-in page: Chinese by default, with the security headers.
     let login = b.get("/web/login").await;
