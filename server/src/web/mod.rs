@@ -7,6 +7,7 @@
 mod conflicts;
 mod history;
 mod i18n;
+mod lists;
 mod residents;
 mod review;
 mod scope;
@@ -51,6 +52,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/lang/{lang}", get(i18n::switch))
         .route("/web/static/style.css", get(style))
         .route("/web/visits", get(visits::log))
+        .route("/web/follow-ups", get(lists::follow_ups))
+        .route("/web/due", get(lists::due))
         .route("/web/residents/{resident}", get(residents::page))
         .route(
             "/web/residents/{resident}/resolve",

@@ -192,3 +192,50 @@ pub(crate) struct ResidentPage {
     pub history_cut: bool,
     pub notice: Option<&'static str>,
 }
+
+/// A row of the follow-up list.
+#[derive(Debug)]
+pub(crate) struct FollowUpItem {
+    pub href: String,
+    pub resident: String,
+    pub station: String,
+    pub title: String,
+    pub status: &'static str,
+    pub overdue: bool,
+    pub deadline: String,
+    pub owner: String,
+    pub opened: String,
+    pub comments: i64,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "follow_ups.html")]
+pub(crate) struct FollowUpsPage {
+    pub c: Chrome,
+    pub selects: Vec<Select>,
+    pub lines: Vec<FollowUpItem>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A resident whose visit is due.
+#[derive(Debug)]
+pub(crate) struct DueLine {
+    pub href: String,
+    pub name: String,
+    pub station: String,
+    pub last_visit: String,
+    pub every: i64,
+    pub days_overdue: String,
+    pub risk: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "due.html")]
+pub(crate) struct DuePage {
+    pub c: Chrome,
+    pub selects: Vec<Select>,
+    pub lines: Vec<DueLine>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}

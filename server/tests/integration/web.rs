@@ -735,10 +735,90 @@ async fn conflicts_are_resolved_on_the_web(t: TestStore) {
     assert!(w.server.store().quarantined(10).await.unwrap().is_empty());
 }
 
+/// The follow-up and visits-due lists: what they hold, their filters, and staff who
+/// see only their stations.
+async fn follow_up_and_due_lists(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        resident_b,
+        ..
+    } = log_world(t).await;
+    let mut coordinator = w.coordinator_phone().await;
+    coordinator.sync().await.unwrap();
+    // Two residents nobody has visited, one at each station.
+    w.resident(&mut coordinator, w.station_a, "孙阿姨").await;
+    w.resident(&mut coordinator, w.station_b, "周老伯").await;
+    let now = server::now_ms();
+    for (resident, title, deadline) in [
+        (resident_a, "更换插线板", now - 86_400_000),
+        (resident_b, "联系家属", now + 7 * 86_400_000),
+    ] {
+        coordinator.edit(resident, |file, editor| {
+            file.open_follow_up(
+                editor,
+                FollowUpId(Uuid::now_v7()),
+                None,
+                title,
+                None,
+                Some(deadline),
+            )
+            .unwrap();
+        });
+    }
+    coordinator.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let open = b.page("/web/follow-ups").await;
+    assert_eq!(open.matches("class=\"follow-up\"").count(), 2, "{open}");
+    assert!(open.contains("更换插线板") && open.contains("联系家属"));
+    let overdue = b.page("/web/follow-ups?status=overdue").await;
+    assert_eq!(overdue.matches("class=\"follow-up\"").count(), 1);
+    assert!(overdue.contains("更换插线板") && overdue.contains("已逾期"));
+    assert!(
+        b.page("/web/follow-ups?status=closed")
+            .await
+            .contains("id=\"no-follow-ups\"")
+    );
+    let due = b.page("/web/due").await;
+    assert_eq!(due.matches("class=\"due\"").count(), 2, "{due}");
+    assert!(due.contains("孙阿姨") && due.contains("周老伯") && due.contains("从未走访"));
+    assert!(
+        !due.contains("王阿婆"),
+        "visited an hour ago, every 7 days: not due"
+    );
+    for bad in [
+        "/web/follow-ups?status=lost",
+        "/web/due?page=-1",
+        "/web/due?station=nope",
+    ] {
+        b.get(bad).await.expect(400);
+    }
+
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let theirs = s.page("/web/follow-ups").await;
+    assert_eq!(theirs.matches("class=\"follow-up\"").count(), 1);
+    assert!(theirs.contains("更换插线板") && !theirs.contains("联系家属"));
+    let crafted = s
+        .page(&format!("/web/follow-ups?station={}", w.station_b.0))
+        .await;
+    assert!(crafted.contains("id=\"no-follow-ups\"") && !crafted.contains("联系家属"));
+    let due = s.page("/web/due").await;
+    assert!(due.contains("孙阿姨") && !due.contains("周老伯"), "{due}");
+    let crafted = s.page(&format!("/web/due?station={}", w.station_b.0)).await;
+    assert!(crafted.contains("id=\"no-due\"") && !crafted.contains("周老伯"));
+}
+
 conformance!(
     sign_in_sessions_and_headers,
     visit_log_scope_and_filters,
     visit_log_pages,
     review_on_the_web_reaches_the_phone,
     conflicts_are_resolved_on_the_web,
+    follow_up_and_due_lists,
 );
