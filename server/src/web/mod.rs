@@ -5,6 +5,7 @@
 //! resident's Automerge document through the core, like any other change.
 
 mod conflicts;
+mod exports;
 mod history;
 mod i18n;
 mod lists;
@@ -52,6 +53,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/lang/{lang}", get(i18n::switch))
         .route("/web/static/style.css", get(style))
         .route("/web/visits", get(visits::log))
+        .route("/web/visits/export.csv", get(exports::csv))
+        .route("/web/visits/export.xlsx", get(exports::xlsx))
         .route("/web/follow-ups", get(lists::follow_ups))
         .route("/web/due", get(lists::due))
         .route("/web/residents/{resident}", get(residents::page))

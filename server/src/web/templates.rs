@@ -110,6 +110,8 @@ pub(crate) struct VisitsPage {
     pub lines: Vec<VisitLine>,
     pub first: Option<String>,
     pub next: Option<String>,
+    /// The filters as a query string (no cursor), for the export links.
+    pub export_query: String,
 }
 
 /// A visit on a resident's timeline.

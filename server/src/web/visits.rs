@@ -103,27 +103,29 @@ impl Cursor {
 }
 
 /// One row of the log as selected.
-type LogRow = (
-    Vec<u8>,        // resident
-    Vec<u8>,        // visit
-    Vec<u8>,        // station
-    Vec<u8>,        // volunteer
-    Vec<u8>,        // project
-    i64,            // started_at
-    i64,            // duration_minutes
-    String,         // wellbeing
-    String,         // review_status
-    i64,            // hazards_found
-    bool,           // follow_up_needed
-    String,         // resident's name
-    Option<String>, // station's name
-    Option<String>, // volunteer's name
+pub(crate) type LogRow = (
+    Vec<u8>,         // resident
+    Vec<u8>,         // visit
+    Vec<u8>,         // station
+    Vec<u8>,         // volunteer
+    Vec<u8>,         // project
+    i64,             // started_at
+    i64,             // duration_minutes
+    String,          // wellbeing
+    String,          // review_status
+    i64,             // hazards_found
+    bool,            // follow_up_needed
+    String,          // resident's name
+    Option<String>,  // station's name
+    Option<String>,  // volunteer's name
+    Option<Vec<u8>>, // unit
+    String,          // notes
 );
 
 /// A hazard of a visit on the page: resident, visit, type, severity, fixed.
 type HazardOnPage = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
 
-fn uuid_of(bytes: &[u8]) -> Uuid {
+pub(crate) fn uuid_of(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).unwrap_or_default()
 }
 
@@ -133,10 +135,11 @@ pub(crate) fn log_query(
     user: &crate::identity::User,
     filters: &Filters,
     names: &Names,
+    limit: usize,
 ) -> Result<Sql> {
     let mut q = Sql::new(
         "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
-         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
+         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name, v.unit, v.notes \
          FROM visit_rows v \
          CROSS JOIN resident_rows r \
          LEFT JOIN stations s ON s.id = v.station \
@@ -237,7 +240,7 @@ pub(crate) fn log_query(
             .push(")");
     }
     q.push(" ORDER BY v.started_at DESC, v.resident DESC, v.id DESC LIMIT ");
-    q.bind(Bind::Int(i64::try_from(PAGE + 1).unwrap_or(51)));
+    q.bind(Bind::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
     Ok(q)
 }
 
@@ -266,58 +269,14 @@ async fn page(
     let names = Names::of(&state.store, user.user.district).await?;
     let mut rows: Vec<LogRow> = fetch!(
         &state.store,
-        log_query(&user.user, filters, &names)?,
+        log_query(&user.user, filters, &names, PAGE + 1)?,
         LogRow,
         fetch_all
     )?;
     let more = rows.len() > PAGE;
     rows.truncate(PAGE);
 
-    // Services and hazards of the rows on this page.
-    // By resident and visit, so the lookups use the tables' primary keys.
-    let residents: Vec<Bind> = rows
-        .iter()
-        .map(|r| r.0.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(Bind::Bytes)
-        .collect();
-    let keys: Vec<Bind> = rows.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
-    let mut services: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
-    let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
-    if !rows.is_empty() {
-        let mut q =
-            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE resident IN ");
-        q.bind_list(residents.clone())
-            .push(" AND visit IN ")
-            .bind_list(keys.clone())
-            .push(" ORDER BY position");
-        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
-            fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
-        for (r, v, s) in found {
-            services
-                .entry((r, v))
-                .or_default()
-                .push(names.name(&uuid_of(&s), lang));
-        }
-        let mut q = Sql::new(
-            "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
-             WHERE resident IN ",
-        );
-        q.bind_list(residents)
-            .push(" AND visit IN ")
-            .bind_list(keys)
-            .push(" ORDER BY position");
-        let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
-        for (r, v, h, severity, fixed) in found {
-            hazards.entry((r, v)).or_default().push(format!(
-                "{} ({}, {})",
-                names.name(&uuid_of(&h), lang),
-                t.severity(&severity),
-                if fixed { t.fixed_on_spot } else { t.not_fixed }
-            ));
-        }
-    }
+    let (mut services, mut hazards) = details(state, &rows, &names, lang).await?;
 
     let separator = if lang == Lang::Zh { "、" } else { ", " };
     let next = if more {
@@ -385,8 +344,72 @@ async fn page(
             })
         }),
         next,
+        export_query: link(&Filters {
+            after: String::new(),
+            ..filters.clone()
+        })
+        .trim_start_matches("/web/visits")
+        .to_owned(),
     };
     render(&page)
+}
+
+/// What a visit's services and hazards say, keyed by (resident, visit).
+pub(crate) type Details = HashMap<(Vec<u8>, Vec<u8>), Vec<String>>;
+
+/// The services and hazards of `rows`, named in `lang`, read by resident and visit
+/// (the tables' primary keys), a few hundred visits per query.
+pub(crate) async fn details(
+    state: &AppState,
+    rows: &[LogRow],
+    names: &Names,
+    lang: Lang,
+) -> Result<(Details, Details)> {
+    let t = lang.msgs();
+    let mut services = Details::new();
+    let mut hazards = Details::new();
+    for chunk in rows.chunks(400) {
+        let residents: Vec<Bind> = chunk
+            .iter()
+            .map(|r| r.0.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(Bind::Bytes)
+            .collect();
+        let keys: Vec<Bind> = chunk.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
+        let mut q =
+            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE resident IN ");
+        q.bind_list(residents.clone())
+            .push(" AND visit IN ")
+            .bind_list(keys.clone())
+            .push(" ORDER BY position");
+        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+            fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
+        for (r, v, s) in found {
+            services
+                .entry((r, v))
+                .or_default()
+                .push(names.name(&uuid_of(&s), lang));
+        }
+        let mut q = Sql::new(
+            "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
+             WHERE resident IN ",
+        );
+        q.bind_list(residents)
+            .push(" AND visit IN ")
+            .bind_list(keys)
+            .push(" ORDER BY position");
+        let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
+        for (r, v, h, severity, fixed) in found {
+            hazards.entry((r, v)).or_default().push(format!(
+                "{} ({}, {})",
+                names.name(&uuid_of(&h), lang),
+                t.severity(&severity),
+                if fixed { t.fixed_on_spot } else { t.not_fixed }
+            ));
+        }
+    }
+    Ok((services, hazards))
 }
 
 /// The log's URL for `filters`, leaving out the empty ones.

@@ -814,6 +814,100 @@ async fn follow_up_and_due_lists(t: TestStore) {
     assert!(crafted.contains("id=\"no-due\"") && !crafted.contains("周老伯"));
 }
 
+/// Exports: the log's rows within the scope, as CSV and as a workbook, with text that
+/// a spreadsheet would take for a formula defused.
+async fn exports_follow_filters_and_scope(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        mut volunteer_a,
+        ..
+    } = log_world(t).await;
+    volunteer_a.log_visit(resident_a, "=HYPERLINK(\"http://evil.example\",\"点我\")");
+    volunteer_a.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let log = b.page("/web/visits?review=pending").await;
+    assert!(
+        log.contains("/web/visits/export.csv?review=pending"),
+        "the links keep the filters"
+    );
+    let csv = b.get("/web/visits/export.csv").await;
+    csv.expect(200);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(csv.body.starts_with(b"\xEF\xBB\xBF"), "a BOM for Excel");
+    let text = csv.text();
+    assert_eq!(text.lines().count(), 1 + 3, "{text}");
+    assert!(text.contains("时间") && text.contains("王阿婆") && text.contains("李老伯"));
+    assert!(
+        text.contains("'=HYPERLINK") && !text.contains(",=HYPERLINK"),
+        "{text}"
+    );
+    let only_b = b
+        .get(&format!("/web/visits/export.csv?station={}", w.station_b.0))
+        .await
+        .text();
+    assert_eq!(only_b.lines().count(), 2);
+    assert!(only_b.contains("李老伯") && !only_b.contains("王阿婆"));
+    b.get("/web/visits/export.csv?from=soon").await.expect(400);
+
+    let xlsx = b.get("/web/visits/export.xlsx").await;
+    xlsx.expect(200);
+    let strings = workbook_strings(&xlsx.body);
+    assert!(
+        strings.contains("王阿婆") && strings.contains("李老伯") && strings.contains("'=HYPERLINK")
+    );
+    assert!(!strings.contains("<f>"), "no formula cells");
+
+    // Station A's staff export A's visits only, however they ask.
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let theirs = s.get("/web/visits/export.csv").await.text();
+    assert_eq!(theirs.lines().count(), 1 + 2);
+    assert!(!theirs.contains("李老伯"));
+    let crafted = s
+        .get(&format!("/web/visits/export.csv?station={}", w.station_b.0))
+        .await
+        .text();
+    assert_eq!(crafted.lines().count(), 1, "the header alone: {crafted}");
+    let strings = workbook_strings(&s.get("/web/visits/export.xlsx").await.body);
+    assert!(strings.contains("王阿婆") && !strings.contains("李老伯"));
+    // Signed out, no export.
+    Browser::new(&w.server)
+        .get("/web/visits/export.csv")
+        .await
+        .expect(303);
+}
+
+/// Every XML part of an .xlsx workbook, concatenated.
+fn workbook_strings(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut all = String::new();
+    for i in 0..zip.len() {
+        let mut part = zip.by_index(i).unwrap();
+        if part.name().unwrap().ends_with(".xml") {
+            part.read_to_string(&mut all).unwrap();
+        }
+    }
+    all
+}
+
 conformance!(
     sign_in_sessions_and_headers,
     visit_log_scope_and_filters,
@@ -821,4 +915,5 @@ conformance!(
     review_on_the_web_reaches_the_phone,
     conflicts_are_resolved_on_the_web,
     follow_up_and_due_lists,
+    exports_follow_filters_and_scope,
 );
