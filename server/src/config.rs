@@ -104,6 +104,10 @@ pub struct Config {
     /// whenever the pages are served over HTTPS, as they should be beyond localhost.
     #[arg(long, env = "LINLI_SECURE_COOKIES", global = true)]
     pub secure_cookies: bool,
+    /// Seed a fictional sub-district (梧桐街道) to try the web pages with: only into an
+    /// empty database (use a fresh --data-dir), never beside real data.
+    #[arg(long, env = "LINLI_DEMO")]
+    pub demo: bool,
 }
 
 impl Config {

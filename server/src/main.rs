@@ -95,6 +95,25 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
         &config.data_dir,
     )?;
     let bootstrap = store.bootstrap_admin(now_ms()).await?;
+    if config.demo {
+        match server::demo::seed(&store, now_ms()).await? {
+            Some(s) => println!(
+                "Demo: seeded {} with {} stations, {} volunteers, {} residents, {} visits and {} follow-ups",
+                server::demo::DISTRICT,
+                s.stations,
+                s.volunteers,
+                s.residents,
+                s.visits,
+                s.follow_ups
+            ),
+            None => println!("Demo: {} is already seeded", server::demo::DISTRICT),
+        }
+        println!(
+            "Demo: sign in as {:?} (coordinator) or demo-staff-1 … demo-staff-8 (station staff), password {:?}",
+            server::demo::COORDINATOR,
+            server::demo::PASSWORD
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;

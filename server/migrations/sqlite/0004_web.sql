@@ -19,3 +19,11 @@ CREATE TABLE web_actors (
     user_id BLOB PRIMARY KEY REFERENCES users (id),
     actor   BLOB NOT NULL UNIQUE
 ) STRICT;
+
+-- The visit log pages through a district's or a station's visits newest first with a
+-- keyset on (started_at, resident, id): indexes in exactly that order let a page stop
+-- after fifty rows instead of sorting every visit. They replace the shorter ones.
+CREATE INDEX visit_rows_district_log ON visit_rows (district, started_at, resident, id);
+CREATE INDEX visit_rows_station_log ON visit_rows (station, started_at, resident, id);
+DROP INDEX visit_rows_district;
+DROP INDEX visit_rows_station;

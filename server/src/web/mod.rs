@@ -4,8 +4,11 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod conflicts;
 mod export;
+mod history;
 mod i18n;
+mod lists;
 mod residents;
 mod review;
 mod scope;
@@ -55,7 +58,13 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/stats", get(stats::page))
         .route("/web/visits/export.csv", get(export::csv))
         .route("/web/visits/export.xlsx", get(export::xlsx))
+        .route("/web/follow-ups", get(lists::follow_ups))
+        .route("/web/due", get(lists::due))
         .route("/web/residents/{resident}", get(residents::page))
+        .route(
+            "/web/residents/{resident}/resolve",
+            post(conflicts::resolve),
+        )
         .route(
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),
@@ -86,6 +95,11 @@ async fn style() -> Response {
 
 async fn not_found(lang: Lang) -> Response {
     WebError::new(lang, Error::NotFound("no such page".into())).into_response()
+}
+
+/// A query string or form the page cannot read: a 400 page, not axum's plain text.
+pub(crate) fn unreadable(lang: Lang, e: impl std::fmt::Display) -> WebError {
+    WebError::new(lang, Error::bad_request("malformed", e.to_string()))
 }
 
 /// Renders a template as an HTML response.

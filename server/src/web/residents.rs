@@ -1,7 +1,10 @@
 //! A resident's page: profile, follow-ups and the visit timeline, from the projection.
 //! Outside the user's scope the page does not exist (404), whatever the id.
 
+use super::conflicts;
+use super::history;
 use super::i18n::Lang;
+use super::review::core_error;
 use super::scope::{Bind, Sql, fetch};
 use super::session::WebUser;
 use super::templates::{FollowUpLine, ResidentPage, TimelineVisit};
@@ -10,12 +13,16 @@ use super::{WebError, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::identity::User;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use sync_core::ids::{ResidentId, UserId};
+use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::history::history;
+use sync_core::ids::{DocId, FollowUpId, ResidentId, UserId, VisitId};
+use sync_core::protocol::store::ServerStore;
 use uuid::Uuid;
 
 /// The resident `text` names, if it is an id and the resident lies in `user`'s scope;
@@ -52,6 +59,8 @@ pub(crate) async fn user_names(
 pub(crate) struct PageQuery {
     #[serde(default)]
     reviewed: String,
+    #[serde(default)]
+    resolved: String,
 }
 
 /// `GET /web/residents/{resident}`.
@@ -60,9 +69,18 @@ pub(crate) async fn page(
     lang: Lang,
     user: WebUser,
     Path(resident): Path<String>,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, WebError> {
-    show(&state, lang, &user, &resident, !query.reviewed.is_empty())
+    let Query(query) = query.map_err(|e| super::unreadable(lang, e))?;
+    let t = lang.msgs();
+    let notice = if !query.reviewed.is_empty() {
+        Some(t.review_sent)
+    } else if !query.resolved.is_empty() {
+        Some(t.resolved)
+    } else {
+        None
+    };
+    show(&state, lang, &user, &resident, notice)
         .await
         .map_err(|e| WebError::new(lang, e))
 }
@@ -72,7 +90,7 @@ async fn show(
     lang: Lang,
     user: &WebUser,
     text: &str,
-    reviewed: bool,
+    notice: Option<&'static str>,
 ) -> Result<Response> {
     let t = lang.msgs();
     let id = visible(state, &user.user, text).await?;
@@ -87,13 +105,28 @@ async fn show(
         q.bind(Bind::Bytes(p.resident.station.0.as_bytes().to_vec()));
         fetch!(&state.store, q, (String,), fetch_optional)?.map(|r| r.0)
     };
+    // The document itself, for what the projection does not hold: conflicting values
+    // and the history of changes.
+    let file = state
+        .store
+        .load(DocId(id.0))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no case file {id}")))
+        .and_then(|doc| CaseFile::from_doc(doc).map_err(core_error))?;
+    let conflicts = file.conflicts().map_err(core_error)?;
+    let changes = history(file.doc()).map_err(core_error)?;
     let people = user_names(
         state,
         p.visits
             .iter()
-            .flat_map(|v| std::iter::once(v.volunteer).chain(v.reviewer)),
+            .flat_map(|v| std::iter::once(v.volunteer).chain(v.reviewer))
+            .chain(conflicts::authors(&conflicts))
+            .chain(changes.iter().filter_map(|c| c.user))
+            .collect::<Vec<_>>(),
     )
     .await?;
+    let actors: BTreeSet<String> = changes.iter().map(|c| c.actor.clone()).collect();
+    let devices = history::actor_names(state, t, &actors).await?;
     let person = |u: &UserId| people.get(u).cloned().unwrap_or_else(|| short(&u.0));
     let separator = if lang == Lang::Zh { "、" } else { ", " };
 
@@ -219,6 +252,25 @@ async fn show(
             comments: f.comments,
         })
         .collect();
+    let visit_days: HashMap<VisitId, String> = p
+        .visits
+        .iter()
+        .map(|v| (v.id, date(v.started_at)))
+        .collect();
+    let titles: HashMap<FollowUpId, String> = p
+        .follow_ups
+        .iter()
+        .map(|f| (f.id, f.title.clone()))
+        .collect();
+    let history_cut = changes.len() > history::SHOWN;
+    let history = history::lines(
+        t,
+        &changes,
+        person,
+        &devices,
+        |v| visit_days.get(v).cloned(),
+        |f| titles.get(f).cloned(),
+    );
     let page = ResidentPage {
         c: user.chrome(lang, &format!("/web/residents/{}", id.0)),
         name: p.resident.profile.name.clone(),
@@ -226,7 +278,15 @@ async fn show(
         facts,
         visits: timeline,
         follow_ups,
-        notice: reviewed.then_some(t.review_sent),
+        conflicts: conflicts::lines(t, &conflicts, person),
+        resolve_action: if may_review {
+            format!("/web/residents/{}/resolve", id.0)
+        } else {
+            String::new()
+        },
+        history,
+        history_cut,
+        notice,
     };
     render(&page)
 }

@@ -11,6 +11,7 @@ use super::session::WebUser;
 use crate::error::{Error, Result};
 use crate::http::{Announcing, AppState};
 use crate::now_ms;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use sync_core::automerge::Change;
 use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::migrate;
-use sync_core::ids::{DocId, VisitId};
+use sync_core::ids::{DocId, ResidentId, VisitId};
 use sync_core::model::ReviewStatus;
 use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{Append, AppendOutcome, ServerStore};
@@ -44,8 +45,9 @@ pub(crate) async fn review(
     lang: Lang,
     user: WebUser,
     Path((resident, visit)): Path<(String, String)>,
-    Form(form): Form<ReviewForm>,
+    form: Result<Form<ReviewForm>, FormRejection>,
 ) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| super::unreadable(lang, e))?;
     write(&state, &user, &resident, &visit, &form)
         .await
         .map(|(resident, visit)| {
@@ -78,8 +80,28 @@ async fn write(
             ));
         }
     };
+    let comment = form.comment.trim();
+    edit_case_file(state, user, resident, |file, editor| {
+        file.review_visit(editor, visit, status, comment)
+    })
+    .await?;
+    tracing::info!(user = %user.user.id, %resident, %visit, "visit reviewed on the web");
+    Ok((resident.0, visit.0))
+}
+
+/// Writes one edit into a resident's case file for the signed-in user: loads the
+/// document (migrating an old one, as the sync step does, and storing the migration
+/// with the edit), runs `edit` through the core under the user's principal and web
+/// actor, and appends the new changes, retrying when another writer got there first.
+/// The caller has checked the CSRF token and that the resident is in scope.
+pub(crate) async fn edit_case_file<T>(
+    state: &AppState,
+    user: &WebUser,
+    resident: ResidentId,
+    edit: impl Fn(&mut CaseFile, &Editor<'_>) -> sync_core::Result<T>,
+) -> Result<()> {
     let principal = state.store.principal(&user.user).await?.ok_or_else(|| {
-        Error::Forbidden("this account belongs to no district: it reviews nothing".into())
+        Error::Forbidden("this account belongs to no district: it edits no case file".into())
     })?;
     let actor = state.store.web_actor(user.user.id).await?;
     let store = Announcing {
@@ -94,8 +116,6 @@ async fn write(
             .await?
             .ok_or_else(|| Error::NotFound(format!("no case file {resident}")))?;
         let before = doc.get_heads();
-        // An old document is brought forward first, as the sync step does; its
-        // migration is stored together with the review.
         migrate::migrate(&mut doc, now).map_err(core_error)?;
         doc.set_actor(actor.clone());
         let mut file = CaseFile::from_doc(doc).map_err(core_error)?;
@@ -103,13 +123,12 @@ async fn write(
             principal: &principal,
             now,
         };
-        file.review_visit(&editor, visit, status, form.comment.trim())
-            .map_err(core_error)?;
+        edit(&mut file, &editor).map_err(core_error)?;
         let after = file.into_doc();
         let new: Vec<Change> = after.get_changes(&before);
         if new.is_empty() {
             // Nothing to store: the document already says exactly this.
-            return Ok((resident.0, visit.0));
+            return Ok(());
         }
         let place = place_of(&after)
             .ok_or_else(|| Error::Internal(format!("case file {resident} has no place")))?;
@@ -127,10 +146,7 @@ async fn write(
             })
             .await?;
         match outcome {
-            AppendOutcome::Stored(seq) => {
-                tracing::info!(user = %user.user.id, %resident, %visit, seq, "visit reviewed on the web");
-                return Ok((resident.0, visit.0));
-            }
+            AppendOutcome::Stored(_) => return Ok(()),
             AppendOutcome::HeadsMoved => continue,
         }
     }
@@ -140,7 +156,7 @@ async fn write(
 }
 
 /// The core's refusal, as the page shows it.
-fn core_error(e: sync_core::Error) -> Error {
+pub(crate) fn core_error(e: sync_core::Error) -> Error {
     match e {
         sync_core::Error::NotFound(what) => Error::NotFound(what),
         sync_core::Error::Rejected(v) => Error::Forbidden(v.to_string()),

@@ -17,6 +17,7 @@ use crate::http::{AppState, OutcomeLabel, limited};
 use crate::identity::User;
 use crate::now_ms;
 use crate::store::{SqlStore, with_pool};
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -97,11 +98,16 @@ impl FromRequestParts<Arc<AppState>> for WebUser {
         let lang = Lang::from_request_parts(parts, state)
             .await
             .unwrap_or_default();
-        let here = parts
-            .uri
-            .path_and_query()
-            .map_or("/web/visits", |p| p.as_str())
-            .to_owned();
+        // Back to this page after signing in; a form's target cannot be opened again
+        // with GET, so a sign-in interrupting a POST returns to the visit log.
+        let here = match parts.method {
+            axum::http::Method::GET => parts
+                .uri
+                .path_and_query()
+                .map_or("/web/visits", |p| p.as_str())
+                .to_owned(),
+            _ => "/web/visits".to_owned(),
+        };
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
             return Err(to_login(&here));
@@ -174,8 +180,9 @@ pub(crate) async fn login_page(
     State(state): State<Arc<AppState>>,
     lang: Lang,
     jar: CookieJar,
-    Query(query): Query<LoginQuery>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, WebError> {
+    let Query(query) = query.map_err(|e| super::unreadable(lang, e))?;
     login_form(
         &state,
         jar,
@@ -206,8 +213,9 @@ pub(crate) async fn login(
     lang: Lang,
     addr: crate::http::ClientAddr,
     jar: CookieJar,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| super::unreadable(lang, e))?;
     let again = |jar, status, message, login: &str| {
         login_form(
             &state,
@@ -280,8 +288,9 @@ pub(crate) async fn logout(
     lang: Lang,
     user: WebUser,
     jar: CookieJar,
-    Form(form): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| super::unreadable(lang, e))?;
     user.check_csrf(&form.csrf)
         .map_err(|e| WebError::new(lang, e))?;
     state

@@ -149,6 +149,34 @@ pub(crate) struct FollowUpLine {
     pub comments: i64,
 }
 
+/// One of a conflicting field's values, and how the form sends it back.
+#[derive(Debug)]
+pub(crate) struct ConflictChoice {
+    pub shown: String,
+    /// `text`, `int` or `empty`.
+    pub kind: &'static str,
+    pub raw: String,
+    pub author: String,
+    pub at: String,
+}
+
+/// A profile field holding concurrent values.
+#[derive(Debug)]
+pub(crate) struct ConflictLine {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub values: Vec<ConflictChoice>,
+}
+
+/// One change of the case file's history.
+#[derive(Debug)]
+pub(crate) struct HistoryLine {
+    pub when: String,
+    pub who: String,
+    pub device: String,
+    pub what: String,
+}
+
 #[derive(Debug, Template)]
 #[template(path = "resident.html")]
 pub(crate) struct ResidentPage {
@@ -158,6 +186,12 @@ pub(crate) struct ResidentPage {
     pub facts: Vec<(&'static str, String)>,
     pub visits: Vec<TimelineVisit>,
     pub follow_ups: Vec<FollowUpLine>,
+    pub conflicts: Vec<ConflictLine>,
+    /// Where conflict choices post; empty when the user may not edit.
+    pub resolve_action: String,
+    pub history: Vec<HistoryLine>,
+    /// Whether older changes were left out.
+    pub history_cut: bool,
     pub notice: Option<&'static str>,
 }
 
@@ -177,4 +211,51 @@ pub(crate) struct StatsPage {
     pub totals: super::stats::Figures,
     pub total_hours: String,
     pub total_href: String,
+}
+
+/// A row of the follow-up list.
+#[derive(Debug)]
+pub(crate) struct FollowUpItem {
+    pub href: String,
+    pub resident: String,
+    pub station: String,
+    pub title: String,
+    pub status: &'static str,
+    pub overdue: bool,
+    pub deadline: String,
+    pub owner: String,
+    pub opened: String,
+    pub comments: i64,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "follow_ups.html")]
+pub(crate) struct FollowUpsPage {
+    pub c: Chrome,
+    pub selects: Vec<Select>,
+    pub lines: Vec<FollowUpItem>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A resident whose visit is due.
+#[derive(Debug)]
+pub(crate) struct DueLine {
+    pub href: String,
+    pub name: String,
+    pub station: String,
+    pub last_visit: String,
+    pub every: i64,
+    pub days_overdue: String,
+    pub risk: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "due.html")]
+pub(crate) struct DuePage {
+    pub c: Chrome,
+    pub selects: Vec<Select>,
+    pub lines: Vec<DueLine>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
 }

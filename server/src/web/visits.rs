@@ -10,6 +10,7 @@ use super::text::{Names, date_time, day_start, short};
 use super::{WebError, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::Response;
@@ -102,21 +103,23 @@ impl Cursor {
 }
 
 /// One row of the log as selected.
-type LogRow = (
-    Vec<u8>,        // resident
-    Vec<u8>,        // visit
-    Vec<u8>,        // station
-    Vec<u8>,        // volunteer
-    Vec<u8>,        // project
-    i64,            // started_at
-    i64,            // duration_minutes
-    String,         // wellbeing
-    String,         // review_status
-    i64,            // hazards_found
-    bool,           // follow_up_needed
-    String,         // resident's name
-    Option<String>, // station's name
-    Option<String>, // volunteer's name
+pub(crate) type LogRow = (
+    Vec<u8>,         // resident
+    Vec<u8>,         // visit
+    Vec<u8>,         // station
+    Vec<u8>,         // volunteer
+    Vec<u8>,         // project
+    i64,             // started_at
+    i64,             // duration_minutes
+    String,          // wellbeing
+    String,          // review_status
+    i64,             // hazards_found
+    bool,            // follow_up_needed
+    String,          // resident's name
+    Option<String>,  // station's name
+    Option<String>,  // volunteer's name
+    Option<Vec<u8>>, // unit
+    String,          // notes
 );
 
 /// A hazard of a visit on the page: resident, visit, type, severity, fixed.
@@ -219,23 +222,35 @@ pub(crate) fn push_filters(
 }
 
 /// The query for one page of the log: the scope first, then each filter, then the
-/// keyset. Public within the crate for the benchmark and the tests.
+/// keyset; at most `limit` rows. Public within the crate for the benchmark and the
+/// tests.
 pub(crate) fn log_query(
     user: &crate::identity::User,
     filters: &Filters,
     _names: &Names,
+    limit: usize,
 ) -> Result<Sql> {
     let mut q = Sql::new(
         "SELECT v.resident, v.id, v.station, v.volunteer, v.project, v.started_at, \
-         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name \
+         v.duration_minutes, v.wellbeing, v.review_status, v.hazards_found, v.follow_up_needed, r.name, s.name, u.display_name, v.unit, v.notes \
          FROM visit_rows v \
-         JOIN resident_rows r ON r.id = v.resident \
+         CROSS JOIN resident_rows r \
          LEFT JOIN stations s ON s.id = v.station \
          LEFT JOIN users u ON u.id = v.volunteer \
-         WHERE ",
+         WHERE r.id = v.resident AND ",
     );
+    // CROSS JOIN keeps visit_rows the outer loop on SQLite (PostgreSQL plans it as any
+    // inner join): walking the (district|station, started_at) index newest first stops
+    // after a page, where starting from the residents would sort every visit.
     push_filters(&mut q, user, filters)?;
-    if let Some(c) = Cursor::decode(&filters.after)? {
+    let cursor = Cursor::decode(&filters.after)?;
+    // A bound on the start time on every page, the first too, so SQLite plans every
+    // page alike: down the (district|station, started_at, resident, id) index from the
+    // bound, stopping after a page (migration 0004; `BENCHMARKS.md`).
+    q.push(" AND v.started_at <= ").bind(Bind::Int(
+        cursor.as_ref().map_or(i64::MAX, |c| c.started_at),
+    ));
+    if let Some(c) = cursor {
         q.push(" AND (v.started_at, v.resident, v.id) < (")
             .bind(Bind::Int(c.started_at))
             .push(", ")
@@ -245,7 +260,7 @@ pub(crate) fn log_query(
             .push(")");
     }
     q.push(" ORDER BY v.started_at DESC, v.resident DESC, v.id DESC LIMIT ");
-    q.bind(Bind::Int(i64::try_from(PAGE + 1).unwrap_or(51)));
+    q.bind(Bind::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
     Ok(q)
 }
 
@@ -255,8 +270,9 @@ pub(crate) async fn log(
     lang: Lang,
     user: WebUser,
     uri: Uri,
-    Query(filters): Query<Filters>,
+    filters: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, WebError> {
+    let Query(filters) = filters.map_err(|e| super::unreadable(lang, e))?;
     page(&state, lang, &user, &uri, &filters)
         .await
         .map_err(|e| WebError::new(lang, e))
@@ -273,44 +289,14 @@ async fn page(
     let names = Names::of(&state.store, user.user.district).await?;
     let mut rows: Vec<LogRow> = fetch!(
         &state.store,
-        log_query(&user.user, filters, &names)?,
+        log_query(&user.user, filters, &names, PAGE + 1)?,
         LogRow,
         fetch_all
     )?;
     let more = rows.len() > PAGE;
     rows.truncate(PAGE);
 
-    // Services and hazards of the rows on this page.
-    let keys: Vec<Bind> = rows.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
-    let mut services: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
-    let mut hazards: HashMap<(Vec<u8>, Vec<u8>), Vec<String>> = HashMap::new();
-    if !rows.is_empty() {
-        let mut q =
-            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE visit IN ");
-        q.bind_list(keys.clone()).push(" ORDER BY position");
-        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
-            fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
-        for (r, v, s) in found {
-            services
-                .entry((r, v))
-                .or_default()
-                .push(names.name(&uuid_of(&s), lang));
-        }
-        let mut q = Sql::new(
-            "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
-             WHERE visit IN ",
-        );
-        q.bind_list(keys).push(" ORDER BY position");
-        let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
-        for (r, v, h, severity, fixed) in found {
-            hazards.entry((r, v)).or_default().push(format!(
-                "{} ({}, {})",
-                names.name(&uuid_of(&h), lang),
-                t.severity(&severity),
-                if fixed { t.fixed_on_spot } else { t.not_fixed }
-            ));
-        }
-    }
+    let (mut services, mut hazards) = details(state, &rows, &names, lang).await?;
 
     let separator = if lang == Lang::Zh { "、" } else { ", " };
     let next = if more {
@@ -386,6 +372,64 @@ async fn page(
         .to_owned(),
     };
     render(&page)
+}
+
+/// What a visit's services and hazards say, keyed by (resident, visit).
+pub(crate) type Details = HashMap<(Vec<u8>, Vec<u8>), Vec<String>>;
+
+/// The services and hazards of `rows`, named in `lang`, read by resident and visit
+/// (the tables' primary keys), a few hundred visits per query.
+pub(crate) async fn details(
+    state: &AppState,
+    rows: &[LogRow],
+    names: &Names,
+    lang: Lang,
+) -> Result<(Details, Details)> {
+    let t = lang.msgs();
+    let mut services = Details::new();
+    let mut hazards = Details::new();
+    for chunk in rows.chunks(400) {
+        let residents: Vec<Bind> = chunk
+            .iter()
+            .map(|r| r.0.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(Bind::Bytes)
+            .collect();
+        let keys: Vec<Bind> = chunk.iter().map(|r| Bind::Bytes(r.1.clone())).collect();
+        let mut q =
+            Sql::new("SELECT resident, visit, service_type FROM visit_services WHERE resident IN ");
+        q.bind_list(residents.clone())
+            .push(" AND visit IN ")
+            .bind_list(keys.clone())
+            .push(" ORDER BY position");
+        let found: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+            fetch!(&state.store, q, (Vec<u8>, Vec<u8>, Vec<u8>), fetch_all)?;
+        for (r, v, s) in found {
+            services
+                .entry((r, v))
+                .or_default()
+                .push(names.name(&uuid_of(&s), lang));
+        }
+        let mut q = Sql::new(
+            "SELECT resident, visit, hazard_type, severity, fixed_on_spot FROM visit_hazards \
+             WHERE resident IN ",
+        );
+        q.bind_list(residents)
+            .push(" AND visit IN ")
+            .bind_list(keys)
+            .push(" ORDER BY position");
+        let found: Vec<HazardOnPage> = fetch!(&state.store, q, HazardOnPage, fetch_all)?;
+        for (r, v, h, severity, fixed) in found {
+            hazards.entry((r, v)).or_default().push(format!(
+                "{} ({}, {})",
+                names.name(&uuid_of(&h), lang),
+                t.severity(&severity),
+                if fixed { t.fixed_on_spot } else { t.not_fixed }
+            ));
+        }
+    }
+    Ok((services, hazards))
 }
 
 /// The log's URL for `filters`, leaving out the empty ones.

@@ -7,6 +7,7 @@
 mod backends;
 mod bodies;
 mod browser;
+mod demo;
 mod http;
 mod kill;
 mod ops;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub const STAFF_PASSWORD: &str = "staff member's password";
 
 /// A browser: keeps cookies, follows no redirects (the tests look at each).
-struct Browser<'a> {
+pub struct Browser<'a> {
     server: &'a TestServer,
     http: Client,
     cookies: BTreeMap<String, String>,
@@ -55,14 +55,14 @@ fn field(html: &str, name: &str) -> String {
 }
 
 /// Every `visit-<uuid>` anchor linked from a visit log page, in order.
-fn visits_listed(html: &str) -> Vec<String> {
+pub fn visits_listed(html: &str) -> Vec<String> {
     html.match_indices("#visit-")
         .map(|(i, _)| html[i + 7..i + 7 + 36].to_owned())
         .collect()
 }
 
 impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Self {
+    pub fn new(server: &'a TestServer) -> Self {
         Browser {
             server,
             http: Client::builder()
@@ -119,7 +119,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens the sign-in page and signs in.
-    async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
+    pub async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
         let page = self.get("/web/login").await;
         page.expect(200);
         let token = field(&page.text(), "form_token");
@@ -136,7 +136,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The page at `path`, which must answer 200.
-    async fn page(&mut self, path: &str) -> String {
+    pub async fn page(&mut self, path: &str) -> String {
         let answer = self.get(path).await;
         answer.expect(200);
         answer.text()
@@ -175,6 +175,16 @@ async fn sign_in_sessions_and_headers(t: TestStore) {
     b.get("/web/residents/00000000-0000-0000-0000-000000000000")
         .await
         .expect(303);
+    // A form posted without a session (it expired) returns to the log after sign-in,
+    // never to a URL that only takes POST.
+    let expired = b
+        .post(
+            "/web/residents/00000000-0000-0000-0000-000000000000/visits/00000000-0000-0000-0000-000000000000/review",
+            &[("csrf", "x"), ("status", "approved")],
+        )
+        .await;
+    expired.expect(303);
+    assert_eq!(expired.location(), "/web/login?next=%2Fweb%2Fvisits");
 
     // The sign-in page: Chinese by default, with the security headers.
     let login = b.get("/web/login").await;
@@ -386,6 +396,8 @@ async fn visit_log_scope_and_filters(t: TestStore) {
         "from=yesterday",
         "hazards=maybe",
         "after=1_2",
+        "from=%ZZ",
+        "station=a&station=b",
     ] {
         let answer = coordinator.get(&format!("/web/visits?{bad}")).await;
         answer.expect(400);
@@ -495,7 +507,7 @@ async fn visit_log_pages(t: TestStore) {
 }
 
 /// The `href` of the link with `id`, unescaped.
-fn field_href(html: &str, id: &str) -> String {
+pub fn field_href(html: &str, id: &str) -> String {
     let marker = "href=\"";
     let at = html
         .find(&format!("id=\"{id}\""))
@@ -620,9 +632,288 @@ async fn review_on_the_web_reaches_the_phone(t: TestStore) {
     assert_eq!(visit.review_status(), ReviewStatus::Approved);
 }
 
+/// Two phones change one profile field offline: the resident page lists both values
+/// with the history of changes; the coordinator keeps one, and both phones follow.
+async fn conflicts_are_resolved_on_the_web(t: TestStore) {
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    let Log {
+        w,
+        resident_a,
+        mut volunteer_a,
+        ..
+    } = log_world(t).await;
+    let mut other = w.volunteer("li").await;
+    w.assign(other.user, resident_a).await;
+    other.sync().await.unwrap();
+    for (phone, number) in [(&mut volunteer_a, "021-1111"), (&mut other, "021-2222")] {
+        phone.edit(resident_a, |file, editor| {
+            file.update_profile(
+                editor,
+                ProfileField::Phone,
+                &FieldValue::Text(number.into()),
+            )
+            .unwrap();
+        });
+    }
+    volunteer_a.sync().await.unwrap();
+    other.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let path = format!("/web/residents/{}", resident_a.0);
+    let page = b.page(&path).await;
+    assert!(page.contains("id=\"conflict-phone\""), "{page}");
+    assert!(page.contains("021-1111") && page.contains("021-2222"));
+    // The history names the phones that wrote, newest first.
+    assert!(page.matches("class=\"change\"").count() >= 4, "{page}");
+    assert!(page.contains("test phone"));
+    let csrf = field(&page, "csrf");
+    let action = format!("/web/residents/{}/resolve", resident_a.0);
+
+    // Bad choices are refused, and nothing is written.
+    for form in [
+        [("field", "salary"), ("kind", "text"), ("value", "1")],
+        [("field", "birth_year"), ("kind", "int"), ("value", "old")],
+        [("field", "birth_year"), ("kind", "int"), ("value", "1700")],
+    ] {
+        let mut form = form.to_vec();
+        form.push(("csrf", &csrf));
+        b.post(&action, &form).await.expect(400);
+    }
+    b.post(
+        &action,
+        &[
+            ("csrf", "forged"),
+            ("field", "phone"),
+            ("kind", "text"),
+            ("value", "021-2222"),
+        ],
+    )
+    .await
+    .expect(403);
+    assert!(b.page(&path).await.contains("id=\"conflict-phone\""));
+
+    // Staff of the other station cannot even find it.
+    staff(&w, "staff_b", &[w.station_b]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_b", STAFF_PASSWORD).await.expect(303);
+    let their_csrf = field(&s.page("/web/visits").await, "csrf");
+    s.post(
+        &action,
+        &[
+            ("csrf", &their_csrf),
+            ("field", "phone"),
+            ("kind", "text"),
+            ("value", "x"),
+        ],
+    )
+    .await
+    .expect(404);
+
+    let done = b
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("field", "phone"),
+                ("kind", "text"),
+                ("value", "021-2222"),
+            ],
+        )
+        .await;
+    done.expect(303);
+    let page = b.page(&done.location()).await;
+    assert!(page.contains("id=\"no-conflicts\"") && page.contains("id=\"notice\""));
+    assert!(page.contains("网页"), "the history shows the web edit");
+    for phone in [&mut volunteer_a, &mut other] {
+        phone.sync().await.unwrap();
+        assert_eq!(phone.resident(resident_a).profile.phone, "021-2222");
+        assert!(phone.case_file(resident_a).conflicts().unwrap().is_empty());
+    }
+    assert!(w.server.store().quarantined(10).await.unwrap().is_empty());
+}
+
+/// The follow-up and visits-due lists: what they hold, their filters, and staff who
+/// see only their stations.
+async fn follow_up_and_due_lists(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        resident_b,
+        ..
+    } = log_world(t).await;
+    let mut coordinator = w.coordinator_phone().await;
+    coordinator.sync().await.unwrap();
+    // Two residents nobody has visited, one at each station.
+    w.resident(&mut coordinator, w.station_a, "孙阿姨").await;
+    w.resident(&mut coordinator, w.station_b, "周老伯").await;
+    let now = server::now_ms();
+    for (resident, title, deadline) in [
+        (resident_a, "更换插线板", now - 86_400_000),
+        (resident_b, "联系家属", now + 7 * 86_400_000),
+    ] {
+        coordinator.edit(resident, |file, editor| {
+            file.open_follow_up(
+                editor,
+                FollowUpId(Uuid::now_v7()),
+                None,
+                title,
+                None,
+                Some(deadline),
+            )
+            .unwrap();
+        });
+    }
+    coordinator.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let open = b.page("/web/follow-ups").await;
+    assert_eq!(open.matches("class=\"follow-up\"").count(), 2, "{open}");
+    assert!(open.contains("更换插线板") && open.contains("联系家属"));
+    let overdue = b.page("/web/follow-ups?status=overdue").await;
+    assert_eq!(overdue.matches("class=\"follow-up\"").count(), 1);
+    assert!(overdue.contains("更换插线板") && overdue.contains("已逾期"));
+    assert!(
+        b.page("/web/follow-ups?status=closed")
+            .await
+            .contains("id=\"no-follow-ups\"")
+    );
+    let due = b.page("/web/due").await;
+    assert_eq!(due.matches("class=\"due\"").count(), 2, "{due}");
+    assert!(due.contains("孙阿姨") && due.contains("周老伯") && due.contains("从未走访"));
+    assert!(
+        !due.contains("王阿婆"),
+        "visited an hour ago, every 7 days: not due"
+    );
+    for bad in [
+        "/web/follow-ups?status=lost",
+        "/web/due?page=-1",
+        "/web/due?station=nope",
+    ] {
+        b.get(bad).await.expect(400);
+    }
+
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let theirs = s.page("/web/follow-ups").await;
+    assert_eq!(theirs.matches("class=\"follow-up\"").count(), 1);
+    assert!(theirs.contains("更换插线板") && !theirs.contains("联系家属"));
+    let crafted = s
+        .page(&format!("/web/follow-ups?station={}", w.station_b.0))
+        .await;
+    assert!(crafted.contains("id=\"no-follow-ups\"") && !crafted.contains("联系家属"));
+    let due = s.page("/web/due").await;
+    assert!(due.contains("孙阿姨") && !due.contains("周老伯"), "{due}");
+    let crafted = s.page(&format!("/web/due?station={}", w.station_b.0)).await;
+    assert!(crafted.contains("id=\"no-due\"") && !crafted.contains("周老伯"));
+}
+
+/// Exports: the log's rows within the scope, as CSV and as a workbook, with text that
+/// a spreadsheet would take for a formula defused.
+async fn exports_follow_filters_and_scope(t: TestStore) {
+    let Log {
+        w,
+        resident_a,
+        mut volunteer_a,
+        ..
+    } = log_world(t).await;
+    volunteer_a.log_visit(resident_a, "=HYPERLINK(\"http://evil.example\",\"点我\")");
+    volunteer_a.sync().await.unwrap();
+
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    let log = b.page("/web/visits?review=pending").await;
+    assert!(
+        log.contains("/web/visits/export.csv?review=pending"),
+        "the links keep the filters"
+    );
+    let csv = b.get("/web/visits/export.csv").await;
+    csv.expect(200);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(csv.body.starts_with(b"\xEF\xBB\xBF"), "a BOM for Excel");
+    let text = csv.text();
+    assert_eq!(text.lines().count(), 1 + 3, "{text}");
+    assert!(text.contains("时间") && text.contains("王阿婆") && text.contains("李老伯"));
+    assert!(
+        text.contains("'=HYPERLINK") && !text.contains(",=HYPERLINK"),
+        "{text}"
+    );
+    let only_b = b
+        .get(&format!("/web/visits/export.csv?station={}", w.station_b.0))
+        .await
+        .text();
+    assert_eq!(only_b.lines().count(), 2);
+    assert!(only_b.contains("李老伯") && !only_b.contains("王阿婆"));
+    b.get("/web/visits/export.csv?from=soon").await.expect(400);
+
+    let xlsx = b.get("/web/visits/export.xlsx").await;
+    xlsx.expect(200);
+    let strings = workbook_strings(&xlsx.body);
+    assert!(
+        strings.contains("王阿婆") && strings.contains("李老伯") && strings.contains("'=HYPERLINK")
+    );
+    assert!(!strings.contains("<f>"), "no formula cells");
+
+    // Station A's staff export A's visits only, however they ask.
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let theirs = s.get("/web/visits/export.csv").await.text();
+    assert_eq!(theirs.lines().count(), 1 + 2);
+    assert!(!theirs.contains("李老伯"));
+    let crafted = s
+        .get(&format!("/web/visits/export.csv?station={}", w.station_b.0))
+        .await
+        .text();
+    assert_eq!(crafted.lines().count(), 1, "the header alone: {crafted}");
+    let strings = workbook_strings(&s.get("/web/visits/export.xlsx").await.body);
+    assert!(strings.contains("王阿婆") && !strings.contains("李老伯"));
+    // Signed out, no export.
+    Browser::new(&w.server)
+        .get("/web/visits/export.csv")
+        .await
+        .expect(303);
+}
+
+/// Every XML part of an .xlsx workbook, concatenated.
+fn workbook_strings(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut all = String::new();
+    for i in 0..zip.len() {
+        let mut part = zip.by_index(i).unwrap();
+        if part.name().unwrap().ends_with(".xml") {
+            part.read_to_string(&mut all).unwrap();
+        }
+    }
+    all
+}
+
 conformance!(
     sign_in_sessions_and_headers,
     visit_log_scope_and_filters,
     visit_log_pages,
     review_on_the_web_reaches_the_phone,
+    conflicts_are_resolved_on_the_web,
+    follow_up_and_due_lists,
+    exports_follow_filters_and_scope,
 );

@@ -1,0 +1,346 @@
+//! Two working lists from the projections, each limited to the user's scope in SQL:
+//! follow-up tickets (open, overdue or closed) and the residents whose visit is due
+//! (past their visit interval, or never visited). Paged 100 rows at a time with an
+//! offset over a stable order: these lists are short next to the visit log.
+
+use super::i18n::Lang;
+use super::scope::{Bind, Sql, fetch};
+use super::session::WebUser;
+use super::templates::{Choice, DueLine, DuePage, FollowUpItem, FollowUpsPage, Select};
+use super::text::{date, short};
+use super::{WebError, render, unreadable};
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::now_ms;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::Response;
+use serde::Deserialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Rows per page.
+const PAGE: i64 = 100;
+/// The interval assumed for a resident whose profile sets none.
+const DEFAULT_EVERY_DAYS: i64 = 30;
+const DAY: i64 = 86_400_000;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    station: String,
+    #[serde(default)]
+    page: String,
+}
+
+impl ListQuery {
+    fn page(&self) -> Result<i64> {
+        match self.page.trim() {
+            "" => Ok(0),
+            p => p
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..100_000).contains(n))
+                .ok_or_else(|| Error::bad_request("bad_page", format!("no page {p:?}"))),
+        }
+    }
+
+    fn station(&self) -> Result<Option<Uuid>> {
+        match self.station.trim() {
+            "" => Ok(None),
+            s => Uuid::parse_str(s).map(Some).map_err(|_| {
+                Error::bad_request("bad_filter", format!("station: {s:?} is not an id"))
+            }),
+        }
+    }
+
+    /// This list's URL at `page`, keeping the filters.
+    fn link(&self, path: &str, page: i64) -> String {
+        let page = page.to_string();
+        let pairs: Vec<(&str, &str)> = [
+            ("status", self.status.trim()),
+            ("station", self.station.trim()),
+            ("page", page.as_str()),
+        ]
+        .into_iter()
+        .filter(|(k, v)| !(v.is_empty() || (*k == "page" && *v == "0")))
+        .collect();
+        let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+        if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        }
+    }
+}
+
+/// The stations in scope, for a filter menu.
+async fn station_select(
+    state: &AppState,
+    user: &WebUser,
+    lang: Lang,
+    selected: &str,
+) -> Result<Select> {
+    let mut q = Sql::new("SELECT s.id, s.name FROM stations s WHERE ");
+    q.scope(&user.user, "s.district", "s.id")?
+        .push(" ORDER BY s.name");
+    let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
+    Ok(Select::new(
+        "station",
+        lang.msgs().station,
+        rows.into_iter()
+            .map(|(id, name)| {
+                let value = Uuid::from_slice(&id).unwrap_or_default().to_string();
+                Choice {
+                    selected: value == selected.trim(),
+                    value,
+                    label: name,
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn here(uri: &Uri, fallback: &str) -> String {
+    uri.path_and_query()
+        .map_or(fallback, |p| p.as_str())
+        .to_owned()
+}
+
+/// A follow-up as selected.
+type FollowUpSql = (
+    Vec<u8>,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// `GET /web/follow-ups?status=open|overdue|closed&station=…&page=…`.
+pub(crate) async fn follow_ups(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    uri: Uri,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, WebError> {
+    let Query(query) = query.map_err(|e| unreadable(lang, e))?;
+    async {
+        let t = lang.msgs();
+        let now = now_ms();
+        let page = query.page()?;
+        let mut q = Sql::new(
+            "SELECT f.resident, f.title, f.status, f.deadline, f.opened_at, f.comments, r.name, \
+             s.name, u.display_name \
+             FROM follow_up_rows f \
+             JOIN resident_rows r ON r.id = f.resident \
+             LEFT JOIN stations s ON s.id = f.station \
+             LEFT JOIN users u ON u.id = f.owner \
+             WHERE ",
+        );
+        q.scope(&user.user, "f.district", "f.station")?;
+        match query.status.trim() {
+            "" | "open" => {
+                q.push(" AND f.status = 'open'");
+            }
+            "overdue" => {
+                q.push(" AND f.status = 'open' AND f.deadline < ")
+                    .bind(Bind::Int(now));
+            }
+            "closed" => {
+                q.push(" AND f.status = 'closed'");
+            }
+            other => {
+                return Err(Error::bad_request(
+                    "bad_filter",
+                    format!("status: unknown {other:?}"),
+                ));
+            }
+        }
+        if let Some(s) = query.station()? {
+            q.push(" AND f.station = ")
+                .bind(Bind::Bytes(s.as_bytes().to_vec()));
+        }
+        // Earliest deadline first, tickets without one last; then a stable tie-break.
+        q.push(
+            " ORDER BY CASE WHEN f.deadline IS NULL THEN 1 ELSE 0 END, f.deadline, \
+             f.opened_at DESC, f.resident, f.id LIMIT ",
+        )
+        .bind(Bind::Int(PAGE + 1))
+        .push(" OFFSET ")
+        .bind(Bind::Int(page * PAGE));
+        let mut rows: Vec<FollowUpSql> = fetch!(&state.store, q, FollowUpSql, fetch_all)?;
+        let more = rows.len() > usize::try_from(PAGE).unwrap_or(100);
+        rows.truncate(usize::try_from(PAGE).unwrap_or(100));
+        let lines = rows
+            .into_iter()
+            .map(
+                |(resident, title, status, deadline, opened_at, comments, name, station, owner)| {
+                    let resident = Uuid::from_slice(&resident).unwrap_or_default();
+                    FollowUpItem {
+                        href: format!("/web/residents/{resident}"),
+                        resident: name,
+                        station: station.unwrap_or_default(),
+                        title,
+                        status: t.follow_up_status(&status),
+                        overdue: status == "open" && deadline.is_some_and(|d| d < now),
+                        deadline: deadline.map(date).unwrap_or_default(),
+                        owner: owner.unwrap_or_default(),
+                        opened: date(opened_at),
+                        comments,
+                    }
+                },
+            )
+            .collect();
+        let statuses = [
+            ("open", t.follow_up_status("open")),
+            ("overdue", t.overdue),
+            ("closed", t.follow_up_status("closed")),
+        ];
+        let status = Select::new(
+            "status",
+            t.status,
+            statuses
+                .into_iter()
+                .map(|(v, label)| Choice {
+                    selected: v == query.status.trim()
+                        || (v == "open" && query.status.trim().is_empty()),
+                    value: v.to_owned(),
+                    label: label.to_owned(),
+                })
+                .collect(),
+        );
+        let page_view = FollowUpsPage {
+            c: user.chrome(lang, &here(&uri, "/web/follow-ups")),
+            selects: vec![
+                status,
+                station_select(&state, &user, lang, &query.station).await?,
+            ],
+            lines,
+            previous: (page > 0).then(|| query.link("/web/follow-ups", page - 1)),
+            next: more.then(|| query.link("/web/follow-ups", page + 1)),
+        };
+        render(&page_view)
+    }
+    .await
+    .map_err(|e| WebError::new(lang, e))
+}
+
+/// A resident as selected for the due list.
+type DueSql = (
+    Vec<u8>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// `GET /web/due?station=…&page=…`: residents past their interval, the never visited
+/// first, then the longest overdue.
+pub(crate) async fn due(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    uri: Uri,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, WebError> {
+    let Query(query) = query.map_err(|e| unreadable(lang, e))?;
+    async {
+        let t = lang.msgs();
+        let now = now_ms();
+        let page = query.page()?;
+        let due_at = format!(
+            "(r.last_visit_at + COALESCE(r.visit_every_days, {DEFAULT_EVERY_DAYS}) * {DAY})"
+        );
+        let mut q = Sql::new(
+            "SELECT r.id, r.name, s.name, r.last_visit_at, r.visit_every_days, r.risk_level \
+             FROM resident_rows r LEFT JOIN stations s ON s.id = r.station WHERE ",
+        );
+        q.scope(&user.user, "r.district", "r.station")?;
+        q.push(" AND (r.last_visit_at IS NULL OR ")
+            .push(&due_at)
+            .push(" < ")
+            .bind(Bind::Int(now))
+            .push(")");
+        if let Some(s) = query.station()? {
+            q.push(" AND r.station = ")
+                .bind(Bind::Bytes(s.as_bytes().to_vec()));
+        }
+        q.push(" ORDER BY CASE WHEN r.last_visit_at IS NULL THEN 0 ELSE 1 END, ")
+            .push(&due_at)
+            .push(", r.id LIMIT ")
+            .bind(Bind::Int(PAGE + 1))
+            .push(" OFFSET ")
+            .bind(Bind::Int(page * PAGE));
+        let mut rows: Vec<DueSql> = fetch!(&state.store, q, DueSql, fetch_all)?;
+        let more = rows.len() > usize::try_from(PAGE).unwrap_or(100);
+        rows.truncate(usize::try_from(PAGE).unwrap_or(100));
+        let lines = rows
+            .into_iter()
+            .map(|(id, name, station, last, every, risk)| {
+                let id = Uuid::from_slice(&id).unwrap_or_default();
+                let every_days = every.unwrap_or(DEFAULT_EVERY_DAYS);
+                DueLine {
+                    href: format!("/web/residents/{id}"),
+                    name,
+                    station: station.unwrap_or_else(|| short(&id)),
+                    last_visit: last.map_or_else(|| t.never_visited.to_owned(), date),
+                    every: every_days,
+                    days_overdue: last
+                        .map(|l| (now - (l + every_days * DAY)) / DAY)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    risk: risk.map(|r| t.risk(&r).to_owned()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let page_view = DuePage {
+            c: user.chrome(lang, &here(&uri, "/web/due")),
+            selects: vec![station_select(&state, &user, lang, &query.station).await?],
+            lines,
+            previous: (page > 0).then(|| query.link("/web/due", page - 1)),
+            next: more.then(|| query.link("/web/due", page + 1)),
+        };
+        render(&page_view)
+    }
+    .await
+    .map_err(|e| WebError::new(lang, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_filters_and_leave_out_page_zero() {
+        let q = ListQuery {
+            status: "overdue".into(),
+            station: String::new(),
+            page: String::new(),
+        };
+        assert_eq!(
+            q.link("/web/follow-ups", 0),
+            "/web/follow-ups?status=overdue"
+        );
+        assert_eq!(
+            q.link("/web/follow-ups", 2),
+            "/web/follow-ups?status=overdue&page=2"
+        );
+        assert_eq!(ListQuery::default().link("/web/due", 0), "/web/due");
+        for bad in ["-1", "x", "100000"] {
+            let q = ListQuery {
+                page: bad.into(),
+                ..ListQuery::default()
+            };
+            assert!(q.page().is_err(), "{bad}");
+        }
+    }
+}
