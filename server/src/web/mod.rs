@@ -8,6 +8,7 @@ mod export;
 mod i18n;
 mod residents;
 mod review;
+mod roster; // Roster import (issue 5).
 mod scope;
 mod session;
 mod stats;
@@ -55,6 +56,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/stats", get(stats::page))
         .route("/web/visits/export.csv", get(export::csv))
         .route("/web/visits/export.xlsx", get(export::xlsx))
+        // Roster import (issue 5): its own, smaller body limit for the upload.
+        .route(
+            "/web/residents/import",
+            get(roster::form)
+                .post(roster::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(roster::MAX_BODY)),
+        )
+        .route("/web/residents/import/confirm", post(roster::confirm))
         .route("/web/residents/{resident}", get(residents::page))
         .route(
             "/web/residents/{resident}/visits/{visit}/review",
