@@ -556,13 +556,12 @@ fn read_xlsx(bytes: &[u8]) -> std::result::Result<Table, String> {
         .collect())
 }
 
-/// A cell as text; whole numbers (years, days, phone numbers typed as numbers) without
-/// a decimal point.
+/// A cell as text. Whole numbers (years, days, phone numbers typed as numbers) come
+/// out without a decimal point: `f64`'s `Display` writes `1935.0` as `1935`.
 fn cell_text(cell: &Data) -> String {
     match cell {
         Data::Empty => String::new(),
         Data::String(s) => s.clone(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
         other => other.to_string(),
     }
 }
