@@ -396,6 +396,9 @@ async fn confirm_inner(
     let status = match failure {
         None => StatusCode::OK,
         Some(Error::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        // The core's rules refused (the scope changed since the check, say).
+        Some(Error::Forbidden(_)) => StatusCode::FORBIDDEN,
+        Some(Error::Conflict(_)) => StatusCode::CONFLICT,
         Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Ok((status, render(&page)?).into_response())
@@ -623,6 +626,9 @@ fn duplicate_key(name: &str, address: &str) -> (String, String) {
     (fold(name), fold(address))
 }
 
+/// A code's label in a language.
+type Label = dyn Fn(Lang, &str) -> &'static str;
+
 /// A code given as the code itself or its label in either language.
 fn code_of(
     text: &str,
@@ -763,7 +769,7 @@ fn check_table(lang: Lang, table: &Table, existing: &HashSet<(String, String)>) 
                     }
                 }
                 ProfileField::LivingSituation | ProfileField::RiskLevel => {
-                    let (codes, label): (&[&'static str], &dyn Fn(Lang, &str) -> &'static str) =
+                    let (codes, label): (&[&'static str], &Label) =
                         if *field == ProfileField::LivingSituation {
                             (&living_codes, &|l: Lang, c: &str| l.msgs().living(c))
                         } else {
