@@ -540,8 +540,25 @@ fn read_csv(bytes: &[u8]) -> std::result::Result<Table, String> {
     Ok(table)
 }
 
+/// What an XLSX file may unpack to, by the sizes its zip directory declares: a 2 MB
+/// upload must not become gigabytes in memory (a "zip bomb").
+const MAX_UNPACKED: u64 = 64 << 20;
+
 /// The first sheet of an XLSX workbook.
 fn read_xlsx(bytes: &[u8]) -> std::result::Result<Table, String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut unpacked: u64 = 0;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| e.to_string())?;
+        unpacked = unpacked.saturating_add(entry.size());
+    }
+    if unpacked > MAX_UNPACKED {
+        return Err(format!(
+            "it would unpack to {} MB, more than {} MB",
+            unpacked >> 20,
+            MAX_UNPACKED >> 20
+        ));
+    }
     let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes))
         .map_err(|e: calamine::XlsxError| e.to_string())?;
     let range = book
@@ -978,6 +995,25 @@ mod tests {
         );
         assert!(a.errors[5].message.contains("第 4 行"), "{:?}", a.errors[5]);
         assert!(a.rows.is_empty(), "no row is clean");
+    }
+
+    #[test]
+    fn an_xlsx_that_unpacks_too_large_is_refused() {
+        use std::io::Write;
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        out.start_file(
+            "xl/worksheets/sheet1.xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..65 {
+            out.write_all(&zeros).unwrap();
+        }
+        let bytes = out.finish().unwrap().into_inner();
+        assert!(bytes.len() < MAX_FILE, "small on the wire: {}", bytes.len());
+        let refused = read_xlsx(&bytes).unwrap_err();
+        assert!(refused.contains("unpack"), "{refused}");
     }
 
     #[test]
