@@ -506,7 +506,7 @@ fn read_table(file_name: &str, bytes: &[u8]) -> std::result::Result<Option<Table
     let lower = file_name.to_lowercase();
     if lower.ends_with(".xlsx") || (!lower.ends_with(".csv") && bytes.starts_with(b"PK\x03\x04")) {
         read_xlsx(bytes).map(Some)
-    } else if lower.ends_with(".csv") || lower.ends_with(".txt") {
+    } else if lower.ends_with(".csv") {
         read_csv(bytes).map(Some)
     } else {
         Ok(None)

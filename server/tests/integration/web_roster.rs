@@ -422,6 +422,20 @@ async fn a_bad_row_imports_nothing(t: TestStore) {
     answer.expect(422);
     assert!(residents_of(&w, w.station_a).await.is_empty());
 
+    // What the file says is shown as text, never as markup.
+    let csv = "姓名,<i>备注</i>\n\"<script>alert(1)</script>\",x\n";
+    let preview = b.upload(w.station_a, "x.csv", csv.as_bytes(), None).await;
+    preview.expect(200);
+    let html = text(&preview);
+    assert!(
+        !html.contains("<script>alert") && !html.contains("<i>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{html}"
+    );
+
     // A file that is not a roster at all.
     let answer = b.upload(w.station_a, "photo.png", b"\x89PNG", None).await;
     answer.expect(422);
