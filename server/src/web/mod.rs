@@ -11,6 +11,7 @@ mod i18n;
 mod lists;
 mod residents;
 mod review;
+mod roster; // Roster import (issue 5).
 mod scope;
 mod session;
 mod stats;
@@ -60,6 +61,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/visits/export.xlsx", get(export::xlsx))
         .route("/web/follow-ups", get(lists::follow_ups))
         .route("/web/due", get(lists::due))
+        // Roster import (issue 5): its own, smaller body limit for the upload.
+        .route(
+            "/web/residents/import",
+            get(roster::form)
+                .post(roster::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(roster::MAX_BODY)),
+        )
+        .route("/web/residents/import/confirm", post(roster::confirm))
         .route("/web/residents/{resident}", get(residents::page))
         .route(
             "/web/residents/{resident}/resolve",

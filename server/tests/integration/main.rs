@@ -17,5 +17,6 @@ mod serving;
 mod store;
 mod sync;
 mod web;
+mod web_roster; // Roster import (issue 5).
 mod web_stats;
 mod world;
