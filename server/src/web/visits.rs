@@ -222,12 +222,10 @@ pub(crate) fn push_filters(
 }
 
 /// The query for one page of the log: the scope first, then each filter, then the
-/// keyset; at most `limit` rows. Public within the crate for the benchmark and the
-/// tests.
+/// keyset; at most `limit` rows.
 pub(crate) fn log_query(
     user: &crate::identity::User,
     filters: &Filters,
-    _names: &Names,
     limit: usize,
 ) -> Result<Sql> {
     let mut q = Sql::new(
@@ -289,7 +287,7 @@ async fn page(
     let names = Names::of(&state.store, user.user.district).await?;
     let mut rows: Vec<LogRow> = fetch!(
         &state.store,
-        log_query(&user.user, filters, &names, PAGE + 1)?,
+        log_query(&user.user, filters, PAGE + 1)?,
         LogRow,
         fetch_all
     )?;

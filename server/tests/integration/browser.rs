@@ -8,7 +8,8 @@
 //! `LINLI_CHROMIUM` to the browser's if chromedriver does not find it.
 
 use crate::backends::sqlite;
-use crate::web::{STAFF_PASSWORD, log_world, staff};
+use crate::web::log_world;
+use crate::web_client::{STAFF_PASSWORD, staff};
 use crate::world::COORDINATOR_PASSWORD;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;

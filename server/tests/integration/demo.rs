@@ -4,7 +4,8 @@
 
 use crate::backends::{TestStore, conformance};
 use crate::serving::TestServer;
-use crate::web::{Browser, field_href, visits_listed};
+use crate::web::{field_href, visits_listed};
+use crate::web_client::Browser;
 use server::demo::{self, COORDINATOR, PASSWORD};
 use sync_core::doc::catalog::CatalogDoc;
 use sync_core::ids::DocId;

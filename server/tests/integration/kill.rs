@@ -107,6 +107,89 @@ impl Data {
     }
 }
 
+/// A district set up by the operator commands before the server starts: one station,
+/// a coordinator (with the one-time password they sign in with), volunteers, and an
+/// enrolment code for each of them.
+struct Site {
+    station: StationId,
+    password: String,
+    coordinator_code: String,
+    volunteers: Vec<UserId>,
+    codes: Vec<String>,
+}
+
+impl Data {
+    /// Sets up a district whose coordinator signs in as `coordinator` and whose
+    /// volunteers sign in as `volunteers`.
+    fn set_up(&self, coordinator: &str, volunteers: &[&str]) -> Site {
+        self.operate(&["create-district", "彭浦镇"]);
+        let station = StationId(self.operate_id(&[
+            "create-station",
+            "--district",
+            "彭浦镇",
+            "华沙六村党群服务站",
+        ]));
+        let created = self.operate(&[
+            "create-user",
+            coordinator,
+            "--role",
+            "coordinator",
+            "--district",
+            "彭浦镇",
+        ]);
+        let password = created
+            .lines()
+            .find_map(|l| l.strip_prefix("one-time password (shown once): "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let volunteer_ids = (volunteers.iter())
+            .map(|login| {
+                UserId(self.operate_id(&[
+                    "create-user",
+                    login,
+                    "--role",
+                    "volunteer",
+                    "--district",
+                    "彭浦镇",
+                ]))
+            })
+            .collect();
+        let code = |login: &str| {
+            let out = self.operate(&["issue-enrolment-code", login]);
+            out.split(": ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap()
+                .to_owned()
+        };
+        Site {
+            station,
+            password,
+            coordinator_code: code(coordinator),
+            volunteers: volunteer_ids,
+            codes: volunteers.iter().map(|l| code(l)).collect(),
+        }
+    }
+}
+
+/// Signs in over the API and returns the access token.
+async fn login(base: &str, login: &str, password: &str) -> String {
+    let answer = Answer::read(
+        Client::new()
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({ "login": login, "password": password }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    answer.expect(200).json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 struct Process {
     child: Child,
     base: String,
@@ -200,64 +283,13 @@ async fn receipted_visits_survive_sigkill(t: TestStore) {
         dir: tempfile::tempdir().unwrap(),
         url: t.url.clone(),
     };
-    data.operate(&["create-district", "彭浦镇"]);
-    let station = StationId(data.operate_id(&[
-        "create-station",
-        "--district",
-        "彭浦镇",
-        "华沙六村党群服务站",
-    ]));
-    let coordinator = data.operate(&[
-        "create-user",
-        "coordinator",
-        "--role",
-        "coordinator",
-        "--district",
-        "彭浦镇",
-    ]);
-    let password = coordinator
-        .lines()
-        .find_map(|l| l.strip_prefix("one-time password (shown once): "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let logins = ["wang", "zhang", "li"];
-    let mut volunteers = Vec::new();
-    for login in logins {
-        volunteers.push(UserId(data.operate_id(&[
-            "create-user",
-            login,
-            "--role",
-            "volunteer",
-            "--district",
-            "彭浦镇",
-        ])));
-    }
-    let code = |login: &str| {
-        let out = data.operate(&["issue-enrolment-code", login]);
-        out.split(": ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap()
-            .to_owned()
-    };
-    let codes: Vec<String> = logins.iter().map(|l| code(l)).collect();
-    let coordinator_code = code("coordinator");
+    let site = data.set_up("coordinator", &["wang", "zhang", "li"]);
+    let (station, volunteers, codes) = (site.station, &site.volunteers, &site.codes);
 
     let mut process = data.start().await;
     let base = process.base.clone();
-    let answer = Answer::read(
-        Client::new()
-            .post(format!("{base}/api/v1/login"))
-            .json(&json!({ "login": "coordinator", "password": password }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    answer.expect(200);
-    let token = answer.json()["access_token"].as_str().unwrap().to_owned();
-    let mut staff = Phone::enrol(&base, &coordinator_code).await;
+    let token = login(&base, "coordinator", &site.password).await;
+    let mut staff = Phone::enrol(&base, &site.coordinator_code).await;
     let residents: Vec<ResidentId> = ["王阿婆", "李老伯", "赵阿姨"]
         .iter()
         .map(|name| staff.register(station, name))
@@ -400,64 +432,16 @@ async fn a_full_disk_refuses_the_visit_and_loses_nothing() {
         dir: tempfile::tempdir().unwrap(),
         url: t.url.clone(),
     };
-    data.operate(&["create-district", "彭浦镇"]);
-    let station = StationId(data.operate_id(&[
-        "create-station",
-        "--district",
-        "彭浦镇",
-        "华沙六村党群服务站",
-    ]));
-    let staff_out = data.operate(&[
-        "create-user",
-        "staff",
-        "--role",
-        "coordinator",
-        "--district",
-        "彭浦镇",
-    ]);
-    let password = staff_out
-        .lines()
-        .find_map(|l| l.strip_prefix("one-time password (shown once): "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let volunteer = UserId(data.operate_id(&[
-        "create-user",
-        "wang",
-        "--role",
-        "volunteer",
-        "--district",
-        "彭浦镇",
-    ]));
-    let code = |login: &str| {
-        let out = data.operate(&["issue-enrolment-code", login]);
-        out.split(": ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap()
-            .to_owned()
-    };
-    let (staff_code, volunteer_code) = (code("staff"), code("wang"));
+    let site = data.set_up("staff", &["wang"]);
+    let (station, volunteer) = (site.station, site.volunteers[0]);
     let process = data.start().await;
     let base = process.base.clone();
-    let answer = Answer::read(
-        Client::new()
-            .post(format!("{base}/api/v1/login"))
-            .json(&json!({ "login": "staff", "password": password }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let token = answer.expect(200).json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut staff = Phone::enrol(&base, &staff_code).await;
+    let token = login(&base, "staff", &site.password).await;
+    let mut staff = Phone::enrol(&base, &site.coordinator_code).await;
     let resident = staff.register(station, "王阿婆");
     staff.sync().await.unwrap();
     put(&base, &token, volunteer, resident).await;
-    let mut phone = Phone::enrol(&base, &volunteer_code).await;
+    let mut phone = Phone::enrol(&base, &site.codes[0]).await;
     phone.sync().await.unwrap();
     let first = phone.log_visit(resident, "磁盘满之前");
     phone.sync().await.unwrap();

@@ -3,160 +3,19 @@
 //! and a review written on the web reaching the volunteer's phone.
 
 use crate::backends::{TestStore, conformance};
-use crate::serving::{Answer, TestServer};
+use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
 use crate::world::{COORDINATOR_PASSWORD, World};
-use reqwest::Client;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use sync_core::ids::*;
 use sync_core::model::*;
 use uuid::Uuid;
-
-pub const STAFF_PASSWORD: &str = "staff member's password";
-
-/// A browser: keeps cookies, follows no redirects (the tests look at each).
-pub struct Browser<'a> {
-    server: &'a TestServer,
-    http: Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn location(&self) -> String {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect()
-    }
-}
-
-/// The value of the form field `name` in a page (the first one).
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
 
 /// Every `visit-<uuid>` anchor linked from a visit log page, in order.
 pub fn visits_listed(html: &str) -> Vec<String> {
     html.match_indices("#visit-")
         .map(|(i, _)| html[i + 7..i + 7 + 36].to_owned())
         .collect()
-}
-
-impl<'a> Browser<'a> {
-    pub fn new(server: &'a TestServer) -> Self {
-        Browser {
-            server,
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn keep(&mut self, headers: &HeaderMap) {
-        for value in headers.get_all(SET_COOKIE) {
-            let text = value.to_str().unwrap();
-            let pair = text.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || text.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        let mut request = self.http.get(self.server.url(path));
-        if !self.cookies.is_empty() {
-            request = request.header(COOKIE, self.cookie_header());
-        }
-        let answer = Answer::read(request.send().await.unwrap()).await;
-        self.keep(&answer.headers);
-        answer
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
-        let mut request = self.http.post(self.server.url(path)).header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
-        if !self.cookies.is_empty() {
-            request = request.header(COOKIE, self.cookie_header());
-        }
-        let body = serde_urlencoded::to_string(form).unwrap();
-        let answer = Answer::read(request.body(body).send().await.unwrap()).await;
-        self.keep(&answer.headers);
-        answer
-    }
-
-    /// Opens the sign-in page and signs in.
-    pub async fn sign_in(&mut self, login: &str, password: &str) -> Answer {
-        let page = self.get("/web/login").await;
-        page.expect(200);
-        let token = field(&page.text(), "form_token");
-        self.post(
-            "/web/login",
-            &[
-                ("form_token", &token),
-                ("login", login),
-                ("password", password),
-                ("next", "/web/visits"),
-            ],
-        )
-        .await
-    }
-
-    /// The page at `path`, which must answer 200.
-    pub async fn page(&mut self, path: &str) -> String {
-        let answer = self.get(path).await;
-        answer.expect(200);
-        answer.text()
-    }
-}
-
-/// A staff member covering `stations`, who signs in on the web with a password.
-pub async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
-    let stations: Vec<Uuid> = stations.iter().map(|s| s.0).collect();
-    let answer = w
-        .server
-        .post(
-            "/api/v1/users",
-            Some(&w.coordinator_token),
-            &json!({ "login": login, "display_name": login, "role": "station_staff",
-                     "stations": stations, "password": STAFF_PASSWORD }),
-        )
-        .await;
-    answer.expect(201);
-    UserId(answer.json()["id"].as_str().unwrap().parse().unwrap())
 }
 
 /// Sign-in and sign-out, sessions that end, CSRF, volunteers kept out, headers, and the

@@ -6,10 +6,9 @@
 
 use crate::backends::{TestStore, conformance};
 use crate::serving::Answer;
-use crate::web::{STAFF_PASSWORD, staff};
+use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
 use crate::world::{COORDINATOR_PASSWORD, World};
-use reqwest::Client;
-use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::header::CONTENT_TYPE;
 use std::collections::BTreeMap;
 use sync_core::ids::*;
 use sync_core::model::*;
@@ -17,139 +16,55 @@ use uuid::Uuid;
 
 const BOUNDARY: &str = "linli-roster-test-boundary";
 
-/// A browser without JavaScript: keeps cookies, follows no redirects.
-struct Browser {
-    base: String,
-    http: Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(w: &World) -> Self {
-        Browser {
-            base: w.server.url("").trim_end_matches('/').to_owned(),
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
-        let cookies = (self.cookies.iter())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let answer = Answer::read(request.header(COOKIE, cookies).send().await.unwrap()).await;
-        for value in answer.headers.get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.to_owned(), value.to_owned());
-        }
-        answer
-    }
-
-    async fn page(&mut self, path: &str) -> String {
-        let answer = self
-            .send(self.http.get(format!("{}{path}", self.base)))
-            .await;
-        answer.expect(200);
-        String::from_utf8(answer.body).unwrap()
-    }
-
-    async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
-        let request = (self.http.post(format!("{}{path}", self.base)))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(form).unwrap());
-        self.send(request).await
-    }
-
-    async fn sign_in(&mut self, login: &str, password: &str) {
-        let page = self.page("/web/login").await;
-        let token = field(&page, "form_token");
-        self.post_form(
-            "/web/login",
-            &[
-                ("form_token", &token),
-                ("login", login),
-                ("password", password),
-                ("next", "/web/visits"),
-            ],
-        )
-        .await
-        .expect(303);
-    }
-
-    /// Uploads `file` as `file_name` for `station`, with the form's token (`csrf`
-    /// `None`: the token the page gave).
-    async fn upload(
-        &mut self,
-        station: StationId,
-        file_name: &str,
-        file: &[u8],
-        csrf: Option<&str>,
-    ) -> Answer {
-        let page = self.page("/web/residents/import").await;
-        let token = csrf.map_or_else(|| field(&page, "csrf"), str::to_owned);
-        let mut body = Vec::new();
-        let mut part = |name: &str, file_name: Option<&str>, value: &[u8]| {
-            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-            let disposition = match file_name {
-                Some(f) => format!(
-                    "form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream"
-                ),
-                None => format!("form-data; name=\"{name}\""),
-            };
-            body.extend_from_slice(
-                format!("Content-Disposition: {disposition}\r\n\r\n").as_bytes(),
-            );
-            body.extend_from_slice(value);
-            body.extend_from_slice(b"\r\n");
+/// Uploads `file` as `file_name` for `station`, with the form's token (`csrf`
+/// `None`: the token the page gave).
+async fn upload(
+    b: &mut Browser,
+    station: StationId,
+    file_name: &str,
+    file: &[u8],
+    csrf: Option<&str>,
+) -> Answer {
+    let page = b.page("/web/residents/import").await;
+    let token = csrf.map_or_else(|| field(&page, "csrf"), str::to_owned);
+    let mut body = Vec::new();
+    let mut part = |name: &str, file_name: Option<&str>, value: &[u8]| {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let disposition = match file_name {
+            Some(f) => format!(
+                "form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream"
+            ),
+            None => format!("form-data; name=\"{name}\""),
         };
-        if !token.is_empty() {
-            part("csrf", None, token.as_bytes());
-        }
-        part("station", None, station.0.to_string().as_bytes());
-        part("file", Some(file_name), file);
-        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-        let request = (self
-            .http
-            .post(format!("{}/web/residents/import", self.base)))
+        body.extend_from_slice(format!("Content-Disposition: {disposition}\r\n\r\n").as_bytes());
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    };
+    if !token.is_empty() {
+        part("csrf", None, token.as_bytes());
+    }
+    part("station", None, station.0.to_string().as_bytes());
+    part("file", Some(file_name), file);
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let request = (b.request(reqwest::Method::POST, "/web/residents/import"))
         .header(
             CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
         .body(body);
-        self.send(request).await
-    }
-
-    /// Posts the preview's confirm form as it is.
-    async fn confirm(&mut self, preview: &str) -> Answer {
-        let form = [
-            ("csrf", field(preview, "csrf")),
-            ("station", field(preview, "station")),
-            ("file_name", field(preview, "file_name")),
-            ("data", field(preview, "data")),
-        ];
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.post_form("/web/residents/import/confirm", &form).await
-    }
+    b.send(request).await
 }
 
-/// The value of the form field `name` in a page (the last one: the page's own form
-/// comes after the sign-out form).
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .rfind(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-fn text(answer: &Answer) -> String {
-    String::from_utf8_lossy(&answer.body).into_owned()
+/// Posts the preview's confirm form as it is.
+async fn confirm(b: &mut Browser, preview: &str) -> Answer {
+    let form = [
+        ("csrf", field(preview, "csrf")),
+        ("station", field(preview, "station")),
+        ("file_name", field(preview, "file_name")),
+        ("data", field(preview, "data")),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post("/web/residents/import/confirm", &form).await
 }
 
 /// The residents of `station` in the projection, by name.
@@ -216,19 +131,17 @@ fn profile(
 async fn csv_roster_becomes_residents_on_the_phones(t: TestStore) {
     let w = World::new(t).await;
     let staff_a = staff(&w, "staff_a", &[w.station_a]).await;
-    let mut b = Browser::new(&w);
-    b.sign_in("staff_a", STAFF_PASSWORD).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
 
     let csv = "\u{feff}备注,走访频率（天）,姓名,地址,电话,出生年份,居住情况,风险等级,紧急联系人,需求\r\n\
                老党员,7,王阿婆,华沙六村 3 号 201,13800000001,1938,独居,高,女儿 13900000001,读报\r\n\
                ,14,李老伯,华沙六村 5 号 102,,1941年,with_spouse,low,,\r\n\
                ,,,,,,,,,\r\n\
                ,30,\"Zhang, Wei\",华沙六村 8 号,,,,,,\r\n";
-    let preview = b
-        .upload(w.station_a, "名册.csv", csv.as_bytes(), None)
-        .await;
+    let preview = upload(&mut b, w.station_a, "名册.csv", csv.as_bytes(), None).await;
     preview.expect(200);
-    let html = text(&preview);
+    let html = preview.text();
     assert!(html.contains("id=\"import-ready\""), "{html}");
     assert!(html.contains("3 位居民可以导入"), "{html}");
     assert!(html.contains("备注"), "the unknown column is named: {html}");
@@ -236,9 +149,9 @@ async fn csv_roster_becomes_residents_on_the_phones(t: TestStore) {
     // Nothing yet.
     assert!(residents_of(&w, w.station_a).await.is_empty());
 
-    let done = b.confirm(&html).await;
+    let done = confirm(&mut b, &html).await;
     done.expect(200);
-    let done_html = text(&done);
+    let done_html = done.text();
     assert!(done_html.contains("id=\"import-done\""), "{done_html}");
     let got = residents_of(&w, w.station_a).await;
     let want = [
@@ -291,25 +204,23 @@ async fn csv_roster_becomes_residents_on_the_phones(t: TestStore) {
     }
 
     // The same file again: every row is a duplicate of an existing resident.
-    let again = b
-        .upload(w.station_a, "名册.csv", csv.as_bytes(), None)
-        .await;
+    let again = upload(&mut b, w.station_a, "名册.csv", csv.as_bytes(), None).await;
     again.expect(422);
-    let again_html = text(&again);
+    let again_html = again.text();
     assert_eq!(
         again_html.matches("该服务站已有同名同地址的居民").count(),
         3
     );
     assert!(!again_html.contains("id=\"confirm-form\""));
     // Confirming the earlier preview once more is checked again, and refused.
-    b.confirm(&html).await.expect(422);
+    confirm(&mut b, &html).await.expect(422);
     assert_eq!(residents_of(&w, w.station_a).await.len(), 3);
 
     // GBK, as Chinese Excel saves CSV files.
     let (gbk, _, _) = encoding_rs::GBK.encode("姓名,地址\n陈阿姨,华沙六村 9 号\n");
-    let preview = b.upload(w.station_a, "gbk.csv", &gbk, None).await;
+    let preview = upload(&mut b, w.station_a, "gbk.csv", &gbk, None).await;
     preview.expect(200);
-    b.confirm(&text(&preview)).await.expect(200);
+    confirm(&mut b, &preview.text()).await.expect(200);
     let got = residents_of(&w, w.station_a).await;
     assert_eq!(got["陈阿姨"].1.address, "华沙六村 9 号");
     assert_eq!(got.len(), 4);
@@ -319,8 +230,10 @@ async fn csv_roster_becomes_residents_on_the_phones(t: TestStore) {
 async fn xlsx_roster_becomes_residents(t: TestStore) {
     use rust_xlsxwriter::Workbook;
     let w = World::new(t).await;
-    let mut b = Browser::new(&w);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
 
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
@@ -347,11 +260,11 @@ async fn xlsx_roster_becomes_residents(t: TestStore) {
     sheet.write_string(2, 5, "翔宇品城 7 号").unwrap();
     let bytes = book.save_to_buffer().unwrap();
 
-    let preview = b.upload(w.station_b, "roster.xlsx", &bytes, None).await;
+    let preview = upload(&mut b, w.station_b, "roster.xlsx", &bytes, None).await;
     preview.expect(200);
-    let html = text(&preview);
+    let html = preview.text();
     assert!(html.contains("2 位居民可以导入"), "{html}");
-    b.confirm(&html).await.expect(200);
+    confirm(&mut b, &html).await.expect(200);
 
     let got = residents_of(&w, w.station_b).await;
     assert_eq!(got.len(), 2, "{got:?}");
@@ -379,13 +292,13 @@ async fn xlsx_roster_becomes_residents(t: TestStore) {
 async fn a_bad_row_imports_nothing(t: TestStore) {
     let w = World::new(t).await;
     staff(&w, "staff_a", &[w.station_a]).await;
-    let mut b = Browser::new(&w);
-    b.sign_in("staff_a", STAFF_PASSWORD).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
 
     let csv = "姓名,出生年份,风险等级\n王阿婆,1938,high\n李老伯,1700,high\n张三,1950,很高\n";
-    let preview = b.upload(w.station_a, "bad.csv", csv.as_bytes(), None).await;
+    let preview = upload(&mut b, w.station_a, "bad.csv", csv.as_bytes(), None).await;
     preview.expect(422);
-    let html = text(&preview);
+    let html = preview.text();
     assert!(html.contains("id=\"import-errors\""), "{html}");
     assert!(
         !html.contains("id=\"confirm-form\""),
@@ -409,11 +322,11 @@ async fn a_bad_row_imports_nothing(t: TestStore) {
     let csrf = field(&b.page("/web/residents/import").await, "csrf");
     let station = w.station_a.0.to_string();
     let answer = b
-        .post_form(
+        .post(
             "/web/residents/import/confirm",
             &[
-                ("csrf", &csrf),
-                ("station", &station),
+                ("csrf", csrf.as_str()),
+                ("station", station.as_str()),
                 ("file_name", "bad.csv"),
                 ("data", &data),
             ],
@@ -424,9 +337,9 @@ async fn a_bad_row_imports_nothing(t: TestStore) {
 
     // What the file says is shown as text, never as markup.
     let csv = "姓名,<i>备注</i>\n\"<script>alert(1)</script>\",x\n";
-    let preview = b.upload(w.station_a, "x.csv", csv.as_bytes(), None).await;
+    let preview = upload(&mut b, w.station_a, "x.csv", csv.as_bytes(), None).await;
     preview.expect(200);
-    let html = text(&preview);
+    let html = preview.text();
     assert!(
         !html.contains("<script>alert") && !html.contains("<i>"),
         "{html}"
@@ -437,9 +350,9 @@ async fn a_bad_row_imports_nothing(t: TestStore) {
     );
 
     // A file that is not a roster at all.
-    let answer = b.upload(w.station_a, "photo.png", b"\x89PNG", None).await;
+    let answer = upload(&mut b, w.station_a, "photo.png", b"\x89PNG", None).await;
     answer.expect(422);
-    assert!(text(&answer).contains("只支持 .xlsx 和 .csv 文件"));
+    assert!(answer.text().contains("只支持 .xlsx 和 .csv 文件"));
     assert!(residents_of(&w, w.station_a).await.is_empty());
 }
 
@@ -448,8 +361,8 @@ async fn a_bad_row_imports_nothing(t: TestStore) {
 async fn crafted_station_and_missing_csrf_are_refused(t: TestStore) {
     let w = World::new(t).await;
     staff(&w, "staff_a", &[w.station_a]).await;
-    let mut b = Browser::new(&w);
-    b.sign_in("staff_a", STAFF_PASSWORD).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
     let page = b.page("/web/residents/import").await;
     assert!(page.contains(&w.station_a.0.to_string()));
     assert!(
@@ -458,41 +371,47 @@ async fn crafted_station_and_missing_csrf_are_refused(t: TestStore) {
     );
 
     let csv = "姓名,地址\n王阿婆,翔宇品城 1 号\n";
-    let answer = b.upload(w.station_b, "r.csv", csv.as_bytes(), None).await;
+    let answer = upload(&mut b, w.station_b, "r.csv", csv.as_bytes(), None).await;
     answer.expect(403);
 
     // A preview for the own station, then the confirm pointed at the other one.
-    let preview = b.upload(w.station_a, "r.csv", csv.as_bytes(), None).await;
+    let preview = upload(&mut b, w.station_a, "r.csv", csv.as_bytes(), None).await;
     preview.expect(200);
-    let html = text(&preview).replace(&w.station_a.0.to_string(), &w.station_b.0.to_string());
-    b.confirm(&html).await.expect(403);
+    let html = preview
+        .text()
+        .replace(&w.station_a.0.to_string(), &w.station_b.0.to_string());
+    confirm(&mut b, &html).await.expect(403);
     // A made-up station id.
-    let html = text(&preview).replace(&w.station_a.0.to_string(), &Uuid::nil().to_string());
-    b.confirm(&html).await.expect(403);
+    let html = preview
+        .text()
+        .replace(&w.station_a.0.to_string(), &Uuid::nil().to_string());
+    confirm(&mut b, &html).await.expect(403);
 
     // Without the CSRF token, or with a wrong one.
-    b.upload(w.station_a, "r.csv", csv.as_bytes(), Some(""))
+    upload(&mut b, w.station_a, "r.csv", csv.as_bytes(), Some(""))
         .await
         .expect(403);
-    b.upload(w.station_a, "r.csv", csv.as_bytes(), Some("forged"))
+    upload(&mut b, w.station_a, "r.csv", csv.as_bytes(), Some("forged"))
         .await
         .expect(403);
-    let html = text(&preview).replace(&field(&text(&preview), "csrf"), "forged");
-    b.confirm(&html).await.expect(403);
+    let html = preview
+        .text()
+        .replace(&field(&preview.text(), "csrf"), "forged");
+    confirm(&mut b, &html).await.expect(403);
 
     assert!(residents_of(&w, w.station_a).await.is_empty());
     assert!(residents_of(&w, w.station_b).await.is_empty());
 
     // Too large a file: a clear refusal.
     let big = vec![b'a'; (2 << 20) + 1];
-    let answer = b.upload(w.station_a, "big.csv", &big, None).await;
+    let answer = upload(&mut b, w.station_a, "big.csv", &big, None).await;
     answer.expect(413);
-    assert!(text(&answer).contains("文件太大"), "{}", text(&answer));
+    assert!(answer.text().contains("文件太大"), "{}", answer.text());
     // Larger than the upload's whole body limit: the same refusal.
     let bigger = vec![b'a'; 3 << 20];
-    let answer = b.upload(w.station_a, "big.csv", &bigger, None).await;
+    let answer = upload(&mut b, w.station_a, "big.csv", &bigger, None).await;
     answer.expect(413);
-    assert!(text(&answer).contains("文件太大"), "{}", text(&answer));
+    assert!(answer.text().contains("文件太大"), "{}", answer.text());
 }
 
 conformance!(

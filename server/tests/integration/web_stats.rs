@@ -5,10 +5,9 @@
 //! station's staff try to count or export another station's visits.
 
 use crate::backends::{TestStore, conformance};
-use crate::serving::Answer;
+use crate::web_client::{Browser, STAFF_PASSWORD, unescape};
 use crate::world::{COORDINATOR_PASSWORD, World};
-use reqwest::Client;
-use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use std::collections::{BTreeMap, BTreeSet};
 use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::ids::*;
@@ -18,101 +17,22 @@ use time::macros::{format_description, offset};
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
 
-const STAFF_PASSWORD: &str = "staff member's password";
-
-/// A browser without JavaScript: keeps cookies, follows no redirects.
-struct Browser {
-    base: String,
-    http: Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(w: &World) -> Self {
-        Browser {
-            base: w.server.url(""),
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
+/// Every visit the log lists for `href`, following its pages.
+async fn listed(b: &mut Browser, href: &str) -> BTreeSet<Uuid> {
+    let mut out = BTreeSet::new();
+    let mut next = Some(href.to_owned());
+    while let Some(path) = next.take() {
+        let html = b.page(&path).await;
+        for (i, _) in html.match_indices("#visit-") {
+            out.insert(html[i + 7..i + 7 + 36].parse().unwrap());
+        }
+        if let Some(i) = html.find("id=\"next-page\"") {
+            let before = &html[..i];
+            let start = before.rfind("href=\"").unwrap() + 6;
+            next = Some(unescape(before[start..].split('"').next().unwrap()));
         }
     }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
-        let cookies = (self.cookies.iter())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let answer = Answer::read(request.header(COOKIE, cookies).send().await.unwrap()).await;
-        for value in answer.headers.get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.to_owned(), value.to_owned());
-        }
-        answer
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
-        self.send(self.http.get(url)).await
-    }
-
-    async fn page(&mut self, path: &str) -> String {
-        let answer = self.get(path).await;
-        answer.expect(200);
-        String::from_utf8(answer.body).unwrap()
-    }
-
-    async fn sign_in(&mut self, login: &str, password: &str) {
-        let page = self.page("/web/login").await;
-        let marker = "name=\"form_token\" value=\"";
-        let start = page.find(marker).unwrap() + marker.len();
-        let token = page[start..].split('"').next().unwrap().to_owned();
-        let body = serde_urlencoded::to_string([
-            ("form_token", token.as_str()),
-            ("login", login),
-            ("password", password),
-            ("next", "/web/visits"),
-        ])
-        .unwrap();
-        let url = format!("{}/web/login", self.base.trim_end_matches('/'));
-        let request = (self.http.post(url))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(request).await.expect(303);
-    }
-
-    /// Every visit the log lists for `href`, following its pages.
-    async fn listed(&mut self, href: &str) -> BTreeSet<Uuid> {
-        let mut out = BTreeSet::new();
-        let mut next = Some(href.to_owned());
-        while let Some(path) = next.take() {
-            let html = self.page(&path).await;
-            for (i, _) in html.match_indices("#visit-") {
-                out.insert(html[i + 7..i + 7 + 36].parse().unwrap());
-            }
-            if let Some(i) = html.find("id=\"next-page\"") {
-                let before = &html[..i];
-                let start = before.rfind("href=\"").unwrap() + 6;
-                next = Some(unescape(before[start..].split('"').next().unwrap()));
-            }
-        }
-        out
-    }
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#34;", "\"")
-        .replace("&#60;", "<")
-        .replace("&#62;", ">")
-        .replace("&amp;", "&")
-        .replace("&#38;", "&")
+    out
 }
 
 /// The figures of a row as the page shows them.
@@ -639,11 +559,11 @@ async fn check_page(b: &mut Browser, d: &Data, query: &str, by: &str, visits: &[
     for (label, (figures, ids)) in &expected {
         let (got, href) = &shown[label];
         assert_eq!(got, figures, "{label} by {by} for {query}");
-        assert_eq!(&b.listed(href).await, ids, "{label}'s visits: {href}");
+        assert_eq!(&listed(b, href).await, ids, "{label}'s visits: {href}");
     }
     assert_eq!(total, expect(visits), "totals for {query}");
     let all: BTreeSet<Uuid> = visits.iter().map(|v| v.id).collect();
-    assert_eq!(b.listed(&total_href).await, all, "the totals' visits");
+    assert_eq!(listed(b, &total_href).await, all, "the totals' visits");
     // The chart has a bar per group, linking where the row does.
     assert_eq!(html.matches("<rect ").count(), expected.len());
 }
@@ -651,8 +571,10 @@ async fn check_page(b: &mut Browser, d: &Data, query: &str, by: &str, visits: &[
 /// Every dimension's figures, against counts made here, and every figure's link.
 async fn statistics_count_what_the_log_lists(t: TestStore) {
     let d = data(t).await;
-    let mut b = Browser::new(&d.w);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD).await;
+    let mut b = Browser::new(&d.w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
     let period = d.in_period();
     assert_eq!(period.len(), 6);
     for by in ["alliance", "unit", "project", "station", "month"] {
@@ -723,8 +645,8 @@ async fn statistics_count_what_the_log_lists(t: TestStore) {
             )
             .await;
     answer.expect(201);
-    let mut admin = Browser::new(&d.w);
-    admin.sign_in("admin2", STAFF_PASSWORD).await;
+    let mut admin = Browser::new(&d.w.server);
+    admin.sign_in("admin2", STAFF_PASSWORD).await.expect(303);
     for by in ["alliance", "unit"] {
         check_page(&mut admin, &d, &format!("{PERIOD}&by={by}"), by, &period).await;
     }
@@ -759,7 +681,7 @@ async fn staff_never_count_another_stations_visits(t: TestStore) {
         )
         .await;
     answer.expect(201);
-    let mut s = Browser::new(w);
+    let mut s = Browser::new(&w.server);
     // Signed out, nothing.
     for path in [
         "/web/stats",
@@ -768,7 +690,7 @@ async fn staff_never_count_another_stations_visits(t: TestStore) {
     ] {
         s.get(path).await.expect(303);
     }
-    s.sign_in("staff_a", STAFF_PASSWORD).await;
+    s.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
     let mine: Vec<&Made> = (d.in_period().into_iter())
         .filter(|v| v.station == w.station_a.0)
         .collect();
@@ -867,8 +789,10 @@ fn expected_row(d: &Data, v: &Made, zh: bool) -> Vec<String> {
 /// first, cell by cell.
 async fn exports_hold_the_filtered_visits(t: TestStore) {
     let d = data(t).await;
-    let mut b = Browser::new(&d.w);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD).await;
+    let mut b = Browser::new(&d.w.server);
+    b.sign_in("coordinator", COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
     // The log links both exports with its filters.
     let log = b.page(&format!("/web/visits?{PERIOD}&hazards=no")).await;
     let log = unescape(&log);
