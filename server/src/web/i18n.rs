@@ -64,6 +64,54 @@ impl Lang {
     }
 }
 
+impl Lang {
+    /// What a 400's stable code means, said to the page's reader. The error's own
+    /// message (which names the value at fault, in English) is shown beneath it as a
+    /// technical detail. `None` for codes whose message is already in the page's
+    /// language (the roster's and the exports' own).
+    pub fn bad_request_reason(self, code: &str) -> Option<&'static str> {
+        let (zh, en) = match code {
+            "malformed" => (
+                "链接或表单的内容无法读取，请返回上一页重新填写。",
+                "The link or form could not be read; go back and fill it in again.",
+            ),
+            "bad_date" => (
+                "日期应写成“年-月-日”，例如 2026-03-01。",
+                "Dates are written year-month-day, for example 2026-03-01.",
+            ),
+            "bad_filter" => (
+                "筛选条件无法识别，请用页面上的菜单选择。",
+                "A filter was not recognised; choose it from the page's menus.",
+            ),
+            "bad_page" | "bad_cursor" => (
+                "翻页链接已失效，请从第一页重新开始。",
+                "The page link no longer works; start again from the first page.",
+            ),
+            "too_many_months" => (
+                "按月统计的时间段太长，请缩短到 20 年以内。",
+                "The period is too long to count by month; shorten it to 20 years or less.",
+            ),
+            "bad_status" => (
+                "请选择“通过”或“需要关注”。",
+                "Choose either approve or needs attention.",
+            ),
+            "bad_field" | "bad_value" => (
+                "所选的值无效，请刷新页面后重新选择。",
+                "The chosen value is not valid; reload the page and choose again.",
+            ),
+            "bad_file" => (
+                "上传的文件已损坏，请重新上传。",
+                "The uploaded file was damaged on the way; upload it again.",
+            ),
+            _ => return None,
+        };
+        Some(match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
 

@@ -135,9 +135,11 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let t = self.lang.msgs();
         let (status, message, detail) = match &self.error {
-            Error::BadRequest { message, .. } => (
+            Error::BadRequest { code, message } => (
                 StatusCode::BAD_REQUEST,
-                t.error_bad_request,
+                self.lang
+                    .bad_request_reason(code)
+                    .unwrap_or(t.error_bad_request),
                 message.clone(),
             ),
             Error::Unreadable { status, message } => {

@@ -661,7 +661,18 @@ async fn statistics_count_what_the_log_lists(t: TestStore) {
     b.get(&format!("/web/stats?{PERIOD}&by=colour"))
         .await
         .expect(400);
-    b.get("/web/stats?from=2026-13-01").await.expect(400);
+    // A bad date is explained in the page's language, with the value at fault below.
+    let refused = b.get("/web/stats?from=2026-13-01").await;
+    refused.expect(400);
+    let page = refused.text();
+    assert!(
+        page.contains("Dates are written year-month-day") && page.contains("2026-13-01"),
+        "{page}"
+    );
+    b.get("/web/lang/zh?back=/web/stats").await;
+    let refused = b.get("/web/stats?from=2026-13-01").await;
+    refused.expect(400);
+    assert!(refused.text().contains("日期应写成“年-月-日”"));
     b.get("/web/stats?from=1900-01-01&to=2100-01-01&by=month")
         .await
         .expect(400);
