@@ -1,6 +1,8 @@
 //! The web pages in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver, fantoccini). Signing in, filtering the visit log, the language
-//! switch, a review, and station staff who cannot see another station's visits.
+//! switch, a review that reaches the volunteer's phone, station staff who cannot see
+//! another station's visits, an export downloaded to disk, and a roster import with a
+//! bad row.
 //!
 //! These tests need `chromedriver` and Chromium (Debian: `chromium chromium-driver`;
 //! `scripts/test` installs them). Without them they FAIL, never skip: set
@@ -10,14 +12,17 @@
 use crate::backends::sqlite;
 use crate::web::log_world;
 use crate::web_client::{STAFF_PASSWORD, staff};
+use crate::web_roster::residents_of;
 use crate::world::COORDINATOR_PASSWORD;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use sync_core::model::ReviewStatus;
 
 /// A chromedriver this test started, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -39,7 +44,7 @@ fn which(name: &str) -> Option<String> {
 }
 
 /// Starts chromedriver on a free port and waits until it answers.
-async fn driver() -> Driver {
+pub(crate) async fn driver() -> Driver {
     let path = std::env::var("LINLI_CHROMEDRIVER")
         .ok()
         .or_else(|| which("chromedriver"))
@@ -73,11 +78,24 @@ async fn driver() -> Driver {
 }
 
 /// A fresh headless Chromium (its own profile: no cookies shared between browsers).
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
+    browser_with(driver, None).await
+}
+
+/// A fresh headless Chromium that saves downloads into `downloads` without asking.
+async fn browser_with(driver: &Driver, downloads: Option<&Path>) -> Client {
     let mut options = json!({
         "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                  "--disable-gpu", "--lang=zh-CN", "--window-size=1400,1000"],
     });
+    if let Some(dir) = downloads {
+        options["prefs"] = json!({
+            "download.default_directory": dir.display().to_string(),
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+            "safebrowsing.enabled": false,
+        });
+    }
     if let Ok(binary) = std::env::var("LINLI_CHROMIUM") {
         options["binary"] = json!(binary);
     } else if std::path::Path::new("/usr/bin/chromium").is_file() {
@@ -93,7 +111,7 @@ async fn browser(driver: &Driver) -> Client {
         .unwrap_or_else(|e| panic!("chromedriver could not start Chromium: {e}"))
 }
 
-async fn sign_in(c: &Client, base: &str, login: &str, password: &str) {
+pub(crate) async fn sign_in(c: &Client, base: &str, login: &str, password: &str) {
     c.goto(&format!("{base}/web/visits")).await.unwrap();
     // Signed out, the log sends the browser to the sign-in form.
     let field = c.wait().for_element(Locator::Id("login")).await.unwrap();
@@ -129,7 +147,7 @@ async fn rows(c: &Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_and_staff_in_a_browser() {
     let driver = driver().await;
-    let log = log_world(sqlite().await).await;
+    let mut log = log_world(sqlite().await).await;
     let w = &log.w;
     let base = w.server.base.clone();
     let c = browser(&driver).await;
@@ -227,6 +245,20 @@ async fn coordinator_and_staff_in_a_browser() {
         .unwrap();
     assert_eq!(review.text().await.unwrap(), "请联系社区医生");
 
+    // The volunteer's phone receives the review at its next sync.
+    log.volunteer_a.sync().await.unwrap();
+    let on_phone = log
+        .volunteer_a
+        .resident(log.resident_a)
+        .visits
+        .into_iter()
+        .find(|v| v.id == log.visit_a)
+        .and_then(|v| v.review)
+        .expect("the review reached the phone");
+    assert_eq!(on_phone.status, ReviewStatus::NeedsAttention);
+    assert_eq!(on_phone.comment, "请联系社区医生");
+    assert_eq!(on_phone.reviewer, w.coordinator);
+
     // Sign out: the log asks for a sign-in again.
     c.find(Locator::Id("logout"))
         .await
@@ -270,4 +302,168 @@ async fn coordinator_and_staff_in_a_browser() {
     assert!(message.text().await.unwrap().contains("找不到"));
     assert!(!s.source().await.unwrap().contains("李老伯"));
     s.close().await.unwrap();
+}
+
+/// Waits until one finished file whose name starts with `prefix` is in `dir` (Chromium
+/// writes `*.crdownload` until a download completes), and returns its path.
+async fn downloaded(dir: &Path, prefix: &str) -> PathBuf {
+    for _ in 0..200 {
+        let done: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(prefix) && !name.ends_with(".crdownload")
+            })
+            .collect();
+        if let [one] = done.as_slice() {
+            return one.clone();
+        }
+        assert!(done.len() < 2, "more than one download: {done:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no download starting with {prefix} arrived in {}",
+        dir.display()
+    );
+}
+
+/// The coordinator filters the log to one station and downloads the CSV and the XLSX
+/// from the page's links: the files on disk hold exactly the filtered visit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_downloads_what_is_filtered() {
+    let driver = driver().await;
+    let log = log_world(sqlite().await).await;
+    let base = log.w.server.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let c = browser_with(&driver, Some(dir.path())).await;
+    sign_in(&c, &base, "coordinator", COORDINATOR_PASSWORD).await;
+    c.find(Locator::Id("filter-station"))
+        .await
+        .unwrap()
+        .select_by_value(&log.w.station_b.0.to_string())
+        .await
+        .unwrap();
+    c.find(Locator::Id("apply-filters"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#filter-station option[selected]"))
+        .await
+        .unwrap();
+    assert_eq!(rows(&c).await.len(), 1);
+
+    c.find(Locator::Id("export-csv"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let file = downloaded(dir.path(), "linli-visits-").await;
+    assert_eq!(file.extension().unwrap(), "csv");
+    let bytes = std::fs::read(&file).unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 1, "only station B's visit: {records:?}");
+    let row: Vec<&str> = records[0].iter().collect();
+    assert!(row.contains(&log.visit_b.0.to_string().as_str()), "{row:?}");
+    assert!(row.contains(&"李老伯"), "{row:?}");
+    assert!(!String::from_utf8_lossy(&bytes).contains("王阿婆"));
+    std::fs::remove_file(&file).unwrap();
+
+    c.find(Locator::Id("export-xlsx"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let file = downloaded(dir.path(), "linli-visits-").await;
+    assert_eq!(file.extension().unwrap(), "xlsx");
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&file).unwrap();
+    let sheet = calamine::Reader::worksheet_range_at(&mut book, 0)
+        .unwrap()
+        .unwrap();
+    let cells: Vec<Vec<String>> = sheet
+        .rows()
+        .map(|r| r.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(cells.len(), 2, "a header and station B's visit: {cells:?}");
+    assert!(cells[1].contains(&log.visit_b.0.to_string()), "{cells:?}");
+    assert!(cells[1].contains(&"李老伯".to_owned()), "{cells:?}");
+    c.close().await.unwrap();
+}
+
+/// Station staff upload a roster with one bad row through the page's file input: the
+/// preview lists that row's error, offers no confirmation, and nothing is imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_with_a_bad_row_imports_nothing() {
+    let driver = driver().await;
+    let log = log_world(sqlite().await).await;
+    let w = &log.w;
+    let base = w.server.base.clone();
+    staff(w, "staff_a", &[w.station_a]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("名册.csv");
+    std::fs::write(
+        &roster,
+        "姓名,地址,出生年份\n陈阿姨,华沙六村 9 号,1941\n周老伯,华沙六村 12 号,1700\n",
+    )
+    .unwrap();
+    let before = residents_of(w, w.station_a).await;
+    assert_eq!(before.len(), 1, "station A has 王阿婆 only");
+
+    let c = browser(&driver).await;
+    sign_in(&c, &base, "staff_a", STAFF_PASSWORD).await;
+    c.goto(&format!("{base}/web/residents/import"))
+        .await
+        .unwrap();
+    let form = c
+        .wait()
+        .for_element(Locator::Id("import-form"))
+        .await
+        .unwrap();
+    form.find(Locator::Css("input[type=file]"))
+        .await
+        .unwrap()
+        .send_keys(&roster.display().to_string())
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let errors = c
+        .wait()
+        .for_element(Locator::Id("import-errors"))
+        .await
+        .unwrap();
+    let lines = errors
+        .find_all(Locator::Css("tr.import-error"))
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "one bad row");
+    let line = lines[0].text().await.unwrap();
+    assert!(line.contains('3') && line.contains("1700"), "{line}");
+    // The good row is previewed, the bad one marked; nothing can be confirmed.
+    assert_eq!(
+        c.find_all(Locator::Css("#import-rows tr.bad"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(c.find_all(Locator::Id("confirm")).await.unwrap().is_empty());
+    c.close().await.unwrap();
+
+    // Nobody was imported, not even the good row.
+    let after = residents_of(w, w.station_a).await;
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
 }

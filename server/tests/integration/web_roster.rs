@@ -68,7 +68,10 @@ async fn confirm(b: &mut Browser, preview: &str) -> Answer {
 }
 
 /// The residents of `station` in the projection, by name.
-async fn residents_of(w: &World, station: StationId) -> BTreeMap<String, (ResidentId, Profile)> {
+pub(crate) async fn residents_of(
+    w: &World,
+    station: StationId,
+) -> BTreeMap<String, (ResidentId, Profile)> {
     use sqlx::Connection;
     let url = &w.server.t.url;
     let sql = "SELECT id FROM resident_rows WHERE station = $1";
