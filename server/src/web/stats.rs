@@ -3,7 +3,7 @@
 //! the visit log's filters and the user's scope, broken down by alliance, unit,
 //! project, station or month.
 //!
-//! The figures are counted in SQL over exactly the rows the visit log selects
+//! The figures are counted over exactly the rows the visit log selects
 //! ([`push_filters`]: scope first, then the filters), and each row of figures links to
 //! the log with the same filters plus the row's key, so a figure and the visits behind
 //! it can never disagree. Definitions:
@@ -31,14 +31,14 @@ use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::Response;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use sync_core::model::Role;
 use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
 
-/// Monthly figures cover at most this many months (one `CASE` arm each).
+/// Monthly figures cover at most this many months (one line and bar each).
 const MAX_MONTHS: usize = 240;
 
 /// What the figures are broken down by.
@@ -197,100 +197,100 @@ fn this_month() -> (Date, Date) {
     (first, last)
 }
 
-/// Appends the group key of a visit `v` as a nullable byte string: an id, or the
-/// month's `YYYY-MM`; an empty byte string for "all" (the totals).
-fn push_key(q: &mut Sql, by: Option<Dimension>, months: &[MonthSpan]) {
+/// The SQL for the group key of a visit `v` (a nullable id), for the breakdowns that
+/// SQL keys; months are keyed in Rust from the visit's start.
+fn sql_key(by: Dimension) -> &'static str {
     match by {
-        None => {
-            q.bind(Bind::Bytes(Vec::new()));
-        }
-        Some(Dimension::Station) => {
-            q.push("v.station");
-        }
-        Some(Dimension::Unit) => {
-            q.push("v.unit");
-        }
-        Some(Dimension::Project) => {
-            q.push("v.project");
-        }
-        Some(Dimension::Alliance) => {
-            q.push(ALLIANCE_OF_VISIT);
-        }
-        Some(Dimension::Month) => {
-            q.push("CASE");
-            for m in months {
-                q.push(" WHEN v.started_at >= ")
-                    .bind(Bind::Int(m.start_ms))
-                    .push(" AND v.started_at < ")
-                    .bind(Bind::Int(m.end_ms))
-                    .push(" THEN ")
-                    .bind(Bind::Bytes(m.key.as_bytes().to_vec()));
-            }
-            q.push(" ELSE NULL END");
+        Dimension::Station => "v.station",
+        Dimension::Unit => "v.unit",
+        Dimension::Project => "v.project",
+        Dimension::Alliance => ALLIANCE_OF_VISIT,
+        Dimension::Month => "NULL",
+    }
+}
+
+/// One selected visit as the figures count it: group key, resident, volunteer,
+/// minutes, hazards found and fixed, services, start.
+type VisitRow = (Option<Vec<u8>>, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
+
+/// The running count of one group: sums, and the sets behind the distinct counts.
+#[derive(Debug, Default)]
+struct Tally {
+    sums: Figures,
+    residents: HashSet<Uuid>,
+    volunteers: HashSet<Uuid>,
+    /// (volunteer, Shanghai day) pairs.
+    participations: HashSet<(Uuid, i64)>,
+}
+
+impl Tally {
+    fn add(&mut self, resident: Uuid, volunteer: Uuid, day: i64, row: &VisitRow) {
+        self.sums.visits += 1;
+        self.sums.minutes += row.3;
+        self.sums.hazards_found += row.4;
+        self.sums.hazards_fixed += row.5;
+        self.sums.services += row.6;
+        self.residents.insert(resident);
+        self.volunteers.insert(volunteer);
+        self.participations.insert((volunteer, day));
+    }
+
+    fn figures(self) -> Figures {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Figures {
+            residents: count(self.residents.len()),
+            volunteers: count(self.volunteers.len()),
+            participations: count(self.participations.len()),
+            ..self.sums
         }
     }
 }
 
-type FigureRow = (Option<Vec<u8>>, i64, i64, i64, i64, i64, i64, i64);
-
-/// The figures per group key (`by` `None`: one group, the totals), counted in SQL over
-/// the rows the visit log would list.
+/// The figures per group key (an id, or a month's `YYYY-MM`; `None` for visits of no
+/// alliance or unit) and the totals, counted in one pass over the rows the visit log
+/// would list. One query that reads each selected visit once, instead of an aggregate
+/// query per figure and per grouping: the distinct counts (residents, volunteers,
+/// participations) need the rows anyway, and a month holds a few thousand visits.
 async fn figures(
     state: &AppState,
     user: &User,
     filters: &Filters,
-    by: Option<Dimension>,
+    by: Dimension,
     months: &[MonthSpan],
-) -> Result<HashMap<Option<Vec<u8>>, Figures>> {
-    let mut q = Sql::new(
-        "SELECT x.k, COUNT(*), CAST(COALESCE(SUM(x.services), 0) AS BIGINT), \
-         COUNT(DISTINCT x.resident), COUNT(DISTINCT x.volunteer), \
-         CAST(COALESCE(SUM(x.minutes), 0) AS BIGINT), CAST(COALESCE(SUM(x.found), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(x.fixed), 0) AS BIGINT) FROM (SELECT ",
-    );
-    push_key(&mut q, by, months);
-    q.push(
-        " AS k, v.resident AS resident, v.volunteer AS volunteer, \
-         v.duration_minutes AS minutes, v.hazards_found AS found, v.hazards_fixed AS fixed, \
-         (SELECT COUNT(*) FROM visit_services vs WHERE vs.resident = v.resident \
-         AND vs.visit = v.id) AS services FROM visit_rows v WHERE ",
+) -> Result<(HashMap<Option<Vec<u8>>, Figures>, Figures)> {
+    let mut q = Sql::new("SELECT ");
+    q.push(sql_key(by)).push(
+        " AS k, v.resident, v.volunteer, v.duration_minutes, v.hazards_found, \
+         v.hazards_fixed, (SELECT COUNT(*) FROM visit_services vs WHERE vs.resident = \
+         v.resident AND vs.visit = v.id), v.started_at FROM visit_rows v WHERE ",
     );
     push_filters(&mut q, user, filters)?;
-    q.push(") x GROUP BY x.k");
-    let rows: Vec<FigureRow> = fetch!(&state.store, q, FigureRow, fetch_all)?;
+    let rows: Vec<VisitRow> = fetch!(&state.store, q, VisitRow, fetch_all)?;
 
-    // Participations: distinct (volunteer, Shanghai day) per group.
-    let mut q = Sql::new("SELECT y.k, COUNT(*) FROM (SELECT DISTINCT ");
-    push_key(&mut q, by, months);
-    q.push(
-        " AS k, v.volunteer AS volunteer, (v.started_at + 28800000) / 86400000 AS day \
-         FROM visit_rows v WHERE ",
-    );
-    push_filters(&mut q, user, filters)?;
-    q.push(") y GROUP BY y.k");
-    let participations: Vec<(Option<Vec<u8>>, i64)> =
-        fetch!(&state.store, q, (Option<Vec<u8>>, i64), fetch_all)?;
-    let participations: HashMap<_, _> = participations.into_iter().collect();
-
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let p = participations.get(&r.0).copied().unwrap_or(0);
-            (
-                r.0,
-                Figures {
-                    visits: r.1,
-                    services: r.2,
-                    residents: r.3,
-                    volunteers: r.4,
-                    minutes: r.5,
-                    hazards_found: r.6,
-                    hazards_fixed: r.7,
-                    participations: p,
-                },
-            )
-        })
-        .collect())
+    let mut groups: HashMap<Option<Vec<u8>>, Tally> = HashMap::new();
+    let mut totals = Tally::default();
+    for row in &rows {
+        let (resident, volunteer) = (uuid_of(&row.1), uuid_of(&row.2));
+        let started_at = row.7;
+        let day = (started_at + 28_800_000).div_euclid(86_400_000);
+        totals.add(resident, volunteer, day, row);
+        let key = match by {
+            // The months are in order and contiguous.
+            Dimension::Month => months
+                .get(months.partition_point(|m| m.end_ms <= started_at))
+                .filter(|m| m.start_ms <= started_at)
+                .map(|m| m.key.as_bytes().to_vec()),
+            _ => row.0.clone(),
+        };
+        groups
+            .entry(key)
+            .or_default()
+            .add(resident, volunteer, day, row);
+    }
+    Ok((
+        groups.into_iter().map(|(k, t)| (k, t.figures())).collect(),
+        totals.figures(),
+    ))
 }
 
 /// The names of the catalog entries the user may see, by id, in both languages.
@@ -454,12 +454,7 @@ async fn build(
         Vec::new()
     };
 
-    let groups = figures(state, &user.user, &filters, Some(by), &months).await?;
-    let totals = figures(state, &user.user, &filters, None, &months)
-        .await?
-        .into_values()
-        .next()
-        .unwrap_or_default();
+    let (groups, totals) = figures(state, &user.user, &filters, by, &months).await?;
 
     // Names of the groups.
     let catalog = catalog_names(state, &user.user).await?;
