@@ -762,6 +762,8 @@ pub(crate) struct RosterMsgs {
     pub rejected: &'static str,
     pub duplicate_in_file: &'static str,
     pub duplicate_existing: &'static str,
+    /// A confirm whose residents were created meanwhile (a second click, another tab).
+    pub already_imported: &'static str,
 }
 
 impl Lang {
@@ -813,6 +815,7 @@ pub(crate) const ROSTER_ZH: RosterMsgs = RosterMsgs {
     rejected: "不符合规则：{why}",
     duplicate_in_file: "与第 {row} 行重复（姓名和地址相同）。",
     duplicate_existing: "该服务站已有同名同地址的居民。",
+    already_imported: "这份名册已经导入过（可能点了两次确认），没有重复建立档案。",
 };
 
 pub(crate) const ROSTER_EN: RosterMsgs = RosterMsgs {
@@ -854,4 +857,5 @@ pub(crate) const ROSTER_EN: RosterMsgs = RosterMsgs {
     rejected: "Refused by the rules: {why}",
     duplicate_in_file: "Repeats row {row} (same name and address).",
     duplicate_existing: "The station already has a resident with this name and address.",
+    already_imported: "This roster was already imported (confirm may have been pressed twice); no case file was made twice.",
 };

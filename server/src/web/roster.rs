@@ -17,6 +17,10 @@
 //!   normal append, so the new case files reach the phones at their next sync. All
 //!   rows are validated before the first is created, so creation fails only if the
 //!   storage does; the page then lists what was created.
+//! - A row's resident id is derived from the district, the station and the row's name
+//!   and address ([`roster_id`]), so two confirms of one file (a double click, two
+//!   tabs, two server instances) make the same case files: the store keeps the first
+//!   of each, and the later confirm finds them and creates nothing.
 
 use super::i18n::{Lang, RosterMsgs};
 use super::scope::{Bind, Sql, fetch};
@@ -366,11 +370,41 @@ async fn confirm_inner(
         Error::Forbidden("this account belongs to no district: it imports nothing".into())
     })?;
     let r = lang.roster();
+    let ids: Vec<ResidentId> = analysis
+        .rows
+        .iter()
+        .map(|row| roster_id(&station, &row.profile))
+        .collect();
+    if any_stored(state, &ids).await? {
+        // Confirmed before (the residents may have moved station since, so the duplicate
+        // check above did not see them): nothing is made twice.
+        return form_page(
+            state,
+            lang,
+            user,
+            StatusCode::CONFLICT,
+            Some(r.already_imported.to_owned()),
+            Some(&station.id.to_string()),
+        )
+        .await;
+    }
     let mut created = Vec::new();
     let mut failure = None;
-    for row in &analysis.rows {
-        match create(state, user, &principal, &station, &row.profile).await {
+    for (row, id) in analysis.rows.iter().zip(ids) {
+        match create(state, user, &principal, &station, id, &row.profile).await {
             Ok(id) => created.push((format!("/web/residents/{id}"), row.profile.name.clone())),
+            Err(Error::Conflict(_)) if created.is_empty() => {
+                // Another confirm of this file stored this row first: it makes the rest.
+                return form_page(
+                    state,
+                    lang,
+                    user,
+                    StatusCode::CONFLICT,
+                    Some(r.already_imported.to_owned()),
+                    Some(&station.id.to_string()),
+                )
+                .await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, row = row.number, "roster import stopped");
                 failure = Some(e);
@@ -404,17 +438,49 @@ async fn confirm_inner(
     Ok((status, render(&page)?).into_response())
 }
 
-/// Creates one resident's case file through the core and stores it.
+/// The id of the resident a roster row makes at `station`: a version 8 UUID from a
+/// SHA-256 of the district, the station and the row's name and address as the
+/// duplicate check folds them. The same row confirmed twice is the same case file.
+fn roster_id(station: &StationChoice, profile: &Profile) -> ResidentId {
+    use sha2::{Digest, Sha256};
+    let (name, address) = duplicate_key(&profile.name, &profile.address);
+    let mut hash = Sha256::new();
+    hash.update(b"linli roster resident\0");
+    hash.update(station.district.as_bytes());
+    hash.update(station.id.as_bytes());
+    hash.update(name.as_bytes());
+    hash.update([0]);
+    hash.update(address.as_bytes());
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&hash.finalize()[..16]);
+    ResidentId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// Whether any of `ids` is a stored resident (in the projections, written with each
+/// append).
+async fn any_stored(state: &AppState, ids: &[ResidentId]) -> Result<bool> {
+    for chunk in ids.chunks(500) {
+        let mut q = Sql::new("SELECT COUNT(*) FROM resident_rows WHERE id IN ");
+        q.bind_list(chunk.iter().map(|id| Bind::Bytes(id.0.as_bytes().to_vec())));
+        if fetch!(&state.store, q, (i64,), fetch_one)?.0 > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Creates one resident's case file through the core and stores it under `id`;
+/// `Conflict` if a case file with that id is stored already.
 async fn create(
     state: &AppState,
     user: &WebUser,
     principal: &Principal,
     station: &StationChoice,
+    id: ResidentId,
     profile: &Profile,
 ) -> Result<Uuid> {
     let actor = state.store.web_actor(user.user.id).await?;
     let now = now_ms();
-    let id = ResidentId(Uuid::now_v7());
     let editor = Editor { principal, now };
     let file = CaseFile::create(
         actor,
@@ -451,7 +517,7 @@ async fn create(
         .await?;
     match outcome {
         AppendOutcome::Stored(_) => Ok(id.0),
-        // A fresh random id already stored: not expected, but never overwritten.
+        // Stored already (another confirm of the same row): never overwritten.
         AppendOutcome::HeadsMoved => Err(Error::Conflict(format!("resident {} exists", id.0))),
     }
 }

@@ -417,9 +417,66 @@ async fn crafted_station_and_missing_csrf_are_refused(t: TestStore) {
     assert!(answer.text().contains("文件太大"), "{}", answer.text());
 }
 
+/// A confirm pressed twice at once makes each resident once; a later confirm of the
+/// same file, after a resident moved to another station, makes nobody again.
+async fn a_roster_confirmed_twice_is_imported_once(t: TestStore) {
+    let w = World::new(t).await;
+    staff(&w, "staff_a", &[w.station_a]).await;
+    let mut b = Browser::new(&w.server);
+    b.sign_in("staff_a", STAFF_PASSWORD).await.expect(303);
+    let csv = "姓名,地址\n陈阿姨,华沙六村 9 号\n周老伯,华沙六村 12 号\n";
+    let preview = upload(&mut b, w.station_a, "r.csv", csv.as_bytes(), None).await;
+    preview.expect(200);
+    let html = preview.text();
+
+    // Two tabs (or a double click) post the same confirm at the same moment.
+    let mut other = Browser::new(&w.server);
+    other.cookies = b.cookies.clone();
+    let (first, second) = tokio::join!(confirm(&mut b, &html), confirm(&mut other, &html));
+    let mut statuses = [first.status, second.status];
+    statuses.sort();
+    assert!(
+        statuses == [200, 409] || statuses == [200, 422],
+        "one confirm imports, the other is refused: {statuses:?}"
+    );
+    let got = residents_of(&w, w.station_a).await;
+    assert_eq!(
+        got.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["周老伯", "陈阿姨"]
+    );
+
+    // 陈阿姨 moves to station B; confirming the old preview again makes no second
+    // 陈阿姨 at A (the duplicate check no longer sees her there) and no 周老伯.
+    let moved = got["陈阿姨"].0;
+    let mut coordinator = w.coordinator_phone().await;
+    coordinator.sync().await.unwrap();
+    coordinator.edit(moved, |file, editor| {
+        file.set_station(editor, w.station_b).unwrap();
+    });
+    coordinator.sync().await.unwrap();
+    assert_eq!(residents_of(&w, w.station_a).await.len(), 1);
+    let again = confirm(&mut b, &html).await;
+    // 周老伯 is still at A: the check of the file names him as a duplicate.
+    again.expect(422);
+    assert!(again.text().contains("该服务站已有同名同地址的居民"));
+    let only_chen = "姓名,地址\n陈阿姨,华沙六村 9 号\n";
+    let preview = upload(&mut b, w.station_a, "r.csv", only_chen.as_bytes(), None).await;
+    preview.expect(200);
+    let again = confirm(&mut b, &preview.text()).await;
+    again.expect(409);
+    assert!(
+        again.text().contains("这份名册已经导入过"),
+        "{}",
+        again.text()
+    );
+    assert_eq!(residents_of(&w, w.station_a).await.len(), 1);
+    assert_eq!(residents_of(&w, w.station_b).await.len(), 1);
+}
+
 conformance!(
     csv_roster_becomes_residents_on_the_phones,
     xlsx_roster_becomes_residents,
     a_bad_row_imports_nothing,
+    a_roster_confirmed_twice_is_imported_once,
     crafted_station_and_missing_csrf_are_refused,
 );
