@@ -18,6 +18,7 @@ mod store;
 mod sync;
 mod web;
 mod web_client; // The one HTTP client every web test uses.
+mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_roster; // Roster import (issue 5).
 mod web_stats;
 mod world;
