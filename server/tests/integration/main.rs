@@ -7,6 +7,7 @@
 mod backends;
 mod bodies;
 mod browser;
+mod browser_follow_ups; // Follow-up tickets in a browser (issue 5).
 mod demo;
 mod http;
 mod kill;
