@@ -79,15 +79,35 @@ async fn visit_volunteer(state: &AppState, resident: ResidentId, visit: VisitId)
     Ok(UserId(stored_id(&volunteer)?))
 }
 
-/// A ticket's district, station and visit's volunteer, as selected.
-type TicketSql = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+/// A ticket's district, station, owner and visit's volunteer, as selected.
+type TicketSql = (Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// A ticket as the projection holds it: where it is, and the volunteer of the visit
-/// it was opened from.
+/// A ticket as the projection holds it: where it is, its owner, and the volunteer of
+/// the visit it was opened from.
 struct TicketRow {
     district: Uuid,
     station: Uuid,
+    owner: Option<UserId>,
     volunteer: Option<UserId>,
+}
+
+impl TicketRow {
+    /// Who may own the ticket ([`owners`]), plus its current owner even if they no
+    /// longer could (a staff member moved to another station): changing only the
+    /// deadline must not drop the owner.
+    async fn owners(&self, state: &AppState) -> Result<Vec<(UserId, String)>> {
+        let mut list = owners(state, self.district, self.station, self.volunteer).await?;
+        if let Some(current) = self.owner
+            && !list.iter().any(|(u, _)| *u == current)
+        {
+            let name = user_names(state, [current])
+                .await?
+                .remove(&current)
+                .unwrap_or_else(|| short(&current.0));
+            list.push((current, name));
+        }
+        Ok(list)
+    }
 }
 
 /// The ticket the URL names, if its resident is in the user's scope and it is one of
@@ -102,7 +122,7 @@ async fn ticket(
     let not_found = || Error::NotFound(format!("no follow-up {follow_up}"));
     let id = FollowUpId(Uuid::parse_str(follow_up.trim()).map_err(|_| not_found())?);
     let mut q = Sql::new(
-        "SELECT f.district, f.station, v.volunteer FROM follow_up_rows f \
+        "SELECT f.district, f.station, f.owner, v.volunteer FROM follow_up_rows f \
          LEFT JOIN visit_rows v ON v.resident = f.resident AND v.id = f.visit \
          WHERE f.resident = ",
     );
@@ -110,14 +130,16 @@ async fn ticket(
         .push(" AND f.id = ")
         .bind(id_bind(&id.0));
     let row: Option<TicketSql> = fetch!(&state.store, q, TicketSql, fetch_optional)?;
-    let (district, station, volunteer) = row.ok_or_else(not_found)?;
+    let (district, station, owner, volunteer) = row.ok_or_else(not_found)?;
+    let user_id = |bytes: Option<Vec<u8>>| bytes.map(|b| stored_id(&b).map(UserId)).transpose();
     Ok((
         resident,
         id,
         TicketRow {
             district: stored_id(&district)?,
             station: stored_id(&station)?,
-            volunteer: volunteer.map(|v| stored_id(&v).map(UserId)).transpose()?,
+            owner: user_id(owner)?,
+            volunteer: user_id(volunteer)?,
         },
     ))
 }
@@ -352,10 +374,7 @@ pub(crate) async fn assign(
         user.check_csrf(&form.csrf)?;
         let (resident, id, row) = ticket(&state, &user, &resident, &follow_up).await?;
         let deadline = deadline(&form.deadline)?;
-        let owner = chosen_owner(
-            &form.owner,
-            &owners(&state, row.district, row.station, row.volunteer).await?,
-        )?;
+        let owner = chosen_owner(&form.owner, &row.owners(&state).await?)?;
         edit_case_file(&state, &user, resident, |file, editor| {
             Ok(match open_ticket(file, id)? {
                 Ok(()) => file.assign_follow_up(editor, id, owner, deadline).map(|_| Ok(()))?,
@@ -469,7 +488,7 @@ pub(crate) async fn page(
             }
         };
         let owners = if may_edit && open {
-            owners(&state, row.district, row.station, row.volunteer).await?
+            row.owners(&state).await?
         } else {
             Vec::new()
         };

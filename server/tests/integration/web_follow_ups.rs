@@ -8,7 +8,7 @@
 use crate::backends::{TestStore, conformance};
 use crate::web::{Log, log_world};
 use crate::web_client::{Browser, STAFF_PASSWORD, field, staff, unescape};
-use crate::world::{COORDINATOR_PASSWORD, stored};
+use crate::world::{COORDINATOR_PASSWORD, World, stored};
 use serde_json::json;
 use sync_core::ids::*;
 use sync_core::model::*;
@@ -17,6 +17,40 @@ use uuid::Uuid;
 
 /// A form posted to a path with bad input, and the reason the page must give.
 type BadForm<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+
+/// Takes `user` off every station, as an administrator would in the database.
+async fn unstaff(w: &World, user: UserId) {
+    use sqlx::Connection;
+    let url = &w.server.t.url;
+    let sql = "DELETE FROM staff_stations WHERE user_id = $1";
+    let id = user.0.as_bytes().to_vec();
+    let done = if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(done, 1);
+}
+
+/// A deadline's day in Shanghai.
+fn day(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap()
+        .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
 
 /// The HTML of the form with `id`, up to its end.
 fn form<'a>(html: &'a str, id: &str) -> &'a str {
@@ -217,6 +251,12 @@ async fn a_ticket_from_a_hazard_reaches_the_phone(t: TestStore) {
     assert!(ticket.contains("id=\"closed-by\">李协调"));
     assert!(!ticket.contains("overdue"));
     assert!(!ticket.contains("id=\"assign-form\"") && !ticket.contains("id=\"close-form\""));
+    // In English too.
+    b.get("/web/lang/en?back=%2Fweb%2Fvisits").await.expect(303);
+    let english = b.page(&href).await;
+    assert!(english.contains("class=\"status closed\">Closed") && english.contains("Resolution"));
+    assert!(!english.contains("已关闭") && !english.contains("处理结果"));
+    b.get("/web/lang/zh?back=%2Fweb%2Fvisits").await.expect(303);
     assert!(!b.page("/web/follow-ups").await.contains(&href));
     assert!(
         b.page("/web/follow-ups?status=closed")
@@ -252,7 +292,9 @@ async fn a_ticket_from_a_hazard_reaches_the_phone(t: TestStore) {
         vec![(w.coordinator, comment), (staff_a, "明天上门更换")]
     );
 
-    // A ticket not tied to a visit, from the general form.
+    // A ticket not tied to a visit, from the general form, owned by a staff member
+    // who then leaves the station.
+    let leaving = staff(w, "staff_leaving", &[w.station_a]).await;
     let opened = b
         .post(
             &format!("/web/residents/{}/follow-ups", r.0),
@@ -260,7 +302,7 @@ async fn a_ticket_from_a_hazard_reaches_the_phone(t: TestStore) {
                 ("csrf", &csrf),
                 ("title", "  联系家属确认用药  "),
                 ("visit", ""),
-                ("owner", &w.coordinator.0.to_string()),
+                ("owner", &leaving.0.to_string()),
                 ("deadline", "2099-12-31"),
             ],
         )
@@ -270,12 +312,35 @@ async fn a_ticket_from_a_hazard_reaches_the_phone(t: TestStore) {
     let ticket = b.page(&href).await;
     assert!(ticket.contains("联系家属确认用药") && !ticket.contains("id=\"visit-link\""));
     assert!(ticket.contains("2099-12-31") && !ticket.contains("overdue"));
+    unstaff(w, leaving).await;
+    // New tickets no longer offer them; theirs keeps them, and changing only its
+    // deadline keeps them as its owner.
+    let page = b.page(&format!("/web/residents/{}", r.0)).await;
+    let leaving_id = leaving.0.to_string();
+    assert!(
+        !options(form(&page, "open-follow-up"))
+            .iter()
+            .any(|(v, _)| *v == leaving_id)
+    );
+    let ticket = b.page(&href).await;
+    assert!(ticket.contains(&format!("<option value=\"{leaving_id}\" selected>")));
+    b.post(
+        &format!("{href}/assign"),
+        &[
+            ("csrf", &csrf),
+            ("owner", &leaving_id),
+            ("deadline", "2099-06-30"),
+        ],
+    )
+    .await
+    .expect(303);
     log.volunteer_a.sync().await.unwrap();
     let on_phone = log.volunteer_a.resident(r).follow_ups;
     let general = on_phone.iter().find(|f| f.id == general).unwrap();
     assert_eq!(general.title, "联系家属确认用药");
     assert_eq!(general.visit, None);
-    assert_eq!(general.owner, Some(w.coordinator));
+    assert_eq!(general.owner, Some(leaving));
+    assert_eq!(general.deadline.map(day), Some("2099-06-30".to_owned()));
 
     assert!(w.server.store().quarantined(10).await.unwrap().is_empty());
     assert!(w.server.store().check().await.unwrap().ok());
