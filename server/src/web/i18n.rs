@@ -103,6 +103,29 @@ impl Lang {
                 "上传的文件已损坏，请重新上传。",
                 "The uploaded file was damaged on the way; upload it again.",
             ),
+            // Follow-ups (`follow_ups.rs`).
+            "empty_title" => (
+                "请填写跟进事项的内容。",
+                "Write what the follow-up is about.",
+            ),
+            "empty_comment" => ("留言不能为空。", "A comment cannot be empty."),
+            "empty_resolution" => (
+                "关闭跟进事项时请写明处理结果。",
+                "Say how the follow-up was resolved before closing it.",
+            ),
+            "too_long" => (
+                "内容太长：事项最多 200 字，留言和处理结果最多 4000 字。",
+                "Too long: a title has at most 200 characters, a comment or resolution 4000.",
+            ),
+            "unknown_owner" => (
+                "所选负责人不能负责此事项，请刷新页面后从菜单中选择。",
+                "That person cannot own this follow-up; reload the page and choose from the menu.",
+            ),
+            "bad_deadline" => (
+                "期限应在 2020 年至 2099 年之间。",
+                "The deadline must lie between 2020 and 2099.",
+            ),
+            "already_closed" => ("该跟进事项已经关闭。", "This follow-up is already closed."),
             _ => return None,
         };
         Some(match self {
@@ -858,4 +881,97 @@ pub(crate) const ROSTER_EN: RosterMsgs = RosterMsgs {
     duplicate_in_file: "Repeats row {row} (same name and address).",
     duplicate_existing: "The station already has a resident with this name and address.",
     already_imported: "This roster was already imported (confirm may have been pressed twice); no case file was made twice.",
+};
+
+// ---- Follow-up tickets (`follow_ups.rs`) -------------------------------------------
+
+/// The follow-up forms' and ticket page's strings.
+#[derive(Debug)]
+pub(crate) struct FollowUpMsgs {
+    pub open_title: &'static str,
+    pub open_from_visit: &'static str,
+    pub title: &'static str,
+    pub unassigned: &'static str,
+    pub open_button: &'static str,
+    pub ticket: &'static str,
+    pub opened_by: &'static str,
+    pub from_visit: &'static str,
+    pub closed_by: &'static str,
+    pub resolution: &'static str,
+    pub no_comments: &'static str,
+    pub add_comment: &'static str,
+    pub comment_button: &'static str,
+    pub assign_title: &'static str,
+    pub assign_button: &'static str,
+    pub close_title: &'static str,
+    pub close_button: &'static str,
+    pub back_to_resident: &'static str,
+    /// `{date}`: the visit's day.
+    pub fallback_title: &'static str,
+    pub notice_opened: &'static str,
+    pub notice_commented: &'static str,
+    pub notice_assigned: &'static str,
+    pub notice_closed: &'static str,
+}
+
+impl Lang {
+    /// The follow-ups' catalog.
+    pub fn follow_ups(self) -> &'static FollowUpMsgs {
+        match self {
+            Lang::Zh => &FOLLOW_UPS_ZH,
+            Lang::En => &FOLLOW_UPS_EN,
+        }
+    }
+}
+
+pub(crate) const FOLLOW_UPS_ZH: FollowUpMsgs = FollowUpMsgs {
+    open_title: "新建跟进事项",
+    open_from_visit: "根据本次走访新建跟进事项",
+    title: "事项",
+    unassigned: "未指派",
+    open_button: "新建",
+    ticket: "跟进事项",
+    opened_by: "创建人",
+    from_visit: "来源走访",
+    closed_by: "关闭人",
+    resolution: "处理结果",
+    no_comments: "还没有留言。",
+    add_comment: "添加留言",
+    comment_button: "留言",
+    assign_title: "负责人和期限",
+    assign_button: "保存",
+    close_title: "关闭事项",
+    close_button: "关闭事项",
+    back_to_resident: "返回服务对象页面",
+    fallback_title: "{date} 走访的跟进",
+    notice_opened: "跟进事项已创建；负责人和志愿者下次同步时会在手机上看到。",
+    notice_commented: "留言已保存；下次同步时会到达手机。",
+    notice_assigned: "负责人和期限已保存；下次同步时会到达手机。",
+    notice_closed: "跟进事项已关闭；下次同步时会到达手机。",
+};
+
+pub(crate) const FOLLOW_UPS_EN: FollowUpMsgs = FollowUpMsgs {
+    open_title: "Open a follow-up",
+    open_from_visit: "Open a follow-up from this visit",
+    title: "Title",
+    unassigned: "Unassigned",
+    open_button: "Open",
+    ticket: "Follow-up",
+    opened_by: "Opened by",
+    from_visit: "From the visit",
+    closed_by: "Closed by",
+    resolution: "Resolution",
+    no_comments: "No comments yet.",
+    add_comment: "Add a comment",
+    comment_button: "Comment",
+    assign_title: "Owner and deadline",
+    assign_button: "Save",
+    close_title: "Close the follow-up",
+    close_button: "Close the follow-up",
+    back_to_resident: "Back to the resident",
+    fallback_title: "Follow-up on the visit of {date}",
+    notice_opened: "Follow-up opened; the owner and the volunteer see it on their phones at the next sync.",
+    notice_commented: "Comment saved; it reaches the phones at the next sync.",
+    notice_assigned: "Owner and deadline saved; they reach the phones at the next sync.",
+    notice_closed: "Follow-up closed; the phones see it at the next sync.",
 };

@@ -3,6 +3,7 @@
 //! (past their visit interval, or never visited). Paged 100 rows at a time with an
 //! offset over a stable order: these lists are short next to the visit log.
 
+use super::follow_ups::{is_overdue, ticket_href};
 use super::i18n::Lang;
 use super::scope::{Bind, Sql, fetch};
 use super::session::WebUser;
@@ -113,6 +114,7 @@ fn here(uri: &Uri, fallback: &str) -> String {
 /// A follow-up as selected.
 type FollowUpSql = (
     Vec<u8>,
+    Vec<u8>,
     String,
     String,
     Option<i64>,
@@ -137,7 +139,7 @@ pub(crate) async fn follow_ups(
         let now = now_ms();
         let page = query.page()?;
         let mut q = Sql::new(
-            "SELECT f.resident, f.title, f.status, f.deadline, f.opened_at, f.comments, r.name, \
+            "SELECT f.resident, f.id, f.title, f.status, f.deadline, f.opened_at, f.comments, r.name, \
              s.name, u.display_name \
              FROM follow_up_rows f \
              JOIN resident_rows r ON r.id = f.resident \
@@ -182,15 +184,17 @@ pub(crate) async fn follow_ups(
         let lines = rows
             .into_iter()
             .map(
-                |(resident, title, status, deadline, opened_at, comments, name, station, owner)| {
+                |(resident, id, title, status, deadline, opened_at, comments, name, station, owner)| {
                     let resident = Uuid::from_slice(&resident).unwrap_or_default();
+                    let id = Uuid::from_slice(&id).unwrap_or_default();
                     FollowUpItem {
                         href: format!("/web/residents/{resident}"),
+                        ticket_href: ticket_href(&resident, &id),
                         resident: name,
                         station: station.unwrap_or_default(),
                         title,
                         status: t.follow_up_status(&status),
-                        overdue: status == "open" && deadline.is_some_and(|d| d < now),
+                        overdue: is_overdue(&status, deadline, now),
                         deadline: deadline.map(date).unwrap_or_default(),
                         owner: owner.unwrap_or_default(),
                         opened: date(opened_at),

@@ -6,6 +6,7 @@
 
 mod conflicts;
 mod export;
+mod follow_ups; // Follow-up tickets (issue 5).
 mod history;
 mod i18n;
 mod lists;
@@ -60,6 +61,27 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/visits/export.csv", get(export::csv))
         .route("/web/visits/export.xlsx", get(export::xlsx))
         .route("/web/follow-ups", get(lists::follow_ups))
+        // Follow-up tickets (issue 5).
+        .route(
+            "/web/follow-ups/{resident}/{follow_up}",
+            get(follow_ups::page),
+        )
+        .route(
+            "/web/follow-ups/{resident}/{follow_up}/comment",
+            post(follow_ups::comment),
+        )
+        .route(
+            "/web/follow-ups/{resident}/{follow_up}/assign",
+            post(follow_ups::assign),
+        )
+        .route(
+            "/web/follow-ups/{resident}/{follow_up}/close",
+            post(follow_ups::close),
+        )
+        .route(
+            "/web/residents/{resident}/follow-ups",
+            post(follow_ups::open),
+        )
         .route("/web/due", get(lists::due))
         // Roster import (issue 5): its own, smaller body limit for the upload.
         .route(

@@ -2,6 +2,7 @@
 //! Outside the user's scope the page does not exist (404), whatever the id.
 
 use super::conflicts;
+use super::follow_ups;
 use super::history;
 use super::i18n::Lang;
 use super::review::core_error;
@@ -13,6 +14,7 @@ use super::{WebError, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::identity::User;
+use crate::now_ms;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -21,6 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::history::history;
+use sync_core::doc::schema::limits;
 use sync_core::ids::{DocId, FollowUpId, ResidentId, UserId, VisitId};
 use sync_core::protocol::store::ServerStore;
 use uuid::Uuid;
@@ -122,6 +125,7 @@ async fn show(
             .flat_map(|v| std::iter::once(v.volunteer).chain(v.reviewer))
             .chain(conflicts::authors(&conflicts))
             .chain(changes.iter().filter_map(|c| c.user))
+            .chain(p.follow_ups.iter().filter_map(|f| f.owner))
             .collect::<Vec<_>>(),
     )
     .await?;
@@ -174,6 +178,14 @@ async fn show(
 
     // Only users with a district act through the core's rules, which decide in the end.
     let may_review = user.user.district.is_some();
+    let m = lang.follow_ups();
+    let now = now_ms();
+    // Who may own a new ticket; a visit's form adds the visit's volunteer.
+    let owners = if may_review {
+        follow_ups::owners(state, p.resident.district.0, p.resident.station.0, None).await?
+    } else {
+        Vec::new()
+    };
     let mut visits: Vec<_> = p.visits.iter().collect();
     visits.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
     let timeline = visits
@@ -213,7 +225,51 @@ async fn show(
                 (Some(s), Some(d)) => format!("{s}/{d} mmHg"),
                 _ => String::new(),
             };
+            let found: Vec<_> = p.hazards.iter().filter(|h| h.visit == v.id).collect();
+            let open_form =
+                may_review && !v.tombstoned && (v.follow_up_needed || !found.is_empty());
+            let open_owners = if open_form {
+                let mut list = owners.clone();
+                if !list.iter().any(|(u, _)| *u == v.volunteer) {
+                    list.push((v.volunteer, person(&v.volunteer)));
+                }
+                follow_ups::owner_choices(m, &list, None)
+            } else {
+                Vec::new()
+            };
+            // The title offered: the hazards not fixed on the spot (else all of them),
+            // else the volunteer's remarks or notes, else the visit's day.
+            let unfixed: Vec<_> = found.iter().filter(|h| !h.fixed_on_spot).collect();
+            let described = if unfixed.is_empty() {
+                found.iter().collect()
+            } else {
+                unfixed
+            };
+            let mut open_title = described
+                .iter()
+                .map(|h| {
+                    let name = names.name(&h.hazard_type.0, lang);
+                    if h.note.is_empty() {
+                        name
+                    } else {
+                        format!("{name}: {}", h.note)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(separator);
+            if open_title.is_empty() {
+                open_title = [&v.remarks, &v.notes]
+                    .into_iter()
+                    .find(|t| !t.trim().is_empty())
+                    .map(|t| t.trim().to_owned())
+                    .unwrap_or_else(|| m.fallback_title.replace("{date}", &date(v.started_at)));
+            }
+            let open_title: String = open_title.chars().take(limits::SHORT_TEXT).collect();
             TimelineVisit {
+                id: v.id.to_string(),
+                open_form,
+                open_title,
+                open_owners,
                 anchor: format!("visit-{}", v.id),
                 when: date_time(v.started_at),
                 volunteer: person(&v.volunteer),
@@ -245,6 +301,9 @@ async fn show(
     let follow_ups = follow_ups
         .into_iter()
         .map(|f| FollowUpLine {
+            href: follow_ups::ticket_href(&id.0, &f.id.0),
+            owner: f.owner.as_ref().map_or_else(String::new, &person),
+            overdue: follow_ups::is_overdue(f.status.code(), f.deadline, now),
             title: f.title.clone(),
             status: t.follow_up_status(f.status.code()),
             deadline: f.deadline.map(date).unwrap_or_default(),
@@ -287,6 +346,13 @@ async fn show(
         history,
         history_cut,
         notice,
+        m,
+        open_action: if may_review {
+            format!("/web/residents/{}/follow-ups", id.0)
+        } else {
+            String::new()
+        },
+        owners: follow_ups::owner_choices(m, &owners, None),
     };
     render(&page)
 }

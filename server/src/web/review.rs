@@ -93,13 +93,14 @@ async fn write(
 /// document (migrating an old one, as the sync step does, and storing the migration
 /// with the edit), runs `edit` through the core under the user's principal and web
 /// actor, and appends the new changes, retrying when another writer got there first.
-/// The caller has checked the CSRF token and that the resident is in scope.
+/// The caller has checked the CSRF token and that the resident is in scope. Returns
+/// what `edit` returned on the attempt that was stored.
 pub(crate) async fn edit_case_file<T>(
     state: &AppState,
     user: &WebUser,
     resident: ResidentId,
     edit: impl Fn(&mut CaseFile, &Editor<'_>) -> sync_core::Result<T>,
-) -> Result<()> {
+) -> Result<T> {
     let principal = state.store.principal(&user.user).await?.ok_or_else(|| {
         Error::Forbidden("this account belongs to no district: it edits no case file".into())
     })?;
@@ -123,12 +124,12 @@ pub(crate) async fn edit_case_file<T>(
             principal: &principal,
             now,
         };
-        edit(&mut file, &editor).map_err(core_error)?;
+        let value = edit(&mut file, &editor).map_err(core_error)?;
         let after = file.into_doc();
         let new: Vec<Change> = after.get_changes(&before);
         if new.is_empty() {
             // Nothing to store: the document already says exactly this.
-            return Ok(());
+            return Ok(value);
         }
         let place = place_of(&after)
             .ok_or_else(|| Error::Internal(format!("case file {resident} has no place")))?;
@@ -146,7 +147,7 @@ pub(crate) async fn edit_case_file<T>(
             })
             .await?;
         match outcome {
-            AppendOutcome::Stored(_) => return Ok(()),
+            AppendOutcome::Stored(_) => return Ok(value),
             AppendOutcome::HeadsMoved => continue,
         }
     }

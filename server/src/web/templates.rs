@@ -137,12 +137,23 @@ pub(crate) struct TimelineVisit {
     pub review_comment: String,
     /// Where the review form posts; empty when the user may not review.
     pub review_action: String,
+    /// The visit's id, for the "open a follow-up" form.
+    pub id: String,
+    /// Whether the visit offers the "open a follow-up" form (hazards or a concern).
+    pub open_form: bool,
+    /// That form's title, prefilled from the hazards or the concern.
+    pub open_title: String,
+    /// That form's owners: the general ones and the visit's volunteer.
+    pub open_owners: Vec<Choice>,
 }
 
 /// A follow-up ticket on a resident's page.
 #[derive(Debug)]
 pub(crate) struct FollowUpLine {
+    pub href: String,
     pub title: String,
+    pub owner: String,
+    pub overdue: bool,
     pub status: &'static str,
     pub deadline: String,
     pub opened: String,
@@ -193,6 +204,11 @@ pub(crate) struct ResidentPage {
     /// Whether older changes were left out.
     pub history_cut: bool,
     pub notice: Option<&'static str>,
+    pub m: &'static super::i18n::FollowUpMsgs,
+    /// Where "open a follow-up" forms post; empty when the user may not edit.
+    pub open_action: String,
+    /// The owners offered for a ticket not tied to a visit.
+    pub owners: Vec<Choice>,
 }
 
 // ---- Statistics (`stats.rs`) ---------------------------------------------------
@@ -217,6 +233,8 @@ pub(crate) struct StatsPage {
 #[derive(Debug)]
 pub(crate) struct FollowUpItem {
     pub href: String,
+    /// The ticket's page.
+    pub ticket_href: String,
     pub resident: String,
     pub station: String,
     pub title: String,
@@ -258,4 +276,48 @@ pub(crate) struct DuePage {
     pub lines: Vec<DueLine>,
     pub previous: Option<String>,
     pub next: Option<String>,
+}
+
+// ---- Follow-up tickets (`follow_ups.rs`) -------------------------------------------
+
+/// A comment on a ticket.
+#[derive(Debug)]
+pub(crate) struct CommentLine {
+    pub author: String,
+    pub at: String,
+    pub text: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "follow_up.html")]
+pub(crate) struct FollowUpPage {
+    pub c: Chrome,
+    pub m: &'static super::i18n::FollowUpMsgs,
+    pub resident: String,
+    pub resident_href: String,
+    pub station: String,
+    pub title: String,
+    pub status: &'static str,
+    pub status_code: &'static str,
+    pub owner: String,
+    pub deadline: String,
+    pub overdue: bool,
+    pub opened_by: String,
+    pub opened_at: String,
+    /// The visit it came from, on the resident's page; empty if none.
+    pub visit_href: String,
+    pub visit_label: String,
+    pub closed_by: String,
+    pub closed_at: String,
+    pub resolution: String,
+    /// Comments, oldest first.
+    pub comments: Vec<CommentLine>,
+    /// Where each form posts; empty when it is not offered.
+    pub comment_action: String,
+    pub assign_action: String,
+    pub close_action: String,
+    pub owners: Vec<Choice>,
+    /// The deadline as the date input's value.
+    pub deadline_value: String,
+    pub notice: Option<&'static str>,
 }

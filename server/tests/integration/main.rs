@@ -7,6 +7,7 @@
 mod backends;
 mod bodies;
 mod browser;
+mod browser_follow_ups; // Follow-up tickets in a browser (issue 5).
 mod demo;
 mod http;
 mod kill;
@@ -18,6 +19,7 @@ mod store;
 mod sync;
 mod web;
 mod web_client; // The one HTTP client every web test uses.
+mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_roster; // Roster import (issue 5).
 mod web_stats;
 mod world;
