@@ -370,6 +370,19 @@ async fn confirm_inner(
         Error::Forbidden("this account belongs to no district: it imports nothing".into())
     })?;
     let r = lang.roster();
+    let station_id = station.id.to_string();
+    // The upload form again, saying this roster is in already.
+    let refused = async {
+        form_page(
+            state,
+            lang,
+            user,
+            StatusCode::CONFLICT,
+            Some(r.already_imported.to_owned()),
+            Some(&station_id),
+        )
+        .await
+    };
     let ids: Vec<ResidentId> = analysis
         .rows
         .iter()
@@ -378,15 +391,7 @@ async fn confirm_inner(
     if any_stored(state, &ids).await? {
         // Confirmed before (the residents may have moved station since, so the duplicate
         // check above did not see them): nothing is made twice.
-        return form_page(
-            state,
-            lang,
-            user,
-            StatusCode::CONFLICT,
-            Some(r.already_imported.to_owned()),
-            Some(&station.id.to_string()),
-        )
-        .await;
+        return refused.await;
     }
     let mut created = Vec::new();
     let mut failure = None;
@@ -395,15 +400,7 @@ async fn confirm_inner(
             Ok(id) => created.push((format!("/web/residents/{id}"), row.profile.name.clone())),
             Err(Error::Conflict(_)) if created.is_empty() => {
                 // Another confirm of this file stored this row first: it makes the rest.
-                return form_page(
-                    state,
-                    lang,
-                    user,
-                    StatusCode::CONFLICT,
-                    Some(r.already_imported.to_owned()),
-                    Some(&station.id.to_string()),
-                )
-                .await;
+                return refused.await;
             }
             Err(e) => {
                 tracing::error!(error = %e, row = row.number, "roster import stopped");

@@ -116,19 +116,34 @@ pub(crate) async fn sign_in(c: &Client, base: &str, login: &str, password: &str)
     // Signed out, the log sends the browser to the sign-in form.
     let field = c.wait().for_element(Locator::Id("login")).await.unwrap();
     field.send_keys(login).await.unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(c, Locator::Id("password"), password).await;
+    click(c, Locator::Id("sign-in")).await;
     c.wait().for_element(Locator::Id("filters")).await.unwrap();
+}
+
+/// Clicks the element `at` finds.
+pub(crate) async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// Types `text` into the element `at` finds.
+pub(crate) async fn type_into(c: &Client, at: Locator<'_>, text: &str) {
+    c.find(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
+/// Chooses `station` in the log's station menu and applies the filters.
+async fn filter_by_station(c: &Client, station: &str) {
+    c.find(Locator::Id("filter-station"))
+        .await
+        .unwrap()
+        .select_by_value(station)
+        .await
+        .unwrap();
+    click(c, Locator::Id("apply-filters")).await;
+    c.wait()
+        .for_element(Locator::Css("#filter-station option[selected]"))
+        .await
+        .unwrap();
 }
 
 async fn rows(c: &Client) -> Vec<String> {
@@ -166,22 +181,7 @@ async fn coordinator_and_staff_in_a_browser() {
     assert!(all.iter().any(|r| r.contains("王阿婆")) && all.iter().any(|r| r.contains("李老伯")));
 
     // Filters with the menus: station B's visits only.
-    c.find(Locator::Id("filter-station"))
-        .await
-        .unwrap()
-        .select_by_value(&w.station_b.0.to_string())
-        .await
-        .unwrap();
-    c.find(Locator::Id("apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("#filter-station option[selected]"))
-        .await
-        .unwrap();
+    filter_by_station(&c, &w.station_b.0.to_string()).await;
     let only_b = rows(&c).await;
     assert_eq!(only_b.len(), 1, "{only_b:?}");
     assert!(only_b[0].contains("李老伯"));
@@ -195,21 +195,11 @@ async fn coordinator_and_staff_in_a_browser() {
     );
 
     // English, and back.
-    c.find(Locator::Id("lang-switch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("lang-switch")).await;
     let heading = c.wait().for_element(Locator::Css("main h1")).await.unwrap();
     assert_eq!(heading.text().await.unwrap(), "Visit log");
     assert_eq!(rows(&c).await.len(), 1, "the filter survives the switch");
-    c.find(Locator::Id("lang-switch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("lang-switch")).await;
     let heading = c.wait().for_element(Locator::Css("main h1")).await.unwrap();
     assert_eq!(heading.text().await.unwrap(), "走访记录");
 
@@ -260,12 +250,7 @@ async fn coordinator_and_staff_in_a_browser() {
     assert_eq!(on_phone.reviewer, w.coordinator);
 
     // Sign out: the log asks for a sign-in again.
-    c.find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("logout")).await;
     c.wait().for_element(Locator::Id("login")).await.unwrap();
     c.goto(&format!("{base}/web/visits")).await.unwrap();
     c.wait().for_element(Locator::Id("login")).await.unwrap();
@@ -338,30 +323,10 @@ async fn an_export_downloads_what_is_filtered() {
     let dir = tempfile::tempdir().unwrap();
     let c = browser_with(&driver, Some(dir.path())).await;
     sign_in(&c, &base, "coordinator", COORDINATOR_PASSWORD).await;
-    c.find(Locator::Id("filter-station"))
-        .await
-        .unwrap()
-        .select_by_value(&log.w.station_b.0.to_string())
-        .await
-        .unwrap();
-    c.find(Locator::Id("apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("#filter-station option[selected]"))
-        .await
-        .unwrap();
+    filter_by_station(&c, &log.w.station_b.0.to_string()).await;
     assert_eq!(rows(&c).await.len(), 1);
 
-    c.find(Locator::Id("export-csv"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("export-csv")).await;
     let file = downloaded(dir.path(), "linli-visits-").await;
     assert_eq!(file.extension().unwrap(), "csv");
     let bytes = std::fs::read(&file).unwrap();
@@ -374,12 +339,7 @@ async fn an_export_downloads_what_is_filtered() {
     assert!(!String::from_utf8_lossy(&bytes).contains("王阿婆"));
     std::fs::remove_file(&file).unwrap();
 
-    c.find(Locator::Id("export-xlsx"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("export-xlsx")).await;
     let file = downloaded(dir.path(), "linli-visits-").await;
     assert_eq!(file.extension().unwrap(), "xlsx");
     let mut book: calamine::Xlsx<_> = calamine::open_workbook(&file).unwrap();

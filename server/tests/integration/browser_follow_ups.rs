@@ -4,7 +4,7 @@
 //! step; the list then links to the closed ticket, and the volunteer's phone has it.
 
 use crate::backends::sqlite;
-use crate::browser::{browser, driver, sign_in};
+use crate::browser::{browser, click, driver, sign_in, type_into};
 use crate::web::log_world;
 use crate::world::COORDINATOR_PASSWORD;
 use fantoccini::{Client, Locator};
@@ -81,18 +81,8 @@ async fn a_coordinator_opens_comments_and_closes_a_follow_up() {
     assert!(ticket_url.path().starts_with("/web/follow-ups/"));
 
     // A comment.
-    c.find(Locator::Id("comment-text"))
-        .await
-        .unwrap()
-        .send_keys("已电话联系家属")
-        .await
-        .unwrap();
-    c.find(Locator::Id("comment-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("comment-text"), "已电话联系家属").await;
+    click(&c, Locator::Id("comment-button")).await;
     let comment = c
         .wait()
         .for_element(Locator::Css("li.comment"))
@@ -106,18 +96,8 @@ async fn a_coordinator_opens_comments_and_closes_a_follow_up() {
     assert!(text_of(&c, "#notice").await.contains("留言已保存"));
 
     // Closed with a resolution: the forms to assign and close are gone.
-    c.find(Locator::Id("resolution-text"))
-        .await
-        .unwrap()
-        .send_keys("医生已上门，血压正常")
-        .await
-        .unwrap();
-    c.find(Locator::Id("close-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("resolution-text"), "医生已上门，血压正常").await;
+    click(&c, Locator::Id("close-button")).await;
     c.wait()
         .for_element(Locator::Id("closed-by"))
         .await
