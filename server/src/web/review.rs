@@ -3,6 +3,9 @@
 //! runs the core's rules), under the actor the server holds for that user's web edits,
 //! and stores it with the normal append. The feed announces it, and the volunteer's
 //! phone receives it at its next sync like any other change.
+//!
+//! The write itself, [`edit_document`], serves any document the pages edit: case files
+//! (reviews, conflict choices) and district catalogs (the administration pages).
 
 use super::WebError;
 use super::i18n::Lang;
