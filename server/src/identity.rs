@@ -206,6 +206,25 @@ impl SqlStore {
             .ok_or_else(|| Error::NotFound(format!("no station named {name:?} in this district")))
     }
 
+    /// Renames a station of `district`; a station elsewhere is not found.
+    pub async fn rename_station(
+        &self,
+        district: DistrictId,
+        station: StationId,
+        name: &str,
+    ) -> Result<()> {
+        let updated = with_pool!(self, p => sqlx::query("UPDATE stations SET name = $3 WHERE id = $1 AND district = $2")
+            .bind(bytes(station.0)).bind(bytes(district.0)).bind(name.trim()).execute(p).await
+            .map(|r| r.rows_affected()))
+            .map_err(|e| unique_or(e, || format!("a station named {name:?} exists in this district")))?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!(
+                "no station {station} in this district"
+            )));
+        }
+        Ok(())
+    }
+
     /// The district a station belongs to.
     pub async fn station_district(&self, station: StationId) -> Result<Option<DistrictId>> {
         let row: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT district FROM stations WHERE id = $1")

@@ -12,7 +12,8 @@
 //!   Entries are never deleted: archiving takes them out of the menus.
 //! - Stations, users, codes and devices are the identity store's, through its
 //!   existing functions (`create_station`, `create_user`, `issue_enrolment_code`,
-//!   `revoke_device`); a new station is also named in the catalog for the phones.
+//!   `revoke_device`, and `rename_station`); a station is also named in the catalog,
+//!   where the phones learn its name.
 //! - An enrolment code is shown as text and as a QR code of exactly that text, drawn
 //!   here as inline SVG by the `qrcode` crate (no image, no script).
 
@@ -140,7 +141,8 @@ pub(crate) struct CatalogPage {
     pub c: Chrome,
     pub a: &'static AdminMsgs,
     pub notice: Option<&'static str>,
-    pub stations: Vec<String>,
+    /// The district's stations (the identity store's), with their catalog names.
+    pub stations: Vec<EntryLine>,
     pub kinds: Vec<KindSection>,
     /// The alliances a unit or project may join: (id, name), archived ones left out.
     pub alliances: Vec<(String, String)>,
@@ -232,7 +234,17 @@ async fn catalog_page(
         .stations_in(district)
         .await?
         .into_iter()
-        .map(|(_, name)| name)
+        .map(|(id, name)| EntryLine {
+            id: id.0.to_string(),
+            name_en: rows
+                .iter()
+                .find(|r| r.kind == CatalogKind::Station && r.id == id.0)
+                .map(|r| r.name_en.clone())
+                .unwrap_or_default(),
+            name,
+            parent: String::new(),
+            archived: false,
+        })
         .collect();
     render(&CatalogPage {
         c: user.chrome(lang, "/web/admin/catalog"),
@@ -507,21 +519,72 @@ async fn station(
             Error::Conflict(m) => Error::bad_request("station_taken", m),
             other => other,
         })?;
+    name_station(state, user, district, station, &zh, &en).await?;
+    tracing::info!(user = %user.user.id, %district, %station, "station created on the web");
+    Ok(Redirect::to("/web/admin/catalog?saved=1#stations").into_response())
+}
+
+/// Names a station in the district's catalog (adding its entry if the station was
+/// made elsewhere, by the API or an operator command), keeping whether it is archived.
+async fn name_station(
+    state: &AppState,
+    user: &WebUser,
+    district: DistrictId,
+    station: StationId,
+    zh: &str,
+    en: &str,
+) -> Result<()> {
     edit_document::<CatalogDoc, _>(state, user, DocId::from(district), |doc, editor| {
+        let archived =
+            entry_in(&doc.hydrate()?, CatalogKind::Station, station.0).is_some_and(|e| e.3);
         doc.put_entries(
             editor,
             &[EntryInput {
                 kind: CatalogKind::Station,
                 id: station.0,
-                name: &zh,
-                name_en: &en,
+                name: zh,
+                name_en: en,
                 parent: None,
-                archived: false,
+                archived,
             }],
         )
     })
-    .await?;
-    tracing::info!(user = %user.user.id, %district, %station, "station created on the web");
+    .await
+}
+
+/// `POST /web/admin/stations/{station}`: renames a station, in the identity store and
+/// in the catalog.
+pub(crate) async fn rename_station(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(id): Path<String>,
+    f: Result<Form<EntryForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    page(lang, station_rename(&state, &user, &id, f).await)
+}
+
+async fn station_rename(
+    state: &AppState,
+    user: &WebUser,
+    id: &str,
+    f: Result<Form<EntryForm>, FormRejection>,
+) -> Result<Response> {
+    let district = administers(&user.user)?;
+    let f = form(f)?;
+    user.check_csrf(&f.csrf)?;
+    let station = StationId(parse_id(id)?);
+    let (zh, en) = (name(&f.name, true)?, name(&f.name_en, false)?);
+    state
+        .store
+        .rename_station(district, station, &zh)
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(m) => Error::bad_request("station_taken", m),
+            other => other,
+        })?;
+    name_station(state, user, district, station, &zh, &en).await?;
+    tracing::info!(user = %user.user.id, %district, %station, "station renamed on the web");
     Ok(Redirect::to("/web/admin/catalog?saved=1#stations").into_response())
 }
 
@@ -657,6 +720,11 @@ async fn create(
         .filter(|(k, v)| k == "stations" && !v.trim().is_empty())
         .map(|(_, v)| parse_id(v).map(StationId))
         .collect::<Result<Vec<_>>>()?;
+    // A station of another district is not found, like its users and devices.
+    let ours = state.store.stations_in(district).await?;
+    if let Some(s) = stations.iter().find(|s| !ours.iter().any(|(o, _)| o == *s)) {
+        return Err(Error::NotFound(format!("no station {s} in your district")));
+    }
     let password = Some(one("password")).filter(|p| !p.is_empty());
     if password.is_some_and(|p| p.chars().count() < 10) {
         return Err(Error::bad_request(

@@ -89,6 +89,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             post(admin::archive_entry),
         )
         .route("/web/admin/stations", post(admin::add_station))
+        .route("/web/admin/stations/{station}", post(admin::rename_station))
         .route(
             "/web/admin/users",
             get(admin::users).post(admin::create_user),
