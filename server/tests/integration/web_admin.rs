@@ -277,6 +277,45 @@ async fn catalog_entries_reach_rows_menus_and_phones(t: TestStore) {
             .await
             .contains(&station.0.to_string())
     );
+    // Renamed: in the identity store (the pages' station names) and the catalog.
+    post_with_csrf(
+        &mut b,
+        "/web/admin/catalog",
+        &format!("/web/admin/stations/{}", station.0),
+        &[("name", "新村党群服务站"), ("name_en", "New Village")],
+    )
+    .await
+    .expect(303);
+    let renamed = w.server.store().stations_in(district).await.unwrap();
+    assert!(renamed.contains(&(station, "新村党群服务站".to_owned())));
+    assert!(!renamed.iter().any(|(_, n)| n == "新站党群服务站"));
+    let named = rows(&w).await;
+    let entry = row(&named, CatalogKind::Station, "新村党群服务站");
+    assert_eq!(
+        (entry.id, entry.name_en.as_str()),
+        (station.0, "New Village")
+    );
+    // A station made by the API has no catalog entry yet; a rename gives it one.
+    post_with_csrf(
+        &mut b,
+        "/web/admin/catalog",
+        &format!("/web/admin/stations/{}", w.station_b.0),
+        &[("name", "翔宇品城服务站"), ("name_en", "Xiangyu")],
+    )
+    .await
+    .expect(303);
+    let named = rows(&w).await;
+    assert_eq!(
+        row(&named, CatalogKind::Station, "翔宇品城服务站").id,
+        w.station_b.0
+    );
+    assert!(b.page("/web/visits").await.contains("翔宇品城服务站"));
+    let held = phone_catalog(&mut phone).await;
+    assert!(
+        held.stations
+            .iter()
+            .any(|e| e.id == w.station_b && e.name_en == "Xiangyu")
+    );
 
     // Bad input: a 400 with its reason in the page's language, and nothing changes.
     let before = rows(&w).await;
@@ -359,10 +398,30 @@ async fn catalog_entries_reach_rows_menus_and_phones(t: TestStore) {
             &mut b,
             page,
             "/web/admin/stations",
-            &[("name", "新站党群服务站")],
+            &[("name", "新村党群服务站")],
         )
         .await,
         "已有同名的服务站",
+    );
+    // Renaming a station to another's name, or to nothing; a bad station id.
+    let s_a = format!("/web/admin/stations/{}", w.station_a.0);
+    bad_request(
+        &post_with_csrf(&mut b, page, &s_a, &[("name", "新村党群服务站")]).await,
+        "已有同名的服务站",
+    );
+    bad_request(
+        &post_with_csrf(&mut b, page, &s_a, &[("name", " ")]).await,
+        "名称不能为空",
+    );
+    bad_request(
+        &post_with_csrf(
+            &mut b,
+            page,
+            "/web/admin/stations/nope",
+            &[("name", "某站")],
+        )
+        .await,
+        "编号无效",
     );
     // An id of another list, an unknown id, and a list that is not edited here: 404.
     for path in [
@@ -370,6 +429,7 @@ async fn catalog_entries_reach_rows_menus_and_phones(t: TestStore) {
         format!("/web/admin/catalog/alliances/{}", Uuid::now_v7()),
         format!("/web/admin/catalog/stations/{}", station.0),
         "/web/admin/catalog/visits".to_owned(),
+        format!("/web/admin/stations/{}", Uuid::now_v7()),
     ] {
         post_with_csrf(&mut b, page, &path, &[("name", "改名")])
             .await
@@ -714,6 +774,10 @@ async fn attackers_change_nothing(t: TestStore) {
         ),
         ("/web/admin/stations".into(), vec![("name", "攻击站")]),
         (
+            format!("/web/admin/stations/{}", w.station_a.0),
+            vec![("name", "改名站")],
+        ),
+        (
             "/web/admin/users".into(),
             vec![
                 ("login", "mallory"),
@@ -777,12 +841,27 @@ async fn attackers_change_nothing(t: TestStore) {
     let csrf = field(&o.page("/web/admin/users").await, "csrf");
     // This district's ids are not found; a station and a user are made in their own
     // district (which is theirs to administer).
-    let expected = [404, 404, 303, 303, 404, 404];
+    let expected = [404, 404, 303, 404, 303, 404, 404];
+    assert_eq!(expected.len(), posts.len() - 1);
     for ((path, form), status) in posts[1..].iter().zip(expected) {
         let mut form = form.clone();
         form.push(("csrf", &csrf));
         o.post(path, &form).await.expect(status);
     }
+    // Nor may they give their staff this district's station.
+    let station_a = w.station_a.0.to_string();
+    o.post(
+        "/web/admin/users",
+        &[
+            ("csrf", csrf.as_str()),
+            ("login", "mallory-staff"),
+            ("display_name", "某"),
+            ("role", "station_staff"),
+            ("stations", &station_a),
+        ],
+    )
+    .await
+    .expect(404);
     // The other coordinator made a station and a user in their own district, never
     // in this one.
     assert_eq!(
@@ -792,6 +871,7 @@ async fn attackers_change_nothing(t: TestStore) {
     );
     let theirs = w.server.store().users_in(DistrictId(other)).await.unwrap();
     assert!(theirs.iter().any(|u| u.login == "mallory"));
+    assert!(theirs.iter().all(|u| u.login != "mallory-staff"));
     let stations = w
         .server
         .store()
@@ -816,6 +896,10 @@ async fn attackers_change_nothing(t: TestStore) {
             vec![("archived", "1")],
         ),
         ("/web/admin/stations".into(), vec![("name", "另一个站")]),
+        (
+            format!("/web/admin/stations/{}", w.station_a.0),
+            vec![("name", "改名站")],
+        ),
         (
             "/web/admin/users".into(),
             vec![
