@@ -2,8 +2,9 @@
 //! shown as QR codes, and devices.
 //!
 //! - Coordinators and admins administer their own district; everyone else gets 403 on
-//!   every page and every POST ([`administers`]). A user or device outside the district,
-//!   or one the signed-in user may not manage (`User::may_manage`), is a 404.
+//!   every page and every POST ([`administers`]). A user, device or station outside the
+//!   district, or a user the signed-in user may not manage (`User::may_manage`), is a
+//!   404.
 //! - Catalog entries are written into the district's catalog document through the core
 //!   (`CatalogDoc::put_entries`, whose rules allow coordinators and admins of the
 //!   district) with the same load, edit, append-with-heads step as a review
@@ -12,8 +13,8 @@
 //!   Entries are never deleted: archiving takes them out of the menus.
 //! - Stations, users, codes and devices are the identity store's, through its
 //!   existing functions (`create_station`, `create_user`, `issue_enrolment_code`,
-//!   `revoke_device`, and `rename_station`); a station is also named in the catalog,
-//!   where the phones learn its name.
+//!   `revoke_device`) and the new `rename_station`; a station is also named in the
+//!   catalog, where the phones learn its name.
 //! - An enrolment code is shown as text and as a QR code of exactly that text, drawn
 //!   here as inline SVG by the `qrcode` crate (no image, no script).
 
