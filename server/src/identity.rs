@@ -72,6 +72,21 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
 }
 
+/// A device as the administration pages list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceListing {
+    /// The device.
+    pub id: DeviceId,
+    /// A name for people.
+    pub name: String,
+    /// When it enrolled.
+    pub enrolled_at: Timestamp,
+    /// When it last synced (to the minute or so).
+    pub last_seen_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
 /// What a phone receives when it enrols.
 #[derive(Debug)]
 pub struct Enrolment {
@@ -189,6 +204,25 @@ impl SqlStore {
         row.map(|b| uuid_of(&b).map(StationId))
             .transpose()?
             .ok_or_else(|| Error::NotFound(format!("no station named {name:?} in this district")))
+    }
+
+    /// Renames a station of `district`; a station elsewhere is not found.
+    pub async fn rename_station(
+        &self,
+        district: DistrictId,
+        station: StationId,
+        name: &str,
+    ) -> Result<()> {
+        let updated = with_pool!(self, p => sqlx::query("UPDATE stations SET name = $3 WHERE id = $1 AND district = $2")
+            .bind(bytes(station.0)).bind(bytes(district.0)).bind(name.trim()).execute(p).await
+            .map(|r| r.rows_affected()))
+            .map_err(|e| unique_or(e, || format!("a station named {name:?} exists in this district")))?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!(
+                "no station {station} in this district"
+            )));
+        }
+        Ok(())
     }
 
     /// The district a station belongs to.
@@ -577,6 +611,68 @@ impl SqlStore {
             return Err(Error::NotFound(format!("no device {id}")));
         }
         Ok(())
+    }
+}
+
+/// A `devices` row as [`SqlStore::devices_of`] selects it.
+type DeviceRow = (Vec<u8>, String, i64, Option<i64>, Option<i64>);
+
+/// The administration pages' reads: a district's users, stations and staff stations,
+/// and a user's devices. Each is limited to the district or user it names.
+impl SqlStore {
+    /// The users of `district`, by name.
+    pub async fn users_in(&self, district: DistrictId) -> Result<Vec<User>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE district = $1 ORDER BY display_name, login"
+        );
+        let rows: Vec<UserRow> = with_pool!(self, p => sqlx::query_as(sql)
+            .bind(bytes(district.0)).fetch_all(p).await?);
+        rows.into_iter().map(user_from_row).collect()
+    }
+
+    /// The stations of `district` and their names, by name.
+    pub async fn stations_in(&self, district: DistrictId) -> Result<Vec<(StationId, String)>> {
+        let rows: Vec<(Vec<u8>, String)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT id, name FROM stations WHERE district = $1 ORDER BY name")
+            .bind(bytes(district.0)).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, name)| Ok((StationId(uuid_of(&id)?), name)))
+            .collect()
+    }
+
+    /// Which staff member covers which station, for the stations of `district`.
+    pub async fn staff_stations_in(
+        &self,
+        district: DistrictId,
+    ) -> Result<Vec<(UserId, StationId)>> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT ss.user_id, ss.station FROM staff_stations ss
+             JOIN stations s ON s.id = ss.station WHERE s.district = $1")
+            .bind(bytes(district.0)).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(u, s)| Ok((UserId(uuid_of(&u)?), StationId(uuid_of(&s)?))))
+            .collect()
+    }
+
+    /// The devices of `user`, newest first.
+    pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceListing>> {
+        let rows: Vec<DeviceRow> = with_pool!(self, p => sqlx::query_as(
+            "SELECT id, name, enrolled_at, last_seen_at, revoked_at FROM devices
+             WHERE user_id = $1 ORDER BY enrolled_at DESC, id")
+            .bind(bytes(user.0)).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, name, enrolled_at, last_seen_at, revoked_at)| {
+                Ok(DeviceListing {
+                    id: DeviceId(uuid_of(&id)?),
+                    name,
+                    enrolled_at,
+                    last_seen_at,
+                    revoked_at,
+                })
+            })
+            .collect()
     }
 }
 

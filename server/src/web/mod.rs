@@ -4,6 +4,7 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod admin; // Administration (issue 5).
 mod conflicts;
 mod export;
 mod follow_ups; // Follow-up tickets (issue 5).
@@ -99,6 +100,27 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route(
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),
+        )
+        // Administration (issue 5): catalog, users, enrolment codes, devices.
+        .route("/web/admin", get(admin::index))
+        .route("/web/admin/catalog", get(admin::catalog))
+        .route("/web/admin/catalog/{kind}", post(admin::add_entry))
+        .route("/web/admin/catalog/{kind}/{id}", post(admin::rename_entry))
+        .route(
+            "/web/admin/catalog/{kind}/{id}/archive",
+            post(admin::archive_entry),
+        )
+        .route("/web/admin/stations", post(admin::add_station))
+        .route("/web/admin/stations/{station}", post(admin::rename_station))
+        .route(
+            "/web/admin/users",
+            get(admin::users).post(admin::create_user),
+        )
+        .route("/web/admin/users/{user}", get(admin::user_page))
+        .route("/web/admin/users/{user}/code", post(admin::issue_code))
+        .route(
+            "/web/admin/devices/{device}/revoke",
+            post(admin::revoke_device),
         )
         // Unknown pages under /web/ get an HTML 404; the API keeps its own.
         .route("/web/{*rest}", get(not_found))

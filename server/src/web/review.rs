@@ -3,6 +3,9 @@
 //! runs the core's rules), under the actor the server holds for that user's web edits,
 //! and stores it with the normal append. The feed announces it, and the volunteer's
 //! phone receives it at its next sync like any other change.
+//!
+//! The write itself, [`edit_document`], serves any document the pages edit: case files
+//! (reviews, conflict choices) and district catalogs (the administration pages).
 
 use super::WebError;
 use super::i18n::Lang;
@@ -16,10 +19,11 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use sync_core::automerge::Change;
+use sync_core::automerge::{ActorId, Automerge, Change};
 use sync_core::doc::casefile::CaseFile;
+use sync_core::doc::catalog::CatalogDoc;
 use sync_core::doc::migrate;
-use sync_core::ids::{DocId, ResidentId, VisitId};
+use sync_core::ids::{DistrictId, DocId, ResidentId, VisitId};
 use sync_core::model::ReviewStatus;
 use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{Append, AppendOutcome, ServerStore};
@@ -89,50 +93,105 @@ async fn write(
     Ok((resident.0, visit.0))
 }
 
-/// Writes one edit into a resident's case file for the signed-in user: loads the
-/// document (migrating an old one, as the sync step does, and storing the migration
-/// with the edit), runs `edit` through the core under the user's principal and web
-/// actor, and appends the new changes, retrying when another writer got there first.
-/// The caller has checked the CSRF token and that the resident is in scope. Returns
-/// what `edit` returned on the attempt that was stored.
+/// Writes one edit into a resident's case file for the signed-in user (see
+/// [`edit_document`]). The caller has checked the CSRF token and that the resident is
+/// in scope. Returns what `edit` returned on the attempt that was stored.
 pub(crate) async fn edit_case_file<T>(
     state: &AppState,
     user: &WebUser,
     resident: ResidentId,
     edit: impl Fn(&mut CaseFile, &Editor<'_>) -> sync_core::Result<T>,
 ) -> Result<T> {
+    edit_document::<CaseFile, T>(state, user, DocId(resident.0), edit).await
+}
+
+/// A document the web pages write to through the core.
+pub(crate) trait WebDoc: Sized {
+    /// Wraps a loaded document, checking its kind.
+    fn wrap(doc: Automerge) -> sync_core::Result<Self>;
+    /// Gives the document back.
+    fn into_automerge(self) -> Automerge;
+    /// The document to begin with when `id` is not stored yet, written by `editor` as
+    /// `actor`; `None` when such a document must exist already.
+    fn create(actor: ActorId, editor: &Editor<'_>, id: DocId) -> Option<sync_core::Result<Self>>;
+}
+
+impl WebDoc for CaseFile {
+    fn wrap(doc: Automerge) -> sync_core::Result<Self> {
+        CaseFile::from_doc(doc)
+    }
+    fn into_automerge(self) -> Automerge {
+        self.into_doc()
+    }
+    fn create(_: ActorId, _: &Editor<'_>, _: DocId) -> Option<sync_core::Result<Self>> {
+        // A case file is made by registering a resident, never by an edit.
+        None
+    }
+}
+
+impl WebDoc for CatalogDoc {
+    fn wrap(doc: Automerge) -> sync_core::Result<Self> {
+        CatalogDoc::from_doc(doc)
+    }
+    fn into_automerge(self) -> Automerge {
+        self.into_doc()
+    }
+    fn create(actor: ActorId, editor: &Editor<'_>, id: DocId) -> Option<sync_core::Result<Self>> {
+        // A district's first catalog entry creates its catalog (the rules check that
+        // the editor may write the catalog of this district).
+        Some(CatalogDoc::create(actor, editor, DistrictId(id.0)))
+    }
+}
+
+/// Writes one edit into a document for the signed-in user: loads the document
+/// (migrating an old one, as the sync step does, and storing the migration with the
+/// edit) or begins it ([`WebDoc::create`]), runs `edit` through the core under the
+/// user's principal and web actor (the core's rules check it), and appends the new
+/// changes with the heads it started from, retrying when another writer got there
+/// first. The feed announces the changes, so phones receive them at their next sync.
+/// The caller has checked the CSRF token and the user's right to the document.
+/// Returns what `edit` returned on the attempt that was stored.
+pub(crate) async fn edit_document<D: WebDoc, T>(
+    state: &AppState,
+    user: &WebUser,
+    doc_id: DocId,
+    edit: impl Fn(&mut D, &Editor<'_>) -> sync_core::Result<T>,
+) -> Result<T> {
     let principal = state.store.principal(&user.user).await?.ok_or_else(|| {
-        Error::Forbidden("this account belongs to no district: it edits no case file".into())
+        Error::Forbidden("this account belongs to no district: it edits no document".into())
     })?;
     let actor = state.store.web_actor(user.user.id).await?;
     let store = Announcing {
         store: &state.store,
         events: &state.events,
     };
-    let doc_id = DocId(resident.0);
     for _ in 0..RETRIES {
         let now = now_ms();
-        let mut doc = store
-            .load(doc_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no case file {resident}")))?;
-        let before = doc.get_heads();
-        migrate::migrate(&mut doc, now).map_err(core_error)?;
-        doc.set_actor(actor.clone());
-        let mut file = CaseFile::from_doc(doc).map_err(core_error)?;
         let editor = Editor {
             principal: &principal,
             now,
         };
+        let (before, mut file) = match store.load(doc_id).await? {
+            Some(mut doc) => {
+                let before = doc.get_heads();
+                migrate::migrate(&mut doc, now).map_err(core_error)?;
+                doc.set_actor(actor.clone());
+                (before, D::wrap(doc).map_err(core_error)?)
+            }
+            None => match D::create(actor.clone(), &editor, doc_id) {
+                Some(created) => (Vec::new(), created.map_err(core_error)?),
+                None => return Err(Error::NotFound(format!("no document {doc_id}"))),
+            },
+        };
         let value = edit(&mut file, &editor).map_err(core_error)?;
-        let after = file.into_doc();
+        let after = file.into_automerge();
         let new: Vec<Change> = after.get_changes(&before);
         if new.is_empty() {
             // Nothing to store: the document already says exactly this.
             return Ok(value);
         }
         let place = place_of(&after)
-            .ok_or_else(|| Error::Internal(format!("case file {resident} has no place")))?;
+            .ok_or_else(|| Error::Internal(format!("document {doc_id} has no place")))?;
         let outcome = store
             .append(Append {
                 doc: doc_id,
@@ -152,7 +211,7 @@ pub(crate) async fn edit_case_file<T>(
         }
     }
     Err(Error::Conflict(format!(
-        "case file {resident} kept changing; try again"
+        "document {doc_id} kept changing; try again"
     )))
 }
 
@@ -161,6 +220,6 @@ pub(crate) fn core_error(e: sync_core::Error) -> Error {
     match e {
         sync_core::Error::NotFound(what) => Error::NotFound(what),
         sync_core::Error::Rejected(v) => Error::Forbidden(v.to_string()),
-        other => Error::Internal(format!("reviewing: {other}")),
+        other => Error::Internal(format!("editing a document: {other}")),
     }
 }

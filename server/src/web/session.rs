@@ -65,11 +65,13 @@ impl WebUser {
 
     /// The page chrome for this user.
     pub fn chrome(&self, lang: Lang, here: &str) -> Chrome {
-        Chrome::new(
+        let mut chrome = Chrome::new(
             lang,
             here,
             Some((self.user.display_name.clone(), self.csrf.clone())),
-        )
+        );
+        chrome.admin = super::admin::administers(&self.user).is_ok();
+        chrome
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Chrome {
     /// The signed-in user's name, and the session's CSRF token for the sign-out form.
     pub user_name: Option<String>,
     pub csrf: String,
+    /// Whether the nav links the administration pages (coordinators and admins).
+    pub admin: bool,
 }
 
 impl Chrome {
@@ -33,6 +35,7 @@ impl Chrome {
             switch_label: lang.msgs().switch_to,
             user_name,
             csrf,
+            admin: false,
         }
     }
 }

@@ -18,6 +18,7 @@ mod serving;
 mod store;
 mod sync;
 mod web;
+mod web_admin; // Administration (issue 5).
 mod web_client; // The one HTTP client every web test uses.
 mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_roster; // Roster import (issue 5).
