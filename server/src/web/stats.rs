@@ -30,6 +30,8 @@ use crate::identity::User;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::Response;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -341,53 +343,111 @@ pub(crate) struct GroupLine {
     pub hours: String,
 }
 
-/// A bar of the chart: SVG coordinates worked out here, so the template only places
-/// them.
-#[derive(Debug)]
-pub(crate) struct Bar {
-    pub label: String,
-    pub href: String,
-    pub value: i64,
-    pub y: i64,
-    pub text_y: i64,
-    pub width: i64,
-    pub value_x: i64,
+/// The chart, drawn by plotters' SVG backend: an `<svg>` element to inline in the page.
+/// Every label and value in it went through the backend's escaping of text and
+/// attributes, so the template may print it unescaped.
+#[derive(Debug, Default)]
+pub(crate) struct ChartSvg(pub String);
+
+/// The chart's width, left label area (16 CJK characters at 13 px), and each bar's
+/// row, in pixels.
+const CHART_WIDTH: u32 = 720;
+const LABEL_AREA: u32 = 220;
+const BAR_STEP: u32 = 26;
+/// Below the bars: the value axis and its numbers.
+const AXIS_AREA: u32 = 28;
+/// Right of the longest bar: its value.
+const VALUE_ROOM: u32 = 56;
+/// plotters writes a font's size divided by 1.24 (its em estimate): about 13 px.
+const FONT_SIZE: f64 = 16.0;
+const INK: RGBColor = RGBColor(0x1d, 0x23, 0x27);
+const BAR: RGBColor = RGBColor(0x8a, 0x1c, 0x1c);
+const GRID: RGBColor = RGBColor(0xdc, 0xdf, 0xe2);
+
+/// A group's label as the chart shows it: 16 characters at most.
+fn short_label(label: &str) -> String {
+    let mut out: String = label.chars().take(16).collect();
+    if label.chars().count() > 16 {
+        out.push('…');
+    }
+    out
 }
 
-/// The chart: horizontal bars of beneficiary-visits, one per group.
-#[derive(Debug)]
-pub(crate) struct Chart {
-    pub height: i64,
-    pub bars: Vec<Bar>,
-}
-
-const BAR_X: i64 = 220;
-const BAR_MAX: i64 = 440;
-const BAR_STEP: i64 = 26;
-
-fn chart(lines: &[GroupLine]) -> Chart {
+/// Horizontal bars of beneficiary-visits, one per line in the table's order (months
+/// in order), top to bottom, each labelled with its group and its value, over a value
+/// axis from 0. The fonts are the browser's: plotters is built without a font backend
+/// (its SVG text is `<text>` with a generic family, sized by a rough estimate that
+/// only the right-hand labels would use), so no font file is read or shipped.
+/// Empty when there are no lines.
+fn chart(lines: &[GroupLine]) -> Result<ChartSvg> {
+    let n = lines.len();
+    if n == 0 {
+        return Ok(ChartSvg::default());
+    }
+    let failed = |e: &dyn std::fmt::Display| Error::Internal(format!("drawing the chart: {e}"));
+    let rows = u32::try_from(n).map_err(|e| failed(&e))?;
+    let height = 8 + BAR_STEP.saturating_mul(rows).saturating_add(AXIS_AREA);
     let max = lines.iter().map(|l| l.f.visits).max().unwrap_or(0).max(1);
-    let mut bars = Vec::new();
-    for (i, l) in (0_i64..).zip(lines) {
-        let width = (l.f.visits * BAR_MAX / max).max(if l.f.visits > 0 { 1 } else { 0 });
-        let mut label: String = l.label.chars().take(16).collect();
-        if l.label.chars().count() > 16 {
-            label.push('…');
-        }
-        bars.push(Bar {
-            label,
-            href: l.href.clone(),
-            value: l.f.visits,
-            y: 4 + i * BAR_STEP,
-            text_y: 4 + i * BAR_STEP + 15,
-            width,
-            value_x: BAR_X + width + 6,
-        });
+    let labels: Vec<String> = lines.iter().map(|l| short_label(&l.label)).collect();
+    // The y axis counts half rows upwards: line `l` (from the top) spans
+    // `2 * (n - 1 - l)` to that plus 2, its label at the middle. (plotters' segmented
+    // coordinates have no room for a single group: their span would be zero.)
+    let bottom_of = |l: usize| 2 * (n - 1 - l);
+    let label_of = |y: &usize| {
+        (y % 2 == 1)
+            .then(|| n.checked_sub(y / 2 + 1))
+            .flatten()
+            .and_then(|l| labels.get(l))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let font = || ("sans-serif", FONT_SIZE).into_font().color(&INK);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (CHART_WIDTH, height)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .margin_top(8)
+            .margin_right(VALUE_ROOM)
+            .set_label_area_size(LabelAreaPosition::Left, LABEL_AREA)
+            .set_label_area_size(LabelAreaPosition::Bottom, AXIS_AREA)
+            // A label on every line, where plotters would pick "nice" numbers.
+            .build_cartesian_2d(
+                0..max,
+                (0..2 * n).with_key_points((0..n).map(|l| bottom_of(l) + 1).collect()),
+            )
+            .map_err(|e| failed(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&label_of)
+            .x_labels(6)
+            .x_label_formatter(&|v: &i64| v.to_string())
+            .label_style(font())
+            .axis_style(INK)
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(|e| failed(&e))?;
+        chart
+            .draw_series(lines.iter().enumerate().map(|(l, line)| {
+                let y = bottom_of(l);
+                let mut bar = Rectangle::new([(0, y), (line.f.visits, y + 2)], BAR.filled());
+                bar.set_margin(3, 3, 0, 0);
+                bar
+            }))
+            .map_err(|e| failed(&e))?;
+        let value_font = font().pos(Pos::new(HPos::Left, VPos::Center));
+        chart
+            .draw_series(lines.iter().enumerate().map(|(l, line)| {
+                EmptyElement::at((line.f.visits, bottom_of(l) + 1))
+                    + Text::new(line.f.visits.to_string(), (6, 0), value_font.clone())
+            }))
+            .map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
     }
-    Chart {
-        height: 8 + BAR_STEP * i64::try_from(lines.len()).unwrap_or(0),
-        bars,
-    }
+    Ok(ChartSvg(svg))
 }
 
 /// `GET /web/stats`.
@@ -559,7 +619,7 @@ async fn build(
         to: to.to_owned(),
         by: Select::new("by", s.by, by_choices),
         selects: menus,
-        chart: chart(&lines),
+        chart: chart(&lines)?,
         total_href: link(&filters),
         total_hours: totals.hours(),
         totals,
@@ -597,6 +657,50 @@ mod tests {
         let m = months(d("2025-12-31"), d("2026-01-01")).unwrap();
         assert_eq!(m.len(), 2);
         assert!(months(d("1970-01-01"), d("2026-01-01")).is_err());
+    }
+
+    #[test]
+    fn the_chart_writes_its_labels_as_text() {
+        let line = |label: &str, visits| GroupLine {
+            label: label.into(),
+            href: String::new(),
+            f: Figures {
+                visits,
+                ..Figures::default()
+            },
+            hours: String::new(),
+        };
+        let svg = chart(&[
+            line("<script>alert(1)</script>", 3),
+            line("A & \"B\"", 1),
+            line("华沙六村党群服务站", 2),
+        ])
+        .unwrap()
+        .0;
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert!(!svg.contains("<script"), "{svg}");
+        // Shortened to 16 characters, then escaped.
+        assert!(svg.contains(">\n&lt;script&gt;alert(1)…\n</text>"), "{svg}");
+        assert!(svg.contains(">\nA &amp; &quot;B&quot;\n</text>"), "{svg}");
+        assert!(svg.contains(">\n华沙六村党群服务站\n</text>"), "{svg}");
+        for value in ["3", "2", "1"] {
+            assert!(svg.contains(&format!(">\n{value}\n</text>")), "{svg}");
+        }
+        // No font is named but the browser's generic one.
+        assert!(svg.contains("font-family=\"sans-serif\""));
+        assert!(chart(&[]).unwrap().0.is_empty());
+        // One line, or many: each has its label and value.
+        let one = chart(&[line("一", 7)]).unwrap().0;
+        assert!(
+            one.contains(">\n一\n</text>") && one.contains(">\n7\n</text>"),
+            "{one}"
+        );
+        let months: Vec<GroupLine> = (1..=240).map(|m| line(&format!("m{m}"), m)).collect();
+        let many = chart(&months).unwrap().0;
+        for m in 1..=240 {
+            assert!(many.contains(&format!(">\nm{m}\n</text>")), "m{m}");
+            assert!(many.contains(&format!(">\n{m}\n</text>")), "{m}");
+        }
     }
 
     #[test]

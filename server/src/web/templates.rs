@@ -226,7 +226,7 @@ pub(crate) struct StatsPage {
     pub by: Select,
     pub selects: Vec<Select>,
     pub lines: Vec<super::stats::GroupLine>,
-    pub chart: super::stats::Chart,
+    pub chart: super::stats::ChartSvg,
     pub totals: super::stats::Figures,
     pub total_hours: String,
     pub total_href: String,

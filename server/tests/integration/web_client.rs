@@ -62,6 +62,7 @@ pub fn field(html: &str, name: &str) -> String {
 pub fn unescape(text: &str) -> String {
     text.replace("&#x27;", "'")
         .replace("&#39;", "'")
+        .replace("&apos;", "'")
         .replace("&quot;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")

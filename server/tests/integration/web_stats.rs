@@ -161,7 +161,11 @@ impl Cat {
             (cat.unit_3, ("独立志愿队", "Independent team")),
             (cat.project_1, ("健康守护", "Health watch")),
             (cat.project_2, ("读报陪伴", "Reading company")),
-            (cat.project_3, ("其他项目", "Other project")),
+            // A hostile name: the table and the chart must show it as text.
+            (
+                cat.project_3,
+                ("其他&项目<script>alert(1)</script>", "Other project"),
+            ),
             (cat.service_1, ("理发", "Haircut")),
             (cat.service_2, ("读报", "Reading")),
             (cat.hazard, ("电线老化", "Old wiring")),
@@ -564,8 +568,128 @@ async fn check_page(b: &mut Browser, d: &Data, query: &str, by: &str, visits: &[
     assert_eq!(total, expect(visits), "totals for {query}");
     let all: BTreeSet<Uuid> = visits.iter().map(|v| v.id).collect();
     assert_eq!(listed(b, &total_href).await, all, "the totals' visits");
-    // The chart has a bar per group, linking where the row does.
-    assert_eq!(html.matches("<rect ").count(), expected.len());
+    // The chart has a bar per group, in the table's order, each labelled with its
+    // group and its beneficiary-visits, and as long as its value says.
+    let bars = chart(&html);
+    let table: Vec<(String, i64)> = table_order(&html)
+        .into_iter()
+        .map(|label| {
+            let visits = shown[&label].0.visits;
+            (short(&label), visits)
+        })
+        .collect();
+    assert_eq!(
+        bars.iter()
+            .map(|b| (b.label.clone(), b.value))
+            .collect::<Vec<_>>(),
+        table,
+        "the chart of {query}"
+    );
+    if by == "month" {
+        let months: Vec<&String> = bars.iter().map(|b| &b.label).collect();
+        assert!(months.is_sorted(), "months in order: {months:?}");
+    }
+    let longest = bars.iter().map(|b| b.value).max().unwrap_or(0);
+    let full = bars.iter().map(|b| b.width).max().unwrap_or(0);
+    for b in &bars {
+        assert!(b.width > 0, "{b:?}");
+        // Pixels are whole: a bar may be a pixel off at either end.
+        assert!(
+            (b.width * longest - full * b.value).abs() <= 2 * longest,
+            "{b:?} against {full} px for {longest}"
+        );
+    }
+    // Labels are user data: nothing in them becomes markup.
+    assert!(!html.contains("<script>alert"), "{html}");
+}
+
+/// A bar of the chart as the page draws it.
+#[derive(Debug)]
+struct ChartBar {
+    label: String,
+    value: i64,
+    width: i64,
+}
+
+/// A label as the chart shortens it: 16 characters, then an ellipsis.
+fn short(label: &str) -> String {
+    let mut out: String = label.chars().take(16).collect();
+    if label.chars().count() > 16 {
+        out.push('…');
+    }
+    out
+}
+
+/// The group labels of the figures table, top to bottom.
+fn table_order(html: &str) -> Vec<String> {
+    (html.split("<tr class=\"group\">").skip(1))
+        .map(|chunk| {
+            let link = &chunk[chunk.find("<a href=\"").unwrap()..];
+            let text = &link[link.find('>').unwrap() + 1..];
+            unescape(text.split("</a>").next().unwrap())
+        })
+        .collect()
+}
+
+/// An attribute of an SVG element's opening tag, as a number.
+fn attr(tag: &str, name: &str) -> f64 {
+    let marker = format!(" {name}=\"");
+    let at = tag
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name} in {tag}"))
+        + marker.len();
+    tag[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+/// The chart's bars, top to bottom: each group label (a `<text>` anchored at its end,
+/// left of the axis), the value written on the same line (anchored at its start), and
+/// the bar's width (the filled `<rect>` across that line).
+fn chart(html: &str) -> Vec<ChartBar> {
+    let start = html.find("id=\"chart\"").expect("a chart");
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    // (y, anchor, text)
+    let texts: Vec<(f64, String, String)> = (svg.split("<text").skip(1))
+        .map(|t| {
+            let (tag, rest) = t.split_once('>').unwrap();
+            let text = unescape(rest.split("</text>").next().unwrap().trim());
+            let anchor = tag.split("text-anchor=\"").nth(1).unwrap();
+            (
+                attr(tag, "y"),
+                anchor.split('"').next().unwrap().to_owned(),
+                text,
+            )
+        })
+        .collect();
+    let bars: Vec<(f64, f64, f64)> = (svg.split("<rect").skip(1))
+        .map(|r| r.split('>').next().unwrap())
+        .filter(|tag| tag.contains("fill=\"#8A1C1C\""))
+        .map(|tag| (attr(tag, "y"), attr(tag, "height"), attr(tag, "width")))
+        .collect();
+    let mut out = Vec::new();
+    for (y, anchor, label) in &texts {
+        if anchor != "end" {
+            continue;
+        }
+        let values: Vec<&String> = (texts.iter())
+            .filter(|(vy, a, _)| vy == y && a == "start")
+            .map(|(_, _, v)| v)
+            .collect();
+        assert_eq!(values.len(), 1, "one value beside {label}");
+        let across: Vec<f64> = (bars.iter())
+            .filter(|(top, height, _)| top <= y && *y <= top + height)
+            .map(|(_, _, width)| *width)
+            .collect();
+        assert_eq!(across.len(), 1, "one bar beside {label}");
+        let bar = ChartBar {
+            label: label.clone(),
+            value: values[0].parse().unwrap(),
+            width: across[0] as i64,
+        };
+        out.push((*y, bar));
+    }
+    assert_eq!(out.len(), bars.len(), "a label for every bar");
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out.into_iter().map(|(_, bar)| bar).collect()
 }
 
 /// Every dimension's figures, against counts made here, and every figure's link.
