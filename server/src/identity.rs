@@ -8,6 +8,7 @@ use crate::store::{SqlStore, with_pool};
 use sqlx::Row;
 use std::collections::BTreeSet;
 use sync_core::automerge::ActorId;
+use sync_core::doc::schema::limits;
 use sync_core::ids::{DeviceId, DistrictId, ResidentId, StationId, Timestamp, UserId};
 use sync_core::model::{Principal, Role, Scope};
 use uuid::Uuid;
@@ -43,6 +44,12 @@ impl User {
             Role::StationStaff => same_district && target.role == Role::Volunteer,
             Role::Volunteer | Role::Admin => false,
         }
+    }
+
+    /// Whether this user may create districts: admins only, with or without a district
+    /// of their own (the bootstrap admin has none).
+    pub fn may_create_district(&self) -> bool {
+        self.role == Role::Admin
     }
 
     /// Whether this user may create a user with `role` in `district`.
@@ -149,6 +156,50 @@ type PasswordRow = (
     Option<i64>,
 );
 
+/// The shortest password a new account may have.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// A new account's password: none (phones enrol with codes), or at least
+/// [`MIN_PASSWORD_CHARS`] characters (400 `weak_password`).
+pub fn check_new_password(password: Option<&str>) -> Result<()> {
+    if password.is_some_and(|p| p.chars().count() < MIN_PASSWORD_CHARS) {
+        return Err(Error::bad_request(
+            "weak_password",
+            format!("a password has at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A district's name, trimmed: not empty (400 `empty_name`) and at most
+/// `limits::SHORT_TEXT` characters (400 `name_too_long`), like a catalog name.
+pub fn district_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::bad_request("empty_name", "the name is empty"));
+    }
+    if name.chars().count() > limits::SHORT_TEXT {
+        return Err(Error::bad_request(
+            "name_too_long",
+            format!("a name has at most {} characters", limits::SHORT_TEXT),
+        ));
+    }
+    Ok(name)
+}
+
+/// A district as the district list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistrictListing {
+    /// The district.
+    pub id: DistrictId,
+    /// Its name.
+    pub name: String,
+    /// How many stations it has.
+    pub stations: i64,
+    /// How many users belong to it.
+    pub users: i64,
+}
+
 fn corrupt(message: String) -> Error {
     Error::Store(crate::store::StoreError::Corrupt(message))
 }
@@ -165,13 +216,34 @@ fn user_from_row((id, login, display_name, role, district, disabled_at): UserRow
 }
 
 impl SqlStore {
-    /// Creates a district.
+    /// Creates a district; its name must pass [`district_name`] and be free (409).
     pub async fn create_district(&self, name: &str, now: Timestamp) -> Result<DistrictId> {
+        let name = district_name(name)?;
         let id = new_id(now)?;
         with_pool!(self, p => sqlx::query("INSERT INTO districts (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(bytes(id)).bind(name.trim()).bind(now).execute(p).await.map(|_| ()))
+            .bind(bytes(id)).bind(name).bind(now).execute(p).await.map(|_| ()))
             .map_err(|e| unique_or(e, || format!("a district named {name:?} exists")))?;
         Ok(DistrictId(id))
+    }
+
+    /// Every district with its numbers of stations and users, by name.
+    pub async fn districts(&self) -> Result<Vec<DistrictListing>> {
+        let rows: Vec<(Vec<u8>, String, i64, i64)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT d.id, d.name,
+                    (SELECT COUNT(*) FROM stations s WHERE s.district = d.id),
+                    (SELECT COUNT(*) FROM users u WHERE u.district = d.id)
+             FROM districts d ORDER BY d.name, d.id")
+            .fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, name, stations, users)| {
+                Ok(DistrictListing {
+                    id: DistrictId(uuid_of(&id)?),
+                    name,
+                    stations,
+                    users,
+                })
+            })
+            .collect()
     }
 
     /// A district by name.
@@ -232,7 +304,8 @@ impl SqlStore {
         row.map(|b| uuid_of(&b).map(DistrictId)).transpose()
     }
 
-    /// Creates a user. Staff get their `stations` (which must lie in `district`).
+    /// Creates a user. Staff get their `stations` (which must lie in `district`); a
+    /// password must pass [`check_new_password`].
     #[allow(clippy::too_many_arguments)]
     pub async fn create_user(
         &self,
@@ -271,6 +344,7 @@ impl SqlStore {
                 ));
             }
         }
+        check_new_password(password)?;
         let hash = password.map(auth::hash_password).transpose()?;
         let id = new_id(now)?;
         with_pool!(self, p => {
@@ -720,6 +794,39 @@ mod tests {
         // A user without a district manages no one in "no district".
         let lost = user(9, Role::Coordinator, None);
         assert!(!lost.may_manage(&user(10, Role::Volunteer, None)));
+    }
+
+    #[test]
+    fn only_admins_create_districts() {
+        assert!(user(1, Role::Admin, None).may_create_district());
+        assert!(user(1, Role::Admin, Some(7)).may_create_district());
+        for role in [Role::Coordinator, Role::StationStaff, Role::Volunteer] {
+            assert!(!user(2, role, Some(7)).may_create_district(), "{role}");
+        }
+    }
+
+    #[test]
+    fn district_names_and_passwords_are_checked() {
+        assert_eq!(district_name("  大宁路街道 ").unwrap(), "大宁路街道");
+        let code = |r: Result<&str>| match r {
+            Err(Error::BadRequest { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(district_name(" ")), "empty_name");
+        assert_eq!(
+            code(district_name(&"长".repeat(limits::SHORT_TEXT + 1))),
+            "name_too_long"
+        );
+        assert!(district_name(&"长".repeat(limits::SHORT_TEXT)).is_ok());
+        assert!(check_new_password(None).is_ok());
+        assert!(check_new_password(Some("0123456789")).is_ok());
+        assert!(matches!(
+            check_new_password(Some("012345678")),
+            Err(Error::BadRequest {
+                code: "weak_password",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -234,16 +234,19 @@ pub(crate) struct Created {
 /// Creates a district (admins).
 #[utoipa::path(post, path = "/api/v1/districts", tag = "admin", security(("bearer" = [])),
     request_body = NameRequest,
-    responses((status = 201, body = Created), (status = 403, body = crate::error::ErrorBody),
+    responses((status = 201, body = Created),
+        (status = 400, description = "Empty (`empty_name`) or too long (`name_too_long`) name", body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn create_district(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(request): Json<NameRequest>,
 ) -> Result<(StatusCode, Json<Created>)> {
-    if caller.user.role != Role::Admin {
+    if !caller.user.may_create_district() {
         return Err(Error::Forbidden("only admins create districts".into()));
     }
+    // The name is checked (empty, too long) by `create_district`, for the web too.
     let id = state.store.create_district(&request.name, now_ms()).await?;
     Ok((StatusCode::CREATED, Json(Created { id: id.0 })))
 }
@@ -327,16 +330,8 @@ pub(crate) async fn create_user(
             caller.user.role, role
         )));
     }
-    if request
-        .password
-        .as_deref()
-        .is_some_and(|p| p.chars().count() < 10)
-    {
-        return Err(Error::bad_request(
-            "weak_password",
-            "a password has at least 10 characters",
-        ));
-    }
+    // The login, the district, the stations and the password are checked by
+    // `create_user` itself, for the web pages too.
     let stations: Vec<StationId> = request.stations.into_iter().map(StationId).collect();
     let id = state
         .store

@@ -17,6 +17,9 @@
 //!   catalog, where the phones learn its name.
 //! - An enrolment code is shown as text and as a QR code of exactly that text, drawn
 //!   here as inline SVG by the `qrcode` crate (no image, no script).
+//! - Admins (the bootstrap admin, who has no district, among them) see the district
+//!   list: they create districts (`create_district`) and each district's coordinators
+//!   (`create_user`, `may_create`); everyone else gets 403 there ([`creates_districts`]).
 
 use super::i18n::{AdminMsgs, Lang};
 use super::review::edit_document;
@@ -173,9 +176,15 @@ fn row_name(row: &CatalogRow, lang: Lang) -> String {
     if first.is_empty() { second } else { first }.clone()
 }
 
-/// `GET /web/admin`: the catalog is the first administration page.
-pub(crate) async fn index() -> Redirect {
-    Redirect::to("/web/admin/catalog")
+/// `GET /web/admin`: the catalog is the first administration page of a district's
+/// coordinator or admin; an admin without a district starts at the district list.
+/// Anyone else is sent to the catalog, which refuses them.
+pub(crate) async fn index(user: WebUser) -> Redirect {
+    if administers(&user.user).is_err() && user.user.may_create_district() {
+        Redirect::to("/web/admin/districts")
+    } else {
+        Redirect::to("/web/admin/catalog")
+    }
 }
 
 /// `GET /web/admin/catalog`.
@@ -717,7 +726,6 @@ async fn create(
             user.user.role
         )));
     }
-    let display_name = name(one("display_name"), true)?;
     let stations = pairs
         .iter()
         .filter(|(k, v)| k == "stations" && !v.trim().is_empty())
@@ -729,21 +737,55 @@ async fn create(
         return Err(Error::NotFound(format!("no station {s} in your district")));
     }
     let password = Some(one("password")).filter(|p| !p.is_empty());
-    if password.is_some_and(|p| p.chars().count() < 10) {
-        return Err(Error::bad_request(
-            "weak_password",
-            "a password has at least 10 characters",
-        ));
+    let created = new_user(
+        state,
+        user,
+        NewUser {
+            district,
+            role,
+            login: one("login"),
+            display_name: one("display_name"),
+            stations: &stations,
+            password,
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/web/admin/users/{}?created=1", created.0)).into_response())
+}
+
+/// A user to create from a form, whose district and stations are already known to be
+/// ones the signed-in user may name.
+struct NewUser<'a> {
+    district: DistrictId,
+    role: Role,
+    login: &'a str,
+    display_name: &'a str,
+    stations: &'a [StationId],
+    password: Option<&'a str>,
+}
+
+/// Creates a user from a form, for the users page and the district list alike: the
+/// role must be one the signed-in user may create there (`may_create`, else 403), the
+/// name as a catalog name; the identity store checks the login, the stations and the
+/// password, and a taken login is a 400.
+async fn new_user(state: &AppState, user: &WebUser, new: NewUser<'_>) -> Result<UserId> {
+    let NewUser { district, role, .. } = new;
+    if !user.user.may_create(role, Some(district)) {
+        return Err(Error::Forbidden(format!(
+            "a {} cannot create a {role} there",
+            user.user.role
+        )));
     }
+    let display_name = name(new.display_name, true)?;
     let created = state
         .store
         .create_user(
-            one("login"),
+            new.login,
             &display_name,
             role,
             Some(district),
-            &stations,
-            password,
+            new.stations,
+            new.password,
             now_ms(),
         )
         .await
@@ -751,8 +793,8 @@ async fn create(
             Error::Conflict(m) => Error::bad_request("login_taken", m),
             other => other,
         })?;
-    tracing::info!(by = %user.user.id, user = %created, %role, "user created on the web");
-    Ok(Redirect::to(&format!("/web/admin/users/{}?created=1", created.0)).into_response())
+    tracing::info!(by = %user.user.id, user = %created, %role, %district, "user created on the web");
+    Ok(created)
 }
 
 /// The user named by a URL: a well-formed id (else 400) of a user of `district` whom
@@ -974,6 +1016,198 @@ async fn revoke(
     Ok(Redirect::to(&format!("/web/admin/users/{}?revoked=1", owner.id.0)).into_response())
 }
 
+// ---- Districts (admins) ----------------------------------------------------------
+
+/// Refuses anyone who may not create districts: only admins may (`may_create_district`,
+/// the API's rule too), the bootstrap admin among them.
+fn creates_districts(user: &User) -> Result<()> {
+    if user.may_create_district() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "only admins see the district list and create districts".into(),
+        ))
+    }
+}
+
+/// A district as the district list shows it.
+#[derive(Debug)]
+pub(crate) struct DistrictLine {
+    pub id: String,
+    pub name: String,
+    pub stations: i64,
+    pub users: i64,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "admin_districts.html")]
+pub(crate) struct DistrictsPage {
+    pub c: Chrome,
+    pub a: &'static AdminMsgs,
+    pub notice: Option<&'static str>,
+    pub districts: Vec<DistrictLine>,
+}
+
+/// `GET /web/admin/districts`: every district, a form to create one and, per district,
+/// a form to create a coordinator.
+pub(crate) async fn districts(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    query: Result<Query<NoticeQuery>, QueryRejection>,
+) -> Result<Response, WebError> {
+    page(lang, districts_page(&state, &user, lang, query).await)
+}
+
+async fn districts_page(
+    state: &AppState,
+    user: &WebUser,
+    lang: Lang,
+    query: Result<Query<NoticeQuery>, QueryRejection>,
+) -> Result<Response> {
+    creates_districts(&user.user)?;
+    let query = notice_query(query)?;
+    let a = lang.admin();
+    let notice = if !query.created.is_empty() {
+        Some(a.district_created)
+    } else if !query.saved.is_empty() {
+        Some(a.coordinator_created)
+    } else {
+        None
+    };
+    let districts = state
+        .store
+        .districts()
+        .await?
+        .into_iter()
+        .map(|d| DistrictLine {
+            id: d.id.0.to_string(),
+            name: d.name,
+            stations: d.stations,
+            users: d.users,
+        })
+        .collect();
+    render(&DistrictsPage {
+        c: user.chrome(lang, "/web/admin/districts"),
+        a,
+        notice,
+        districts,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DistrictForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /web/admin/districts`: creates a district.
+pub(crate) async fn create_district(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    f: Result<Form<DistrictForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    page(lang, new_district(&state, &user, f).await)
+}
+
+async fn new_district(
+    state: &AppState,
+    user: &WebUser,
+    f: Result<Form<DistrictForm>, FormRejection>,
+) -> Result<Response> {
+    creates_districts(&user.user)?;
+    let f = form(f)?;
+    user.check_csrf(&f.csrf)?;
+    // The identity store checks the name (empty, too long), as for the API.
+    let district = state
+        .store
+        .create_district(&f.name, now_ms())
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(m) => Error::bad_request("district_taken", m),
+            other => other,
+        })?;
+    tracing::info!(by = %user.user.id, %district, "district created on the web");
+    Ok(Redirect::to(&format!(
+        "/web/admin/districts?created=1#district-{}",
+        district.0
+    ))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CoordinatorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /web/admin/districts/{district}/coordinators`: creates a coordinator of the
+/// district, who signs in with the password given here.
+pub(crate) async fn create_coordinator(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(district): Path<String>,
+    f: Result<Form<CoordinatorForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    page(lang, coordinator(&state, &user, &district, f).await)
+}
+
+async fn coordinator(
+    state: &AppState,
+    user: &WebUser,
+    district: &str,
+    f: Result<Form<CoordinatorForm>, FormRejection>,
+) -> Result<Response> {
+    creates_districts(&user.user)?;
+    let f = form(f)?;
+    user.check_csrf(&f.csrf)?;
+    let district = DistrictId(parse_id(district)?);
+    if !state
+        .store
+        .districts()
+        .await?
+        .iter()
+        .any(|d| d.id == district)
+    {
+        return Err(Error::NotFound(format!("no district {district}")));
+    }
+    // A coordinator works on the web: without a password they could not sign in.
+    if f.password.is_empty() {
+        return Err(Error::bad_request(
+            "weak_password",
+            "a coordinator needs a password to sign in",
+        ));
+    }
+    new_user(
+        state,
+        user,
+        NewUser {
+            district,
+            role: Role::Coordinator,
+            login: &f.login,
+            display_name: &f.display_name,
+            stations: &[],
+            password: Some(&f.password),
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!(
+        "/web/admin/districts?saved=1#district-{}",
+        district.0
+    ))
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1000,6 +1234,23 @@ mod tests {
             user(Role::Admin, None),
         ] {
             assert!(matches!(administers(&refused), Err(Error::Forbidden(_))));
+        }
+    }
+
+    #[test]
+    fn only_admins_reach_the_district_list() {
+        assert!(creates_districts(&user(Role::Admin, None)).is_ok());
+        assert!(creates_districts(&user(Role::Admin, Some(7))).is_ok());
+        for refused in [
+            user(Role::Coordinator, Some(7)),
+            user(Role::Coordinator, None),
+            user(Role::StationStaff, Some(7)),
+            user(Role::Volunteer, Some(7)),
+        ] {
+            assert!(matches!(
+                creates_districts(&refused),
+                Err(Error::Forbidden(_))
+            ));
         }
     }
 

@@ -152,6 +152,10 @@ impl Lang {
                 "该登录名已被使用，请换一个。",
                 "This login is taken; choose another.",
             ),
+            "district_taken" => (
+                "已有同名的街镇，请换一个名称。",
+                "A district of this name exists; choose another name.",
+            ),
             "station_taken" => (
                 "本街镇已有同名的服务站。",
                 "The district already has a station of this name.",
@@ -1073,6 +1077,14 @@ pub(crate) struct AdminMsgs {
     pub code_help: &'static str,
     pub valid_until: &'static str,
     pub back_to_user: &'static str,
+    pub districts_title: &'static str,
+    pub districts_help: &'static str,
+    pub district_name: &'static str,
+    pub create_district: &'static str,
+    pub district_created: &'static str,
+    pub create_coordinator: &'static str,
+    pub coordinator_password: &'static str,
+    pub coordinator_created: &'static str,
 }
 
 impl Lang {
@@ -1140,6 +1152,14 @@ pub(crate) const ADMIN_ZH: AdminMsgs = AdminMsgs {
     code_help: "请在有效期内用手机应用扫描下面的二维码，或输入登记码。登记码只能使用一次，此页面关闭后不再显示。",
     valid_until: "有效期至",
     back_to_user: "返回用户页面",
+    districts_title: "街镇",
+    districts_help: "先建立街镇，再为它创建第一位协调员。协调员用这里设定的登录名和密码登录网页，在“管理”中建立本街镇的服务站、目录和用户。",
+    district_name: "街镇名称",
+    create_district: "建立街镇",
+    district_created: "已建立街镇。请为它创建第一位协调员。",
+    create_coordinator: "创建协调员",
+    coordinator_password: "网页登录密码（至少 10 个字符）",
+    coordinator_created: "已创建协调员：现在可以用该登录名和密码登录网页。",
 };
 
 pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
@@ -1197,6 +1217,14 @@ pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
     code_help: "Scan the QR code below with the phone app, or type the code, before it expires. The code works once and is not shown again once this page is closed.",
     valid_until: "Valid until",
     back_to_user: "Back to the user",
+    districts_title: "Districts",
+    districts_help: "Create a district, then its first coordinator. The coordinator signs in on the web with the login and password set here and, under Administration, sets up the district's stations, catalog and users.",
+    district_name: "District name",
+    create_district: "Create district",
+    district_created: "District created. Now create its first coordinator.",
+    create_coordinator: "Create coordinator",
+    coordinator_password: "Web password (at least 10 characters)",
+    coordinator_created: "Coordinator created: they can sign in on the web with this login and password now.",
 };
 
 impl AdminMsgs {

@@ -101,8 +101,17 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),
         )
-        // Administration (issue 5): catalog, users, enrolment codes, devices.
+        // Administration (issue 5): districts (admins), catalog, users, enrolment
+        // codes, devices.
         .route("/web/admin", get(admin::index))
+        .route(
+            "/web/admin/districts",
+            get(admin::districts).post(admin::create_district),
+        )
+        .route(
+            "/web/admin/districts/{district}/coordinators",
+            post(admin::create_coordinator),
+        )
         .route("/web/admin/catalog", get(admin::catalog))
         .route("/web/admin/catalog/{kind}", post(admin::add_entry))
         .route("/web/admin/catalog/{kind}/{id}", post(admin::rename_entry))

@@ -71,6 +71,7 @@ impl WebUser {
             Some((self.user.display_name.clone(), self.csrf.clone())),
         );
         chrome.admin = super::admin::administers(&self.user).is_ok();
+        chrome.districts = self.user.may_create_district();
         chrome
     }
 }

@@ -15,8 +15,11 @@ pub(crate) struct Chrome {
     /// The signed-in user's name, and the session's CSRF token for the sign-out form.
     pub user_name: Option<String>,
     pub csrf: String,
-    /// Whether the nav links the administration pages (coordinators and admins).
+    /// Whether the user administers a district (coordinators and admins of one): the
+    /// nav links its catalog and users.
     pub admin: bool,
+    /// Whether the user may see the district list (admins, with a district or not).
+    pub districts: bool,
 }
 
 impl Chrome {
@@ -36,6 +39,7 @@ impl Chrome {
             user_name,
             csrf,
             admin: false,
+            districts: false,
         }
     }
 }

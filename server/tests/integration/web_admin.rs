@@ -932,8 +932,312 @@ async fn attackers_change_nothing(t: TestStore) {
     assert_eq!(snapshot().await, before, "a refused form changed something");
 }
 
+// ---- The district list: the first run's admin --------------------------------------
+
+/// An admin without a district, like the first start's `admin`, signed in on the web.
+/// (The world's bootstrap admin keeps no password, so this one is made the same way,
+/// through the identity store.)
+async fn root(w: &World) -> Browser {
+    w.server
+        .store()
+        .create_user(
+            "root",
+            "根管理员",
+            Role::Admin,
+            None,
+            &[],
+            Some(STAFF_PASSWORD),
+            server::now_ms(),
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&w.server);
+    b.sign_in("root", STAFF_PASSWORD).await.expect(303);
+    b
+}
+
+/// The districts, as (name, stations, users), by name.
+async fn districts(w: &World) -> Vec<(String, i64, i64)> {
+    (w.server.store().districts().await.unwrap().into_iter())
+        .map(|d| (d.name, d.stations, d.users))
+        .collect()
+}
+
+/// The bootstrap admin, who belongs to no district, creates a district and its first
+/// coordinator in the browser; bad input is a 400 with its reason that changes
+/// nothing; the coordinator signs in and sets up the new district, and only it.
+async fn the_first_admin_sets_up_a_district_on_the_web(t: TestStore) {
+    let w = World::new(t).await;
+    let mut b = root(&w).await;
+    let p = "/web/admin/districts";
+
+    // The nav leads this admin to the district list; the district pages stay refused.
+    let log = b.page("/web/visits").await;
+    assert!(log.contains("href=\"/web/admin/districts\" id=\"nav-admin\""));
+    assert!(!log.contains("/web/admin/catalog"));
+    let index = b.get("/web/admin").await;
+    index.expect(303);
+    assert_eq!(index.location(), p);
+    b.get("/web/admin/catalog").await.expect(403);
+    let page = b.page(p).await;
+    assert!(page.contains("<h1>街镇</h1>"), "{page}");
+    assert!(
+        page.contains("<tr><td>彭浦镇</td><td>2</td><td>1</td></tr>"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"admin-catalog\""));
+
+    // A district is created.
+    let created = post_with_csrf(&mut b, p, p, &[("name", " 大宁路街道 ")]).await;
+    created.expect(303);
+    let daning = w.server.store().district_named("大宁路街道").await.unwrap();
+    assert_eq!(
+        created.location(),
+        format!("/web/admin/districts?created=1#district-{}", daning.0)
+    );
+    let page = b.page(&created.location()).await;
+    assert!(page.contains("已建立街镇"));
+    assert!(page.contains("<tr><td>大宁路街道</td><td>0</td><td>0</td></tr>"));
+    let action = format!("/web/admin/districts/{}/coordinators", daning.0);
+    assert!(page.contains(&format!("action=\"{action}\"")));
+
+    // Bad names: a 400 with the reason, and no district more.
+    let before = districts(&w).await;
+    assert_eq!(before.len(), 2);
+    let long = "长".repeat(201);
+    for (name, reason) in [
+        ("", "名称不能为空"),
+        ("  ", "名称不能为空"),
+        (long.as_str(), "名称太长"),
+        ("彭浦镇", "已有同名的街镇"),
+        (" 大宁路街道", "已有同名的街镇"),
+    ] {
+        bad_request(
+            &post_with_csrf(&mut b, p, p, &[("name", name)]).await,
+            reason,
+        );
+    }
+    // The API applies the same check on the name.
+    w.server
+        .post(
+            "/api/v1/districts",
+            Some(&w.admin_token),
+            &json!({ "name": " " }),
+        )
+        .await
+        .expect_error(400, "empty_name");
+    assert_eq!(districts(&w).await, before);
+
+    // Bad coordinators: a 400 with the reason (a crafted district: 400 or 404), and no
+    // user more.
+    let users = count(&w, "SELECT COUNT(*) FROM users").await;
+    let good = [
+        ("display_name", "张协调"),
+        ("login", "daning"),
+        ("password", COORDINATOR_PASSWORD),
+    ];
+    let with = |key: &'static str, value: &'static str| {
+        let mut form = good.to_vec();
+        form.retain(|(k, _)| *k != key);
+        form.push((key, value));
+        form
+    };
+    for (form, reason) in [
+        (with("display_name", " "), "名称不能为空"),
+        (with("login", " "), "登录名应为 1 至 64 个字符"),
+        (with("login", "coordinator"), "该登录名已被使用"),
+        (with("password", ""), "密码至少 10 个字符"),
+        (with("password", "123456789"), "密码至少 10 个字符"),
+    ] {
+        bad_request(&post_with_csrf(&mut b, p, &action, &form).await, reason);
+    }
+    bad_request(
+        &post_with_csrf(&mut b, p, "/web/admin/districts/nope/coordinators", &good).await,
+        "编号无效",
+    );
+    post_with_csrf(
+        &mut b,
+        p,
+        &format!("/web/admin/districts/{}/coordinators", Uuid::now_v7()),
+        &good,
+    )
+    .await
+    .expect(404);
+    assert_eq!(count(&w, "SELECT COUNT(*) FROM users").await, users);
+
+    // The first coordinator of the new district.
+    let made = post_with_csrf(&mut b, p, &action, &good).await;
+    made.expect(303);
+    assert_eq!(
+        made.location(),
+        format!("/web/admin/districts?saved=1#district-{}", daning.0)
+    );
+    let page = b.page(&made.location()).await;
+    assert!(page.contains("已创建协调员"));
+    assert!(page.contains("<tr><td>大宁路街道</td><td>0</td><td>1</td></tr>"));
+    let theirs = w.server.store().users_in(daning).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        (theirs[0].login.as_str(), theirs[0].display_name.as_str()),
+        ("daning", "张协调")
+    );
+    assert_eq!(theirs[0].role, Role::Coordinator);
+    assert_eq!(count(&w, "SELECT COUNT(*) FROM users").await, users + 1);
+
+    // They sign in and reach the new district's catalog, not the other's, nor the
+    // district list.
+    let mut c = Browser::new(&w.server);
+    c.sign_in("daning", COORDINATOR_PASSWORD).await.expect(303);
+    let log = c.page("/web/visits").await;
+    assert!(log.contains("href=\"/web/admin/catalog\" id=\"nav-admin\""));
+    assert!(!log.contains("/web/admin/districts"));
+    let catalog = c.page("/web/admin/catalog").await;
+    assert!(catalog.contains("<h1>目录</h1>"));
+    assert!(!catalog.contains("华沙六村党群服务站") && !catalog.contains("/web/admin/districts"));
+    c.get(p).await.expect(403);
+    let old = district_of(&w).await;
+    let old_stations = w.server.store().stations_in(old).await.unwrap();
+    post_with_csrf(
+        &mut c,
+        "/web/admin/catalog",
+        "/web/admin/stations",
+        &[("name", "大宁第一党群服务站")],
+    )
+    .await
+    .expect(303);
+    let new_stations = w.server.store().stations_in(daning).await.unwrap();
+    assert_eq!(new_stations.len(), 1);
+    assert_eq!(new_stations[0].1, "大宁第一党群服务站");
+    assert_eq!(
+        w.server.store().stations_in(old).await.unwrap(),
+        old_stations
+    );
+    assert!(
+        c.page("/web/admin/catalog")
+            .await
+            .contains("大宁第一党群服务站")
+    );
+    let users_page = c.page("/web/admin/users").await;
+    assert!(users_page.contains("张协调") && !users_page.contains("李协调"));
+
+    // In English, the page and its refusals speak English.
+    b.get("/web/lang/en?back=%2Fweb%2Fadmin%2Fdistricts")
+        .await
+        .expect(303);
+    let page = b.page(p).await;
+    assert!(page.contains("<h1>Districts</h1>") && page.contains("Create coordinator"));
+    bad_request(
+        &post_with_csrf(&mut b, p, p, &[("name", "彭浦镇")]).await,
+        "A district of this name exists",
+    );
+}
+
+/// Only admins reach the district list: a coordinator and station staff get 403 on it
+/// and its POSTs (with their own tokens); the admin's forms without this session's
+/// token are refused; signed out is to the sign-in page. Nothing changes. An admin
+/// with a district keeps the district's pages and also reaches the list.
+async fn only_admins_reach_the_district_list(t: TestStore) {
+    let w = World::new(t).await;
+    let district = district_of(&w).await;
+    let _ = staff(&w, "staff-a", &[w.station_a]).await;
+    let mut r = root(&w).await;
+    let root_csrf = field(&r.page("/web/admin/districts").await, "csrf");
+    let snapshot = || async {
+        (
+            districts(&w).await,
+            count(&w, "SELECT COUNT(*) FROM users").await,
+        )
+    };
+    let before = snapshot().await;
+    let own = format!("/web/admin/districts/{}/coordinators", district.0);
+    let posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/web/admin/districts", vec![("name", "攻击街道")]),
+        (
+            &own,
+            vec![
+                ("display_name", "某"),
+                ("login", "mallory"),
+                ("password", COORDINATOR_PASSWORD),
+            ],
+        ),
+    ];
+
+    // A coordinator (who may create coordinators in their own district, but not
+    // here) and station staff: no link, 403 on the page and every POST.
+    let mut coordinator = coordinator(&w).await;
+    let mut s = Browser::new(&w.server);
+    s.sign_in("staff-a", STAFF_PASSWORD).await.expect(303);
+    for b in [&mut coordinator, &mut s] {
+        let log = b.page("/web/visits").await;
+        assert!(!log.contains("/web/admin/districts") && !log.contains("admin-districts"));
+        let csrf = field(&log, "csrf");
+        b.get("/web/admin/districts").await.expect(403);
+        for (path, form) in &posts {
+            let mut form = form.clone();
+            form.push(("csrf", &csrf));
+            b.post(path, &form).await.expect(403);
+        }
+    }
+    let index = coordinator.get("/web/admin").await;
+    index.expect(303);
+    assert_eq!(index.location(), "/web/admin/catalog");
+    assert!(
+        !coordinator
+            .page("/web/admin/catalog")
+            .await
+            .contains("/web/admin/districts")
+    );
+    assert_eq!(snapshot().await, before, "a non-admin changed something");
+
+    // The admin, with a missing, forged or another session's token: 403.
+    let theirs = field(&coordinator.page("/web/visits").await, "csrf");
+    for (path, form) in &posts {
+        r.post(path, form).await.expect(403);
+        for token in ["forged", theirs.as_str()] {
+            let mut forged = form.clone();
+            forged.push(("csrf", token));
+            r.post(path, &forged).await.expect(403);
+        }
+    }
+    // Signed out: to the sign-in page.
+    let mut nobody = Browser::new(&w.server);
+    for (path, form) in &posts {
+        let mut form = form.clone();
+        form.push(("csrf", &root_csrf));
+        nobody.post(path, &form).await.expect(303);
+    }
+    nobody.get("/web/admin/districts").await.expect(303);
+    assert_eq!(snapshot().await, before, "a refused form changed something");
+
+    // An admin of the district: its catalog first, the district list one link away.
+    w.server
+        .store()
+        .create_user(
+            "district-admin",
+            "区管理员",
+            Role::Admin,
+            Some(district),
+            &[],
+            Some(STAFF_PASSWORD),
+            server::now_ms(),
+        )
+        .await
+        .unwrap();
+    let mut a = Browser::new(&w.server);
+    a.sign_in("district-admin", STAFF_PASSWORD)
+        .await
+        .expect(303);
+    assert_eq!(a.get("/web/admin").await.location(), "/web/admin/catalog");
+    let catalog = a.page("/web/admin/catalog").await;
+    assert!(catalog.contains("href=\"/web/admin/districts\" id=\"admin-districts\""));
+    let list = a.page("/web/admin/districts").await;
+    assert!(list.contains("id=\"admin-catalog\"") && list.contains("彭浦镇"));
+}
+
 conformance!(
     catalog_entries_reach_rows_menus_and_phones,
     users_codes_and_devices,
     attackers_change_nothing,
+    the_first_admin_sets_up_a_district_on_the_web,
+    only_admins_reach_the_district_list,
 );
