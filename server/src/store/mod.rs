@@ -121,6 +121,10 @@ impl SqlStore {
                 // A receipt promises the visit is stored: commit to disk every time.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
+                // A 32 MiB page cache per connection (SQLite's default is 2 MiB): the
+                // pages' reads of a month of visits and their indexes stay in the
+                // process instead of being copied from the OS on every request.
+                .pragma("cache_size", "-32768")
                 .foreign_keys(true);
             Pool::Sqlite(
                 SqlitePoolOptions::new()

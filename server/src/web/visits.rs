@@ -482,9 +482,11 @@ pub(crate) async fn selects(
     q.scope(&user.user, "s.district", "s.id")?
         .push(" ORDER BY s.name");
     let stations: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
+    // Each volunteer probes their own visits (the `(volunteer, started_at)` index) for
+    // one in scope, rather than a scan of every visit in scope for their ids.
     let mut q = Sql::new(
-        "SELECT u.id, u.display_name FROM users u WHERE u.role = 'volunteer' AND u.id IN \
-         (SELECT v.volunteer FROM visit_rows v WHERE ",
+        "SELECT u.id, u.display_name FROM users u WHERE u.role = 'volunteer' AND EXISTS \
+         (SELECT 1 FROM visit_rows v WHERE v.volunteer = u.id AND ",
     );
     q.scope(&user.user, "v.district", "v.station")?
         .push(") ORDER BY u.display_name");
