@@ -49,10 +49,6 @@ pub(crate) fn ticket_href(resident: &Uuid, follow_up: &Uuid) -> String {
     format!("/web/follow-ups/{resident}/{follow_up}")
 }
 
-fn id_bind(id: &Uuid) -> Bind {
-    Bind::Bytes(id.as_bytes().to_vec())
-}
-
 fn stored_id(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(|_| Error::Internal("a stored id is not 16 bytes".into()))
 }
@@ -60,7 +56,7 @@ fn stored_id(bytes: &[u8]) -> Result<Uuid> {
 /// The district and station of a resident (already found in scope).
 async fn place(state: &AppState, resident: ResidentId) -> Result<(Uuid, Uuid)> {
     let mut q = Sql::new("SELECT district, station FROM resident_rows WHERE id = ");
-    q.bind(id_bind(&resident.0));
+    q.bind(Bind::id(&resident.0));
     let row: Option<(Vec<u8>, Vec<u8>)> =
         fetch!(&state.store, q, (Vec<u8>, Vec<u8>), fetch_optional)?;
     let (district, station) =
@@ -71,9 +67,9 @@ async fn place(state: &AppState, resident: ResidentId) -> Result<(Uuid, Uuid)> {
 /// The volunteer of one of the resident's visits; `NotFound` for any other id.
 async fn visit_volunteer(state: &AppState, resident: ResidentId, visit: VisitId) -> Result<UserId> {
     let mut q = Sql::new("SELECT volunteer FROM visit_rows WHERE resident = ");
-    q.bind(id_bind(&resident.0))
+    q.bind(Bind::id(&resident.0))
         .push(" AND id = ")
-        .bind(id_bind(&visit.0));
+        .bind(Bind::id(&visit.0));
     let row: Option<(Vec<u8>,)> = fetch!(&state.store, q, (Vec<u8>,), fetch_optional)?;
     let (volunteer,) = row.ok_or_else(|| Error::NotFound(format!("no visit {visit}")))?;
     Ok(UserId(stored_id(&volunteer)?))
@@ -126,9 +122,9 @@ async fn ticket(
          LEFT JOIN visit_rows v ON v.resident = f.resident AND v.id = f.visit \
          WHERE f.resident = ",
     );
-    q.bind(id_bind(&resident.0))
+    q.bind(Bind::id(&resident.0))
         .push(" AND f.id = ")
-        .bind(id_bind(&id.0));
+        .bind(Bind::id(&id.0));
     let row: Option<TicketSql> = fetch!(&state.store, q, TicketSql, fetch_optional)?;
     let (district, station, owner, volunteer) = row.ok_or_else(not_found)?;
     let user_id = |bytes: Option<Vec<u8>>| bytes.map(|b| stored_id(&b).map(UserId)).transpose();
@@ -154,15 +150,15 @@ pub(crate) async fn owners(
     volunteer: Option<UserId>,
 ) -> Result<Vec<(UserId, String)>> {
     let mut q = Sql::new("SELECT u.id, u.display_name FROM users u WHERE u.district = ");
-    q.bind(id_bind(&district))
+    q.bind(Bind::id(&district))
         .push(
             " AND u.disabled_at IS NULL AND (u.role = 'coordinator' OR (u.role = 'station_staff' \
              AND u.id IN (SELECT user_id FROM staff_stations WHERE station = ",
         )
-        .bind(id_bind(&station))
+        .bind(Bind::id(&station))
         .push("))");
     if let Some(v) = volunteer {
-        q.push(" OR u.id = ").bind(id_bind(&v.0));
+        q.push(" OR u.id = ").bind(Bind::id(&v.0));
     }
     q.push(") ORDER BY u.display_name, u.id");
     let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
@@ -463,7 +459,7 @@ pub(crate) async fn page(
                 "SELECT r.name, s.name FROM resident_rows r \
                  LEFT JOIN stations s ON s.id = r.station WHERE r.id = ",
             );
-            q.bind(id_bind(&resident.0));
+            q.bind(Bind::id(&resident.0));
             fetch!(&state.store, q, (String, Option<String>), fetch_one)?
         };
         let people = user_names(

@@ -168,7 +168,7 @@ pub(crate) async fn follow_ups(
         }
         if let Some(s) = query.station()? {
             q.push(" AND f.station = ")
-                .bind(Bind::Bytes(s.as_bytes().to_vec()));
+                .bind(Bind::id(&s));
         }
         // Earliest deadline first, tickets without one last; then a stable tie-break.
         q.push(
@@ -275,8 +275,7 @@ pub(crate) async fn due(
             .bind(Bind::Int(now))
             .push(")");
         if let Some(s) = query.station()? {
-            q.push(" AND r.station = ")
-                .bind(Bind::Bytes(s.as_bytes().to_vec()));
+            q.push(" AND r.station = ").bind(Bind::id(&s));
         }
         q.push(" ORDER BY CASE WHEN r.last_visit_at IS NULL THEN 0 ELSE 1 END, ")
             .push(&due_at)

@@ -34,7 +34,7 @@ pub(crate) async fn visible(state: &AppState, user: &User, text: &str) -> Result
     let not_found = || Error::NotFound(format!("no resident {text} in your scope"));
     let id = Uuid::parse_str(text.trim()).map_err(|_| not_found())?;
     let mut q = Sql::new("SELECT r.id FROM resident_rows r WHERE r.id = ");
-    q.bind(Bind::Bytes(id.as_bytes().to_vec())).push(" AND ");
+    q.bind(Bind::id(&id)).push(" AND ");
     q.scope(user, "r.district", "r.station")?;
     let found: Option<(Vec<u8>,)> = fetch!(&state.store, q, (Vec<u8>,), fetch_optional)?;
     found.map(|_| ResidentId(id)).ok_or_else(not_found)
@@ -50,7 +50,7 @@ pub(crate) async fn user_names(
         return Ok(HashMap::new());
     }
     let mut q = Sql::new("SELECT id, display_name FROM users WHERE id IN ");
-    q.bind_list(ids.iter().map(|u| Bind::Bytes(u.0.as_bytes().to_vec())));
+    q.bind_list(ids.iter().map(|u| Bind::id(&u.0)));
     let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
     Ok(rows
         .into_iter()
@@ -105,7 +105,7 @@ async fn show(
     let names = Names::of(&state.store, Some(p.resident.district)).await?;
     let station: Option<String> = {
         let mut q = Sql::new("SELECT name FROM stations WHERE id = ");
-        q.bind(Bind::Bytes(p.resident.station.0.as_bytes().to_vec()));
+        q.bind(Bind::id(&p.resident.station.0));
         fetch!(&state.store, q, (String,), fetch_optional)?.map(|r| r.0)
     };
     // The document itself, for what the projection does not hold: conflicting values

@@ -168,8 +168,7 @@ async fn stations(state: &AppState, user: &User) -> Result<Vec<StationChoice>> {
         return Ok(Vec::new());
     };
     let mut q = Sql::new("SELECT s.id, s.district, s.name FROM stations s WHERE s.district = ");
-    q.bind(Bind::Bytes(district.0.as_bytes().to_vec()))
-        .push(" AND ");
+    q.bind(Bind::id(&district.0)).push(" AND ");
     q.scope(user, "s.district", "s.id")?;
     q.push(" ORDER BY s.name");
     let rows: Vec<(Vec<u8>, Vec<u8>, String)> =
@@ -458,7 +457,7 @@ fn roster_id(station: &StationChoice, profile: &Profile) -> ResidentId {
 async fn any_stored(state: &AppState, ids: &[ResidentId]) -> Result<bool> {
     for chunk in ids.chunks(500) {
         let mut q = Sql::new("SELECT COUNT(*) FROM resident_rows WHERE id IN ");
-        q.bind_list(chunk.iter().map(|id| Bind::Bytes(id.0.as_bytes().to_vec())));
+        q.bind_list(chunk.iter().map(|id| Bind::id(&id.0)));
         if fetch!(&state.store, q, (i64,), fetch_one)?.0 > 0 {
             return Ok(true);
         }
@@ -740,7 +739,7 @@ async fn existing_keys(
     station: &StationChoice,
 ) -> Result<HashSet<(String, String)>> {
     let mut q = Sql::new("SELECT r.name, r.address FROM resident_rows r WHERE r.station = ");
-    q.bind(Bind::Bytes(station.id.as_bytes().to_vec()));
+    q.bind(Bind::id(&station.id));
     let rows: Vec<(String, String)> = fetch!(&state.store, q, (String, String), fetch_all)?;
     Ok(rows
         .iter()

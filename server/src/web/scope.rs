@@ -14,6 +14,13 @@ pub(crate) enum Bind {
     Text(String),
 }
 
+impl Bind {
+    /// An id (a UUID, or a newtype's inner one) as its 16 stored bytes.
+    pub fn id(id: &uuid::Uuid) -> Bind {
+        Bind::Bytes(id.as_bytes().to_vec())
+    }
+}
+
 /// A query being built: text with `$n` placeholders (both backends read them) and the
 /// values in order.
 #[derive(Debug, Default)]
@@ -68,18 +75,15 @@ impl Sql {
     pub fn scope(&mut self, user: &User, district: &str, station: &str) -> Result<&mut Self> {
         match (user.role, user.district) {
             (Role::Admin, _) => self.push("1 = 1"),
-            (Role::Coordinator, Some(d)) => self
-                .push(district)
-                .push(" = ")
-                .bind(Bind::Bytes(d.0.as_bytes().to_vec())),
+            (Role::Coordinator, Some(d)) => self.push(district).push(" = ").bind(Bind::id(&d.0)),
             (Role::StationStaff, Some(d)) => self
                 .push(district)
                 .push(" = ")
-                .bind(Bind::Bytes(d.0.as_bytes().to_vec()))
+                .bind(Bind::id(&d.0))
                 .push(" AND ")
                 .push(station)
                 .push(" IN (SELECT station FROM staff_stations WHERE user_id = ")
-                .bind(Bind::Bytes(user.id.0.as_bytes().to_vec()))
+                .bind(Bind::id(&user.id.0))
                 .push(")"),
             (Role::Coordinator | Role::StationStaff, None) => self.push("1 = 0"),
             (Role::Volunteer, _) => {

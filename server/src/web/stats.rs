@@ -319,8 +319,7 @@ pub(crate) async fn catalog_names(
             q.push("1 = 1");
         }
         (_, Some(d)) => {
-            q.push("district = ")
-                .bind(Bind::Bytes(d.0.as_bytes().to_vec()));
+            q.push("district = ").bind(Bind::id(&d.0));
         }
         (_, None) => {
             q.push("1 = 0");

@@ -61,10 +61,6 @@ fn uuid(field: &str, text: &str) -> Result<Option<Uuid>> {
         .map_err(|_| Error::bad_request("bad_filter", format!("{field}: {text:?} is not an id")))
 }
 
-fn bytes(id: Uuid) -> Bind {
-    Bind::Bytes(id.as_bytes().to_vec())
-}
-
 /// Where a page ends: the last row's start, resident and visit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cursor {
@@ -157,7 +153,7 @@ pub(crate) fn push_filters(
             .bind(Bind::Int(day_start(&filters.to)? + 86_400_000));
     }
     if let Some(s) = uuid("station", &filters.station)? {
-        q.push(" AND v.station = ").bind(bytes(s));
+        q.push(" AND v.station = ").bind(Bind::id(&s));
     }
     // The statistics group by the same expression, so their figures drill down
     // exactly; "none" selects the visits of no alliance, or without a unit.
@@ -170,27 +166,27 @@ pub(crate) fn push_filters(
                 q.push(" AND ")
                     .push(ALLIANCE_OF_VISIT)
                     .push(" = ")
-                    .bind(bytes(a));
+                    .bind(Bind::id(&a));
             }
         }
     }
     if filters.unit.trim() == "none" {
         q.push(" AND v.unit IS NULL");
     } else if let Some(u) = uuid("unit", &filters.unit)? {
-        q.push(" AND v.unit = ").bind(bytes(u));
+        q.push(" AND v.unit = ").bind(Bind::id(&u));
     }
     if let Some(p) = uuid("project", &filters.project)? {
-        q.push(" AND v.project = ").bind(bytes(p));
+        q.push(" AND v.project = ").bind(Bind::id(&p));
     }
     if let Some(v) = uuid("volunteer", &filters.volunteer)? {
-        q.push(" AND v.volunteer = ").bind(bytes(v));
+        q.push(" AND v.volunteer = ").bind(Bind::id(&v));
     }
     if let Some(s) = uuid("service", &filters.service)? {
         q.push(
             " AND EXISTS (SELECT 1 FROM visit_services vs WHERE vs.resident = v.resident \
              AND vs.visit = v.id AND vs.service_type = ",
         )
-        .bind(bytes(s))
+        .bind(Bind::id(&s))
         .push(")");
     }
     match filters.hazards.trim() {
@@ -252,9 +248,9 @@ pub(crate) fn log_query(
         q.push(" AND (v.started_at, v.resident, v.id) < (")
             .bind(Bind::Int(c.started_at))
             .push(", ")
-            .bind(bytes(c.resident))
+            .bind(Bind::id(&c.resident))
             .push(", ")
-            .bind(bytes(c.visit))
+            .bind(Bind::id(&c.visit))
             .push(")");
     }
     q.push(" ORDER BY v.started_at DESC, v.resident DESC, v.id DESC LIMIT ");
