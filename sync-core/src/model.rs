@@ -330,6 +330,15 @@ code_enum!(
     }
 );
 
+impl FollowUpStatus {
+    /// Whether a ticket in `status` with `deadline` is overdue at `now`: open and past
+    /// its deadline. The one rule for every host, whether it holds the ticket or a row
+    /// of it.
+    pub fn overdue(status: FollowUpStatus, deadline: Option<Timestamp>, now: Timestamp) -> bool {
+        status == FollowUpStatus::Open && deadline.is_some_and(|d| d < now)
+    }
+}
+
 /// A comment on a follow-up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
@@ -375,7 +384,7 @@ pub struct FollowUp {
 impl FollowUp {
     /// Open and past its deadline at `now`.
     pub fn is_overdue(&self, now: Timestamp) -> bool {
-        self.status == FollowUpStatus::Open && self.deadline.is_some_and(|d| d < now)
+        FollowUpStatus::overdue(self.status, self.deadline, now)
     }
 }
 

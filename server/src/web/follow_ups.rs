@@ -39,9 +39,9 @@ const DAY: i64 = 86_400_000;
 /// refuse deadlines before 2020.)
 const LAST_DEADLINE_DAY: &str = "2099-12-31";
 
-/// Whether a ticket is overdue at `now`: open, and its deadline has passed.
+/// Whether a ticket is overdue at `now`, by the core's rule, for a row's status code.
 pub(crate) fn is_overdue(status: &str, deadline: Option<i64>, now: i64) -> bool {
-    status == FollowUpStatus::Open.code() && deadline.is_some_and(|d| d < now)
+    FollowUpStatus::from_code(status).is_some_and(|s| FollowUpStatus::overdue(s, deadline, now))
 }
 
 /// A ticket's page.
