@@ -357,7 +357,7 @@ impl Phone {
         let mut wire = Wire::default();
         let mut reports = Vec::new();
         for _ in 0..50 {
-            let request = self.replica.prepare().expect("prepare").encode();
+            let request = self.replica.prepare(NOW).expect("prepare").encode();
             let response = pollster::block_on(handle_sync_bytes(
                 server,
                 &self.auth,
@@ -535,7 +535,7 @@ fn new_visit_case(builder: &Builder, resident: ResidentId) -> NewVisitCase {
         .expect("log visit");
     phone.replica.save_case_file(&file).expect("save");
     assert_eq!(phone.replica.pending_changes().expect("pending"), 1);
-    let request = phone.replica.prepare().expect("prepare").encode();
+    let request = phone.replica.prepare(NOW).expect("prepare").encode();
     let (ours, reports) = phone.sync(&server);
     assert!(
         reports.iter().any(|r| r.receipted == vec![doc]),
@@ -614,7 +614,7 @@ fn nothing_new_case() -> NothingNewCase {
     let held = pollster::block_on(server.device_docs(phone.auth.device)).expect("held");
     assert_eq!(held.len(), MANY_DOCS);
 
-    let request = phone.replica.prepare().expect("prepare").encode();
+    let request = phone.replica.prepare(NOW).expect("prepare").encode();
     let (ours, reports) = phone.sync(&server);
     assert!(
         reports

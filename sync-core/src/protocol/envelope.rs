@@ -1,20 +1,27 @@
-//! The sync envelope, version 1. See `sync-core/PROTOCOL.md` for the byte layout.
+//! The sync envelope, version 2. See `sync-core/PROTOCOL.md` for the byte layout.
 //!
 //! ```text
-//! magic "LNSY" | version u8 = 1 | kind u8 (1 request, 2 response) | postcard body
+//! magic "LNSY" | version u8 = 2 | kind u8 (1 request, 2 response) | postcard body
 //! ```
 //! The body is [postcard](https://postcard.jamesmunns.com/wire-format) (a stable,
 //! documented wire format) of [`SyncRequest`] or [`SyncResponse`]. Decoding checks the
 //! header, rejects trailing bytes and never panics on malformed input.
+//!
+//! Version 1 lacked the phone's clock, the quarantine numbers of refusals and the
+//! coordinators' decisions on them. A server still reads version-1 requests
+//! ([`SyncRequest::decode_versioned`]) and answers them in version 1
+//! ([`SyncResponse::encode_version`]), so phones in the field keep syncing.
 
-use crate::ids::DocId;
+use crate::ids::{DocId, Timestamp};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"LNSY";
-/// The envelope version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The envelope version this build writes.
+pub const VERSION: u8 = 2;
+/// The oldest request version a server still reads (and answers in kind).
+pub const OLDEST_VERSION: u8 = 1;
 const KIND_REQUEST: u8 = 1;
 const KIND_RESPONSE: u8 = 2;
 
@@ -29,7 +36,7 @@ pub enum DecodeError {
     #[error("the message does not start with \"LNSY\"")]
     BadMagic,
     /// A version this build does not read.
-    #[error("envelope version {0} is not supported (this build reads version 1)")]
+    #[error("envelope version {0} is not supported (this build reads versions 1 and 2)")]
     UnsupportedVersion(u8),
     /// A request where a response was expected, or the reverse.
     #[error("expected a {expected}, found message kind {found}")]
@@ -96,6 +103,13 @@ pub struct SyncRequest {
     pub uploads: Vec<DocUpload>,
     /// Automerge sync messages for documents being repaired.
     pub fallback: Vec<FallbackMessage>,
+    /// The phone's clock when it made the request, Unix ms (0: unknown, as from a
+    /// version-1 phone). The server judges the times a phone wrote by the phone's
+    /// clock where it runs ahead, so a phone whose clock drifted is not refused.
+    pub clock: Timestamp,
+    /// Quarantine numbers of the phone's refused uploads that still await a person's
+    /// decision; the server answers each decided one in [`SyncResponse::decisions`].
+    pub refused: Vec<u64>,
 }
 
 /// A phone's new changes to one document.
@@ -149,6 +163,20 @@ pub struct SyncResponse {
     pub need_held: bool,
     /// More is waiting: sync again.
     pub more: bool,
+    /// Decisions on refused uploads the request listed in [`SyncRequest::refused`].
+    pub decisions: Vec<Decision>,
+}
+
+/// A person's decision on a refused upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The refused upload's quarantine number ([`Rejection::quarantine`]).
+    pub quarantine: u64,
+    /// Accepted: the changes are now in the server's copy and reach the phone like
+    /// any other. Dismissed otherwise.
+    pub accepted: bool,
+    /// Who decided, and why, for the volunteer.
+    pub note: String,
 }
 
 /// The receipt for one upload.
@@ -172,6 +200,9 @@ pub struct Rejection {
     /// The refused upload's heads (empty for a refused repair message), so the phone
     /// knows whether it has written anything since.
     pub heads: Vec<Hash>,
+    /// The quarantine number the server keeps the refused bytes under, for the
+    /// phone to ask after a decision (0: nothing was kept, as for `busy`).
+    pub quarantine: u64,
 }
 
 /// What the phone lacks of one document.
@@ -188,48 +219,72 @@ pub struct DocDelivery {
 impl SyncRequest {
     /// Encodes the request with its header.
     pub fn encode(&self) -> Vec<u8> {
-        encode(KIND_REQUEST, self)
+        encode(VERSION, KIND_REQUEST, self)
     }
 
-    /// Decodes a request; never panics.
+    /// Decodes a request of the current version; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        decode(bytes, KIND_REQUEST, "request")
+        match Self::decode_versioned(bytes)? {
+            (request, VERSION) => Ok(request),
+            (_, old) => Err(DecodeError::UnsupportedVersion(old)),
+        }
+    }
+
+    /// Decodes a request of any version a server still reads, with that version, so
+    /// the answer can be encoded in kind. Fields a version lacks are empty.
+    pub fn decode_versioned(bytes: &[u8]) -> Result<(Self, u8), DecodeError> {
+        match header(bytes, KIND_REQUEST, "request")? {
+            1 => {
+                let v1: v1::Request = body(bytes)?;
+                Ok((v1.into(), 1))
+            }
+            v => Ok((body(bytes)?, v)),
+        }
     }
 }
 
 impl SyncResponse {
     /// Encodes the response with its header.
     pub fn encode(&self) -> Vec<u8> {
-        encode(KIND_RESPONSE, self)
+        encode(VERSION, KIND_RESPONSE, self)
     }
 
-    /// Decodes a response; never panics.
+    /// Encodes the response in `version` (a request's): what that version lacks is
+    /// left out.
+    pub fn encode_version(&self, version: u8) -> Vec<u8> {
+        match version {
+            1 => encode(1, KIND_RESPONSE, &v1::Response::from(self)),
+            _ => self.encode(),
+        }
+    }
+
+    /// Decodes a response of the current version; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        decode(bytes, KIND_RESPONSE, "response")
+        match header(bytes, KIND_RESPONSE, "response")? {
+            VERSION => body(bytes),
+            old => Err(DecodeError::UnsupportedVersion(old)),
+        }
     }
 }
 
-fn encode<T: Serialize>(kind: u8, body: &T) -> Vec<u8> {
+fn encode<T: Serialize>(version: u8, kind: u8, body: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     out.push(kind);
     // Serialising these plain structs into a Vec cannot fail.
     postcard::to_extend(body, out).unwrap_or_default()
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(
-    bytes: &[u8],
-    kind: u8,
-    name: &'static str,
-) -> Result<T, DecodeError> {
+/// Checks the header and returns the envelope's version.
+fn header(bytes: &[u8], kind: u8, name: &'static str) -> Result<u8, DecodeError> {
     if bytes.len() < 6 {
         return Err(DecodeError::TooShort(bytes.len()));
     }
     if bytes[..4] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    if bytes[4] != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&bytes[4]) {
         return Err(DecodeError::UnsupportedVersion(bytes[4]));
     }
     if bytes[5] != kind {
@@ -238,12 +293,89 @@ fn decode<T: for<'de> Deserialize<'de>>(
             found: bytes[5],
         });
     }
+    Ok(bytes[4])
+}
+
+/// Decodes the body after a checked header.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (body, rest) =
         postcard::take_from_bytes(&bytes[6..]).map_err(|e| DecodeError::Body(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
     Ok(body)
+}
+
+/// Version 1's bodies, read from and written for phones that still speak it.
+mod v1 {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Request {
+        cursor: u64,
+        held_digest: [u8; 16],
+        held: Option<Vec<DocId>>,
+        uploads: Vec<DocUpload>,
+        fallback: Vec<FallbackMessage>,
+    }
+
+    impl From<Request> for SyncRequest {
+        fn from(r: Request) -> Self {
+            SyncRequest {
+                cursor: r.cursor,
+                held_digest: r.held_digest,
+                held: r.held,
+                uploads: r.uploads,
+                fallback: r.fallback,
+                clock: 0,
+                refused: Vec::new(),
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Rejection<'a> {
+        doc: DocId,
+        code: &'a str,
+        message: &'a str,
+        heads: &'a [Hash],
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Response<'a> {
+        cursor: u64,
+        receipts: &'a [Receipt],
+        rejections: Vec<Rejection<'a>>,
+        docs: &'a [DocDelivery],
+        purge: &'a [DocId],
+        fallback: &'a [FallbackMessage],
+        need_held: bool,
+        more: bool,
+    }
+
+    impl<'a> From<&'a SyncResponse> for Response<'a> {
+        fn from(r: &'a SyncResponse) -> Self {
+            Response {
+                cursor: r.cursor,
+                receipts: &r.receipts,
+                rejections: r
+                    .rejections
+                    .iter()
+                    .map(|x| Rejection {
+                        doc: x.doc,
+                        code: &x.code,
+                        message: &x.message,
+                        heads: &x.heads,
+                    })
+                    .collect(),
+                docs: &r.docs,
+                purge: &r.purge,
+                fallback: &r.fallback,
+                need_held: r.need_held,
+                more: r.more,
+            }
+        }
+    }
 }
 
 /// The digest of a set of documents: their count and the wrapping sum of their ids.

@@ -1,5 +1,8 @@
-//! The canonical version-1 messages whose bytes are kept in `tests/fixtures/v1/`. A
-//! change to the wire format shows up as a fixture test failure.
+//! The canonical messages whose bytes are kept in `tests/fixtures/v1/` and
+//! `tests/fixtures/v2/`. A change to the wire format shows up as a fixture test failure.
+//! Version 1 is what servers still read from older phones: its request decodes to
+//! [`request_v1`] (the fields version 1 lacks empty) and [`response_v1`] encodes in
+//! version 1 to its response file.
 
 use super::envelope::*;
 use crate::ids::DocId;
@@ -31,6 +34,17 @@ pub fn request_v1() -> SyncRequest {
             doc: doc(2),
             message: Bytes(vec![0x42, 0, 0, 0, 0]),
         }],
+        clock: 0,
+        refused: vec![],
+    }
+}
+
+/// A version-2 request with every field in use.
+pub fn request_v2() -> SyncRequest {
+    SyncRequest {
+        clock: 1_764_000_000_000,
+        refused: vec![7, 300],
+        ..request_v1()
     }
 }
 
@@ -47,6 +61,7 @@ pub fn response_v1() -> SyncResponse {
             code: "role_not_allowed".into(),
             message: "a volunteer may not review a visit".into(),
             heads: vec![hash(0xBB)],
+            quarantine: 0,
         }],
         docs: vec![
             DocDelivery {
@@ -67,5 +82,25 @@ pub fn response_v1() -> SyncResponse {
         }],
         need_held: false,
         more: true,
+        decisions: vec![],
     }
+}
+
+/// A version-2 response with every field in use.
+pub fn response_v2() -> SyncResponse {
+    let mut response = response_v1();
+    response.rejections[0].quarantine = 7;
+    response.decisions = vec![
+        Decision {
+            quarantine: 300,
+            accepted: false,
+            note: "重复记录 (a duplicate)".into(),
+        },
+        Decision {
+            quarantine: 12,
+            accepted: true,
+            note: String::new(),
+        },
+    ];
+    response
 }

@@ -7,12 +7,12 @@
 //! replica stays consistent and the next sync repairs what the last one missed.
 
 use super::envelope::*;
-use super::store::{DocSyncState, ReplicaStore};
+use super::store::{DocSyncState, Refused, ReplicaStore};
 use crate::doc::casefile::CaseFile;
 use crate::doc::catalog::CatalogDoc;
 use crate::doc::paths::{Target, classify, touches};
 use crate::error::Error;
-use crate::ids::{DocId, VisitId};
+use crate::ids::{DocId, Timestamp, VisitId};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
 use std::collections::BTreeSet;
@@ -39,9 +39,12 @@ pub struct SyncReport {
     pub received_changes: usize,
     /// Documents whose uploads the server receipted.
     pub receipted: Vec<DocId>,
-    /// Uploads the server refused. The phone's copy of each is reset to the server's;
-    /// the refused changes stay in the server's quarantine.
+    /// Uploads the server refused. The phone keeps each refused batch (see
+    /// [`Replica::refused`]) and resets its copy of the document to the server's; the
+    /// server keeps the bytes in its quarantine for a coordinator to decide on.
     pub rejections: Vec<Rejection>,
+    /// Coordinators' decisions on earlier refusals that arrived with this answer.
+    pub decisions: Vec<Decision>,
     /// Documents removed from the phone (left its scope).
     pub purged: Vec<DocId>,
     /// Documents being repaired with Automerge's sync protocol.
@@ -156,22 +159,56 @@ impl<S: ReplicaStore> Replica<S> {
     /// Visits of a case file with writes the server has not receipted yet.
     pub fn unreceipted_visits(&self, doc: DocId) -> R<BTreeSet<VisitId>, S::Error> {
         let state = self.state(doc)?;
-        let mut out = BTreeSet::new();
         let Some(d) = self.load(doc)? else {
-            return Ok(out);
+            return Ok(BTreeSet::new());
         };
-        for change in d.get_changes(&state.acked) {
-            for t in touches(&d, &change)? {
-                if let Target::Visit { id, .. } = classify(&t) {
-                    out.insert(id);
-                }
-            }
-        }
-        Ok(out)
+        Ok(visits_written(&d, d.get_changes(&state.acked))?)
     }
 
-    /// Builds the next request.
-    pub fn prepare(&self) -> R<SyncRequest, S::Error> {
+    /// The uploads the server refused that wait for a person's decision, or whose
+    /// dismissal the volunteer has not yet acknowledged. Nothing written on this phone
+    /// is deleted without a person's decision: a refused upload stays here, with its
+    /// reason, until a coordinator accepts it or the volunteer acknowledges its
+    /// dismissal.
+    pub fn refused(&self) -> R<Vec<Refused>, S::Error> {
+        self.store.refused().map_err(ReplicaError::Store)
+    }
+
+    /// The refused upload's document as the phone held it (refused changes included)
+    /// and the visits those changes wrote.
+    pub fn refused_contents(
+        &self,
+        refused: &Refused,
+    ) -> R<(Automerge, BTreeSet<VisitId>), S::Error> {
+        let doc = Automerge::load(&refused.saved).map_err(Error::from)?;
+        let changes = refused
+            .changes
+            .iter()
+            .filter_map(|h| doc.get_change_by_hash(h))
+            .collect();
+        let visits = visits_written(&doc, changes)?;
+        Ok((doc, visits))
+    }
+
+    /// The volunteer has read a coordinator's dismissal: forget the refused upload.
+    /// One still awaiting a decision cannot be forgotten; `Ok(false)` then, or when
+    /// there is no such upload.
+    pub fn acknowledge_dismissal(&mut self, quarantine: u64) -> R<bool, S::Error> {
+        let dismissed = self
+            .refused()?
+            .iter()
+            .any(|r| r.quarantine == quarantine && r.dismissed.is_some());
+        if dismissed {
+            self.store
+                .remove_refused(quarantine)
+                .map_err(ReplicaError::Store)?;
+        }
+        Ok(dismissed)
+    }
+
+    /// Builds the next request. `now` is the phone's clock (Unix ms): the server judges
+    /// the times this phone wrote by it if it runs ahead of the server's.
+    pub fn prepare(&self, now: Timestamp) -> R<SyncRequest, S::Error> {
         let known = self.store.known_docs().map_err(ReplicaError::Store)?;
         let mut request = SyncRequest {
             cursor: self.store.cursor().map_err(ReplicaError::Store)?,
@@ -179,6 +216,13 @@ impl<S: ReplicaStore> Replica<S> {
             held: None,
             uploads: Vec::new(),
             fallback: Vec::new(),
+            clock: now,
+            refused: self
+                .refused()?
+                .iter()
+                .filter(|r| r.dismissed.is_none())
+                .map(|r| r.quarantine)
+                .collect(),
         };
         if self.store.need_held().map_err(ReplicaError::Store)? {
             request.held = Some(known);
@@ -239,20 +283,28 @@ impl<S: ReplicaStore> Replica<S> {
             if rejection.code == super::server::codes::BUSY {
                 continue;
             }
-            // Our copy holds changes the server will never accept, and every later
-            // change builds on them: start again from the server's copy (the refused
-            // changes are in its quarantine). Unless we wrote more since the refused
-            // upload: then keep everything, so the next sync hands that over too.
+            // Our copy holds changes the server will not accept as they are, and every
+            // later change builds on them: keep them aside, with the reason, until a
+            // person decides, and start again from the server's copy. Unless we wrote
+            // more since the refused upload: then keep everything, so the next sync
+            // hands that over too. And if the server kept nothing (its quarantine for
+            // this device is full), nobody could decide: keep the document as it is.
+            if rejection.quarantine == 0 {
+                continue;
+            }
             if self.written_since(rejection.doc, &rejection.heads)? {
                 report.more = true;
                 continue;
             }
+            self.keep_refused(rejection)?;
             self.store
                 .purge(rejection.doc)
                 .map_err(ReplicaError::Store)?;
             settled.insert(rejection.doc);
             reset = true;
         }
+        self.take_decisions(&response.decisions)?;
+        report.decisions.clone_from(&response.decisions);
         for delivery in &response.docs {
             report.received_changes += self.take_delivery(delivery, &mut report)?;
         }
@@ -283,6 +335,58 @@ impl<S: ReplicaStore> Replica<S> {
                 .map_err(ReplicaError::Store)?;
         }
         Ok(report)
+    }
+
+    /// Sets a refused upload aside: the document as held, and which changes the
+    /// server has not receipted. Idempotent per quarantine number.
+    fn keep_refused(&mut self, rejection: &Rejection) -> R<(), S::Error> {
+        let Some(doc) = self.load(rejection.doc)? else {
+            return Ok(());
+        };
+        let state = self.state(rejection.doc)?;
+        let changes: Vec<ChangeHash> = doc
+            .get_changes(&state.acked)
+            .iter()
+            .map(Change::hash)
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .put_refused(&Refused {
+                quarantine: rejection.quarantine,
+                doc: rejection.doc,
+                code: rejection.code.clone(),
+                message: rejection.message.clone(),
+                saved: doc.save(),
+                changes,
+                dismissed: None,
+            })
+            .map_err(ReplicaError::Store)
+    }
+
+    /// An accepted refusal is now on the server: forget it here. A dismissed one stays
+    /// with its note until the volunteer acknowledges it.
+    fn take_decisions(&mut self, decisions: &[Decision]) -> R<(), S::Error> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        for mut refused in self.refused()? {
+            let Some(d) = decisions.iter().find(|d| d.quarantine == refused.quarantine) else {
+                continue;
+            };
+            if d.accepted {
+                self.store
+                    .remove_refused(refused.quarantine)
+                    .map_err(ReplicaError::Store)?;
+            } else if refused.dismissed.is_none() {
+                refused.dismissed = Some(d.clone());
+                self.store
+                    .put_refused(&refused)
+                    .map_err(ReplicaError::Store)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the document has changes beyond `heads` (which the server refused).
@@ -415,6 +519,19 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
         .collect();
     all.retain(|h| !deps.contains(h));
     all.into_iter().collect()
+}
+
+/// The visits that `changes` (of `doc`) write to.
+fn visits_written(doc: &Automerge, changes: Vec<Change>) -> Result<BTreeSet<VisitId>, Error> {
+    let mut out = BTreeSet::new();
+    for change in changes {
+        for t in touches(doc, &change)? {
+            if let Target::Visit { id, .. } = classify(&t) {
+                out.insert(id);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a `Result` from the core is a rules refusal.

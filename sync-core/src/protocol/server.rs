@@ -57,6 +57,9 @@ pub mod codes {
     pub const WRONG_DOCUMENT: &str = "wrong_document";
     /// The document is busy; retry. Nothing was stored and nothing quarantined.
     pub const BUSY: &str = "busy";
+    /// The device has used up its daily quarantine allowance: the refused batch was
+    /// not stored, and the phone keeps it.
+    pub const QUARANTINE_FULL: &str = "quarantine_full";
 }
 
 /// A failure of the step: storage only. Everything wrong with the request itself
@@ -98,6 +101,7 @@ pub async fn handle_sync<S: ServerStore>(
         store,
         auth,
         now,
+        clock: request.clock,
         limits,
         response: SyncResponse::default(),
         uploaded: BTreeMap::new(),
@@ -118,6 +122,9 @@ pub async fn handle_sync<S: ServerStore>(
     for message in &request.fallback {
         step.fallback(message).await?;
     }
+    if !request.refused.is_empty() {
+        step.response.decisions = store.decisions(auth.device, &request.refused).await?;
+    }
 
     match known {
         Some(known) => step.deliver(request.cursor, known, &recorded).await?,
@@ -135,6 +142,8 @@ struct Step<'a, S> {
     store: &'a S,
     auth: &'a DeviceAuth,
     now: Timestamp,
+    /// The phone's clock, as its request states it (0: unknown).
+    clock: Timestamp,
     limits: Limits,
     response: SyncResponse,
     /// Changes the phone sent, per document, so they are not sent back.
@@ -165,10 +174,14 @@ enum Vetted {
 }
 
 impl<S: ServerStore> Step<'_, S> {
+    /// The rules judge the times a phone wrote by the phone's own clock where it runs
+    /// ahead of the server's: a phone offline for weeks drifts, and a visit dated by a
+    /// fast clock is still a visit (the host records the skew for coordinators). A slow
+    /// clock needs nothing: its times are in the past.
     fn editor(&self) -> Editor<'_> {
         Editor {
             principal: &self.auth.principal,
-            now: self.now,
+            now: self.now.max(self.clock),
         }
     }
 
@@ -180,25 +193,41 @@ impl<S: ServerStore> Step<'_, S> {
         bytes: Vec<Vec<u8>>,
     ) -> Result<(), S::Error> {
         let heads = self.rejected_heads.remove(&doc).unwrap_or_default();
-        if code != codes::BUSY {
-            self.store
-                .quarantine(Quarantined {
-                    doc,
-                    device: self.auth.device,
-                    user: self.auth.principal.user,
-                    code: code.to_owned(),
-                    reason: reason.clone(),
-                    bytes,
-                    at: self.now,
-                })
-                .await?;
-        }
-        self.response.rejections.push(Rejection {
+        let mut rejection = Rejection {
             doc,
             code: code.to_owned(),
             message: reason,
             heads,
-        });
+            quarantine: 0,
+        };
+        if code != codes::BUSY {
+            let kept = self
+                .store
+                .quarantine(Quarantined {
+                    doc,
+                    district: self.auth.principal.scope.district(),
+                    device: self.auth.device,
+                    user: self.auth.principal.user,
+                    code: code.to_owned(),
+                    reason: rejection.message.clone(),
+                    bytes,
+                    at: self.now,
+                })
+                .await?;
+            match kept {
+                Some(number) => rejection.quarantine = number,
+                None => {
+                    rejection.message = format!(
+                        "refused ({}: {}), and this device's quarantine is full for today, \
+                         so the server kept nothing: the phone keeps the changes; ask a \
+                         coordinator",
+                        rejection.code, rejection.message
+                    );
+                    rejection.code = codes::QUARANTINE_FULL.to_owned();
+                }
+            }
+        }
+        self.response.rejections.push(rejection);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! tests and benchmarks. The server implements [`ServerStore`] over SQL; the phone
 //! library implements [`ReplicaStore`] over its encrypted SQLite file.
 
+use super::envelope::Decision;
 use crate::ids::{DeviceId, DistrictId, DocId, StationId, Timestamp, UserId};
 use crate::model::Scope;
 use automerge::{Automerge, ChangeHash};
@@ -64,11 +65,13 @@ pub enum AppendOutcome {
     HeadsMoved,
 }
 
-/// A refused batch, kept for an administrator.
+/// A refused batch, kept until a coordinator accepts or dismisses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quarantined {
     /// Which document.
     pub doc: DocId,
+    /// The district of the device's user: whose coordinators decide.
+    pub district: DistrictId,
     /// From which device.
     pub device: DeviceId,
     /// Whose.
@@ -123,9 +126,21 @@ pub trait ServerStore: Sync {
         append: Append<'_>,
     ) -> impl Future<Output = Result<AppendOutcome, Self::Error>> + Send;
 
-    /// Keeps a refused batch.
-    fn quarantine(&self, item: Quarantined)
-    -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Keeps a refused batch and returns its quarantine number (never 0), or `None`
+    /// when the device has used up its quarantine allowance ([`QUARANTINE_PER_DAY`]):
+    /// the batch is then refused without being stored, and the phone keeps it.
+    fn quarantine(
+        &self,
+        item: Quarantined,
+    ) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send;
+
+    /// The decisions taken on the device's quarantined batches among `numbers`
+    /// (others' numbers and undecided batches are left out).
+    fn decisions(
+        &self,
+        device: DeviceId,
+        numbers: &[u64],
+    ) -> impl Future<Output = Result<Vec<Decision>, Self::Error>> + Send;
 
     /// Every document the scope covers, catalog included.
     fn docs_in_scope(
@@ -159,6 +174,38 @@ pub trait ServerStore: Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// How much one device may put in quarantine in 24 hours: refused batches and their
+/// bytes. A phone past it gets `quarantine_full` and keeps its changes; one enrolled
+/// device cannot fill the server's disk with refusals.
+pub const QUARANTINE_PER_DAY: QuarantineAllowance = QuarantineAllowance {
+    batches: 200,
+    bytes: 16 << 20,
+};
+
+/// A device's daily quarantine allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuarantineAllowance {
+    /// Refused batches kept.
+    pub batches: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl QuarantineAllowance {
+    /// Whether a device that kept `batches` batches of `bytes` bytes in the last 24
+    /// hours may keep another of `more` bytes.
+    pub fn admits(&self, batches: u64, bytes: u64, more: u64) -> bool {
+        batches < self.batches && bytes.saturating_add(more) <= self.bytes
+    }
+}
+
+impl Quarantined {
+    /// The size the batch's bytes count for against the allowance.
+    pub fn size(&self) -> u64 {
+        self.bytes.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
 #[derive(Debug)]
 struct StoredDoc {
     saved: Vec<u8>,
@@ -171,6 +218,7 @@ struct MemoryServerInner {
     docs: BTreeMap<DocId, StoredDoc>,
     feed: Vec<FeedEntry>,
     quarantine: Vec<Quarantined>,
+    decisions: BTreeMap<u64, Decision>,
     device_docs: BTreeMap<DeviceId, BTreeSet<DocId>>,
 }
 
@@ -203,9 +251,14 @@ impl MemoryServerStore {
         );
     }
 
-    /// Everything quarantined so far.
+    /// Everything quarantined so far; a batch's quarantine number is its index + 1.
     pub fn quarantined(&self) -> Vec<Quarantined> {
         self.lock().quarantine.clone()
+    }
+
+    /// Records a person's decision on a quarantined batch (tests model a coordinator).
+    pub fn decide(&self, decision: Decision) {
+        self.lock().decisions.insert(decision.quarantine, decision);
     }
 
     /// Ids of every stored document.
@@ -260,9 +313,37 @@ impl ServerStore for MemoryServerStore {
         Ok(AppendOutcome::Stored(seq))
     }
 
-    async fn quarantine(&self, item: Quarantined) -> Result<(), Infallible> {
-        self.lock().quarantine.push(item);
-        Ok(())
+    async fn quarantine(&self, item: Quarantined) -> Result<Option<u64>, Infallible> {
+        let mut inner = self.lock();
+        let day = item.at.saturating_sub(24 * 3600 * 1000);
+        let (batches, bytes) = inner
+            .quarantine
+            .iter()
+            .filter(|q| q.device == item.device && q.at > day)
+            .fold((0, 0), |(n, b), q| (n + 1, b + q.size()));
+        if !QUARANTINE_PER_DAY.admits(batches, bytes, item.size()) {
+            return Ok(None);
+        }
+        inner.quarantine.push(item);
+        Ok(Some(inner.quarantine.len() as u64))
+    }
+
+    async fn decisions(
+        &self,
+        device: DeviceId,
+        numbers: &[u64],
+    ) -> Result<Vec<Decision>, Infallible> {
+        let inner = self.lock();
+        Ok(numbers
+            .iter()
+            .filter(|n| {
+                usize::try_from(**n)
+                    .ok()
+                    .and_then(|i| inner.quarantine.get(i.wrapping_sub(1)))
+                    .is_some_and(|q| q.device == device)
+            })
+            .filter_map(|n| inner.decisions.get(n).cloned())
+            .collect())
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>, Infallible> {
@@ -408,6 +489,34 @@ pub trait ReplicaStore {
     fn need_held(&self) -> Result<bool, Self::Error>;
     /// Records whether the server asked for it.
     fn set_need_held(&mut self, need: bool) -> Result<(), Self::Error>;
+    /// Keeps (or replaces, by quarantine number) a refused upload.
+    fn put_refused(&mut self, refused: &Refused) -> Result<(), Self::Error>;
+    /// Every refused upload kept, oldest first.
+    fn refused(&self) -> Result<Vec<Refused>, Self::Error>;
+    /// Forgets a refused upload.
+    fn remove_refused(&mut self, quarantine: u64) -> Result<(), Self::Error>;
+}
+
+/// An upload the server refused, kept on the phone until a person decides on it: a
+/// coordinator accepts it (it is then on the server and the phone forgets it here) or
+/// dismisses it (the phone shows the note until the volunteer has read it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The server's quarantine number for the refused bytes.
+    pub quarantine: u64,
+    /// Which document.
+    pub doc: DocId,
+    /// The rejection's code.
+    pub code: String,
+    /// The rejection's sentence.
+    pub message: String,
+    /// The document as the phone held it, the refused changes included (an Automerge
+    /// save), so the phone can still show what was refused after its copy was reset.
+    pub saved: Vec<u8>,
+    /// The refused changes (those the server had not receipted).
+    pub changes: Vec<ChangeHash>,
+    /// The decision, once one came back and it was a dismissal.
+    pub dismissed: Option<Decision>,
 }
 
 /// An in-memory [`ReplicaStore`].
@@ -416,6 +525,7 @@ pub struct MemoryReplicaStore {
     docs: BTreeMap<DocId, (Vec<u8>, DocSyncState)>,
     cursor: u64,
     need_held: bool,
+    refused: BTreeMap<u64, Refused>,
 }
 
 impl MemoryReplicaStore {
@@ -468,6 +578,17 @@ impl ReplicaStore for MemoryReplicaStore {
     }
     fn set_need_held(&mut self, need: bool) -> Result<(), Infallible> {
         self.need_held = need;
+        Ok(())
+    }
+    fn put_refused(&mut self, refused: &Refused) -> Result<(), Infallible> {
+        self.refused.insert(refused.quarantine, refused.clone());
+        Ok(())
+    }
+    fn refused(&self) -> Result<Vec<Refused>, Infallible> {
+        Ok(self.refused.values().cloned().collect())
+    }
+    fn remove_refused(&mut self, quarantine: u64) -> Result<(), Infallible> {
+        self.refused.remove(&quarantine);
         Ok(())
     }
 }

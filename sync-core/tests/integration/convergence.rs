@@ -309,7 +309,7 @@ impl Sim {
                 self.save(phone, &file);
             }
             Op::Sync { phone, ref fault } => {
-                let request = self.phones[phone].replica.prepare().expect("prepare");
+                let request = self.phones[phone].replica.prepare(NOW).expect("prepare");
                 let previous = self.last_request[phone].replace(request.clone());
                 match fault {
                     Fault::None => {

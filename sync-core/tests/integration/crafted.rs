@@ -102,7 +102,7 @@ fn honest() -> (Phone, SyncRequest, MemoryServerStore) {
         f.log_visit(e, sync_core::ids::VisitId(uuid(0xF1)), &record(NOW - HOUR))
             .unwrap();
     });
-    let request = v.replica.prepare().unwrap();
+    let request = v.replica.prepare(NOW).unwrap();
     (v, request, server)
 }
 

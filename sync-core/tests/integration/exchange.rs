@@ -65,7 +65,7 @@ fn visits_from_two_phones_and_a_review_converge() {
 }
 
 /// Staff registers `residents` at station A and a coordinator publishes the catalog.
-fn seeded(residents: &[sync_core::ids::ResidentId]) -> MemoryServerStore {
+pub(crate) fn seeded(residents: &[sync_core::ids::ResidentId]) -> MemoryServerStore {
     let server = MemoryServerStore::new();
     let mut coord = Phone::new(9, coordinator());
     coord.replica.save_catalog(&new_catalog(actor(9))).unwrap();
@@ -120,7 +120,7 @@ fn a_lost_response_is_recovered_through_the_held_list() {
     let file = new_case_file(staff_phone.principal(), actor(1), r2, STATION_A);
     staff_phone.replica.save_case_file(&file).unwrap();
     staff_phone.sync(&server);
-    let request = v.replica.prepare().unwrap();
+    let request = v.replica.prepare(NOW).unwrap();
     let lost = v.serve(&server, &request);
     assert_eq!(lost.docs.len(), 1, "the lost response carried r2");
 
@@ -252,7 +252,7 @@ fn a_visit_logged_during_a_sync_that_purges_its_resident_is_not_lost() {
     v.sync(&server);
     // The resident is reassigned away; the phone's sync is under way when the
     // volunteer saves a visit; then the response (purge r) arrives.
-    let request = v.replica.prepare().unwrap();
+    let request = v.replica.prepare(NOW).unwrap();
     let visit = sync_core::ids::VisitId(uuid(0xF1));
     v.edit(r, |f, e| {
         f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
@@ -287,7 +287,7 @@ fn a_refused_upload_with_later_local_writes_is_kept_and_handed_over_whole() {
             .unwrap();
     });
     phone.auth.principal = volunteer(STAFF_B, &[r]);
-    let request = phone.replica.prepare().unwrap();
+    let request = phone.replica.prepare(NOW).unwrap();
     // Written while the refused upload was in flight.
     phone.edit(r, |f, e| {
         f.update_profile(e, ProfileField::Needs, &FieldValue::Text("助听器".into()))
@@ -340,7 +340,7 @@ fn small_feed_pages_and_byte_budgets_still_deliver_everything() {
     loop {
         rounds += 1;
         assert!(rounds < 40, "did not finish");
-        let request = SyncRequest::decode(&v2.replica.prepare().unwrap().encode()).unwrap();
+        let request = SyncRequest::decode(&v2.replica.prepare(NOW).unwrap().encode()).unwrap();
         let response =
             pollster::block_on(handle_sync(&server, &v2.auth, &request, NOW, tight)).unwrap();
         let report = v2
@@ -368,7 +368,7 @@ fn a_corrupted_change_is_refused_never_a_panic() {
         f.log_visit(e, sync_core::ids::VisitId(uuid(0xF1)), &record(NOW - HOUR))
             .unwrap();
     });
-    let request = v.replica.prepare().unwrap();
+    let request = v.replica.prepare(NOW).unwrap();
     let change = request.uploads[0].changes[0].0.clone();
     // Every byte of the change flipped in turn, on a server that never saw it: refused
     // as malformed and quarantined, never applied, never a panic.
@@ -395,7 +395,7 @@ fn a_well_formed_but_inconsistent_change_is_refused_never_a_panic() {
         f.log_visit(e, sync_core::ids::VisitId(uuid(0xF1)), &record(NOW - HOUR))
             .unwrap();
     });
-    let request = v.replica.prepare().unwrap();
+    let request = v.replica.prepare(NOW).unwrap();
     let change = Change::from_bytes(request.uploads[0].changes[0].0.clone()).unwrap();
     let honest: ExpandedChange = change.decode();
     let actor = honest.actor_id.clone();

@@ -10,4 +10,5 @@ mod convergence;
 mod crafted;
 mod envelope;
 mod exchange;
+mod refusals;
 mod rules;

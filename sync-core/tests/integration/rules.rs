@@ -553,6 +553,8 @@ fn send(server: &MemoryServerStore, auth: &DeviceAuth, forged: &Forged) -> SyncR
             changes: forged.changes.iter().cloned().map(Bytes).collect(),
         }],
         fallback: Vec::new(),
+        clock: NOW,
+        refused: Vec::new(),
     };
     let request = SyncRequest::decode(&request.encode()).expect("decode request");
     match pollster::block_on(handle_sync(server, auth, &request, NOW, Limits::default())) {

@@ -256,7 +256,7 @@ impl Phone {
 
     /// One request/response, through the encoded envelope.
     pub fn sync_once(&mut self, server: &MemoryServerStore) -> SyncReport {
-        let request = self.replica.prepare().expect("prepare");
+        let request = self.replica.prepare(NOW).expect("prepare");
         let response = self.serve(server, &request);
         self.replica.apply(&response).expect("apply")
     }

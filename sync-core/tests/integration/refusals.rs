@@ -1,0 +1,195 @@
+//! Nothing written on a phone is deleted without a person's decision: a fast clock is
+//! not a refusal, a refused upload stays on the phone with its reason until a
+//! coordinator accepts or dismisses it, and a device past its quarantine allowance
+//! keeps its changes.
+
+use crate::exchange::seeded;
+use crate::support::*;
+use sync_core::ids::{DeviceId, DocId, VisitId};
+use sync_core::protocol::envelope::Decision;
+use sync_core::protocol::server::codes;
+use sync_core::protocol::store::{QUARANTINE_PER_DAY, Quarantined, ServerStore};
+use sync_core::rules::Editor;
+
+/// Logs a visit with the phone's clock at `clock` and syncs once, stating that clock.
+fn log_and_sync_at(
+    v: &mut Phone,
+    server: &sync_core::protocol::store::MemoryServerStore,
+    r: sync_core::ids::ResidentId,
+    visit: VisitId,
+    clock: i64,
+    state_clock: bool,
+) -> sync_core::protocol::replica::SyncReport {
+    let mut file = v.replica.case_file(r.into()).unwrap().unwrap();
+    let principal = v.auth.principal.clone();
+    let fast = Editor {
+        principal: &principal,
+        now: clock,
+    };
+    file.log_visit(&fast, visit, &record(clock - HOUR)).unwrap();
+    v.replica.save_case_file(&file).unwrap();
+    let request = v
+        .replica
+        .prepare(if state_clock { clock } else { 0 })
+        .unwrap();
+    let response = v.serve(server, &request);
+    v.replica.apply(&response).unwrap()
+}
+
+#[test]
+fn a_phone_whose_clock_runs_days_fast_is_receipted() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    let visit = VisitId(uuid(0xF1));
+    let report = log_and_sync_at(&mut v, &server, r, visit, NOW + 2 * DAY, true);
+    assert_eq!(report.receipted, vec![DocId::from(r)], "{report:?}");
+    assert!(report.rejections.is_empty());
+    assert!(server.quarantined().is_empty());
+    assert_eq!(v.replica.pending_changes().unwrap(), 0);
+}
+
+#[test]
+fn a_refused_visit_stays_on_the_phone_until_a_dismissal_is_acknowledged() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    // A phone that does not state its clock (version 1) is judged by the server's:
+    // two days ahead is refused. The visit must survive that refusal.
+    let visit = VisitId(uuid(0xF1));
+    let report = log_and_sync_at(&mut v, &server, r, visit, NOW + 2 * DAY, false);
+    assert_eq!(report.rejections.len(), 1);
+    assert_eq!(report.rejections[0].code, "invalid");
+    let number = report.rejections[0].quarantine;
+    assert_eq!(number, 1, "kept in the server's quarantine");
+    v.sync(&server);
+
+    // The phone's copy is the server's again, but the refused visit is kept aside.
+    assert!(v.hydrate(r).visits.is_empty());
+    assert_eq!(v.replica.pending_changes().unwrap(), 0);
+    let refused = v.replica.refused().unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].quarantine, refused[0].code.as_str()),
+        (1, "invalid")
+    );
+    assert!(refused[0].message.contains("future"), "{refused:?}");
+    let (_, visits) = v.replica.refused_contents(&refused[0]).unwrap();
+    assert_eq!(visits.into_iter().collect::<Vec<_>>(), vec![visit]);
+    // It cannot be forgotten before a person decided; the phone asks after it.
+    assert!(!v.replica.acknowledge_dismissal(1).unwrap());
+    assert_eq!(v.replica.prepare(NOW).unwrap().refused, vec![1]);
+
+    // A coordinator dismisses it: the note reaches the phone, which stops asking.
+    server.decide(Decision {
+        quarantine: 1,
+        accepted: false,
+        note: "日期有误，请重新记录".into(),
+    });
+    let report = v.sync_once(&server);
+    assert_eq!(report.decisions.len(), 1);
+    let refused = v.replica.refused().unwrap();
+    assert_eq!(
+        refused[0].dismissed.as_ref().map(|d| d.note.as_str()),
+        Some("日期有误，请重新记录")
+    );
+    assert!(v.replica.prepare(NOW).unwrap().refused.is_empty());
+    // The volunteer has read it: now it goes.
+    assert!(v.replica.acknowledge_dismissal(1).unwrap());
+    assert!(v.replica.refused().unwrap().is_empty());
+}
+
+#[test]
+fn an_accepted_refusal_is_forgotten_on_the_phone_once_decided() {
+    let (r1, r2) = (resident(1), resident(2));
+    let server = seeded(&[r1, r2]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r1, r2]));
+    v.sync(&server);
+    let visit = VisitId(uuid(0xF1));
+    v.edit(r1, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    // Unassigned before the sync: out of scope, purged, and kept aside.
+    v.auth.principal = volunteer(VOLUNTEER_1, &[r2]);
+    v.sync(&server);
+    assert!(v.replica.case_file(r1.into()).unwrap().is_none());
+    let refused = v.replica.refused().unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].code, "out_of_scope");
+    let (doc, visits) = v.replica.refused_contents(&refused[0]).unwrap();
+    assert!(visits.contains(&visit));
+    let kept = sync_core::doc::casefile::CaseFile::from_doc(doc).unwrap();
+    assert_eq!(kept.hydrate().unwrap().visits[0].id, visit);
+
+    // Undecided: still there after more syncs.
+    v.sync(&server);
+    assert_eq!(v.replica.refused().unwrap().len(), 1);
+    // Another device cannot learn this device's decisions.
+    let mut other = Phone::new(3, volunteer(VOLUNTEER_2, &[r2]));
+    server.decide(Decision {
+        quarantine: refused[0].quarantine,
+        accepted: true,
+        note: String::new(),
+    });
+    let request = other.replica.prepare(NOW).unwrap();
+    let mut forged = request.clone();
+    forged.refused = vec![refused[0].quarantine];
+    assert!(other.serve(&server, &forged).decisions.is_empty());
+    other.sync(&server);
+
+    let report = v.sync_once(&server);
+    assert_eq!(report.decisions.len(), 1);
+    assert!(v.replica.refused().unwrap().is_empty());
+}
+
+#[test]
+fn past_its_quarantine_allowance_a_device_keeps_its_changes() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    // The device has used its day's allowance on garbage.
+    for _ in 0..QUARANTINE_PER_DAY.batches {
+        let kept = pollster::block_on(server.quarantine(Quarantined {
+            doc: DocId(uuid(0xBAD)),
+            district: DISTRICT,
+            device: v.auth.device,
+            user: VOLUNTEER_1,
+            code: codes::MALFORMED.into(),
+            reason: "garbage".into(),
+            bytes: vec![vec![0; 16]],
+            at: NOW - HOUR,
+        }))
+        .unwrap();
+        assert!(kept.is_some());
+    }
+    let visit = VisitId(uuid(0xF1));
+    let report = log_and_sync_at(&mut v, &server, r, visit, NOW + 2 * DAY, false);
+    assert_eq!(report.rejections[0].code, codes::QUARANTINE_FULL);
+    assert_eq!(report.rejections[0].quarantine, 0);
+    assert_eq!(
+        server.quarantined().len() as u64,
+        QUARANTINE_PER_DAY.batches,
+        "nothing more stored"
+    );
+    // The phone keeps the visit in its document, still waiting to sync.
+    assert_eq!(v.hydrate(r).visits[0].id, visit);
+    assert!(v.replica.refused().unwrap().is_empty());
+    assert_eq!(v.replica.pending_changes().unwrap(), 1);
+    // Another device is not held back by this one.
+    let other = DeviceId(uuid(0xDE77));
+    let kept = pollster::block_on(server.quarantine(Quarantined {
+        doc: DocId(uuid(0xBAD)),
+        district: DISTRICT,
+        device: other,
+        user: VOLUNTEER_2,
+        code: codes::MALFORMED.into(),
+        reason: "garbage".into(),
+        bytes: vec![vec![0; 16]],
+        at: NOW,
+    }))
+    .unwrap();
+    assert!(kept.is_some());
+}
