@@ -40,6 +40,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "catalog",
             include_str!("../../migrations/sqlite/0005_catalog.sql"),
         ),
+        migration(
+            6,
+            "refusals",
+            include_str!("../../migrations/sqlite/0006_refusals.sql"),
+        ),
     ]
 }
 
@@ -69,6 +74,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             5,
             "catalog",
             include_str!("../../migrations/postgres/0005_catalog.sql"),
+        ),
+        migration(
+            6,
+            "refusals",
+            include_str!("../../migrations/postgres/0006_refusals.sql"),
         ),
     ]
 }

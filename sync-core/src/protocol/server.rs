@@ -60,6 +60,75 @@ pub mod codes {
     /// The device has used up its daily quarantine allowance: the refused batch was
     /// not stored, and the phone keeps it.
     pub const QUARANTINE_FULL: &str = "quarantine_full";
+    /// A refused batch cannot be accepted: it builds on changes the server lacks.
+    pub const MISSING_DEPENDENCIES: &str = "missing_dependencies";
+}
+
+/// A coordinator accepts a refused batch (`raw`, the quarantined changes of `doc`):
+/// the changes are checked again by the rules as the device's user (`auth`, whose
+/// scope is the deciding coordinator's: the person vouches for where the visit
+/// belongs) with the clock of the changes themselves (the person vouches for when),
+/// and appended like an upload of that device, so authorship stays the device's. Every
+/// other rule still holds: what a volunteer may not write stays refused. Returns the
+/// refusal's code and reason when the batch still cannot be stored; nothing is then
+/// stored or quarantined again.
+pub async fn accept_refused<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    doc: DocId,
+    raw: &[Vec<u8>],
+    now: Timestamp,
+) -> Result<Result<(), (String, String)>, S::Error> {
+    let mut changes = Vec::with_capacity(raw.len());
+    for bytes in raw {
+        match parse_change(bytes) {
+            Ok(c) => changes.push(c),
+            Err(reason) => return Ok(Err((codes::MALFORMED.to_owned(), reason))),
+        }
+    }
+    let clock = changes.iter().map(Change::timestamp).max().unwrap_or(now);
+    let limits = Limits::default();
+    let mut step = Step {
+        store,
+        auth,
+        now,
+        clock,
+        limits,
+        response: SyncResponse::default(),
+        uploaded: BTreeMap::new(),
+        accepted: BTreeSet::new(),
+        rejected_heads: BTreeMap::new(),
+    };
+    if let Err(reason) = step.check_authorship(&changes) {
+        return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
+    }
+    for _ in 0..=limits.append_retries {
+        let mut loaded = step.load(doc).await?;
+        if !loaded.is_empty() && !step.in_scope(&loaded) {
+            let v = Violation::OutOfScope;
+            return Ok(Err((v.code().to_owned(), v.to_string())));
+        }
+        let before = loaded.get_heads();
+        if let Err(e) = untrusted(|| loaded.apply_changes(changes.iter().cloned())) {
+            let reason = format!("the changes do not apply: {e}");
+            return Ok(Err((codes::MALFORMED.to_owned(), reason)));
+        }
+        match step.check_and_store(doc, &loaded, &before, true).await? {
+            Ok(Checked::Stored) => return Ok(Ok(())),
+            Ok(Checked::MissingDeps) => {
+                return Ok(Err((
+                    codes::MISSING_DEPENDENCIES.to_owned(),
+                    "the changes build on changes the server does not hold".to_owned(),
+                )));
+            }
+            Err((code, _)) if code == codes::BUSY => continue,
+            Err(refused) => return Ok(Err(refused)),
+        }
+    }
+    Ok(Err((
+        codes::BUSY.to_owned(),
+        "the document is busy; try again".to_owned(),
+    )))
 }
 
 /// A failure of the step: storage only. Everything wrong with the request itself

@@ -193,3 +193,81 @@ fn past_its_quarantine_allowance_a_device_keeps_its_changes() {
     .unwrap();
     assert!(kept.is_some());
 }
+
+#[test]
+fn a_coordinator_accepts_an_out_of_scope_visit_and_it_reaches_the_record() {
+    use sync_core::model::{Principal, Role, Scope};
+    use sync_core::protocol::server::{DeviceAuth, accept_refused};
+    let (r1, r2) = (resident(1), resident(2));
+    let server = seeded(&[r1, r2]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r1, r2]));
+    v.sync(&server);
+    let visit = VisitId(uuid(0xF1));
+    v.edit(r1, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    v.auth.principal = volunteer(VOLUNTEER_1, &[r2]);
+    v.sync(&server);
+    let q = server.quarantined();
+    assert_eq!(q[0].code, "out_of_scope");
+
+    // The coordinator vouches for the scope; the volunteer's role still applies.
+    let vouched = DeviceAuth {
+        device: v.auth.device,
+        principal: Principal {
+            user: VOLUNTEER_1,
+            role: Role::Volunteer,
+            scope: Scope::District(DISTRICT),
+        },
+        actors: v.auth.actors.clone(),
+    };
+    let accepted =
+        pollster::block_on(accept_refused(&server, &vouched, r1.into(), &q[0].bytes, NOW)).unwrap();
+    assert_eq!(accepted, Ok(()));
+    // Accepting twice stores nothing more.
+    let again =
+        pollster::block_on(accept_refused(&server, &vouched, r1.into(), &q[0].bytes, NOW)).unwrap();
+    assert_eq!(again, Ok(()));
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    staff_phone.sync(&server);
+    let visits = staff_phone.hydrate(r1).visits;
+    assert_eq!(visits.len(), 1);
+    assert_eq!(visits[0].id, visit);
+    assert_eq!(visits[0].volunteer, VOLUNTEER_1);
+
+    // Under another device's actors it is refused: authorship is not the coordinator's
+    // to vouch for.
+    let forged = DeviceAuth {
+        actors: vec![actor(77)],
+        ..vouched.clone()
+    };
+    let refused =
+        pollster::block_on(accept_refused(&server, &forged, r1.into(), &q[0].bytes, NOW)).unwrap();
+    assert_eq!(refused.unwrap_err().0, codes::FOREIGN_ACTOR);
+}
+
+#[test]
+fn what_the_rules_forbid_stays_refused_when_a_coordinator_accepts() {
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    use sync_core::protocol::server::{DeviceAuth, accept_refused};
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut phone = Phone::new(5, staff(STAFF_B, STATION_A));
+    phone.sync(&server);
+    phone.edit(r, |f, e| {
+        f.update_profile(e, ProfileField::RiskLevel, &FieldValue::Text("high".into()))
+            .unwrap();
+    });
+    phone.auth.principal = volunteer(STAFF_B, &[r]);
+    phone.sync(&server);
+    let q = server.quarantined();
+    assert_eq!(q[0].code, "role_not_allowed");
+    let auth = DeviceAuth {
+        principal: volunteer(STAFF_B, &[r]),
+        ..phone.auth.clone()
+    };
+    let refused =
+        pollster::block_on(accept_refused(&server, &auth, r.into(), &q[0].bytes, NOW)).unwrap();
+    assert_eq!(refused.unwrap_err().0, "role_not_allowed");
+    assert_eq!(server.quarantined().len(), 1, "not quarantined again");
+}
