@@ -437,7 +437,7 @@ impl Phone {
     /// Syncs until nothing is pending on either side.
     async fn settle(&mut self, api: &Api) {
         for _ in 0..20 {
-            let request = self.replica.prepare().unwrap().encode();
+            let request = self.replica.prepare(now_ms()).unwrap().encode();
             let response = api.sync(&self.token, request).await.unwrap();
             let report = self.replica.apply(&response).unwrap();
             assert!(report.rejections.is_empty(), "{report:?}");
@@ -486,7 +486,7 @@ impl Phone {
             Load::NothingNew => None,
             Load::NewVisit | Load::Paced(_) => Some(self.log_visit()),
         };
-        let request = self.replica.prepare().unwrap().encode();
+        let request = self.replica.prepare(now_ms()).unwrap().encode();
         let started = Instant::now();
         let response = api.sync(&self.token, request).await?;
         let took = started.elapsed();

@@ -77,7 +77,12 @@ pub struct Device {
     pub revoked_at: Option<Timestamp>,
     /// When it last synced (to the minute or so).
     pub last_seen_at: Option<Timestamp>,
+    /// How far its clock ran ahead (+) or behind (-) the server's at its last sync.
+    pub clock_skew_ms: Option<i64>,
 }
+
+/// How far a phone's clock may be off before the devices page flags it.
+pub const CLOCK_SKEW_FLAG_MS: i64 = 10 * 60 * 1000;
 
 /// A device as the administration pages list it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +97,8 @@ pub struct DeviceListing {
     pub last_seen_at: Option<Timestamp>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+    /// How far its clock ran ahead (+) or behind (-) the server's at its last sync.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// What a phone receives when it enrols.
@@ -635,18 +642,20 @@ impl SqlStore {
 
     /// A device by id.
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>> {
-        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at FROM devices WHERE id = $1")
+        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms FROM devices WHERE id = $1")
             .bind(bytes(id.0)).fetch_optional(p).await?
             .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("user_id")?, r.try_get::<String, _>("name")?,
-                r.try_get::<Option<i64>, _>("revoked_at")?, r.try_get::<Option<i64>, _>("last_seen_at")?)))
+                r.try_get::<Option<i64>, _>("revoked_at")?, r.try_get::<Option<i64>, _>("last_seen_at")?,
+                r.try_get::<Option<i64>, _>("clock_skew_ms")?)))
             .transpose()?);
-        row.map(|(user, name, revoked_at, last_seen_at)| {
+        row.map(|(user, name, revoked_at, last_seen_at, clock_skew_ms)| {
             Ok(Device {
                 id,
                 user: UserId(uuid_of(&user)?),
                 name,
                 revoked_at,
                 last_seen_at,
+                clock_skew_ms,
             })
         })
         .transpose()
@@ -659,14 +668,29 @@ impl SqlStore {
         Ok(rows.iter().map(|b| ActorId::from(b.as_slice())).collect())
     }
 
-    /// Notes that a device synced, at most once every five minutes.
-    pub async fn touch_device(&self, device: &Device, now: Timestamp) -> Result<()> {
+    /// Notes that a device synced, and how far its clock was off (`None`: the phone
+    /// did not say). Written at most once every five minutes, unless the skew moved by
+    /// more than a minute: the steady state of a phone syncing often writes nothing.
+    pub async fn touch_device(
+        &self,
+        device: &Device,
+        now: Timestamp,
+        skew: Option<i64>,
+    ) -> Result<()> {
         const EVERY_MS: i64 = 5 * 60 * 1000;
-        if device.last_seen_at.is_some_and(|t| now - t < EVERY_MS) {
+        const SKEW_MOVED_MS: i64 = 60 * 1000;
+        let seen_lately = device.last_seen_at.is_some_and(|t| now - t < EVERY_MS);
+        let skew_moved = match (skew, device.clock_skew_ms) {
+            (Some(new), Some(old)) => (new - old).abs() > SKEW_MOVED_MS,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if seen_lately && !skew_moved {
             return Ok(());
         }
-        with_pool!(self, p => sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE id = $1")
-            .bind(bytes(device.id.0)).bind(now).execute(p).await.map(|_| ())?);
+        with_pool!(self, p => sqlx::query(
+            "UPDATE devices SET last_seen_at = $2, clock_skew_ms = COALESCE($3, clock_skew_ms) WHERE id = $1")
+            .bind(bytes(device.id.0)).bind(now).bind(skew).execute(p).await.map(|_| ())?);
         Ok(())
     }
 
@@ -689,7 +713,7 @@ impl SqlStore {
 }
 
 /// A `devices` row as [`SqlStore::devices_of`] selects it.
-type DeviceRow = (Vec<u8>, String, i64, Option<i64>, Option<i64>);
+type DeviceRow = (Vec<u8>, String, i64, Option<i64>, Option<i64>, Option<i64>);
 
 /// The administration pages' reads: a district's users, stations and staff stations,
 /// and a user's devices. Each is limited to the district or user it names.
@@ -733,19 +757,22 @@ impl SqlStore {
     /// The devices of `user`, newest first.
     pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceListing>> {
         let rows: Vec<DeviceRow> = with_pool!(self, p => sqlx::query_as(
-            "SELECT id, name, enrolled_at, last_seen_at, revoked_at FROM devices
+            "SELECT id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms FROM devices
              WHERE user_id = $1 ORDER BY enrolled_at DESC, id")
             .bind(bytes(user.0)).fetch_all(p).await?);
         rows.into_iter()
-            .map(|(id, name, enrolled_at, last_seen_at, revoked_at)| {
-                Ok(DeviceListing {
-                    id: DeviceId(uuid_of(&id)?),
-                    name,
-                    enrolled_at,
-                    last_seen_at,
-                    revoked_at,
-                })
-            })
+            .map(
+                |(id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms)| {
+                    Ok(DeviceListing {
+                        id: DeviceId(uuid_of(&id)?),
+                        name,
+                        enrolled_at,
+                        last_seen_at,
+                        revoked_at,
+                        clock_skew_ms,
+                    })
+                },
+            )
             .collect()
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use sync_core::automerge::Automerge;
 use sync_core::ids::{DeviceId, DistrictId, DocId, StationId, UserId};
 use sync_core::model::Scope;
+use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{
     Append, AppendOutcome, DocPlace, FeedPage, Quarantined, ServerStore,
 };
@@ -65,8 +66,16 @@ impl ServerStore for Announcing<'_> {
         Ok(outcome)
     }
 
-    async fn quarantine(&self, item: Quarantined) -> Result<(), Self::Error> {
+    async fn quarantine(&self, item: Quarantined) -> Result<Option<u64>, Self::Error> {
         self.store.quarantine(item).await
+    }
+
+    async fn decisions(
+        &self,
+        device: DeviceId,
+        numbers: &[u64],
+    ) -> Result<Vec<Decision>, Self::Error> {
+        self.store.decisions(device, numbers).await
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>, Self::Error> {

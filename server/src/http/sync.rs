@@ -18,9 +18,10 @@ use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
 /// The media type of sync envelopes.
 pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
 
-/// One sync exchange. The body is a v1 sync request envelope (see `PROTOCOL.md`); the
-/// answer is a sync response envelope. Rejected uploads are answered inside the
-/// envelope (200) with a reason code; their bytes are kept in quarantine.
+/// One sync exchange. The body is a sync request envelope, version 2 or 1 (see
+/// `PROTOCOL.md`); the answer is a sync response envelope of the same version. Rejected
+/// uploads are answered inside the envelope (200) with a reason code; their bytes are
+/// kept in quarantine for a coordinator's decision.
 #[utoipa::path(post, path = "/api/v1/sync", tag = "sync",
     security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/vnd.linli.sync", description = "A sync request envelope"),
@@ -61,9 +62,11 @@ pub(crate) async fn sync(
 
 async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>> {
     let device = caller.device()?;
-    let request = SyncRequest::decode(body)
+    let (request, version) = SyncRequest::decode_versioned(body)
         .map_err(|e| Error::bad_request("malformed", format!("not a sync request: {e}")))?;
     let now = now_ms();
+    // The phone's clock against ours, for the devices page (0: the phone did not say).
+    let skew = (request.clock != 0).then(|| request.clock.saturating_sub(now));
     let auth = DeviceAuth {
         device: device.id,
         principal: caller.principal(state).await?,
@@ -88,6 +91,6 @@ async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>>
             .inc();
         tracing::warn!(device = %device.id, doc = %rejection.doc, code = %rejection.code, "upload rejected and quarantined");
     }
-    state.store.touch_device(device, now).await?;
-    Ok(response.encode())
+    state.store.touch_device(device, now, skew).await?;
+    Ok(response.encode_version(version))
 }

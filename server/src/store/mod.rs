@@ -23,6 +23,7 @@ use std::time::Duration;
 use sync_core::automerge::{Automerge, ChangeHash};
 use sync_core::ids::{DeviceId, DocId};
 use sync_core::model::Scope;
+use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{
     Append, AppendOutcome, FeedEntry, FeedPage, Quarantined, ServerStore,
 };
@@ -195,35 +196,14 @@ impl SqlStore {
     /// The most recent quarantined batches, newest first, for administrators.
     pub async fn quarantined(&self, limit: i64) -> Result<Vec<Quarantined>> {
         let rows = with_pool!(self, p => sqlx::query(
-            "SELECT doc, device, user_id, code, reason, bytes, at FROM quarantine ORDER BY id DESC LIMIT $1")
+            concat!("SELECT ", quarantine::columns!(), " FROM quarantine ORDER BY id DESC LIMIT $1"))
             .bind(limit)
             .fetch_all(p)
             .await?
-            .into_iter()
-            .map(|r| Ok((
-                r.try_get::<Vec<u8>, _>("doc")?,
-                r.try_get::<Vec<u8>, _>("device")?,
-                r.try_get::<Vec<u8>, _>("user_id")?,
-                r.try_get::<String, _>("code")?,
-                r.try_get::<String, _>("reason")?,
-                r.try_get::<Vec<u8>, _>("bytes")?,
-                r.try_get::<i64, _>("at")?,
-            )))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?);
-        rows.into_iter()
-            .map(|(doc, device, user, code, reason, bytes, at)| {
-                Ok(Quarantined {
-                    doc: id_of(&doc)?,
-                    device: DeviceId(id_of(&device)?.0),
-                    user: sync_core::ids::UserId(id_of(&user)?.0),
-                    code,
-                    reason,
-                    bytes: postcard::from_bytes(&bytes)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    at,
-                })
-            })
-            .collect()
+            .iter()
+            .map(quarantine::read_row)
+            .collect::<Result<Vec<_>>>()?);
+        Ok(rows.into_iter().map(|r| r.item).collect())
     }
 
     /// Runs a query selecting one id column, with byte-string parameters. `sql` holds
@@ -354,6 +334,7 @@ macro_rules! run_plan {
 
 pub mod catalog_rows;
 pub mod projections;
+pub mod quarantine;
 mod write;
 
 impl ServerStore for SqlStore {
@@ -388,23 +369,12 @@ impl ServerStore for SqlStore {
         Ok(outcome)
     }
 
-    async fn quarantine(&self, item: Quarantined) -> Result<()> {
-        let bytes =
-            postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        with_pool!(self, p => sqlx::query(
-            "INSERT INTO quarantine (doc, device, user_id, code, reason, bytes, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(item.doc.0.as_bytes().to_vec())
-        .bind(item.device.0.as_bytes().to_vec())
-        .bind(item.user.0.as_bytes().to_vec())
-        .bind(item.code)
-        .bind(item.reason)
-        .bind(bytes)
-        .bind(item.at)
-        .execute(p)
-        .await
-        .map(|_| ())?);
-        Ok(())
+    async fn quarantine(&self, item: Quarantined) -> Result<Option<u64>> {
+        self.keep_quarantined(item).await
+    }
+
+    async fn decisions(&self, device: DeviceId, numbers: &[u64]) -> Result<Vec<Decision>> {
+        self.decisions_for(device, numbers).await
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {

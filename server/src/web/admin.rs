@@ -817,6 +817,8 @@ pub(crate) struct DeviceLine {
     pub enrolled: String,
     pub last_seen: Option<String>,
     pub revoked: Option<String>,
+    /// How far its clock was off at its last sync, and whether that is flagged.
+    pub clock: Option<(String, bool)>,
 }
 
 #[derive(Debug, Template)]
@@ -877,6 +879,7 @@ async fn one_user(
             enrolled: date_time(d.enrolled_at),
             last_seen: d.last_seen_at.map(date_time),
             revoked: d.revoked_at.map(date_time),
+            clock: d.clock_skew_ms.map(|ms| a.clock_skew(ms)),
         })
         .collect();
     let notice = if !query.created.is_empty() {

@@ -1064,6 +1064,13 @@ pub(crate) struct AdminMsgs {
     pub enrolled: &'static str,
     pub last_seen: &'static str,
     pub never: &'static str,
+    pub clock: &'static str,
+    pub clock_ahead: &'static str,
+    pub clock_behind: &'static str,
+    pub clock_ok: &'static str,
+    pub span_days: &'static str,
+    pub span_hours: &'static str,
+    pub span_minutes: &'static str,
     pub state: &'static str,
     pub revoked: &'static str,
     pub active: &'static str,
@@ -1139,6 +1146,13 @@ pub(crate) const ADMIN_ZH: AdminMsgs = AdminMsgs {
     enrolled: "登记时间",
     last_seen: "最近同步",
     never: "从未",
+    clock: "手机时钟",
+    clock_ahead: "快了 {span}：走访时间按手机时钟记录，请核对",
+    clock_behind: "慢了 {span}：走访时间按手机时钟记录，请核对",
+    clock_ok: "准确",
+    span_days: "{n} 天",
+    span_hours: "{n} 小时",
+    span_minutes: "{n} 分钟",
     state: "状态",
     revoked: "已吊销",
     active: "使用中",
@@ -1204,6 +1218,13 @@ pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
     enrolled: "Enrolled",
     last_seen: "Last seen",
     never: "Never",
+    clock: "Phone clock",
+    clock_ahead: "{span} fast: visit times are by the phone's clock, check them",
+    clock_behind: "{span} slow: visit times are by the phone's clock, check them",
+    clock_ok: "Right",
+    span_days: "{n} day(s)",
+    span_hours: "{n} hour(s)",
+    span_minutes: "{n} minute(s)",
     state: "State",
     revoked: "Revoked",
     active: "Active",
@@ -1228,6 +1249,32 @@ pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
 };
 
 impl AdminMsgs {
+    /// How far a phone's clock was off, flagged when it is past
+    /// [`crate::identity::CLOCK_SKEW_FLAG_MS`]: `(text, flagged)`.
+    pub fn clock_skew(&self, skew_ms: i64) -> (String, bool) {
+        const MINUTE: i64 = 60_000;
+        const HOUR: i64 = 60 * MINUTE;
+        const DAY: i64 = 24 * HOUR;
+        let off = skew_ms.unsigned_abs();
+        if off < crate::identity::CLOCK_SKEW_FLAG_MS.unsigned_abs() {
+            return (self.clock_ok.to_owned(), false);
+        }
+        let (unit, text) = if off >= DAY.unsigned_abs() {
+            (DAY, self.span_days)
+        } else if off >= HOUR.unsigned_abs() {
+            (HOUR, self.span_hours)
+        } else {
+            (MINUTE, self.span_minutes)
+        };
+        let span = text.replace("{n}", &(off / unit.unsigned_abs()).to_string());
+        let line = if skew_ms > 0 {
+            self.clock_ahead
+        } else {
+            self.clock_behind
+        };
+        (line.replace("{span}", &span), true)
+    }
+
     /// A role's name.
     pub fn role_name(&self, role: sync_core::model::Role) -> &'static str {
         use sync_core::model::Role;
@@ -1239,3 +1286,134 @@ impl AdminMsgs {
         }
     }
 }
+
+// ---- Refused changes (`quarantine.rs`) ---------------------------------------------
+
+/// The refused-changes pages' strings (issue 12). `{…}` marks are replaced by the page.
+#[derive(Debug)]
+pub(crate) struct QuarantineMsgs {
+    pub nav: &'static str,
+    pub title: &'static str,
+    pub help: &'static str,
+    pub waiting: &'static str,
+    pub decided: &'static str,
+    pub none_waiting: &'static str,
+    pub none_decided: &'static str,
+    pub number: &'static str,
+    pub received: &'static str,
+    pub who: &'static str,
+    pub device: &'static str,
+    pub resident: &'static str,
+    pub what: &'static str,
+    pub why: &'static str,
+    pub decision: &'static str,
+    pub accepted: &'static str,
+    pub dismissed: &'static str,
+    pub visits_n: &'static str,
+    pub profile_fields: &'static str,
+    pub follow_ups_n: &'static str,
+    pub other_n: &'static str,
+    pub unreadable: &'static str,
+    pub new_resident: &'static str,
+    pub accept_title: &'static str,
+    pub accept_help: &'static str,
+    pub accept_button: &'static str,
+    pub cannot_accept: &'static str,
+    pub dismiss_title: &'static str,
+    pub dismiss_help: &'static str,
+    pub note: &'static str,
+    pub dismiss_button: &'static str,
+    pub notice_accepted: &'static str,
+    pub notice_dismissed: &'static str,
+    pub refused_again: &'static str,
+    pub back: &'static str,
+    pub visit_line: &'static str,
+}
+
+impl Lang {
+    /// The refused-changes pages' catalog.
+    pub fn quarantine(self) -> &'static QuarantineMsgs {
+        match self {
+            Lang::Zh => &QUARANTINE_ZH,
+            Lang::En => &QUARANTINE_EN,
+        }
+    }
+}
+
+pub(crate) const QUARANTINE_ZH: QuarantineMsgs = QuarantineMsgs {
+    nav: "被退回的记录",
+    title: "被退回的记录",
+    help: "手机上传后被规则退回的修改。它们仍保留在手机上，直到有人作出决定：接受后记入档案（规则仍然适用），或说明理由驳回，理由会在下次同步时送到志愿者的手机上。",
+    waiting: "待处理",
+    decided: "已处理",
+    none_waiting: "没有待处理的退回记录。",
+    none_decided: "还没有处理过的退回记录。",
+    number: "编号",
+    received: "收到时间",
+    who: "提交人",
+    device: "设备",
+    resident: "老人",
+    what: "内容",
+    why: "退回原因",
+    decision: "处理结果",
+    accepted: "已接受",
+    dismissed: "已驳回",
+    visits_n: "走访 {n} 次",
+    profile_fields: "档案字段：{fields}",
+    follow_ups_n: "跟进事项 {n} 项",
+    other_n: "其他修改 {n} 处",
+    unreadable: "无法解读（数据损坏或缺少其依赖的修改）",
+    new_resident: "（新建档案）",
+    accept_title: "接受",
+    accept_help: "接受后，这些修改以原提交人和原设备的名义记入档案，并在下次同步时到达各手机。除了范围和时间由您认可外，其他规则仍然适用。",
+    accept_button: "接受并记入档案",
+    cannot_accept: "这类退回无法接受，只能驳回。",
+    dismiss_title: "驳回",
+    dismiss_help: "请写明理由，理由会送到志愿者的手机上。",
+    note: "理由",
+    dismiss_button: "驳回",
+    notice_accepted: "已接受：修改已记入档案，手机将在下次同步时收到。",
+    notice_dismissed: "已驳回：理由将在下次同步时送到手机上。",
+    refused_again: "无法接受：规则仍然拒绝这些修改。",
+    back: "返回列表",
+    visit_line: "{date} · {volunteer} · {notes}",
+};
+
+pub(crate) const QUARANTINE_EN: QuarantineMsgs = QuarantineMsgs {
+    nav: "Refused changes",
+    title: "Refused changes",
+    help: "Changes that phones uploaded and the rules refused. They stay on the phone until a person decides: accept them into the record (the rules still apply), or dismiss them with a reason, which reaches the volunteer's phone at its next sync.",
+    waiting: "Waiting",
+    decided: "Decided",
+    none_waiting: "No refused changes wait for a decision.",
+    none_decided: "No refused changes have been decided yet.",
+    number: "No.",
+    received: "Received",
+    who: "From",
+    device: "Device",
+    resident: "Resident",
+    what: "What",
+    why: "Why refused",
+    decision: "Decision",
+    accepted: "Accepted",
+    dismissed: "Dismissed",
+    visits_n: "{n} visit(s)",
+    profile_fields: "profile fields: {fields}",
+    follow_ups_n: "{n} follow-up(s)",
+    other_n: "{n} other write(s)",
+    unreadable: "cannot be read (damaged, or built on changes the server lacks)",
+    new_resident: "(a new case file)",
+    accept_title: "Accept",
+    accept_help: "Accepted changes enter the record under their author and device, and reach the phones at their next sync. You vouch for scope and time; every other rule still applies.",
+    accept_button: "Accept into the record",
+    cannot_accept: "A refusal of this kind cannot be accepted, only dismissed.",
+    dismiss_title: "Dismiss",
+    dismiss_help: "Say why: the reason reaches the volunteer's phone.",
+    note: "Reason",
+    dismiss_button: "Dismiss",
+    notice_accepted: "Accepted: the changes are in the record and reach the phones at their next sync.",
+    notice_dismissed: "Dismissed: the reason reaches the phone at its next sync.",
+    refused_again: "Cannot accept: the rules still refuse these changes.",
+    back: "Back to the list",
+    visit_line: "{date} · {volunteer} · {notes}",
+};

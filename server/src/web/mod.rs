@@ -11,6 +11,7 @@ mod follow_ups; // Follow-up tickets (issue 5).
 mod history;
 mod i18n;
 mod lists;
+mod quarantine; // Refused changes (issue 12).
 mod residents;
 mod review;
 mod roster; // Roster import (issue 5).
@@ -130,6 +131,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route(
             "/web/admin/devices/{device}/revoke",
             post(admin::revoke_device),
+        )
+        // Refused changes (issue 12).
+        .route("/web/quarantine", get(quarantine::list))
+        .route("/web/quarantine/{number}", get(quarantine::item))
+        .route("/web/quarantine/{number}/accept", post(quarantine::accept))
+        .route(
+            "/web/quarantine/{number}/dismiss",
+            post(quarantine::dismiss),
         )
         // Unknown pages under /web/ get an HTML 404; the API keeps its own.
         .route("/web/{*rest}", get(not_found))

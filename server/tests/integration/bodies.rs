@@ -40,7 +40,7 @@ async fn malformed_sync_bodies_are_refused(t: TestStore) {
         w, resident, mut v, ..
     } = scene_with_limits(t, limits).await;
     let visit = v.log_visit(resident, "截断的请求");
-    let real = v.replica.prepare().unwrap().encode();
+    let real = v.replica.prepare(server::now_ms()).unwrap().encode();
     assert!(real.len() > 100, "the request carries the visit");
     let before = stored(&w.server, resident).await;
 

@@ -148,7 +148,7 @@ async fn quarantined_once(server: &TestServer, phone: &Phone, code: &str, bytes:
 
 /// The raw changes a phone would upload for `resident` now.
 fn upload_of(phone: &Phone, resident: ResidentId) -> Vec<Vec<u8>> {
-    let request = phone.replica.prepare().unwrap();
+    let request = phone.replica.prepare(server::now_ms()).unwrap();
     let upload = request
         .uploads
         .iter()
@@ -176,7 +176,7 @@ async fn a_change_under_another_devices_actor_is_refused(t: TestStore) {
     let visit = attacker.log_visit(resident, "冒名顶替");
     let bytes = upload_of(&attacker, resident);
     let report = attacker
-        .send(&attacker.replica.prepare().unwrap())
+        .send(&attacker.replica.prepare(server::now_ms()).unwrap())
         .await
         .unwrap();
     assert!(report.receipted.is_empty());

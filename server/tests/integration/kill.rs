@@ -232,7 +232,7 @@ async fn keep_visiting(
         let visit = phone.log_visit(resident, &format!("第 {n} 次探访"));
         ledger.lock().unwrap().logged.insert(visit);
         n += 1;
-        let request = phone.replica.prepare().unwrap();
+        let request = phone.replica.prepare(server::now_ms()).unwrap();
         match phone.send(&request).await {
             Ok(_) => {
                 let mut unreceipted = BTreeSet::new();

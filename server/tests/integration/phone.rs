@@ -48,6 +48,8 @@ pub struct Phone {
     pub access: String,
     pub refresh: String,
     pub replica: Replica<MemoryReplicaStore>,
+    /// How far this phone's clock runs ahead of the real one (ms; negative: behind).
+    pub clock_offset: i64,
 }
 
 impl Phone {
@@ -78,7 +80,13 @@ impl Phone {
             access: c["access_token"].as_str().unwrap().to_owned(),
             refresh: c["refresh_token"].as_str().unwrap().to_owned(),
             replica: Replica::new(MemoryReplicaStore::new(), actor),
+            clock_offset: 0,
         }
+    }
+
+    /// Now, by this phone's clock.
+    pub fn now(&self) -> i64 {
+        server::now_ms() + self.clock_offset
     }
 
     /// Who the phone acts as, for its own check of an edit to `resident` before it
@@ -108,7 +116,7 @@ impl Phone {
         let principal = self.principal(id, station);
         let editor = Editor {
             principal: &principal,
-            now: server::now_ms(),
+            now: self.now(),
         };
         let file = CaseFile::create(
             self.replica.actor().clone(),
@@ -133,7 +141,7 @@ impl Phone {
         let principal = self.principal(resident, file.station().unwrap());
         let editor = Editor {
             principal: &principal,
-            now: server::now_ms(),
+            now: self.now(),
         };
         let out = write(&mut file, &editor);
         self.replica.save_case_file(&file).unwrap();
@@ -143,8 +151,9 @@ impl Phone {
     /// Logs a visit to `resident` and returns its id.
     pub fn log_visit(&mut self, resident: ResidentId, notes: &str) -> VisitId {
         let id = VisitId(Uuid::now_v7());
+        let record = record_at(notes, self.now());
         self.edit(resident, |file, editor| {
-            file.log_visit(editor, id, &record(notes)).unwrap();
+            file.log_visit(editor, id, &record).unwrap();
         });
         id
     }
@@ -205,7 +214,7 @@ impl Phone {
     pub async fn sync(&mut self) -> Result<SyncReport, Failure> {
         let mut total = SyncReport::default();
         for _ in 0..32 {
-            let request = self.replica.prepare().unwrap();
+            let request = self.replica.prepare(self.now()).unwrap();
             let report = self.send(&request).await?;
             total.sent_changes += report.sent_changes;
             total.received_changes += report.received_changes;
@@ -264,7 +273,11 @@ pub fn profile(name: &str) -> Profile {
 
 /// A visit that ended half an hour ago.
 pub fn record(notes: &str) -> VisitRecord {
-    let now = server::now_ms();
+    record_at(notes, server::now_ms())
+}
+
+/// A visit that ended half an hour before `now`.
+pub fn record_at(notes: &str, now: i64) -> VisitRecord {
     VisitRecord {
         project: ProjectId(Uuid::from_u128(0x90)),
         unit: None,

@@ -70,7 +70,7 @@ impl Phone {
 
     /// Syncs and expects every upload to be accepted.
     async fn sync(&mut self, t: &TestStore) {
-        let request = self.replica.prepare().unwrap();
+        let request = self.replica.prepare(NOW).unwrap();
         let report = self.send(t, &request).await;
         assert!(report.rejections.is_empty(), "{:?}", report.rejections);
     }
@@ -503,6 +503,7 @@ fn upload(doc_id: DocId, doc: &Automerge, base: &[ChangeHash]) -> SyncRequest {
                 .collect(),
         }],
         fallback: vec![],
+        ..SyncRequest::default()
     }
 }
 

@@ -477,6 +477,7 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
 
     let item = Quarantined {
         doc: DocId(Uuid::from_u128(1)),
+        district: DISTRICT,
         device,
         user: staff().user,
         code: "role_not_allowed".into(),
@@ -484,8 +485,66 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
         bytes: vec![vec![1, 2, 3], vec![]],
         at: NOW,
     };
-    s.quarantine(item.clone()).await.unwrap();
-    assert_eq!(s.quarantined(10).await.unwrap(), vec![item]);
+    let first = s.quarantine(item.clone()).await.unwrap().unwrap();
+    assert_eq!(s.quarantined(10).await.unwrap(), vec![item.clone()]);
+
+    // Decisions reach only the device that sent the batch, and only once taken.
+    assert!(s.decisions(device, &[first]).await.unwrap().is_empty());
+    let decision = server::store::quarantine::QuarantineDecision {
+        accepted: false,
+        by: staff().user,
+        at: NOW,
+        note: "重复记录".into(),
+    };
+    assert!(s.decide_quarantined(first, &decision).await.unwrap());
+    assert!(
+        !s.decide_quarantined(first, &decision).await.unwrap(),
+        "decided once"
+    );
+    let decided = s.decisions(device, &[first, 999_999]).await.unwrap();
+    assert_eq!(decided.len(), 1);
+    assert_eq!(
+        (decided[0].accepted, decided[0].note.as_str()),
+        (false, "重复记录")
+    );
+    let other = DeviceId(Uuid::from_u128(0xDF));
+    assert!(s.decisions(other, &[first]).await.unwrap().is_empty());
+    let row = s.quarantine_row(DISTRICT, first).await.unwrap().unwrap();
+    assert_eq!(row.decision.unwrap().note, "重复记录");
+    assert!(
+        s.quarantine_row(DistrictId(Uuid::from_u128(0xD2)), first)
+            .await
+            .unwrap()
+            .is_none(),
+        "another district's coordinators do not see it"
+    );
+
+    // One device's garbage is bounded per day; the next day, and other devices, are not
+    // held back by it.
+    let allowance = sync_core::protocol::store::QUARANTINE_PER_DAY;
+    for _ in 1..allowance.batches {
+        assert!(s.quarantine(item.clone()).await.unwrap().is_some());
+    }
+    assert_eq!(s.quarantine(item.clone()).await.unwrap(), None);
+    let stored = s.quarantined(1_000).await.unwrap().len();
+    assert_eq!(stored as u64, allowance.batches);
+    let tomorrow = Quarantined {
+        at: NOW + 24 * 3_600_000 + 1,
+        ..item.clone()
+    };
+    assert!(s.quarantine(tomorrow).await.unwrap().is_some());
+    let elsewhere = Quarantined {
+        device: other,
+        ..item.clone()
+    };
+    assert!(s.quarantine(elsewhere).await.unwrap().is_some());
+    // A batch past the byte allowance is refused even as the first of a day.
+    let huge = Quarantined {
+        device: DeviceId(Uuid::from_u128(0xE0)),
+        bytes: vec![vec![0; usize::try_from(allowance.bytes).unwrap() + 1]],
+        ..item
+    };
+    assert_eq!(s.quarantine(huge).await.unwrap(), None);
 }
 
 conformance!(

@@ -65,7 +65,7 @@ impl Phone {
     }
 
     async fn sync(&mut self, t: &TestStore) -> SyncReport {
-        let request = self.replica.prepare().unwrap();
+        let request = self.replica.prepare(NOW).unwrap();
         self.send(t, &request).await
     }
 
@@ -256,6 +256,7 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
                 .collect(),
         }],
         fallback: vec![],
+        ..SyncRequest::default()
     };
     let report = v.send(&t, &request).await;
     assert!(report.receipted.is_empty());

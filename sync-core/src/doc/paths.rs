@@ -5,7 +5,7 @@
 use crate::doc::schema::malformed;
 use crate::error::Result;
 use automerge::{Automerge, Change, ObjId, Prop, ReadDoc, legacy};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One step of a path: a map key, or a position in a list.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,4 +200,43 @@ pub fn classify(touch: &Touch) -> Target {
             _ => Target::Unknown,
         },
     }
+}
+
+/// What a batch of changes wrote, by kind: to show a person a pending or refused batch
+/// (the phone's refused list, the coordinators' quarantine page).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Visits created or edited.
+    pub visits: BTreeSet<crate::ids::VisitId>,
+    /// Profile fields written.
+    pub profile: BTreeSet<String>,
+    /// Follow-up tickets written (their comments included).
+    pub follow_ups: BTreeSet<crate::ids::FollowUpId>,
+    /// Other writes (the document's header, catalog entries).
+    pub other: usize,
+}
+
+/// What `changes`, all contained in `doc`, wrote.
+pub fn written<'a>(
+    doc: &Automerge,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> Result<Written> {
+    let mut out = Written::default();
+    for change in changes {
+        for t in touches(doc, change)? {
+            match classify(&t) {
+                Target::Visit { id, .. } => {
+                    out.visits.insert(id);
+                }
+                Target::Profile(field) => {
+                    out.profile.insert(field);
+                }
+                Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {
+                    out.follow_ups.insert(id);
+                }
+                _ => out.other += 1,
+            }
+        }
+    }
+    Ok(out)
 }

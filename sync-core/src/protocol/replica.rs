@@ -10,7 +10,7 @@ use super::envelope::*;
 use super::store::{DocSyncState, Refused, ReplicaStore};
 use crate::doc::casefile::CaseFile;
 use crate::doc::catalog::CatalogDoc;
-use crate::doc::paths::{Target, classify, touches};
+use crate::doc::paths::{Written, written};
 use crate::error::Error;
 use crate::ids::{DocId, Timestamp, VisitId};
 use automerge::sync::{Message, State, SyncDoc};
@@ -162,7 +162,7 @@ impl<S: ReplicaStore> Replica<S> {
         let Some(d) = self.load(doc)? else {
             return Ok(BTreeSet::new());
         };
-        Ok(visits_written(&d, d.get_changes(&state.acked))?)
+        Ok(written(&d, &d.get_changes(&state.acked))?.visits)
     }
 
     /// The uploads the server refused that wait for a person's decision, or whose
@@ -175,19 +175,16 @@ impl<S: ReplicaStore> Replica<S> {
     }
 
     /// The refused upload's document as the phone held it (refused changes included)
-    /// and the visits those changes wrote.
-    pub fn refused_contents(
-        &self,
-        refused: &Refused,
-    ) -> R<(Automerge, BTreeSet<VisitId>), S::Error> {
+    /// and what those changes wrote.
+    pub fn refused_contents(&self, refused: &Refused) -> R<(Automerge, Written), S::Error> {
         let doc = Automerge::load(&refused.saved).map_err(Error::from)?;
-        let changes = refused
+        let changes: Vec<Change> = refused
             .changes
             .iter()
             .filter_map(|h| doc.get_change_by_hash(h))
             .collect();
-        let visits = visits_written(&doc, changes)?;
-        Ok((doc, visits))
+        let what = written(&doc, &changes)?;
+        Ok((doc, what))
     }
 
     /// The volunteer has read a coordinator's dismissal: forget the refused upload.
@@ -372,7 +369,10 @@ impl<S: ReplicaStore> Replica<S> {
             return Ok(());
         }
         for mut refused in self.refused()? {
-            let Some(d) = decisions.iter().find(|d| d.quarantine == refused.quarantine) else {
+            let Some(d) = decisions
+                .iter()
+                .find(|d| d.quarantine == refused.quarantine)
+            else {
                 continue;
             };
             if d.accepted {
@@ -519,19 +519,6 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
         .collect();
     all.retain(|h| !deps.contains(h));
     all.into_iter().collect()
-}
-
-/// The visits that `changes` (of `doc`) write to.
-fn visits_written(doc: &Automerge, changes: Vec<Change>) -> Result<BTreeSet<VisitId>, Error> {
-    let mut out = BTreeSet::new();
-    for change in changes {
-        for t in touches(doc, &change)? {
-            if let Target::Visit { id, .. } = classify(&t) {
-                out.insert(id);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Whether a `Result` from the core is a rules refusal.

@@ -187,13 +187,14 @@ fn response() -> impl Strategy<Value = SyncResponse> {
             heads,
             quarantine,
         });
-    let decision = (any::<u64>(), any::<bool>(), "\\PC{0,40}").prop_map(
-        |(quarantine, accepted, note)| Decision {
-            quarantine,
-            accepted,
-            note,
-        },
-    );
+    let decision =
+        (any::<u64>(), any::<bool>(), "\\PC{0,40}").prop_map(|(quarantine, accepted, note)| {
+            Decision {
+                quarantine,
+                accepted,
+                note,
+            }
+        });
     let delivery = (
         doc_id(),
         proptest::option::of(bytes()),

@@ -76,8 +76,8 @@ fn a_refused_visit_stays_on_the_phone_until_a_dismissal_is_acknowledged() {
         (1, "invalid")
     );
     assert!(refused[0].message.contains("future"), "{refused:?}");
-    let (_, visits) = v.replica.refused_contents(&refused[0]).unwrap();
-    assert_eq!(visits.into_iter().collect::<Vec<_>>(), vec![visit]);
+    let (_, what) = v.replica.refused_contents(&refused[0]).unwrap();
+    assert_eq!(what.visits.into_iter().collect::<Vec<_>>(), vec![visit]);
     // It cannot be forgotten before a person decided; the phone asks after it.
     assert!(!v.replica.acknowledge_dismissal(1).unwrap());
     assert_eq!(v.replica.prepare(NOW).unwrap().refused, vec![1]);
@@ -118,8 +118,8 @@ fn an_accepted_refusal_is_forgotten_on_the_phone_once_decided() {
     let refused = v.replica.refused().unwrap();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].code, "out_of_scope");
-    let (doc, visits) = v.replica.refused_contents(&refused[0]).unwrap();
-    assert!(visits.contains(&visit));
+    let (doc, what) = v.replica.refused_contents(&refused[0]).unwrap();
+    assert!(what.visits.contains(&visit));
     let kept = sync_core::doc::casefile::CaseFile::from_doc(doc).unwrap();
     assert_eq!(kept.hydrate().unwrap().visits[0].id, visit);
 
@@ -221,12 +221,24 @@ fn a_coordinator_accepts_an_out_of_scope_visit_and_it_reaches_the_record() {
         },
         actors: v.auth.actors.clone(),
     };
-    let accepted =
-        pollster::block_on(accept_refused(&server, &vouched, r1.into(), &q[0].bytes, NOW)).unwrap();
+    let accepted = pollster::block_on(accept_refused(
+        &server,
+        &vouched,
+        r1.into(),
+        &q[0].bytes,
+        NOW,
+    ))
+    .unwrap();
     assert_eq!(accepted, Ok(()));
     // Accepting twice stores nothing more.
-    let again =
-        pollster::block_on(accept_refused(&server, &vouched, r1.into(), &q[0].bytes, NOW)).unwrap();
+    let again = pollster::block_on(accept_refused(
+        &server,
+        &vouched,
+        r1.into(),
+        &q[0].bytes,
+        NOW,
+    ))
+    .unwrap();
     assert_eq!(again, Ok(()));
     let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
     staff_phone.sync(&server);
@@ -241,8 +253,14 @@ fn a_coordinator_accepts_an_out_of_scope_visit_and_it_reaches_the_record() {
         actors: vec![actor(77)],
         ..vouched.clone()
     };
-    let refused =
-        pollster::block_on(accept_refused(&server, &forged, r1.into(), &q[0].bytes, NOW)).unwrap();
+    let refused = pollster::block_on(accept_refused(
+        &server,
+        &forged,
+        r1.into(),
+        &q[0].bytes,
+        NOW,
+    ))
+    .unwrap();
     assert_eq!(refused.unwrap_err().0, codes::FOREIGN_ACTOR);
 }
 
