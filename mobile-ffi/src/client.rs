@@ -9,7 +9,7 @@ use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use sync_core::automerge::{ActorId, Automerge};
 use sync_core::doc::casefile::{CaseFile, listing};
@@ -161,6 +161,8 @@ struct Inner {
 pub struct LinliClient {
     inner: Mutex<Inner>,
     timeouts: Timeouts,
+    /// Added to the system clock (tests model a phone whose clock drifted).
+    clock_offset: AtomicI64,
 }
 
 impl std::fmt::Debug for LinliClient {
@@ -208,6 +210,18 @@ fn day_start(now: Timestamp, offset_minutes: i32) -> Timestamp {
 }
 
 impl LinliClient {
+    /// Now, by this phone's clock.
+    fn now(&self) -> Timestamp {
+        now_ms().saturating_add(self.clock_offset.load(Ordering::Relaxed))
+    }
+
+    /// Runs this phone's clock `offset_ms` ahead of the system's (negative: behind),
+    /// as a phone whose clock drifted does. For tests; not in the app bindings.
+    #[doc(hidden)]
+    pub fn set_clock_offset_for_tests(&self, offset_ms: i64) {
+        self.clock_offset.store(offset_ms, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The store is the truth and every write is a transaction, so a lock poisoned
         // by a caught panic holds nothing half-done.
@@ -239,6 +253,7 @@ impl LinliClient {
                     creds,
                 }),
                 timeouts: Timeouts { connect, whole },
+                clock_offset: AtomicI64::new(0),
             }))
         })
     }
@@ -271,7 +286,7 @@ impl LinliClient {
             let principal = creds.principal(id, file.station()?)?;
             let editor = Editor {
                 principal: &principal,
-                now: now_ms(),
+                now: self.now(),
             };
             let out = write(&mut file, &editor)?;
             // One transaction: the change, the sync state and the resident's summary.
@@ -643,7 +658,7 @@ impl LinliClient {
             let principal = creds.principal(id, station)?;
             let editor = Editor {
                 principal: &principal,
-                now: now_ms(),
+                now: self.now(),
             };
             let file = CaseFile::create(
                 inner.replica.actor().clone(),
@@ -673,7 +688,7 @@ impl LinliClient {
             let principal = creds.catalog_principal()?;
             let editor = Editor {
                 principal: &principal,
-                now: now_ms(),
+                now: self.now(),
             };
             let mut catalog = match inner.replica.catalog(district.into())? {
                 Some(c) => c,
@@ -772,6 +787,75 @@ impl LinliClient {
             Ok(SyncStatus {
                 pending_changes: pending as u64,
                 unreceipted_visits: unreceipted,
+                refused: inner.replica.refused()?.len() as u64,
+            })
+        })
+    }
+
+    /// The uploads the server refused, kept on this phone until a person decides:
+    /// what they held (the resident, the visits) and why they were refused. Nothing
+    /// written on the phone is deleted without a person's decision: a refused visit
+    /// stays here until a coordinator accepts it (it then reaches the record, and
+    /// leaves this list at the next sync) or dismisses it (`dismissed` carries their
+    /// note until the volunteer calls `acknowledge_refused`).
+    pub fn refused_changes(&self) -> Result<Vec<RefusedChange>> {
+        self.enrolled(|inner, _| {
+            let mut out = Vec::new();
+            for refused in inner.replica.refused()? {
+                let (doc, what) = inner.replica.refused_contents(&refused)?;
+                let (name, visits) = match CaseFile::from_doc(doc).and_then(|f| f.hydrate()) {
+                    Ok(r) => (
+                        r.profile.name,
+                        r.visits
+                            .into_iter()
+                            .filter(|v| what.visits.contains(&v.id))
+                            .map(|v| RefusedVisit {
+                                visit_id: v.id.to_string(),
+                                started_at: v.started_at,
+                                notes: v.record.notes,
+                            })
+                            .collect(),
+                    ),
+                    // A catalog, or a case file this build cannot read: still listed.
+                    Err(_) => (String::new(), Vec::new()),
+                };
+                let other = what.profile.len() + what.follow_ups.len() + what.other;
+                out.push(RefusedChange {
+                    quarantine: refused.quarantine,
+                    resident_id: refused.doc.to_string(),
+                    resident_name: name,
+                    visits,
+                    other_changes: other as u64,
+                    code: refused.code,
+                    reason: refused.message,
+                    dismissed: refused.dismissed.map(|d| d.note),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The volunteer has read a coordinator's dismissal of a refused upload: the phone
+    /// forgets it. One still awaiting a decision is `NotAllowed { code:
+    /// "awaiting_decision" }`: only a person's decision lets it go.
+    pub fn acknowledge_refused(&self, quarantine: u64) -> Result<()> {
+        self.enrolled(|inner, _| {
+            if inner.replica.acknowledge_dismissal(quarantine)? {
+                return Ok(());
+            }
+            if inner
+                .replica
+                .refused()?
+                .iter()
+                .any(|r| r.quarantine == quarantine)
+            {
+                return Err(LinliError::NotAllowed {
+                    code: "awaiting_decision".into(),
+                    reason: "a coordinator has not decided on this refused upload yet".into(),
+                });
+            }
+            Err(LinliError::NotFound {
+                what: format!("refused upload {quarantine}"),
             })
         })
     }
@@ -875,7 +959,7 @@ impl LinliClient {
             }
             let (body, sent) = {
                 let inner = self.lock();
-                let request = inner.replica.prepare()?;
+                let request = inner.replica.prepare(self.now())?;
                 let sent: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
                 (request.encode(), sent)
             };

@@ -7,6 +7,9 @@
 //! - `chunks`: per document a snapshot (`seq` 0 after a compaction) and the change
 //!   chunks appended since, each sealed. A saved visit appends one small chunk; the
 //!   chunks are folded into a new snapshot every [`COMPACT_AFTER`] writes.
+//! - `refused`: per quarantine number an upload the server refused, sealed: the
+//!   document as the phone held it, which changes were refused, the reason, and a
+//!   coordinator's dismissal once one arrives. Kept until a person decides (schema 2).
 //! - `summaries`: per document what the lists show, sealed, made by the host's
 //!   [`Summarizer`] from the document in the transaction of every write to it (or
 //!   deleted there, to be rebuilt when next read), so it is never older than the
@@ -20,12 +23,14 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use sync_core::automerge::{Automerge, ChangeHash, ReadDoc};
 use sync_core::ids::DocId;
-use sync_core::protocol::store::{DocSyncState, ReplicaStore};
+use sync_core::protocol::envelope::Decision;
+use sync_core::protocol::store::{DocSyncState, Refused, ReplicaStore};
 
 /// Change chunks kept beside a snapshot before they are folded into a new one.
 pub(crate) const COMPACT_AFTER: i64 = 32;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: documents, chunks, summaries; 2: refused uploads.
+const SCHEMA_VERSION: i64 = 2;
 const KEY_CHECK: &[u8] = b"linli phone store key check v1";
 /// The file's name inside the folder the app gives.
 pub const FILE_NAME: &str = "linli-phone.db";
@@ -70,6 +75,17 @@ struct SealedState {
     fallback: Option<(Vec<u8>, Vec<u8>)>,
     /// The heads the stored chunks add up to.
     saved: Vec<[u8; 32]>,
+}
+
+/// A refused upload as stored (sealed, bound to its quarantine number).
+#[derive(Serialize, Deserialize)]
+struct SealedRefused {
+    doc: [u8; 16],
+    code: String,
+    message: String,
+    saved: Vec<u8>,
+    changes: Vec<[u8; 32]>,
+    dismissed: Option<String>,
 }
 
 /// Makes a document's list summary (plain bytes; the store seals them), or `None`.
@@ -140,6 +156,14 @@ impl Store {
             return Err(StoreError::Damaged(format!(
                 "the store was written by a newer version of the app (schema {version})"
             )));
+        }
+        if version < 2 {
+            store.conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS refused (quarantine INTEGER PRIMARY KEY, data BLOB NOT NULL);
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
         }
         Ok(store)
     }
@@ -229,7 +253,8 @@ impl Store {
                  PRIMARY KEY (doc, seq)
              ) WITHOUT ROWID;
              CREATE TABLE summaries (id BLOB PRIMARY KEY, data BLOB NOT NULL);
-             PRAGMA user_version = 1;",
+             CREATE TABLE refused (quarantine INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             PRAGMA user_version = 2;",
         )?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('key_check', ?1)",
@@ -283,7 +308,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM chunks; DELETE FROM docs; DELETE FROM summaries;
+            "DELETE FROM chunks; DELETE FROM docs; DELETE FROM summaries; DELETE FROM refused;
              DELETE FROM meta WHERE key <> 'key_check';",
         )?;
         tx.commit()?;
@@ -596,6 +621,74 @@ impl ReplicaStore for Store {
     fn set_need_held(&mut self, need: bool) -> R<()> {
         self.set_meta("need_held", &u64::from(need).to_le_bytes())
     }
+
+    fn put_refused(&mut self, refused: &Refused) -> R<()> {
+        let number = refused_key(refused.quarantine)?;
+        let plain = postcard::to_stdvec(&SealedRefused {
+            doc: *refused.doc.0.as_bytes(),
+            code: refused.code.clone(),
+            message: refused.message.clone(),
+            saved: refused.saved.clone(),
+            changes: hashes(&refused.changes),
+            dismissed: refused.dismissed.as_ref().map(|d| d.note.clone()),
+        })
+        .map_err(|e| StoreError::Crypto(format!("encoding a refused upload: {e}")))?;
+        let sealed = self
+            .cipher
+            .seal(&aad(&[b"refused", &number.to_le_bytes()]), &plain)?;
+        self.conn.execute(
+            "INSERT INTO refused (quarantine, data) VALUES (?1, ?2)
+             ON CONFLICT (quarantine) DO UPDATE SET data = excluded.data",
+            params![number, sealed],
+        )?;
+        Ok(())
+    }
+
+    fn refused(&self) -> R<Vec<Refused>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT quarantine, data FROM refused ORDER BY quarantine")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (number, sealed) = row?;
+            let plain = self
+                .cipher
+                .open(&aad(&[b"refused", &number.to_le_bytes()]), &sealed)?;
+            let r: SealedRefused = postcard::from_bytes(&plain).map_err(|e| {
+                StoreError::Damaged(format!("a refused upload does not decode: {e}"))
+            })?;
+            let quarantine = u64::try_from(number)
+                .map_err(|_| StoreError::Damaged("a negative quarantine number".into()))?;
+            out.push(Refused {
+                quarantine,
+                doc: DocId(uuid::Uuid::from_bytes(r.doc)),
+                code: r.code,
+                message: r.message,
+                saved: r.saved,
+                changes: change_hashes(&r.changes),
+                dismissed: r.dismissed.map(|note| Decision {
+                    quarantine,
+                    accepted: false,
+                    note,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    fn remove_refused(&mut self, quarantine: u64) -> R<()> {
+        let number = refused_key(quarantine)?;
+        self.conn
+            .execute("DELETE FROM refused WHERE quarantine = ?1", [number])?;
+        Ok(())
+    }
+}
+
+/// A quarantine number as SQLite's integer key.
+fn refused_key(quarantine: u64) -> R<i64> {
+    i64::try_from(quarantine)
+        .map_err(|_| StoreError::Damaged(format!("quarantine number {quarantine} is too large")))
 }
 
 #[cfg(test)]

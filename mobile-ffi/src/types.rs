@@ -534,10 +534,49 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     /// Visits with writes the server has not receipted.
     pub unreceipted_visits: Vec<VisitRef>,
+    /// Refused uploads kept on the phone (see `refused_changes`): awaiting a
+    /// coordinator's decision, or dismissed and not yet acknowledged.
+    pub refused: u64,
 }
 
-/// An upload the server refused. The phone's copy was reset to the server's; the
-/// refused changes are in the server's quarantine.
+/// A visit in a refused upload, as the phone held it.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct RefusedVisit {
+    /// The visit.
+    pub visit_id: String,
+    /// When it started (the phone's clock).
+    pub started_at: i64,
+    /// Its notes.
+    pub notes: String,
+}
+
+/// An upload the server refused, kept on the phone until a person decides. The app
+/// shows it with its reason; a coordinator accepts it (it then leaves this list and
+/// reaches the record) or dismisses it (`dismissed` holds their note, and the volunteer
+/// acknowledges it with `acknowledge_refused`).
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct RefusedChange {
+    /// The server's quarantine number.
+    pub quarantine: u64,
+    /// The resident.
+    pub resident_id: String,
+    /// The resident's name, as the phone held the case file.
+    pub resident_name: String,
+    /// The refused visits.
+    pub visits: Vec<RefusedVisit>,
+    /// Other writes refused with them (profile fields, follow-ups).
+    pub other_changes: u64,
+    /// The refusal's stable code (`out_of_scope`, `invalid`, …).
+    pub code: String,
+    /// Why, for people.
+    pub reason: String,
+    /// A coordinator's dismissal note, once one has arrived; `None` while awaiting.
+    pub dismissed: Option<String>,
+}
+
+/// An upload the server refused. The refused changes are kept on the phone (see
+/// `refused_changes`) and in the server's quarantine; the phone's copy of the
+/// document was reset to the server's.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct RejectionInfo {
     /// The resident (or catalog) id.

@@ -1259,14 +1259,16 @@ impl AdminMsgs {
         if off < crate::identity::CLOCK_SKEW_FLAG_MS.unsigned_abs() {
             return (self.clock_ok.to_owned(), false);
         }
-        let (unit, text) = if off >= DAY.unsigned_abs() {
+        let (unit, text) = if off >= DAY.unsigned_abs() - HOUR.unsigned_abs() {
             (DAY, self.span_days)
-        } else if off >= HOUR.unsigned_abs() {
+        } else if off >= HOUR.unsigned_abs() - MINUTE.unsigned_abs() {
             (HOUR, self.span_hours)
         } else {
             (MINUTE, self.span_minutes)
         };
-        let span = text.replace("{n}", &(off / unit.unsigned_abs()).to_string());
+        // To the nearest unit: a request's own latency must not turn two days into one.
+        let unit = unit.unsigned_abs();
+        let span = text.replace("{n}", &((off + unit / 2) / unit).to_string());
         let line = if skew_ms > 0 {
             self.clock_ahead
         } else {

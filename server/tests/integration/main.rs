@@ -21,6 +21,7 @@ mod web;
 mod web_admin; // Administration (issue 5).
 mod web_client; // The one HTTP client every web test uses.
 mod web_follow_ups; // Follow-up tickets (issue 5).
+mod web_quarantine; // Refused changes and drifted clocks (issue 12).
 mod web_roster; // Roster import (issue 5).
 mod web_stats;
 mod world;
