@@ -8,6 +8,7 @@ mod backends;
 mod bodies;
 mod browser;
 mod browser_follow_ups; // Follow-up tickets in a browser (issue 5).
+mod browser_quarantine; // Refused changes in a browser (issue 12).
 mod demo;
 mod http;
 mod kill;

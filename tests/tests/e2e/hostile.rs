@@ -148,6 +148,7 @@ fn response(docs: Vec<DocDelivery>) -> Vec<u8> {
         fallback: vec![],
         need_held: false,
         more: false,
+        decisions: vec![],
     }
     .encode()
 }

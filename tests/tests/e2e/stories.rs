@@ -374,7 +374,7 @@ fn a_used_enrolment_code_is_refused_and_an_erased_phone_enrols_again() {
 }
 
 #[test]
-fn a_visit_logged_after_the_resident_was_reassigned_away_is_refused_and_reported() {
+fn a_visit_logged_after_the_resident_was_reassigned_away_is_kept_until_a_person_decides() {
     let w = World::new();
     let (_coordinator, resident) = w.coordinator_with_resident("王阿婆");
     let wang = w.volunteer("wang");
@@ -393,5 +393,82 @@ fn a_visit_logged_after_the_resident_was_reassigned_away_is_refused_and_reported
     assert!(!rejection.reason.is_empty());
     assert_eq!(outcome.purged, vec![resident.clone()]);
     assert!(v.client.residents().unwrap().is_empty());
-    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+    let status = v.client.sync_status().unwrap();
+    assert_eq!(status.pending_changes, 0);
+
+    // The visit is not gone: the phone lists it as refused, with the reason, until a
+    // person decides; the volunteer cannot drop it before then.
+    assert_eq!(status.refused, 1);
+    let refused = v.client.refused_changes().unwrap();
+    assert_eq!(refused.len(), 1);
+    let r = &refused[0];
+    assert_eq!(
+        (r.resident_id.as_str(), r.resident_name.as_str()),
+        (resident.as_str(), "王阿婆")
+    );
+    assert_eq!(r.code, "out_of_scope");
+    assert_eq!(r.reason, rejection.reason);
+    assert_eq!(r.visits.len(), 1);
+    assert_eq!(r.visits[0].notes, "离线时记录");
+    assert_eq!(r.dismissed, None);
+    let early = v.client.acknowledge_refused(r.quarantine).unwrap_err();
+    assert!(
+        matches!(&early, LinliError::NotAllowed { code, .. } if code == "awaiting_decision"),
+        "{early:?}"
+    );
+    // It survives the app being closed and opened again.
+    let mut v = v;
+    v.reopen();
+    v.sync().unwrap();
+    assert_eq!(v.client.refused_changes().unwrap(), refused);
+
+    // The coordinator dismisses it on the refused-changes page, saying why.
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let page = format!("/web/quarantine/{}", r.quarantine);
+    let (status, html) = web.get(&page);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("离线时记录"), "{html}");
+    let csrf = field(&html, "csrf");
+    let (status, _) = web.post(
+        &format!("{page}/dismiss"),
+        &[
+            ("csrf", &csrf),
+            ("note", "王阿婆已转给张师傅，请勿重复走访"),
+        ],
+    );
+    assert_eq!(status, 303);
+    v.sync().unwrap();
+    let refused = v.client.refused_changes().unwrap();
+    let note = refused[0].dismissed.clone().unwrap();
+    assert!(note.contains("王阿婆已转给张师傅"), "{note}");
+    // Read: now it may go.
+    v.client.acknowledge_refused(r.quarantine).unwrap();
+    assert!(v.client.refused_changes().unwrap().is_empty());
+    assert_eq!(v.client.sync_status().unwrap().refused, 0);
+}
+
+#[test]
+fn a_phone_whose_clock_runs_two_days_fast_loses_no_visit() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("王阿婆");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    // Weeks offline, the phone's clock drifted two days ahead; the app takes the
+    // visit's times from it.
+    let fast = 2 * 86_400_000;
+    v.client.set_clock_offset_for_tests(fast);
+    let mut input = visit("钟快了两天");
+    input.started_at += fast;
+    input.ended_at += fast;
+    let id = v.client.log_visit(resident.clone(), input).unwrap();
+    let outcome = v.sync().unwrap();
+    assert!(outcome.rejections.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.receipted, vec![resident.clone()]);
+    let status = v.client.sync_status().unwrap();
+    assert_eq!((status.pending_changes, status.refused), (0, 0));
+    // Another phone sees it.
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&id));
 }

@@ -373,3 +373,128 @@ pub fn visit(notes: &str) -> VisitInput {
         follow_up_needed: true,
     }
 }
+
+/// A coordinator's web session over plain HTTP (no redirects followed, cookies kept by
+/// hand): how the end-to-end stories decide what only a page decides.
+pub struct Web {
+    base: String,
+    agent: ureq::Agent,
+    cookies: Vec<(String, String)>,
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the last form field `name` in a page.
+pub fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .rfind(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Web {
+    /// Signs in on the web pages as `login`.
+    pub fn sign_in(server: &TestServer, login: &str, password: &str) -> Web {
+        let mut web = Web {
+            base: server.base.clone(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into(),
+            cookies: Vec::new(),
+        };
+        let (status, page) = web.get("/web/login");
+        assert_eq!(status, 200, "{page}");
+        let token = field(&page, "form_token");
+        let (status, _) = web.post(
+            "/web/login",
+            &[
+                ("form_token", &token),
+                ("login", login),
+                ("password", password),
+                ("next", "/web/visits"),
+            ],
+        );
+        assert_eq!(status, 303, "signed in");
+        web
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, response: &ureq::http::Response<ureq::Body>) {
+        for value in response.headers().get_all("set-cookie") {
+            let Some((name, value)) = value
+                .to_str()
+                .ok()
+                .and_then(|t| t.split(';').next())
+                .and_then(|p| p.split_once('='))
+            else {
+                continue;
+            };
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    /// A page: its status and text.
+    pub fn get(&mut self, path: &str) -> (u16, String) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .call()
+            .unwrap();
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    /// Submits a form: the status and where it redirects.
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(form_encode(form).as_bytes())
+            .unwrap();
+        self.keep(&response);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (response.status().as_u16(), location)
+    }
+}
