@@ -161,6 +161,9 @@ class World:
     def assign(self, volunteer, resident):
         self.server.expect(204, "PUT", f"/api/v1/volunteers/{volunteer}/residents/{resident}", self.token)
 
+    def unassign(self, volunteer, resident):
+        self.server.expect(204, "DELETE", f"/api/v1/volunteers/{volunteer}/residents/{resident}", self.token)
+
     def revoke(self, device):
         self.server.expect(204, "POST", f"/api/v1/devices/{device}/revoke", self.token)
 
@@ -280,6 +283,27 @@ class PhoneStories(unittest.TestCase):
         self.assertEqual(reviews[0].review.status, linli.ReviewStatus.NEEDS_ATTENTION)
         self.assertEqual(reviews[0].review.comment, "血压偏高，请复测")
         self.assertEqual(reviews[0].review.reviewer, self.w.coordinator)
+
+    def test_a_refused_visit_stays_listed_with_its_reason(self):
+        resident = self.resident("赵奶奶")
+        user = self.w.volunteer()
+        self.w.assign(user, resident)
+        phone, _, _ = self.w.phone(user)
+        sync(phone)
+        phone.log_visit(resident, visit("离线记录的走访", self.project))
+        self.w.unassign(user, resident)
+        outcome = sync(phone)
+        self.assertEqual([r.code for r in outcome.rejections], ["out_of_scope"])
+        self.assertEqual(phone.sync_status().refused, 1)
+        [refused] = phone.refused_changes()
+        self.assertEqual((refused.resident_id, refused.resident_name), (resident, "赵奶奶"))
+        self.assertEqual([v.notes for v in refused.visits], ["离线记录的走访"])
+        self.assertEqual(refused.code, "out_of_scope")
+        self.assertIsNone(refused.dismissed)
+        with self.assertRaises(linli.LinliError.NotAllowed) as early:
+            phone.acknowledge_refused(refused.quarantine)
+        self.assertEqual(early.exception.code, "awaiting_decision")
+        self.assertEqual(len(phone.refused_changes()), 1)
 
     def test_a_revoked_phone_is_purged(self):
         resident = self.resident("张阿姨")
