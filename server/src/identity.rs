@@ -262,6 +262,21 @@ impl SqlStore {
             .ok_or_else(|| Error::NotFound(format!("no district named {name:?}")))
     }
 
+    /// Refuses a district that does not exist with a 400 `unknown_district` (rather
+    /// than the database's foreign-key failure, which a client cannot tell from an
+    /// outage).
+    async fn known_district(&self, district: DistrictId) -> Result<()> {
+        let found: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM districts WHERE id = $1")
+            .bind(bytes(district.0)).fetch_one(p).await?);
+        match found {
+            1 => Ok(()),
+            _ => Err(Error::bad_request(
+                "unknown_district",
+                format!("there is no district {district}"),
+            )),
+        }
+    }
+
     /// Creates a station in `district`.
     pub async fn create_station(
         &self,
@@ -269,6 +284,7 @@ impl SqlStore {
         name: &str,
         now: Timestamp,
     ) -> Result<StationId> {
+        self.known_district(district).await?;
         let id = new_id(now)?;
         with_pool!(self, p => sqlx::query("INSERT INTO stations (id, district, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(bytes(id)).bind(bytes(district.0)).bind(name.trim()).bind(now).execute(p).await.map(|_| ()))
@@ -336,6 +352,9 @@ impl SqlStore {
                 "district_required",
                 "every role but admin belongs to a district",
             ));
+        }
+        if let Some(d) = district {
+            self.known_district(d).await?;
         }
         if !stations.is_empty() && role != Role::StationStaff {
             return Err(Error::bad_request(
@@ -497,6 +516,16 @@ impl SqlStore {
             .bind(bytes(volunteer.0)).bind(bytes(resident.0)).bind(bytes(by.user.0)).bind(now)
             .execute(p).await.map(|_| ())?);
         Ok(())
+    }
+
+    /// The volunteers assigned to `resident`.
+    pub async fn assigned_volunteers(
+        &self,
+        resident: ResidentId,
+    ) -> Result<std::collections::BTreeSet<UserId>> {
+        let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT user_id FROM assignments WHERE resident = $1")
+            .bind(bytes(resident.0)).fetch_all(p).await?);
+        rows.iter().map(|b| uuid_of(b).map(UserId)).collect()
     }
 
     /// Ends an assignment: the volunteer's phones purge the case file at their next sync.

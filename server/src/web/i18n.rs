@@ -164,6 +164,7 @@ impl Lang {
                 "密码至少 10 个字符。",
                 "A password has at least 10 characters.",
             ),
+            "unknown_district" => ("没有这个街镇。", "There is no such district."),
             "unknown_station" | "stations_for_staff" => (
                 "只有服务站工作人员负责服务站，且须是本街镇的服务站。",
                 "Only station staff cover stations, and only this district's.",
@@ -1418,4 +1419,81 @@ pub(crate) const QUARANTINE_EN: QuarantineMsgs = QuarantineMsgs {
     refused_again: "Cannot accept: the rules still refuse these changes.",
     back: "Back to the list",
     visit_line: "{date} · {volunteer} · {notes}",
+};
+
+// ---- A resident's care: profile, station, volunteers (`care.rs`) --------------------
+
+/// The resident page's editing forms (issue 12).
+#[derive(Debug)]
+pub(crate) struct CareMsgs {
+    pub volunteers_title: &'static str,
+    pub no_volunteers: &'static str,
+    pub assign: &'static str,
+    pub assign_button: &'static str,
+    pub unassign_button: &'static str,
+    pub edit_title: &'static str,
+    pub edit_help: &'static str,
+    pub visit_every_days: &'static str,
+    pub not_set: &'static str,
+    pub save: &'static str,
+    pub move_title: &'static str,
+    pub move_help: &'static str,
+    pub move_button: &'static str,
+    pub notice_assigned: &'static str,
+    pub notice_unassigned: &'static str,
+    pub notice_saved: &'static str,
+    pub notice_unchanged: &'static str,
+    pub notice_moved: &'static str,
+}
+
+impl Lang {
+    /// The resident page's editing forms' catalog.
+    pub fn care(self) -> &'static CareMsgs {
+        match self {
+            Lang::Zh => &CARE_ZH,
+            Lang::En => &CARE_EN,
+        }
+    }
+}
+
+pub(crate) const CARE_ZH: CareMsgs = CareMsgs {
+    volunteers_title: "负责的志愿者",
+    no_volunteers: "还没有指派志愿者。",
+    assign: "指派志愿者",
+    assign_button: "指派",
+    unassign_button: "取消指派",
+    edit_title: "修改档案",
+    edit_help: "保存后，修改在下次同步时到达各手机；只改动的字段会被写入。",
+    visit_every_days: "走访间隔（天）",
+    not_set: "未设置",
+    save: "保存",
+    move_title: "转到其他服务站",
+    move_help: "原服务站的工作人员在下次同步时不再收到此档案，新服务站的工作人员收到；已指派的志愿者不变。",
+    move_button: "转站",
+    notice_assigned: "已指派：志愿者的手机在下次同步时收到此档案。",
+    notice_unassigned: "已取消指派：志愿者的手机在下次同步时删除此档案（未同步的记录会先上传）。",
+    notice_saved: "档案已保存，下次同步时到达各手机。",
+    notice_unchanged: "没有改动。",
+    notice_moved: "已转站，各手机在下次同步时随之更新。",
+};
+
+pub(crate) const CARE_EN: CareMsgs = CareMsgs {
+    volunteers_title: "Volunteers",
+    no_volunteers: "No volunteer is assigned yet.",
+    assign: "Assign a volunteer",
+    assign_button: "Assign",
+    unassign_button: "Unassign",
+    edit_title: "Edit the profile",
+    edit_help: "Saved changes reach the phones at their next sync; only the fields you change are written.",
+    visit_every_days: "Visit every (days)",
+    not_set: "Not set",
+    save: "Save",
+    move_title: "Move to another station",
+    move_help: "The old station's staff stop receiving this case file at their next sync and the new station's receive it; assigned volunteers keep it.",
+    move_button: "Move",
+    notice_assigned: "Assigned: the volunteer's phone receives this case file at its next sync.",
+    notice_unassigned: "Unassigned: the volunteer's phone removes this case file at its next sync (after uploading anything not yet synced).",
+    notice_saved: "Profile saved; it reaches the phones at their next sync.",
+    notice_unchanged: "Nothing changed.",
+    notice_moved: "Moved; the phones follow at their next sync.",
 };

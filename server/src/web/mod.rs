@@ -5,6 +5,7 @@
 //! resident's Automerge document through the core, like any other change.
 
 mod admin; // Administration (issue 5).
+mod care; // A resident's volunteers, profile and station (issue 12).
 mod conflicts;
 mod export;
 mod follow_ups; // Follow-up tickets (issue 5).
@@ -102,6 +103,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/web/residents/{resident}/visits/{visit}/review",
             post(review::review),
         )
+        // A resident's volunteers, profile and station (issue 12).
+        .route("/web/residents/{resident}/volunteers", post(care::assign))
+        .route(
+            "/web/residents/{resident}/volunteers/{volunteer}/remove",
+            post(care::unassign),
+        )
+        .route("/web/residents/{resident}/profile", post(care::profile))
+        .route("/web/residents/{resident}/station", post(care::station))
         // Administration (issue 5): districts (admins), catalog, users, enrolment
         // codes, devices.
         .route("/web/admin", get(admin::index))

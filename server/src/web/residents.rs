@@ -64,6 +64,8 @@ pub(crate) struct PageQuery {
     reviewed: String,
     #[serde(default)]
     resolved: String,
+    #[serde(default)]
+    care: String,
 }
 
 /// `GET /web/residents/{resident}`.
@@ -76,12 +78,20 @@ pub(crate) async fn page(
 ) -> Result<Response, WebError> {
     let Query(query) = query.map_err(|e| super::unreadable(lang, e))?;
     let t = lang.msgs();
+    let r = lang.care();
     let notice = if !query.reviewed.is_empty() {
         Some(t.review_sent)
     } else if !query.resolved.is_empty() {
         Some(t.resolved)
     } else {
-        None
+        match query.care.as_str() {
+            "assigned" => Some(r.notice_assigned),
+            "unassigned" => Some(r.notice_unassigned),
+            "saved" => Some(r.notice_saved),
+            "unchanged" => Some(r.notice_unchanged),
+            "moved" => Some(r.notice_moved),
+            _ => None,
+        }
     };
     show(&state, lang, &user, &resident, notice)
         .await
@@ -330,7 +340,23 @@ async fn show(
         |v| visit_days.get(v).cloned(),
         |f| titles.get(f).cloned(),
     );
+    let care = if may_review {
+        Some(
+            super::care::CareForms::load(
+                state,
+                lang,
+                user,
+                id,
+                &p.resident.profile,
+                p.resident.station,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let page = ResidentPage {
+        care,
         c: user.chrome(lang, &format!("/web/residents/{}", id.0)),
         name: p.resident.profile.name.clone(),
         station: station.unwrap_or_else(|| short(&p.resident.station.0)),

@@ -216,6 +216,8 @@ pub(crate) struct ResidentPage {
     pub open_action: String,
     /// The owners offered for a ticket not tied to a visit.
     pub owners: Vec<Choice>,
+    /// Volunteers, profile and station forms; `None` when the user may not edit.
+    pub care: Option<super::care::CareForms>,
 }
 
 // ---- Statistics (`stats.rs`) ---------------------------------------------------

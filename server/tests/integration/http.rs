@@ -932,7 +932,42 @@ async fn live_streams_follow_reassignment_and_revocation(t: TestStore) {
     );
 }
 
+/// An admin naming a district that does not exist gets a 400 that says so, not a 503
+/// the client would retry forever.
+async fn an_unknown_district_is_a_clear_400(t: TestStore) {
+    let w = World::new(t).await;
+    let nowhere = uuid::Uuid::now_v7();
+    let admin = Some(w.admin_token.as_str());
+    w.server
+        .post(
+            "/api/v1/stations",
+            admin,
+            &json!({ "name": "不存在的站", "district": nowhere }),
+        )
+        .await
+        .expect_error(400, "unknown_district");
+    w.server
+        .post(
+            "/api/v1/users",
+            admin,
+            &json!({ "login": "nobody", "display_name": "无人", "role": "coordinator",
+                     "district": nowhere, "password": "a long enough password" }),
+        )
+        .await
+        .expect_error(400, "unknown_district");
+    // Nothing was created.
+    assert!(
+        w.server
+            .store()
+            .user_by_login("nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 conformance!(
+    an_unknown_district_is_a_clear_400,
     offline_edits_converge_and_the_review_reaches_both_phones,
     a_change_under_another_devices_actor_is_refused,
     a_volunteer_cannot_write_review_fields,

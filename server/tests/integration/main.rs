@@ -20,6 +20,7 @@ mod store;
 mod sync;
 mod web;
 mod web_admin; // Administration (issue 5).
+mod web_care; // A resident's volunteers, profile and station (issue 12).
 mod web_client; // The one HTTP client every web test uses.
 mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_quarantine; // Refused changes and drifted clocks (issue 12).

@@ -143,7 +143,8 @@ pub enum StepError<E: std::error::Error + 'static> {
     Store(#[source] E),
 }
 
-/// Decodes a request, runs [`handle_sync`] and encodes the response.
+/// Decodes a request (of any version a server still reads), runs [`handle_sync`] and
+/// encodes the response in the request's version.
 pub async fn handle_sync_bytes<S: ServerStore>(
     store: &S,
     auth: &DeviceAuth,
@@ -151,11 +152,11 @@ pub async fn handle_sync_bytes<S: ServerStore>(
     now: Timestamp,
     limits: Limits,
 ) -> Result<Vec<u8>, StepError<S::Error>> {
-    let request = SyncRequest::decode(request)?;
+    let (request, version) = SyncRequest::decode_versioned(request)?;
     let response = handle_sync(store, auth, &request, now, limits)
         .await
         .map_err(StepError::Store)?;
-    Ok(response.encode())
+    Ok(response.encode_version(version))
 }
 
 /// One sync exchange on the server.

@@ -1,0 +1,351 @@
+//! A resident's care on the web (issue 12): the volunteers assigned to them, the
+//! profile fields staff keep up to date (phone, address, visit frequency, risk) and the
+//! station whose community they live in. The forms sit on the resident's page.
+//!
+//! Assignments are relational: the identity store's `assign`/`unassign`, the same
+//! functions (and checks) as the API, and the volunteer's phone receives or purges the
+//! case file at its next sync. Profile and station edits go through the core's
+//! `CaseFile::update_profile` and `set_station` under the user's web actor
+//! (`review::edit_case_file`), so the rules that judge a phone's edit judge these and
+//! the phones receive them by sync. Each POST checks the CSRF token, then that the
+//! resident is in the user's scope (else 404).
+
+use super::i18n::{CareMsgs, Lang};
+use super::residents::visible;
+use super::review::edit_case_file;
+use super::session::WebUser;
+use super::templates::Choice;
+use super::{WebError, unreadable};
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::now_ms;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use sync_core::doc::casefile::{FieldValue, ProfileField};
+use sync_core::ids::{ResidentId, StationId, UserId};
+use sync_core::model::{Profile, Role};
+use uuid::Uuid;
+
+/// The forms the resident page shows to users who may edit.
+#[derive(Debug)]
+pub(crate) struct CareForms {
+    pub r: &'static CareMsgs,
+    /// `/web/residents/{id}`: the forms post below it.
+    pub base: String,
+    pub phone: String,
+    pub address: String,
+    pub visit_every_days: String,
+    pub risks: Vec<Choice>,
+    /// Assigned volunteers: (id, name).
+    pub volunteers: Vec<(String, String)>,
+    /// Volunteers of the district not assigned yet.
+    pub volunteer_choices: Vec<Choice>,
+    /// The district's stations (coordinators and admins move residents).
+    pub stations: Vec<Choice>,
+}
+
+impl CareForms {
+    /// The forms for a resident with `profile` at `station`, for `user`.
+    pub(crate) async fn load(
+        state: &AppState,
+        lang: Lang,
+        user: &WebUser,
+        resident: ResidentId,
+        profile: &Profile,
+        station: StationId,
+    ) -> Result<CareForms> {
+        let district = user.user.district.ok_or_else(|| {
+            Error::Forbidden("this account belongs to no district: it edits nothing".into())
+        })?;
+        let assigned = state.store.assigned_volunteers(resident).await?;
+        let mut volunteers = Vec::new();
+        let mut volunteer_choices = Vec::new();
+        for u in state.store.users_in(district).await? {
+            if u.role != Role::Volunteer || u.disabled {
+                continue;
+            }
+            if assigned.contains(&u.id) {
+                volunteers.push((u.id.0.to_string(), u.display_name));
+            } else {
+                volunteer_choices.push(Choice {
+                    value: u.id.0.to_string(),
+                    label: u.display_name,
+                    selected: false,
+                });
+            }
+        }
+        let r = lang.care();
+        let t = lang.msgs();
+        let current = profile.risk_level.map(|l| l.code()).unwrap_or_default();
+        let risks = std::iter::once(("", r.not_set))
+            .chain(["low", "medium", "high"].map(|c| (c, t.risk(c))))
+            .map(|(code, label)| Choice {
+                value: code.to_owned(),
+                label: label.to_owned(),
+                selected: code == current,
+            })
+            .collect();
+        let stations = if matches!(user.user.role, Role::Coordinator | Role::Admin) {
+            state
+                .store
+                .stations_in(district)
+                .await?
+                .into_iter()
+                .map(|(id, name)| Choice {
+                    selected: id == station,
+                    value: id.0.to_string(),
+                    label: name,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(CareForms {
+            r,
+            base: format!("/web/residents/{}", resident.0),
+            phone: profile.phone.clone(),
+            address: profile.address.clone(),
+            visit_every_days: profile
+                .visit_every_days
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            risks,
+            volunteers,
+            volunteer_choices,
+            stations,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AssignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    volunteer: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    visit_every_days: String,
+    #[serde(default)]
+    risk_level: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StationForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    station: String,
+}
+
+fn back(resident: ResidentId, notice: &str) -> Response {
+    Redirect::to(&format!("/web/residents/{}?care={notice}#care", resident.0)).into_response()
+}
+
+fn user_id(text: &str) -> Result<UserId> {
+    Uuid::parse_str(text.trim())
+        .map(UserId)
+        .map_err(|_| Error::bad_request("bad_id", format!("{text:?} is not an id")))
+}
+
+/// The user's principal: the identity store's assignment checks take one.
+async fn principal(state: &AppState, user: &WebUser) -> Result<sync_core::model::Principal> {
+    state.store.principal(&user.user).await?.ok_or_else(|| {
+        Error::Forbidden("this account belongs to no district: it assigns nobody".into())
+    })
+}
+
+/// `POST /web/residents/{resident}/volunteers`: assigns a volunteer.
+pub(crate) async fn assign(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<AssignForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let volunteer = user_id(&form.volunteer)?;
+        let by = principal(&state, &user).await?;
+        state
+            .store
+            .assign(&by, volunteer, resident, now_ms())
+            .await?;
+        tracing::info!(by = %user.user.id, %volunteer, %resident, "volunteer assigned on the web");
+        Ok(back(resident, "assigned"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// `POST /web/residents/{resident}/volunteers/{volunteer}/remove`: unassigns one.
+pub(crate) async fn unassign(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path((resident, volunteer)): Path<(String, String)>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let volunteer = user_id(&volunteer)?;
+        let by = principal(&state, &user).await?;
+        state.store.unassign(&by, volunteer, resident).await?;
+        tracing::info!(by = %user.user.id, %volunteer, %resident, "volunteer unassigned on the web");
+        Ok(back(resident, "unassigned"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// One profile field as the form gives it, checked by the core's validation.
+fn field_value(field: ProfileField, text: &str) -> Result<FieldValue> {
+    let text = text.trim();
+    let value = match field {
+        _ if text.is_empty() && field != ProfileField::Address => FieldValue::Empty,
+        ProfileField::VisitEveryDays => FieldValue::Int(text.parse().map_err(|_| {
+            Error::bad_request(
+                "bad_profile",
+                format!("{}: {text:?} is not a number of days", field.key()),
+            )
+        })?),
+        _ => FieldValue::Text(text.to_owned()),
+    };
+    field.validate(&value).map_err(|reason| {
+        Error::bad_request("bad_profile", format!("{}: {reason}", field.key()))
+    })?;
+    Ok(value)
+}
+
+/// What a field holds now, as a form value, to write only what changed.
+fn current(profile: &Profile, field: ProfileField) -> FieldValue {
+    let text = |t: &str| {
+        if t.is_empty() {
+            FieldValue::Empty
+        } else {
+            FieldValue::Text(t.to_owned())
+        }
+    };
+    match field {
+        ProfileField::Phone => text(&profile.phone),
+        ProfileField::Address => FieldValue::Text(profile.address.clone()),
+        ProfileField::VisitEveryDays => profile
+            .visit_every_days
+            .map_or(FieldValue::Empty, |d| FieldValue::Int(i64::from(d))),
+        ProfileField::RiskLevel => profile
+            .risk_level
+            .map_or(FieldValue::Empty, |r| FieldValue::Text(r.code().to_owned())),
+        _ => FieldValue::Empty,
+    }
+}
+
+/// `POST /web/residents/{resident}/profile`: saves the changed profile fields.
+pub(crate) async fn profile(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<ProfileForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let wanted = [
+            (
+                ProfileField::Phone,
+                field_value(ProfileField::Phone, &form.phone)?,
+            ),
+            (
+                ProfileField::Address,
+                field_value(ProfileField::Address, &form.address)?,
+            ),
+            (
+                ProfileField::VisitEveryDays,
+                field_value(ProfileField::VisitEveryDays, &form.visit_every_days)?,
+            ),
+            (
+                ProfileField::RiskLevel,
+                field_value(ProfileField::RiskLevel, &form.risk_level)?,
+            ),
+        ];
+        let changed = edit_case_file(&state, &user, resident, |file, editor| {
+            let profile = file.hydrate()?.profile;
+            let mut changed = 0;
+            for (field, value) in &wanted {
+                if current(&profile, *field) != *value {
+                    file.update_profile(editor, *field, value)?;
+                    changed += 1;
+                }
+            }
+            Ok(changed)
+        })
+        .await?;
+        tracing::info!(by = %user.user.id, %resident, changed, "profile edited on the web");
+        Ok(back(
+            resident,
+            if changed > 0 { "saved" } else { "unchanged" },
+        ))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// `POST /web/residents/{resident}/station`: moves the resident to another station of
+/// the district.
+pub(crate) async fn station(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<StationForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let station = StationId(Uuid::parse_str(form.station.trim()).map_err(|_| {
+            Error::bad_request(
+                "unknown_station",
+                format!("{:?} is not a station", form.station),
+            )
+        })?);
+        // The station must be one of the user's district's: the rules know only ids.
+        if state.store.station_district(station).await? != user.user.district {
+            return Err(Error::bad_request(
+                "unknown_station",
+                format!("station {station} is not in this district"),
+            ));
+        }
+        edit_case_file(&state, &user, resident, |file, editor| {
+            file.set_station(editor, station)
+        })
+        .await?;
+        tracing::info!(by = %user.user.id, %resident, %station, "resident moved on the web");
+        Ok(back(resident, "moved"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
