@@ -253,7 +253,7 @@ fn current(profile: &Profile, field: ProfileField) -> FieldValue {
         ProfileField::Address => FieldValue::Text(profile.address.clone()),
         ProfileField::VisitEveryDays => profile
             .visit_every_days
-            .map_or(FieldValue::Empty, |d| FieldValue::Int(i64::from(d))),
+            .map_or(FieldValue::Empty, FieldValue::Int),
         ProfileField::RiskLevel => profile
             .risk_level
             .map_or(FieldValue::Empty, |r| FieldValue::Text(r.code().to_owned())),
