@@ -389,6 +389,115 @@ impl SqlStore {
         Ok(UserId(id))
     }
 
+    /// Changes a user's display name and, for station staff, the stations they cover
+    /// (all of them in the user's district). `by` must manage the user (else 404).
+    /// Staff moved off a station stop receiving its residents at their phones' next
+    /// sync; their web pages follow at once.
+    pub async fn update_user(
+        &self,
+        by: &User,
+        target: UserId,
+        display_name: &str,
+        stations: Option<&[StationId]>,
+    ) -> Result<()> {
+        let user = self.managed_user(by, target).await?;
+        let display_name = district_name(display_name)?;
+        if let Some(stations) = stations {
+            if user.role != Role::StationStaff {
+                return Err(Error::bad_request(
+                    "stations_for_staff",
+                    "only station staff cover stations",
+                ));
+            }
+            for s in stations {
+                if user.district.is_none() || self.station_district(*s).await? != user.district {
+                    return Err(Error::bad_request(
+                        "unknown_station",
+                        format!("station {s} is not in this district"),
+                    ));
+                }
+            }
+        }
+        let id = bytes(target.0);
+        with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE users SET display_name = $2 WHERE id = $1")
+                .bind(id.clone()).bind(display_name).execute(&mut *tx).await?;
+            if let Some(stations) = stations {
+                sqlx::query("DELETE FROM staff_stations WHERE user_id = $1")
+                    .bind(id.clone()).execute(&mut *tx).await?;
+                for s in stations {
+                    sqlx::query("INSERT INTO staff_stations (user_id, station) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(id.clone()).bind(bytes(s.0)).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Disables (or enables again) an account: a disabled user's sessions, tokens and
+    /// devices stop working at their next request; nothing they recorded is touched.
+    /// `by` must manage the user (else 404). Nobody disables their own account, except
+    /// the first start's admin (no district), which asks to be disabled once real
+    /// accounts exist, and may be while another admin or coordinator can still sign in.
+    pub async fn set_user_disabled(
+        &self,
+        by: &User,
+        target: UserId,
+        disabled: bool,
+        now: Timestamp,
+    ) -> Result<()> {
+        let user = self.managed_user(by, target).await?;
+        if user.id == by.id {
+            if !disabled {
+                return Err(Error::bad_request(
+                    "self_disable",
+                    "an account cannot enable itself",
+                ));
+            }
+            if user.district.is_some() {
+                return Err(Error::bad_request(
+                    "self_disable",
+                    "only the first start's admin may disable its own account",
+                ));
+            }
+            let others: i64 = with_pool!(self, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE id <> $1 AND disabled_at IS NULL
+                 AND role IN ('admin', 'coordinator') AND password_hash IS NOT NULL")
+                .bind(bytes(user.id.0)).fetch_one(p).await?);
+            if others == 0 {
+                return Err(Error::bad_request(
+                    "last_manager",
+                    "create a coordinator or another admin first: nobody else could sign in",
+                ));
+            }
+        }
+        with_pool!(self, p => sqlx::query(
+            "UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, $3) ELSE NULL END WHERE id = $1")
+            .bind(bytes(target.0)).bind(disabled).bind(now).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// The user `target`, if `by` manages them; otherwise 404.
+    async fn managed_user(&self, by: &User, target: UserId) -> Result<User> {
+        self.user(target)
+            .await?
+            .filter(|u| by.may_manage(u))
+            .ok_or_else(|| Error::NotFound(format!("no user {target} you manage")))
+    }
+
+    /// The accounts of no district: the first start's admin, and any made like it.
+    pub async fn districtless_admins(&self) -> Result<Vec<User>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE district IS NULL ORDER BY login"
+        );
+        let rows: Vec<UserRow> = with_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
+        rows.into_iter().map(user_from_row).collect()
+    }
+
     /// Creates the first admin if there are no users at all.
     pub async fn bootstrap_admin(&self, now: Timestamp) -> Result<Option<Bootstrap>> {
         let users: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await?);

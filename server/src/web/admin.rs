@@ -110,6 +110,10 @@ pub(crate) struct NoticeQuery {
     created: String,
     #[serde(default)]
     revoked: String,
+    #[serde(default)]
+    disabled: String,
+    #[serde(default)]
+    enabled: String,
 }
 
 fn notice_query(query: Result<Query<NoticeQuery>, QueryRejection>) -> Result<NoticeQuery> {
@@ -834,6 +838,11 @@ pub(crate) struct UserPage {
     pub stations: String,
     pub disabled: bool,
     pub devices: Vec<DeviceLine>,
+    pub acc: &'static super::i18n::AccountMsgs,
+    /// The district's stations with whether this user covers each (staff only).
+    pub station_choices: Vec<(String, String, bool)>,
+    /// The user is the one signed in (who cannot disable themselves here).
+    pub is_self: bool,
 }
 
 /// `GET /web/admin/users/{user}`: the user and their devices.
@@ -860,14 +869,24 @@ async fn one_user(
     let a = lang.admin();
     let stations = state.store.stations_in(district).await?;
     let mut covered: Vec<&str> = Vec::new();
+    let mut covered_ids = Vec::new();
     for (u, s) in state.store.staff_stations_in(district).await? {
         if u == target.id
             && let Some((_, n)) = stations.iter().find(|(id, _)| *id == s)
         {
             covered.push(n);
+            covered_ids.push(s);
         }
     }
     covered.sort_unstable();
+    let station_choices = if target.role == Role::StationStaff {
+        stations
+            .iter()
+            .map(|(id, n)| (id.0.to_string(), n.clone(), covered_ids.contains(id)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let devices = state
         .store
         .devices_of(target.id)
@@ -882,10 +901,17 @@ async fn one_user(
             clock: d.clock_skew_ms.map(|ms| a.clock_skew(ms)),
         })
         .collect();
+    let acc = lang.accounts();
     let notice = if !query.created.is_empty() {
         Some(a.user_created)
     } else if !query.revoked.is_empty() {
         Some(a.device_revoked)
+    } else if !query.saved.is_empty() {
+        Some(acc.notice_saved)
+    } else if !query.disabled.is_empty() {
+        Some(acc.notice_disabled)
+    } else if !query.enabled.is_empty() {
+        Some(acc.notice_enabled)
     } else {
         None
     };
@@ -901,6 +927,9 @@ async fn one_user(
         stations: covered.join("、"),
         disabled: target.disabled,
         devices,
+        acc,
+        station_choices,
+        is_self: target.id == user.user.id,
     })
 }
 
@@ -1049,6 +1078,9 @@ pub(crate) struct DistrictsPage {
     pub a: &'static AdminMsgs,
     pub notice: Option<&'static str>,
     pub districts: Vec<DistrictLine>,
+    pub acc: &'static super::i18n::AccountMsgs,
+    /// Accounts of no district (the first start's admin): id, login, disabled, self.
+    pub districtless: Vec<(String, String, bool, bool)>,
 }
 
 /// `GET /web/admin/districts`: every district, a form to create one and, per district,
@@ -1090,11 +1122,27 @@ async fn districts_page(
             users: d.users,
         })
         .collect();
+    let districtless = state
+        .store
+        .districtless_admins()
+        .await?
+        .into_iter()
+        .map(|u| {
+            (
+                u.id.0.to_string(),
+                u.login,
+                u.disabled,
+                u.id == user.user.id,
+            )
+        })
+        .collect();
     render(&DistrictsPage {
         c: user.chrome(lang, "/web/admin/districts"),
         a,
         notice,
         districts,
+        acc: lang.accounts(),
+        districtless,
     })
 }
 

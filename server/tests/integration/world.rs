@@ -17,6 +17,9 @@ pub const COORDINATOR_PASSWORD: &str = "coordinator's password";
 pub struct World {
     pub server: TestServer,
     pub admin_token: String,
+    /// The first start's admin: login and one-time password.
+    pub admin_login: String,
+    pub admin_password: String,
     pub station_a: StationId,
     pub station_b: StationId,
     pub coordinator: UserId,
@@ -81,6 +84,8 @@ impl World {
         World {
             server,
             admin_token,
+            admin_login: bootstrap.login,
+            admin_password: bootstrap.password,
             station_a,
             station_b,
             coordinator,
