@@ -16,7 +16,7 @@ use sync_core::doc::casefile::{CaseFile, listing};
 use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
-use sync_core::model::{self, Principal, Role, Scope, VisitDue};
+use sync_core::model::{self, DueOn, LocalDay, Principal, Role, Scope, VisitDue};
 use sync_core::protocol::envelope::SyncResponse;
 use sync_core::protocol::replica::Replica;
 use sync_core::protocol::store::ReplicaStore;
@@ -200,13 +200,6 @@ fn save_creds(store: &Store, creds: &Credentials) -> Result<()> {
         detail: format!("encoding the credential: {e}"),
     })?;
     Ok(store.set_meta("credentials", &bytes)?)
-}
-
-/// The start of the local day holding `now`, for a zone `offset_minutes` east of UTC.
-fn day_start(now: Timestamp, offset_minutes: i32) -> Timestamp {
-    let offset = i64::from(offset_minutes) * 60_000;
-    let local = now.saturating_add(offset);
-    local.div_euclid(model::DAY_MS) * model::DAY_MS - offset
 }
 
 impl LinliClient {
@@ -486,8 +479,7 @@ impl LinliClient {
     /// then the longest overdue.
     pub fn due_visits(&self, now_ms: i64, utc_offset_minutes: i32) -> Result<Vec<DueResident>> {
         self.enrolled(|inner, _| {
-            let start = day_start(now_ms, utc_offset_minutes);
-            let end = start.saturating_add(model::DAY_MS);
+            let day = LocalDay::of(now_ms, utc_offset_minutes);
             let mut out = Vec::new();
             for (id, s) in Self::held_summaries(inner)? {
                 let Summary::Resident {
@@ -498,13 +490,15 @@ impl LinliClient {
                 else {
                     continue;
                 };
-                let (status, key) = match profile.visit_due(*last_visit_at) {
-                    None => continue,
-                    Some(VisitDue::NeverVisited) => (DueStatus::NeverVisited, i64::MIN),
-                    Some(VisitDue::At(t)) if t < start => (DueStatus::Overdue, t),
-                    Some(VisitDue::At(t)) if t < end => (DueStatus::DueToday, t),
-                    Some(VisitDue::At(_)) => continue,
+                let Some((due, at)) = profile.due_on(*last_visit_at, day) else {
+                    continue;
                 };
+                let status = match due {
+                    DueOn::NeverVisited => DueStatus::NeverVisited,
+                    DueOn::Overdue => DueStatus::Overdue,
+                    DueOn::DueToday => DueStatus::DueToday,
+                };
+                let key = at.unwrap_or(i64::MIN);
                 if let Some(resident) = summary_record(id, &s) {
                     out.push((key, DueResident { status, resident }));
                 }
@@ -670,6 +664,23 @@ impl LinliClient {
             )?;
             inner.replica.save_case_file(&file)?;
             Ok(id.to_string())
+        })
+    }
+
+    /// Edits a resident's profile offline: every field of `profile` that differs from
+    /// the profile on the phone is written in one change, the rest left alone (so an
+    /// edit screen saved unchanged writes nothing). The rules decide by role: a
+    /// volunteer may update the address, phone, living situation, emergency contact and
+    /// needs; name, birth year, risk level and visit frequency are for staff. Returns
+    /// the keys of the fields written (`phone`, `visit_every_days`, …).
+    pub fn update_profile(
+        &self,
+        resident_id: String,
+        profile: ProfileRecord,
+    ) -> Result<Vec<String>> {
+        self.edit(&resident_id, |file, editor| {
+            let written = file.edit_profile(editor, &profile.into())?;
+            Ok(written.iter().map(|f| f.key().to_owned()).collect())
         })
     }
 
@@ -1023,20 +1034,5 @@ impl LinliClient {
             }
         }
         Ok(outcome)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_local_day_starts_at_local_midnight() {
-        // 2025-11-24 00:30 in Shanghai is 2025-11-23 16:30 UTC.
-        let now = 1_763_915_400_000;
-        let start = day_start(now, 480);
-        assert_eq!(start, 1_763_913_600_000); // 2025-11-23 16:00 UTC
-        assert_eq!(day_start(now, 0), 1_763_856_000_000);
-        assert_eq!(day_start(start, 480), start);
     }
 }

@@ -128,7 +128,7 @@ code_enum!(
 );
 
 /// A resident's profile. Fields merge one by one across devices.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     /// Full name. Restricted.
     pub name: String,
@@ -162,7 +162,65 @@ pub enum VisitDue {
     At(Timestamp),
 }
 
+/// One local day: `[start, start + DAY_MS)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDay {
+    /// Local midnight, Unix ms.
+    pub start: Timestamp,
+}
+
+impl LocalDay {
+    /// The local day holding `now`, in a zone `utc_offset_minutes` east of UTC
+    /// (Shanghai: 480).
+    pub fn of(now: Timestamp, utc_offset_minutes: i32) -> LocalDay {
+        let offset = i64::from(utc_offset_minutes) * 60_000;
+        let local = now.saturating_add(offset);
+        LocalDay {
+            start: local.div_euclid(DAY_MS) * DAY_MS - offset,
+        }
+    }
+
+    /// The next local midnight.
+    pub fn end(self) -> Timestamp {
+        self.start.saturating_add(DAY_MS)
+    }
+}
+
+/// Where a resident stands for a visit on a local day (see [`Profile::due_on`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DueOn {
+    /// A visit frequency is set and nobody has visited yet.
+    NeverVisited,
+    /// The next visit fell due before the day began.
+    Overdue,
+    /// The next visit falls due within the day.
+    DueToday,
+}
+
 impl Profile {
+    /// The due rule, the one the phone's due list and the coordinators' page both use:
+    /// a resident whose profile sets a visit frequency is never visited, overdue (the
+    /// next visit fell due before `day` began) or due today (it falls due within
+    /// `day`); otherwise, or without a frequency, not due. With the time it fell due
+    /// (`None` for never visited), to sort by.
+    ///
+    /// In SQL over `resident_rows` the residents this lists are exactly those with
+    /// `visit_every_days > 0 AND (last_visit_at IS NULL OR last_visit_at +
+    /// visit_every_days * DAY_MS < day.end())`; the server's due page uses that filter
+    /// and its tests check that the two agree.
+    pub fn due_on(
+        &self,
+        last_visit_at: Option<Timestamp>,
+        day: LocalDay,
+    ) -> Option<(DueOn, Option<Timestamp>)> {
+        match self.visit_due(last_visit_at)? {
+            VisitDue::NeverVisited => Some((DueOn::NeverVisited, None)),
+            VisitDue::At(t) if t < day.start => Some((DueOn::Overdue, Some(t))),
+            VisitDue::At(t) if t < day.end() => Some((DueOn::DueToday, Some(t))),
+            VisitDue::At(_) => None,
+        }
+    }
+
     /// When the next visit is due after a last live visit at `last_visit_at`; `None`
     /// when the profile sets no visit frequency.
     pub fn visit_due(&self, last_visit_at: Option<Timestamp>) -> Option<VisitDue> {
@@ -435,6 +493,36 @@ code_enum!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_due_rule_counts_whole_local_days() {
+        // 2025-11-24 00:30 in Shanghai is 2025-11-23 16:30 UTC.
+        let now = 1_763_915_400_000;
+        let day = LocalDay::of(now, 480);
+        assert_eq!(day.start, 1_763_913_600_000); // 2025-11-23 16:00 UTC
+        assert_eq!(LocalDay::of(day.start, 480), day);
+        assert_eq!(LocalDay::of(day.end() - 1, 480), day);
+        let weekly = Profile {
+            visit_every_days: Some(7),
+            ..Profile::default()
+        };
+        let at = |ms| weekly.due_on(Some(ms), day).map(|(d, _)| d);
+        assert_eq!(weekly.due_on(None, day), Some((DueOn::NeverVisited, None)));
+        // Visited a week ago minus a minute: due later today, though not yet this moment.
+        assert_eq!(at(now - 7 * DAY_MS + 60_000), Some(DueOn::DueToday));
+        assert_eq!(at(day.start - 7 * DAY_MS), Some(DueOn::DueToday));
+        assert_eq!(at(day.start - 7 * DAY_MS - 1), Some(DueOn::Overdue));
+        assert_eq!(at(day.end() - 7 * DAY_MS), None, "due tomorrow");
+        // No frequency, or a nonsense one: never listed, however long ago the visit.
+        for every in [None, Some(0), Some(-3)] {
+            let p = Profile {
+                visit_every_days: every,
+                ..Profile::default()
+            };
+            assert_eq!(p.due_on(None, day), None);
+            assert_eq!(p.due_on(Some(0), day), None);
+        }
+    }
     use uuid::Uuid;
 
     #[test]

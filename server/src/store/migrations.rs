@@ -45,6 +45,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "refusals",
             include_str!("../../migrations/sqlite/0006_refusals.sql"),
         ),
+        migration(
+            7,
+            "residents",
+            include_str!("../../migrations/sqlite/0007_residents.sql"),
+        ),
     ]
 }
 
@@ -79,6 +84,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             6,
             "refusals",
             include_str!("../../migrations/postgres/0006_refusals.sql"),
+        ),
+        migration(
+            7,
+            "residents",
+            include_str!("../../migrations/postgres/0007_residents.sql"),
         ),
     ]
 }

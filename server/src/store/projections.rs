@@ -46,6 +46,8 @@ pub struct ResidentRow {
     pub live_visits: i64,
     /// Follow-ups still open.
     pub open_follow_ups: i64,
+    /// Profile fields holding conflicting values that a person has not resolved.
+    pub profile_conflicts: i64,
 }
 
 /// A visit's row. Tombstoned visits keep their row, flagged.
@@ -184,8 +186,14 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// The rows of a hydrated case file.
-    pub fn of(r: &Resident) -> Projection {
+    /// The rows of a case file.
+    pub fn of_file(file: &CaseFile) -> sync_core::Result<Projection> {
+        let conflicts = file.conflicts()?.len();
+        Ok(Projection::of(&file.hydrate()?, conflicts))
+    }
+
+    /// The rows of a hydrated case file with `conflicts` conflicting profile fields.
+    pub fn of(r: &Resident, conflicts: usize) -> Projection {
         let place = Place {
             resident: r.id,
             district: r.district,
@@ -204,6 +212,7 @@ impl Projection {
                         .iter()
                         .filter(|f| f.status == FollowUpStatus::Open),
                 ),
+                profile_conflicts: i64::try_from(conflicts).unwrap_or(i64::MAX),
             },
             visits: Vec::with_capacity(r.visits.len()),
             services: Vec::new(),
@@ -384,8 +393,8 @@ const INSERT_FOLLOW_UP: &str = "INSERT INTO follow_up_rows (resident, id, distri
 /// the same transaction, so an append that touched one visit need not read the others.
 const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station, name, address,
     phone, birth_year, living_situation, emergency_contact, needs, risk_level,
-    visit_every_days, heads, last_visit_at, live_visits, open_follow_ups)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+    visit_every_days, heads, profile_conflicts, last_visit_at, live_visits, open_follow_ups)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
       (SELECT MAX(started_at) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
       (SELECT COUNT(*) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
       (SELECT COUNT(*) FROM follow_up_rows WHERE resident = $1 AND status = 'open'))
@@ -394,7 +403,8 @@ const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station,
       birth_year = excluded.birth_year, living_situation = excluded.living_situation,
       emergency_contact = excluded.emergency_contact, needs = excluded.needs,
       risk_level = excluded.risk_level, visit_every_days = excluded.visit_every_days,
-      heads = excluded.heads, last_visit_at = excluded.last_visit_at,
+      heads = excluded.heads, profile_conflicts = excluded.profile_conflicts,
+      last_visit_at = excluded.last_visit_at,
       live_visits = excluded.live_visits, open_follow_ups = excluded.open_follow_ups";
 
 /// Rows of residents that have no case file (none are made today: documents are never
@@ -441,7 +451,14 @@ impl Plan {
             plan.follow_up(f);
         }
         let r = &p.resident;
-        plan.resident(r.id, r.district, r.station, &r.profile, heads);
+        plan.resident(
+            r.id,
+            r.district,
+            r.station,
+            &r.profile,
+            r.profile_conflicts,
+            heads,
+        );
         plan
     }
 
@@ -534,6 +551,7 @@ impl Plan {
         district: DistrictId,
         station: StationId,
         p: &Profile,
+        conflicts: i64,
         heads: Vec<u8>,
     ) {
         self.push(
@@ -552,6 +570,7 @@ impl Plan {
                 opt_code(p.risk_level.map(RiskLevel::code)),
                 Arg::OptInt(p.visit_every_days),
                 Arg::Bytes(heads),
+                Arg::Int(conflicts),
             ],
         );
     }
@@ -599,8 +618,7 @@ fn unprojectable(doc: DocId, e: sync_core::Error) -> StoreError {
 
 /// The whole projection of a case file.
 fn full(doc: DocId, file: &CaseFile) -> Result<Projection> {
-    let resident = file.hydrate().map_err(|e| unprojectable(doc, e))?;
-    Ok(Projection::of(&resident))
+    Projection::of_file(file).map_err(|e| unprojectable(doc, e))
 }
 
 /// Rewrites the rows of the touched visits and follow-ups, and the resident row.
@@ -631,11 +649,13 @@ fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Re
         }
     }
     let profile = file.profile().map_err(bad)?;
+    let conflicts = file.conflicts().map_err(bad)?.len();
     plan.resident(
         place.resident,
         place.district,
         place.station,
         &profile,
+        i64::try_from(conflicts).unwrap_or(i64::MAX),
         heads,
     );
     Ok(plan)
@@ -831,6 +851,7 @@ fn resident_row(r: &impl Fields) -> Result<(ResidentRow, Vec<u8>)> {
         last_visit_at: r.opt_int("last_visit_at")?,
         live_visits: r.int("live_visits")?,
         open_follow_ups: r.int("open_follow_ups")?,
+        profile_conflicts: r.int("profile_conflicts")?,
     };
     Ok((row, r.bytes("heads")?))
 }
@@ -1190,8 +1211,8 @@ impl SqlStore {
                 return Ok(None);
             };
             let heads = heads_bytes(&loaded.get_heads());
-            let expected = match CaseFile::from_doc(loaded).and_then(|f| f.hydrate()) {
-                Ok(r) => Projection::of(&r),
+            let expected = match CaseFile::from_doc(loaded).and_then(|f| Projection::of_file(&f)) {
+                Ok(p) => p,
                 Err(e) => return Ok(Some(format!("the document cannot be projected: {e}"))),
             };
             let stored = self.stored_projection(doc.into()).await?;

@@ -24,9 +24,8 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use sync_core::doc::casefile::{FieldValue, ProfileField};
 use sync_core::ids::{ResidentId, StationId, UserId};
-use sync_core::model::{Profile, Role};
+use sync_core::model::{Profile, RiskLevel, Role};
 use uuid::Uuid;
 
 /// The forms the resident page shows to users who may edit.
@@ -220,44 +219,27 @@ pub(crate) async fn unassign(
     .map_err(|e: Error| WebError::new(lang, e))
 }
 
-/// One profile field as the form gives it, checked by the core's validation.
-fn field_value(field: ProfileField, text: &str) -> Result<FieldValue> {
+/// A number of days from the form (empty: not set).
+fn days(text: &str) -> Result<Option<i64>> {
     let text = text.trim();
-    let value = match field {
-        _ if text.is_empty() && field != ProfileField::Address => FieldValue::Empty,
-        ProfileField::VisitEveryDays => FieldValue::Int(text.parse().map_err(|_| {
-            Error::bad_request(
-                "bad_profile",
-                format!("{}: {text:?} is not a number of days", field.key()),
-            )
-        })?),
-        _ => FieldValue::Text(text.to_owned()),
-    };
-    field.validate(&value).map_err(|reason| {
-        Error::bad_request("bad_profile", format!("{}: {reason}", field.key()))
-    })?;
-    Ok(value)
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        Error::bad_request(
+            "bad_profile",
+            format!("visit_every_days: {text:?} is not a number of days"),
+        )
+    })
 }
 
-/// What a field holds now, as a form value, to write only what changed.
-fn current(profile: &Profile, field: ProfileField) -> FieldValue {
-    let text = |t: &str| {
-        if t.is_empty() {
-            FieldValue::Empty
-        } else {
-            FieldValue::Text(t.to_owned())
-        }
-    };
-    match field {
-        ProfileField::Phone => text(&profile.phone),
-        ProfileField::Address => FieldValue::Text(profile.address.clone()),
-        ProfileField::VisitEveryDays => profile
-            .visit_every_days
-            .map_or(FieldValue::Empty, FieldValue::Int),
-        ProfileField::RiskLevel => profile
-            .risk_level
-            .map_or(FieldValue::Empty, |r| FieldValue::Text(r.code().to_owned())),
-        _ => FieldValue::Empty,
+/// A risk level from the form (empty: not set).
+fn risk(code: &str) -> Result<Option<RiskLevel>> {
+    match code.trim() {
+        "" => Ok(None),
+        c => RiskLevel::from_code(c).map(Some).ok_or_else(|| {
+            Error::bad_request("bad_profile", format!("risk_level: unknown level {c:?}"))
+        }),
     }
 }
 
@@ -273,34 +255,18 @@ pub(crate) async fn profile(
     async {
         user.check_csrf(&form.csrf)?;
         let resident = visible(&state, &user.user, &resident).await?;
-        let wanted = [
-            (
-                ProfileField::Phone,
-                field_value(ProfileField::Phone, &form.phone)?,
-            ),
-            (
-                ProfileField::Address,
-                field_value(ProfileField::Address, &form.address)?,
-            ),
-            (
-                ProfileField::VisitEveryDays,
-                field_value(ProfileField::VisitEveryDays, &form.visit_every_days)?,
-            ),
-            (
-                ProfileField::RiskLevel,
-                field_value(ProfileField::RiskLevel, &form.risk_level)?,
-            ),
-        ];
+        let visit_every_days = days(&form.visit_every_days)?;
+        let risk_level = risk(&form.risk_level)?;
         let changed = edit_case_file(&state, &user, resident, |file, editor| {
-            let profile = file.hydrate()?.profile;
-            let mut changed = 0;
-            for (field, value) in &wanted {
-                if current(&profile, *field) != *value {
-                    file.update_profile(editor, *field, value)?;
-                    changed += 1;
-                }
-            }
-            Ok(changed)
+            let wanted = Profile {
+                phone: form.phone.trim().to_owned(),
+                address: form.address.trim().to_owned(),
+                visit_every_days,
+                risk_level,
+                ..file.profile()?
+            };
+            file.edit_profile(editor, &wanted)
+                .map(|fields| fields.len())
         })
         .await?;
         tracing::info!(by = %user.user.id, %resident, changed, "profile edited on the web");

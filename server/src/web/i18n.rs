@@ -164,6 +164,10 @@ impl Lang {
                 "密码至少 10 个字符。",
                 "A password has at least 10 characters.",
             ),
+            "bad_profile" | "invalid" => (
+                "填写的内容不符合要求（例如走访间隔须为 1–365 天），请修改后再保存。",
+                "A value is not valid (a visit interval is 1 to 365 days, say): correct it and save again.",
+            ),
             "unknown_district" => ("没有这个街镇。", "There is no such district."),
             "unknown_station" | "stations_for_staff" => (
                 "只有服务站工作人员负责服务站，且须是本街镇的服务站。",
@@ -325,6 +329,8 @@ pub(crate) struct Msgs {
     pub due_help: &'static str,
     pub never_visited: &'static str,
     pub days_overdue: &'static str,
+    pub due_today: &'static str,
+    pub due_status: &'static str,
     pub no_due: &'static str,
     pub previous_page: &'static str,
     pub error_title: &'static str,
@@ -511,9 +517,11 @@ pub(crate) const ZH: Msgs = Msgs {
     comments: "留言",
     no_follow_ups: "没有符合条件的跟进事项。",
     due_title: "待走访老人",
-    due_help: "已超过走访间隔或从未走访的服务对象（未设间隔的按 30 天计）。",
+    due_help: "设了走访间隔、今天到期、已逾期或从未走访的服务对象，按上海时间的整天计算，与志愿者手机上的待走访名单一致。",
     never_visited: "从未走访",
     days_overdue: "逾期天数",
+    due_today: "今日到期",
+    due_status: "状态",
     no_due: "所有服务对象都已按时走访。",
     previous_page: "上一页",
     error_title: "出错了",
@@ -621,9 +629,11 @@ pub(crate) const EN: Msgs = Msgs {
     comments: "Comments",
     no_follow_ups: "No follow-ups match.",
     due_title: "Visits due",
-    due_help: "Residents past their visit interval, or never visited (30 days when no interval is set).",
+    due_help: "Residents with a visit interval who are due today, overdue or never visited, counted in whole days of Shanghai time: the same list the volunteers' phones show.",
     never_visited: "never visited",
     days_overdue: "Days overdue",
+    due_today: "due today",
+    due_status: "Status",
     no_due: "Every resident has been visited on time.",
     previous_page: "Previous page",
     error_title: "Something went wrong",
@@ -1496,4 +1506,110 @@ pub(crate) const CARE_EN: CareMsgs = CareMsgs {
     notice_saved: "Profile saved; it reaches the phones at their next sync.",
     notice_unchanged: "Nothing changed.",
     notice_moved: "Moved; the phones follow at their next sync.",
+};
+
+// ---- The resident list (`lists.rs`, issue 12) ---------------------------------------
+
+/// The resident list's strings.
+#[derive(Debug)]
+pub(crate) struct ResidentListMsgs {
+    pub nav: &'static str,
+    pub title: &'static str,
+    pub search: &'static str,
+    pub search_help: &'static str,
+    pub conflicts_only: &'static str,
+    pub conflicts: &'static str,
+    pub none: &'static str,
+    pub conflict_flag: &'static str,
+}
+
+impl Lang {
+    /// The resident list's catalog.
+    pub fn resident_list(self) -> &'static ResidentListMsgs {
+        match self {
+            Lang::Zh => &RESIDENT_LIST_ZH,
+            Lang::En => &RESIDENT_LIST_EN,
+        }
+    }
+}
+
+pub(crate) const RESIDENT_LIST_ZH: ResidentListMsgs = ResidentListMsgs {
+    nav: "服务对象",
+    title: "服务对象",
+    search: "姓名或地址",
+    search_help: "输入姓名或地址的一部分",
+    conflicts_only: "只看有冲突的档案",
+    conflicts: "档案冲突",
+    none: "没有符合条件的服务对象。",
+    conflict_flag: "档案有冲突",
+};
+
+pub(crate) const RESIDENT_LIST_EN: ResidentListMsgs = ResidentListMsgs {
+    nav: "Residents",
+    title: "Residents",
+    search: "Name or address",
+    search_help: "Part of a name or an address",
+    conflicts_only: "Only profiles with conflicts",
+    conflicts: "Profile conflicts",
+    none: "No resident matches.",
+    conflict_flag: "profile conflict",
+};
+
+// ---- Accounts (`accounts.rs`, issue 12) ----------------------------------------------
+
+/// Editing and disabling accounts.
+#[derive(Debug)]
+pub(crate) struct AccountMsgs {
+    pub edit_title: &'static str,
+    pub save: &'static str,
+    pub disable_title: &'static str,
+    pub disable_help: &'static str,
+    pub disable_button: &'static str,
+    pub enable_button: &'static str,
+    pub notice_saved: &'static str,
+    pub notice_disabled: &'static str,
+    pub notice_enabled: &'static str,
+    pub bootstrap_title: &'static str,
+    pub bootstrap_help: &'static str,
+    pub disable_self_button: &'static str,
+}
+
+impl Lang {
+    /// The accounts forms' catalog.
+    pub fn accounts(self) -> &'static AccountMsgs {
+        match self {
+            Lang::Zh => &ACCOUNTS_ZH,
+            Lang::En => &ACCOUNTS_EN,
+        }
+    }
+}
+
+pub(crate) const ACCOUNTS_ZH: AccountMsgs = AccountMsgs {
+    edit_title: "修改姓名和负责的服务站",
+    save: "保存",
+    disable_title: "停用账号",
+    disable_help: "停用后，此账号在网页和手机上的下一次请求即被拒绝；其记录的内容不会被删除，可随时重新启用。",
+    disable_button: "停用",
+    enable_button: "重新启用",
+    notice_saved: "已保存。服务站的变更在手机下次同步时生效。",
+    notice_disabled: "账号已停用。",
+    notice_enabled: "账号已重新启用。",
+    bootstrap_title: "不属于任何街镇的账号",
+    bootstrap_help: "首次启动时建立的 admin 账号用于建立街镇和协调员。建好自己的账号后，请停用它。",
+    disable_self_button: "停用此账号（我自己）",
+};
+
+pub(crate) const ACCOUNTS_EN: AccountMsgs = AccountMsgs {
+    edit_title: "Name and stations",
+    save: "Save",
+    disable_title: "Disable the account",
+    disable_help: "A disabled account is refused at its next request, on the web and on its phones; nothing it recorded is deleted, and it can be enabled again.",
+    disable_button: "Disable",
+    enable_button: "Enable again",
+    notice_saved: "Saved. Station changes reach the phones at their next sync.",
+    notice_disabled: "The account is disabled.",
+    notice_enabled: "The account is enabled again.",
+    bootstrap_title: "Accounts of no district",
+    bootstrap_help: "The admin account made at the first start sets up districts and their coordinators. Once you have your own accounts, disable it.",
+    disable_self_button: "Disable this account (mine)",
 };

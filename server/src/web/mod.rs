@@ -4,6 +4,7 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod accounts; // Editing and disabling accounts (issue 12).
 mod admin; // Administration (issue 5).
 mod care; // A resident's volunteers, profile and station (issue 12).
 mod conflicts;
@@ -94,6 +95,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
                 .layer(axum::extract::DefaultBodyLimit::max(roster::MAX_BODY)),
         )
         .route("/web/residents/import/confirm", post(roster::confirm))
+        .route("/web/residents", get(lists::residents))
         .route("/web/residents/{resident}", get(residents::page))
         .route(
             "/web/residents/{resident}/resolve",
@@ -137,6 +139,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/web/admin/users/{user}", get(admin::user_page))
         .route("/web/admin/users/{user}/code", post(admin::issue_code))
+        .route("/web/admin/users/{user}/edit", post(accounts::edit))
+        .route("/web/admin/users/{user}/disabled", post(accounts::disabled))
         .route(
             "/web/admin/devices/{device}/revoke",
             post(admin::revoke_device),

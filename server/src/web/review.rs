@@ -219,6 +219,11 @@ pub(crate) async fn edit_document<D: WebDoc, T>(
 pub(crate) fn core_error(e: sync_core::Error) -> Error {
     match e {
         sync_core::Error::NotFound(what) => Error::NotFound(what),
+        // A value the rules find invalid is bad input (400); anything else they refuse
+        // is not the user's to do (403).
+        sync_core::Error::Rejected(v @ sync_core::rules::Violation::Invalid { .. }) => {
+            Error::bad_request("invalid", v.to_string())
+        }
         sync_core::Error::Rejected(v) => Error::Forbidden(v.to_string()),
         other => Error::Internal(format!("editing a document: {other}")),
     }

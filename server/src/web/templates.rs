@@ -105,6 +105,8 @@ pub(crate) struct VisitLine {
     pub review: &'static str,
     pub review_code: &'static str,
     pub follow_up: bool,
+    /// The resident's profile holds unresolved conflicting values.
+    pub conflict: bool,
 }
 
 #[derive(Debug, Template)]
@@ -273,6 +275,7 @@ pub(crate) struct DueLine {
     pub station: String,
     pub last_visit: String,
     pub every: i64,
+    pub status: &'static str,
     pub days_overdue: String,
     pub risk: String,
 }
@@ -283,6 +286,33 @@ pub(crate) struct DuePage {
     pub c: Chrome,
     pub selects: Vec<Select>,
     pub lines: Vec<DueLine>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+/// A row of the resident list.
+#[derive(Debug)]
+pub(crate) struct ResidentLine {
+    pub href: String,
+    pub name: String,
+    pub address: String,
+    pub station: String,
+    pub risk: &'static str,
+    pub last_visit: String,
+    pub live_visits: i64,
+    pub open_follow_ups: i64,
+    pub conflicts: i64,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "residents.html")]
+pub(crate) struct ResidentsPage {
+    pub c: Chrome,
+    pub r: &'static super::i18n::ResidentListMsgs,
+    pub q: String,
+    pub conflicts_only: bool,
+    pub selects: Vec<Select>,
+    pub lines: Vec<ResidentLine>,
     pub previous: Option<String>,
     pub next: Option<String>,
 }

@@ -308,12 +308,24 @@ async fn page(
     } else {
         None
     };
+    // Residents on this page whose profile holds unresolved conflicting values.
+    let conflicted: std::collections::HashSet<Vec<u8>> = if rows.is_empty() {
+        Default::default()
+    } else {
+        let mut q = Sql::new("SELECT id FROM resident_rows WHERE profile_conflicts > 0 AND id IN ");
+        q.bind_list(rows.iter().map(|r| Bind::Bytes(r.0.clone())));
+        fetch!(&state.store, q, (Vec<u8>,), fetch_all)?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect()
+    };
     let lines = rows
         .into_iter()
         .map(|r| {
             let key = (r.0.clone(), r.1.clone());
             let (resident, visit) = (uuid_of(&r.0), uuid_of(&r.1));
             VisitLine {
+                conflict: conflicted.contains(&r.0),
                 href: format!("/web/residents/{resident}#visit-{visit}"),
                 resident: r.11,
                 when: date_time(r.5),

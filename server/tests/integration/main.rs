@@ -19,6 +19,7 @@ mod serving;
 mod store;
 mod sync;
 mod web;
+mod web_accounts; // Editing and disabling accounts (issue 12).
 mod web_admin; // Administration (issue 5).
 mod web_care; // A resident's volunteers, profile and station (issue 12).
 mod web_client; // The one HTTP client every web test uses.

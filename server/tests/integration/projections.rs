@@ -160,7 +160,7 @@ fn record(started_at: Timestamp) -> VisitRecord {
 
 /// The rows a hydrated case file should have, written out here field by field
 /// rather than borrowed from the server, so that the two can disagree.
-fn expected(r: &Resident) -> Projection {
+fn expected(r: &Resident, profile_conflicts: i64) -> Projection {
     let mut visits = Vec::new();
     let mut services = Vec::new();
     let mut hazards = Vec::new();
@@ -254,6 +254,7 @@ fn expected(r: &Resident) -> Projection {
                 .iter()
                 .filter(|f| f.status == FollowUpStatus::Open)
                 .count() as i64,
+            profile_conflicts,
         },
         visits,
         services,
@@ -262,15 +263,27 @@ fn expected(r: &Resident) -> Projection {
     }
 }
 
-/// The server's copy of a case file, hydrated.
-async fn server_copy(t: &TestStore, resident: ResidentId) -> Resident {
+/// The server's copy of a case file, hydrated, and how many profile fields hold
+/// concurrent values (counted here from Automerge, not by the core's `conflicts`).
+async fn server_copy(t: &TestStore, resident: ResidentId) -> (Resident, i64) {
     let doc = t.store.load(resident.into()).await.unwrap().unwrap();
-    CaseFile::from_doc(doc).unwrap().hydrate().unwrap()
+    let conflicts = match doc.get(ROOT, "profile").unwrap() {
+        Some((_, profile)) => ProfileField::ALL
+            .iter()
+            .filter(|f| doc.get_all(&profile, f.key()).unwrap().len() > 1)
+            .count() as i64,
+        None => 0,
+    };
+    (
+        CaseFile::from_doc(doc).unwrap().hydrate().unwrap(),
+        conflicts,
+    )
 }
 
 /// The stored rows equal what the server's document hydrates to; returns them.
 async fn assert_projected(t: &TestStore, resident: ResidentId) -> Projection {
-    let want = expected(&server_copy(t, resident).await);
+    let (resident_now, conflicts) = server_copy(t, resident).await;
+    let want = expected(&resident_now, conflicts);
     let got = t.store.projection(resident).await.unwrap();
     assert_eq!(got.as_ref(), Some(&want));
     want
@@ -864,7 +877,36 @@ async fn a_schema_1_document_projects_before_and_after_its_migration(t: TestStor
     assert_eq!(p, q);
 }
 
+/// Two phones set the same profile field concurrently: the resident row counts the
+/// conflict (the resident list flags it) until a coordinator resolves it.
+async fn a_profile_conflict_is_counted_until_resolved(t: TestStore) {
+    let mut c = Phone::coordinator();
+    c.register(RESIDENT, STATION_A, "王阿婆");
+    c.sync(&t).await;
+    let mut other = Phone::new(2, COORDINATOR, Role::Coordinator, Scope::District(DISTRICT));
+    other.sync(&t).await;
+    let phone = |n: &str| FieldValue::Text(n.into());
+    c.edit(RESIDENT, |f, e| {
+        f.update_profile(e, ProfileField::Phone, &phone("13900000001"))
+    });
+    other.edit(RESIDENT, |f, e| {
+        f.update_profile(e, ProfileField::Phone, &phone("13900000002"))
+    });
+    c.sync(&t).await;
+    other.sync(&t).await;
+    let p = assert_projected(&t, RESIDENT).await;
+    assert_eq!(p.resident.profile_conflicts, 1);
+    other.sync(&t).await;
+    other.edit(RESIDENT, |f, e| {
+        f.resolve_conflict(e, ProfileField::Phone, &phone("13900000002"))
+    });
+    other.sync(&t).await;
+    let p = assert_projected(&t, RESIDENT).await;
+    assert_eq!(p.resident.profile_conflicts, 0);
+}
+
 conformance!(
+    a_profile_conflict_is_counted_until_resolved,
     projections_follow_every_kind_of_change,
     a_refused_batch_writes_no_projection_rows,
     an_append_whose_projection_fails_stores_nothing,

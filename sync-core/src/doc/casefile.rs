@@ -256,6 +256,44 @@ impl CaseFile {
         })
     }
 
+    /// Brings the profile to `wanted` in one change: every field that differs from the
+    /// profile now is written (each checked as [`ProfileField::validate`]) and the rest
+    /// left alone, so an edit form saved unchanged writes nothing and makes no conflict
+    /// with another device's concurrent edit of another field. Returns the fields
+    /// written; the rules decide, by role, whether they may be.
+    pub fn edit_profile(
+        &mut self,
+        editor: &Editor<'_>,
+        wanted: &Profile,
+    ) -> Result<Vec<ProfileField>> {
+        let now = profile_values(&self.profile()?);
+        let changed: Vec<(ProfileField, FieldValue)> = profile_values(wanted)
+            .into_iter()
+            .zip(now)
+            .filter(|(new, old)| new.1 != old.1)
+            .map(|(new, _)| new)
+            .collect();
+        for (field, value) in &changed {
+            field.validate(value).map_err(|reason| {
+                Error::Rejected(rules::Violation::Invalid {
+                    field: field.key().to_owned(),
+                    reason,
+                })
+            })?;
+        }
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.edit(editor, |tx| {
+            let p = ensure_map(tx, &ROOT, PROFILE)?;
+            for (field, value) in &changed {
+                put_opt(tx, &p, field.key(), value.to_scalar())?;
+            }
+            Ok(())
+        })?;
+        Ok(changed.into_iter().map(|(field, _)| field).collect())
+    }
+
     /// Resolves a conflict on a profile field by writing the chosen value; the new write
     /// supersedes every concurrent one.
     pub fn resolve_conflict(

@@ -5,6 +5,7 @@ use mobile_ffi::store::{FILE_NAME, Store};
 use mobile_ffi::sync_core::protocol::store::ReplicaStore;
 use mobile_ffi::{
     CancelToken, CatalogKind, DueStatus, FollowUpStatus, LinliClient, LinliError, ReviewStatus,
+    RiskLevel,
 };
 
 #[test]
@@ -471,4 +472,44 @@ fn a_phone_whose_clock_runs_two_days_fast_loses_no_visit() {
     // Another phone sees it.
     coordinator.sync().unwrap();
     assert!(coordinator.visit_ids(&resident).contains(&id));
+}
+
+#[test]
+fn a_volunteer_updates_a_residents_phone_but_not_their_risk_level() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("王阿婆");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let mut profile = v.client.resident(resident.clone()).unwrap().profile;
+    // Saved unchanged: nothing is written.
+    assert!(
+        v.client
+            .update_profile(resident.clone(), profile.clone())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+    // The risk level is for staff: refused on the phone, nothing kept.
+    let mut risky = profile.clone();
+    risky.risk_level = Some(RiskLevel::Low);
+    let refused = v
+        .client
+        .update_profile(resident.clone(), risky)
+        .unwrap_err();
+    assert!(
+        matches!(&refused, LinliError::NotAllowed { code, .. } if code == "role_not_allowed"),
+        "{refused:?}"
+    );
+    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+    // A new phone number is the volunteer's to record.
+    profile.phone = "13912345678".into();
+    let written = v.client.update_profile(resident.clone(), profile).unwrap();
+    assert_eq!(written, vec!["phone".to_owned()]);
+    assert_eq!(v.sync().unwrap().receipted, vec![resident.clone()]);
+    coordinator.sync().unwrap();
+    let seen = coordinator.client.resident(resident).unwrap().profile;
+    assert_eq!(seen.phone, "13912345678");
+    assert_eq!(seen.risk_level, Some(RiskLevel::High));
 }
