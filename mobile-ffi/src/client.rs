@@ -4,7 +4,7 @@
 
 use crate::error::{LinliError, Result, guarded};
 use crate::net::{ENVELOPE, Http, Refusal, Timeouts};
-use crate::store::Store;
+use crate::store::{EXPORT_KEY, REVOKED_EXPORT, Store};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +18,7 @@ use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
 use sync_core::model::{self, DueOn, LocalDay, Principal, Role, Scope, VisitDue};
 use sync_core::protocol::envelope::SyncResponse;
+use sync_core::protocol::export::Export;
 use sync_core::protocol::replica::Replica;
 use sync_core::protocol::store::ReplicaStore;
 use sync_core::rules::Editor;
@@ -430,6 +431,10 @@ impl LinliClient {
                 return Err(LinliError::AlreadyEnrolled);
             }
             save_creds(inner.replica.store(), &creds)?;
+            // Servers before version 2 of the sync envelope give no export key.
+            if let Some(key) = c["export_key"].as_str().and_then(|k| hex::decode(k).ok()) {
+                inner.replica.store().set_meta(EXPORT_KEY, &key)?;
+            }
             inner.replica.set_actor(ActorId::from(creds.actor.clone()));
             inner.creds = Some(creds);
             Ok(identity)
@@ -438,12 +443,13 @@ impl LinliClient {
 
     /// Signs the phone out: deletes every resident's data, the cursor and the
     /// credential, keeping the key check (the same key opens the empty store). Visits
-    /// not yet synced are lost with it: check `sync_status` first. For a phone whose
-    /// credential the server no longer accepts, before enrolling again.
+    /// not yet synced are lost with it, and so is a revoked device's sealed export:
+    /// check `sync_status` and `revoked_export` first. For a phone whose credential the
+    /// server no longer accepts, before enrolling again.
     pub fn erase(&self) -> Result<()> {
         guarded(|| {
             let mut inner = self.lock();
-            inner.replica.store_mut().wipe()?;
+            inner.replica.store_mut().wipe(false)?;
             inner.creds = None;
             inner.replica.set_actor(unenrolled_actor());
             Ok(())
@@ -768,6 +774,14 @@ impl LinliClient {
         })
     }
 
+    /// The sealed export a revoked device kept of what it never synced, if any: the
+    /// same user's phone hands it to the server at its first sync after enrolling
+    /// again (and forgets it then); until then the app may save it elsewhere. Only the
+    /// server can open it.
+    pub fn revoked_export(&self) -> Result<Option<Vec<u8>>> {
+        guarded(|| Ok(self.lock().replica.store().meta(REVOKED_EXPORT)?))
+    }
+
     /// The district's catalog (projects, service and hazard types…); `None` until the
     /// first sync brings it.
     pub fn catalog(&self) -> Result<Option<CatalogInfo>> {
@@ -887,10 +901,15 @@ impl LinliClient {
         self.lock().creds.clone().ok_or(LinliError::NotEnrolled)
     }
 
-    /// The device was revoked: delete everything and forget the credential.
+    /// The device was revoked: seal what it never synced for the server (see
+    /// `revoked_export`), then delete everything else and forget the credential. If the
+    /// export cannot be sealed nothing is deleted, and the next contact tries again.
     fn purge_everything(&self) -> LinliError {
         let mut inner = self.lock();
-        if let Err(e) = inner.replica.store_mut().wipe() {
+        if let Err(e) = Self::seal_export(&mut inner, self.now()) {
+            return e;
+        }
+        if let Err(e) = inner.replica.store_mut().wipe(true) {
             return LinliError::storage(format!(
                 "the device was revoked but its data could not be deleted: {e}"
             ));
@@ -898,6 +917,70 @@ impl LinliClient {
         inner.creds = None;
         inner.replica.set_actor(unenrolled_actor());
         LinliError::Revoked
+    }
+
+    /// Seals the unsynced changes under the device's export key, if it has one and
+    /// there are any, and keeps the export in the store.
+    fn seal_export(inner: &mut Inner, now: Timestamp) -> Result<()> {
+        let Some(creds) = inner.creds.clone() else {
+            return Ok(());
+        };
+        let Some(key) = inner.replica.store().meta(EXPORT_KEY)? else {
+            return Ok(());
+        };
+        let batches = inner.replica.unsynced()?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| LinliError::Internal {
+            detail: format!("no random source to seal the export: {e}"),
+        })?;
+        let sealed = Export {
+            device: DeviceId(creds.device),
+            user: UserId(creds.user),
+            made_at: now,
+            batches,
+        }
+        .seal(&key, nonce)
+        .map_err(|e| LinliError::Internal {
+            detail: format!("sealing the export: {e}"),
+        })?;
+        Ok(inner.replica.store().set_meta(REVOKED_EXPORT, &sealed)?)
+    }
+
+    /// Hands a revoked device's export, kept in this store, to the server through this
+    /// (newly enrolled) device; forgets it once the server has it. Returns how many
+    /// documents' changes the server kept for a coordinator's decision.
+    fn hand_over_export(&self, http: &Http) -> Result<u64> {
+        let Some(export) = self.lock().replica.store().meta(REVOKED_EXPORT)? else {
+            return Ok(0);
+        };
+        let token = self.access_token(http, false)?;
+        match http.post(
+            "/api/v1/recover",
+            Some(&token),
+            "application/octet-stream",
+            &export,
+        )? {
+            Ok(body) => {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let kept = json["kept"].as_u64().unwrap_or(0);
+                if json["not_kept"].as_u64().unwrap_or(0) == 0 {
+                    self.lock().replica.store().delete_meta(REVOKED_EXPORT)?;
+                }
+                Ok(kept)
+            }
+            // The server has it already.
+            Err(refusal) if refusal.status == 409 => {
+                self.lock().replica.store().delete_meta(REVOKED_EXPORT)?;
+                Ok(0)
+            }
+            // Another user's phone, or a server that cannot open it: keep it for the
+            // app to hand to a coordinator (`revoked_export`).
+            Err(refusal) if refusal.status < 500 && refusal.status != 429 => Ok(0),
+            Err(refusal) => Err(refusal.into_error()),
+        }
     }
 
     /// A fresh access token, refreshing it first if it is about to expire (or `force`).
@@ -953,6 +1036,11 @@ impl LinliClient {
     fn sync_rounds(&self, cancel: &CancelToken) -> Result<SyncOutcome> {
         let creds = self.creds()?;
         let http = Http::new(&creds.server_url, self.timeouts);
+        let recovered = match self.hand_over_export(&http) {
+            Ok(n) => n,
+            Err(LinliError::Revoked) => return Err(self.purge_everything()),
+            Err(e) => return Err(e),
+        };
         let mut outcome = SyncOutcome {
             sent_changes: 0,
             received_changes: 0,
@@ -963,6 +1051,7 @@ impl LinliClient {
             bytes_sent: 0,
             bytes_received: 0,
             complete: false,
+            recovered,
         };
         while outcome.rounds < MAX_ROUNDS {
             if cancel.is_cancelled() {

@@ -32,6 +32,11 @@ pub(crate) const COMPACT_AFTER: i64 = 32;
 /// 1: documents, chunks, summaries; 2: refused uploads.
 const SCHEMA_VERSION: i64 = 2;
 const KEY_CHECK: &[u8] = b"linli phone store key check v1";
+/// The meta key of a revoked device's sealed export (`sync_core::protocol::export`).
+pub const REVOKED_EXPORT: &str = "revoked_export";
+/// The meta key of the device's export key, from its enrolment.
+pub const EXPORT_KEY: &str = "export_key";
+
 /// The file's name inside the folder the app gives.
 pub const FILE_NAME: &str = "linli-phone.db";
 
@@ -288,6 +293,13 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a meta value.
+    pub fn delete_meta(&self, key: &str) -> R<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     fn meta_u64(&self, key: &str) -> R<u64> {
         match self.meta(key)? {
             None => Ok(0),
@@ -301,15 +313,20 @@ impl Store {
         }
     }
 
-    /// Deletes every document, summary, credential and cursor: what a revoked device
-    /// must do. The key check stays, so the same key opens the empty store.
-    pub fn wipe(&mut self) -> R<()> {
+    /// Deletes every document, summary, refused upload, credential and cursor: what a
+    /// revoked device must do. The key check stays, so the same key opens the empty
+    /// store; with `keep_export`, so does a revoked device's sealed export
+    /// ([`REVOKED_EXPORT`]).
+    pub fn wipe(&mut self, keep_export: bool) -> R<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM chunks; DELETE FROM docs; DELETE FROM summaries; DELETE FROM refused;
-             DELETE FROM meta WHERE key <> 'key_check';",
+            "DELETE FROM chunks; DELETE FROM docs; DELETE FROM summaries; DELETE FROM refused;",
+        )?;
+        tx.execute(
+            "DELETE FROM meta WHERE key <> 'key_check' AND (key <> ?1 OR NOT ?2)",
+            params![REVOKED_EXPORT, keep_export],
         )?;
         tx.commit()?;
         // Rewrite the file so deleted pages do not linger in the WAL.

@@ -606,6 +606,9 @@ pub struct SyncOutcome {
     pub bytes_sent: u64,
     /// Bytes received in sync responses.
     pub bytes_received: u64,
+    /// Documents whose never-synced changes a revoked device's export handed to the
+    /// server in this sync (for a coordinator's decision).
+    pub recovered: u64,
     /// Nothing is left to exchange (false: the round limit was reached; sync again).
     pub complete: bool,
 }

@@ -112,6 +112,9 @@ pub struct Enrolment {
     pub actors: Vec<ActorId>,
     /// The refresh token (only its hash is kept).
     pub refresh_token: String,
+    /// The key the phone seals its unsynced changes with if it is revoked
+    /// (`sync_core::protocol::export`).
+    pub export_key: Vec<u8>,
 }
 
 /// Who was bootstrapped on first start.
@@ -710,6 +713,7 @@ impl SqlStore {
         let device = DeviceId(new_id(now)?);
         let actor = ActorId::from(auth::random_bytes::<16>()?.as_slice());
         let refresh_token = auth::new_secret()?;
+        let export_key = auth::random_bytes::<32>()?.to_vec();
         let name: String = device_name.trim().chars().take(100).collect();
         let user_id: Option<Vec<u8>> = with_pool!(self, p => {
             let mut tx = p.begin().await?;
@@ -719,8 +723,9 @@ impl SqlStore {
                 .bind(code_hash(code)).bind(now).bind(bytes(device.0))
                 .fetch_optional(&mut *tx).await?;
             if let Some(user) = &user {
-                sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash, export_key) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(bytes(device.0)).bind(user.clone()).bind(&name).bind(now).bind(secret_hash(&refresh_token))
+                    .bind(export_key.clone())
                     .execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO device_actors (actor, device) VALUES ($1, $2)")
                     .bind(actor.to_bytes().to_vec()).bind(bytes(device.0))
@@ -739,7 +744,24 @@ impl SqlStore {
             user,
             actors: vec![actor],
             refresh_token,
+            export_key,
         })
+    }
+
+    /// A device's export key and whether its export was recovered already.
+    pub async fn device_export_key(&self, device: DeviceId) -> Result<Option<(Vec<u8>, bool)>> {
+        let row: Option<(Option<Vec<u8>>, Option<i64>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT export_key, export_recovered_at FROM devices WHERE id = $1")
+            .bind(bytes(device.0)).fetch_optional(p).await?);
+        Ok(row.and_then(|(key, recovered)| key.map(|k| (k, recovered.is_some()))))
+    }
+
+    /// Records that a device's export was recovered; `false` if it was already.
+    pub async fn mark_export_recovered(&self, device: DeviceId, now: Timestamp) -> Result<bool> {
+        let updated = with_pool!(self, p => sqlx::query(
+            "UPDATE devices SET export_recovered_at = $2 WHERE id = $1 AND export_recovered_at IS NULL")
+            .bind(bytes(device.0)).bind(now).execute(p).await?.rows_affected());
+        Ok(updated == 1)
     }
 
     /// Exchanges a refresh token for a new one (rotation) and names the device. The

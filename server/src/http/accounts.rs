@@ -133,6 +133,9 @@ pub(crate) struct DeviceCredential {
     access_token: String,
     /// Seconds the access token lives.
     expires_in: u64,
+    /// Hex: the key the phone seals its unsynced changes with if the device is revoked,
+    /// for `POST /api/v1/recover`. Keep it with the refresh token.
+    export_key: String,
 }
 
 /// Exchanges a one-time enrolment code for a device credential.
@@ -160,6 +163,7 @@ pub(crate) async fn enrol(
         actors: enrolled.actors.iter().map(|a| a.to_hex_string()).collect(),
         refresh_token: enrolled.refresh_token,
         expires_in: ACCESS_TOKEN_SECS,
+        export_key: hex::encode(&enrolled.export_key),
     }))
 }
 

@@ -7,6 +7,7 @@ mod events;
 mod extract;
 mod metrics;
 mod ops;
+mod recover; // A revoked phone's sealed export (issue 12).
 mod sync;
 
 pub use events::Changed;
@@ -137,6 +138,7 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
             put(accounts::assign).delete(accounts::unassign),
         )
         .route("/api/v1/sync", post(sync::sync))
+        .route("/api/v1/recover", post(recover::recover))
         .route("/api/v1/events", get(events::events))
         .layer(axum::Extension(events::Recheck(limits.events_recheck)))
         .merge(crate::web::routes())

@@ -1,7 +1,7 @@
 //! For operators and tools: liveness, readiness, metrics, the OpenAPI document.
 
 use super::AppState;
-use super::{accounts, events, sync};
+use super::{accounts, events, recover, sync};
 use crate::error::{Error, Result};
 use axum::Json;
 use axum::extract::State;
@@ -80,7 +80,7 @@ impl Modify for BearerAuth {
         accounts::login, accounts::enrol, accounts::refresh, accounts::me,
         accounts::create_district, accounts::create_station, accounts::create_user,
         accounts::issue_code, accounts::revoke, accounts::assign, accounts::unassign,
-        sync::sync, events::events,
+        sync::sync, recover::recover, events::events,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

@@ -50,6 +50,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "residents",
             include_str!("../../migrations/sqlite/0007_residents.sql"),
         ),
+        migration(
+            8,
+            "exports",
+            include_str!("../../migrations/sqlite/0008_exports.sql"),
+        ),
     ]
 }
 
@@ -89,6 +94,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             7,
             "residents",
             include_str!("../../migrations/postgres/0007_residents.sql"),
+        ),
+        migration(
+            8,
+            "exports",
+            include_str!("../../migrations/postgres/0008_exports.sql"),
         ),
     ]
 }

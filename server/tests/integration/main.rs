@@ -15,6 +15,7 @@ mod kill;
 mod ops;
 mod phone;
 mod projections;
+mod recover; // A revoked phone's sealed export (issue 12).
 mod serving;
 mod store;
 mod sync;

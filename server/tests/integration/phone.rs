@@ -50,6 +50,8 @@ pub struct Phone {
     pub replica: Replica<MemoryReplicaStore>,
     /// How far this phone's clock runs ahead of the real one (ms; negative: behind).
     pub clock_offset: i64,
+    /// The key a revoked phone seals its unsynced changes with.
+    pub export_key: Vec<u8>,
 }
 
 impl Phone {
@@ -81,7 +83,23 @@ impl Phone {
             refresh: c["refresh_token"].as_str().unwrap().to_owned(),
             replica: Replica::new(MemoryReplicaStore::new(), actor),
             clock_offset: 0,
+            export_key: hex::decode(c["export_key"].as_str().unwrap()).unwrap(),
         }
+    }
+
+    /// POSTs a sealed export to `/api/v1/recover` as this device.
+    pub async fn recover(&self, export: Vec<u8>) -> Answer {
+        Answer::read(
+            self.http
+                .post(format!("{}/api/v1/recover", self.base))
+                .bearer_auth(&self.access)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(export)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Now, by this phone's clock.

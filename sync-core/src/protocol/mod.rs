@@ -3,6 +3,7 @@
 //! `sync-core/PROTOCOL.md` describes the exchange and the byte layout.
 
 pub mod envelope;
+pub mod export;
 pub mod fixtures;
 pub mod replica;
 pub mod server;

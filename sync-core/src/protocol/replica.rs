@@ -203,6 +203,27 @@ impl<S: ReplicaStore> Replica<S> {
         Ok(dismissed)
     }
 
+    /// Everything this phone wrote that the server has not received, per document: the
+    /// local changes beyond the acked heads. (Refused uploads are already in the
+    /// server's quarantine.) What a revoked phone seals for the server
+    /// ([`super::export`]) before it deletes the residents' data.
+    pub fn unsynced(&self) -> R<Vec<super::export::ExportBatch>, S::Error> {
+        let mut out = Vec::new();
+        for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
+            let state = self.state(id)?;
+            let Some(doc) = self.load(id)? else { continue };
+            let changes: Vec<Bytes> = doc
+                .get_changes(&state.acked)
+                .iter()
+                .map(|c| Bytes(c.raw_bytes().to_vec()))
+                .collect();
+            if !changes.is_empty() {
+                out.push(super::export::ExportBatch { doc: id, changes });
+            }
+        }
+        Ok(out)
+    }
+
     /// Builds the next request. `now` is the phone's clock (Unix ms): the server judges
     /// the times this phone wrote by it if it runs ahead of the server's.
     pub fn prepare(&self, now: Timestamp) -> R<SyncRequest, S::Error> {

@@ -237,12 +237,23 @@ fn a_revoked_phone_is_purged_and_a_reassigned_resident_leaves() {
     assert!(matches!(v.sync(), Err(LinliError::Revoked)));
     assert!(v.client.identity().unwrap().is_none());
     assert!(matches!(v.client.residents(), Err(LinliError::NotEnrolled)));
+    // The unsynced visit is sealed for the server, not deleted.
+    let export = v.client.revoked_export().unwrap().expect("a sealed export");
+    assert!(
+        !export
+            .windows("最后一次".len())
+            .any(|w| w == "最后一次".as_bytes())
+    );
     // On disk: no document, no credential; the same key still opens the empty store.
     drop(v.client);
     let store = Store::open(v.dir.path(), &v.key).unwrap();
     assert!(store.doc_ids().unwrap().is_empty());
     assert!(store.meta("credentials").unwrap().is_none());
     let raw = std::fs::read(v.dir.path().join(FILE_NAME)).unwrap();
+    assert!(
+        !raw.windows("最后一次".len())
+            .any(|w| w == "最后一次".as_bytes())
+    );
     assert!(
         raw.len() < 64 * 1024,
         "the file was not compacted: {} bytes",
@@ -512,4 +523,54 @@ fn a_volunteer_updates_a_residents_phone_but_not_their_risk_level() {
     let seen = coordinator.client.resident(resident).unwrap().profile;
     assert_eq!(seen.phone, "13912345678");
     assert_eq!(seen.risk_level, Some(RiskLevel::High));
+}
+
+#[test]
+fn a_revoked_phones_unsynced_visit_reaches_the_coordinator_when_it_enrols_again() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("王阿婆");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let mut v = w.phone(&wang);
+    v.sync().unwrap();
+    // Revoked (reported lost, say) while it held a visit it never synced.
+    let visit = v.log(&resident, "吊销前没来得及同步");
+    let old_device = v.device();
+    w.revoke(&old_device);
+    assert!(matches!(v.sync(), Err(LinliError::Revoked)));
+    assert!(v.client.revoked_export().unwrap().is_some());
+    // The phone turns up: the app restarts, and a coordinator enrols it again.
+    v.reopen();
+    assert!(v.client.revoked_export().unwrap().is_some());
+    v.client
+        .enrol(w.server.base.clone(), w.code(&wang), "found again".into())
+        .unwrap();
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.recovered, 1, "{outcome:?}");
+    assert!(v.client.revoked_export().unwrap().is_none());
+    assert!(v.sync().unwrap().complete);
+
+    // The coordinator finds it among the refused changes and accepts it.
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (status, list) = web.get("/web/quarantine");
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("吊销前没来得及同步") && list.contains("recovered"),
+        "{list}"
+    );
+    let number = list
+        .split("id=\"refusal-")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let page = format!("/web/quarantine/{number}");
+    let (_, html) = web.get(&page);
+    let csrf = field(&html, "csrf");
+    let (status, _) = web.post(&format!("{page}/accept"), &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    // Handed over once only.
+    assert_eq!(v.sync().unwrap().recovered, 0);
 }
