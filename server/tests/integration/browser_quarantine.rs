@@ -8,7 +8,6 @@ use crate::backends::sqlite;
 use crate::browser::{browser, click, driver, sign_in, type_into};
 use crate::world::{COORDINATOR_PASSWORD, World};
 use fantoccini::{Client, Locator};
-use reqwest::Method;
 
 async fn text_of(c: &Client, css: &str) -> String {
     c.wait()
@@ -29,25 +28,10 @@ async fn a_coordinator_dismisses_one_refused_visit_and_accepts_another() {
         .resident(&mut coordinator_phone, w.station_a, "王阿婆")
         .await;
     let mut v = w.volunteer("wang").await;
-    let user = v.user;
-    let unassign = || {
-        let w = &w;
-        async move {
-            w.server
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/volunteers/{}/residents/{}", user.0, resident.0),
-                    Some(&w.coordinator_token),
-                    None,
-                )
-                .await
-                .expect(204);
-        }
-    };
     w.assign(v.user, resident).await;
     v.sync().await.unwrap();
     v.log_visit(resident, "晚上八点上门，陪聊");
-    unassign().await;
+    w.unassign(v.user, resident).await;
     let report = v.sync().await.unwrap();
     let first = report.rejections[0].quarantine;
     assert!(first > 0, "{report:?}");
@@ -87,7 +71,7 @@ async fn a_coordinator_dismisses_one_refused_visit_and_accepts_another() {
     w.assign(v.user, resident).await;
     v.sync().await.unwrap();
     v.log_visit(resident, "检查燃气灶，已关好阀门");
-    unassign().await;
+    w.unassign(v.user, resident).await;
     let second = v.sync().await.unwrap().rejections[0].quarantine;
     c.goto(&format!("{base}/web/quarantine")).await.unwrap();
     click(&c, Locator::Css(&format!("#refusal-{second} a.open"))).await;

@@ -7,16 +7,8 @@
 
 use crate::backends::{TestStore, conformance};
 use crate::phone::Failure;
-use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
-use crate::world::{COORDINATOR_PASSWORD, World};
-
-async fn coordinator(w: &World) -> Browser {
-    let mut b = Browser::new(&w.server);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD)
-        .await
-        .expect(303);
-    b
-}
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
+use crate::world::World;
 
 async fn staff_move_between_stations_and_accounts_are_disabled(t: TestStore) {
     let w = World::new(t).await;

@@ -7,22 +7,13 @@
 use crate::backends::{TestStore, conformance};
 use crate::phone::Phone;
 use crate::serving::Answer;
-use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
 use crate::world::{COORDINATOR_PASSWORD, World, login};
 use serde_json::json;
 use server::store::catalog_rows::CatalogRow;
 use sync_core::ids::*;
 use sync_core::model::*;
 use uuid::Uuid;
-
-/// The coordinator, signed in on the web.
-async fn coordinator(w: &World) -> Browser {
-    let mut b = Browser::new(&w.server);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD)
-        .await
-        .expect(303);
-    b
-}
 
 async fn district_of(w: &World) -> DistrictId {
     let user = w.server.store().user(w.coordinator).await.unwrap().unwrap();

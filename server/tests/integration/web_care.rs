@@ -7,18 +7,10 @@
 //! input and another district's station change nothing.
 
 use crate::backends::{TestStore, conformance};
-use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
-use crate::world::{COORDINATOR_PASSWORD, World, stored};
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
+use crate::world::{World, stored};
 use serde_json::json;
 use sync_core::model::RiskLevel;
-
-async fn coordinator(w: &World) -> Browser {
-    let mut b = Browser::new(&w.server);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD)
-        .await
-        .expect(303);
-    b
-}
 
 async fn volunteers_are_assigned_and_unassigned_on_the_web(t: TestStore) {
     let w = World::new(t).await;

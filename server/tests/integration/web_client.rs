@@ -154,6 +154,15 @@ impl Browser {
     }
 }
 
+/// The world's coordinator, signed in on the web.
+pub async fn coordinator(w: &World) -> Browser {
+    let mut b = Browser::new(&w.server);
+    b.sign_in("coordinator", crate::world::COORDINATOR_PASSWORD)
+        .await
+        .expect(303);
+    b
+}
+
 /// A staff member covering `stations`, who signs in on the web with
 /// [`STAFF_PASSWORD`].
 pub async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {

@@ -7,23 +7,12 @@
 //! side, station staff, another district's coordinator and forged forms decide nothing.
 
 use crate::backends::{TestStore, conformance};
-use crate::phone::Phone;
-use crate::web_client::{Browser, STAFF_PASSWORD, field, staff};
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
 use crate::world::{COORDINATOR_PASSWORD, World, stored};
-use reqwest::Method;
 use serde_json::json;
-use sync_core::ids::*;
 use sync_core::protocol::envelope::SyncResponse;
 
 const DAY_MS: i64 = 24 * 3_600_000;
-
-async fn coordinator(w: &World) -> Browser {
-    let mut b = Browser::new(&w.server);
-    b.sign_in("coordinator", COORDINATOR_PASSWORD)
-        .await
-        .expect(303);
-    b
-}
 
 async fn a_phone_whose_clock_runs_two_days_fast_is_receipted_and_flagged(t: TestStore) {
     let w = World::new(t).await;
@@ -91,18 +80,6 @@ fn refused_number(report: &sync_core::protocol::replica::SyncReport) -> u64 {
     n
 }
 
-async fn unassign(w: &World, v: &Phone, resident: ResidentId) {
-    w.server
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/volunteers/{}/residents/{}", v.user.0, resident.0),
-            Some(&w.coordinator_token),
-            None,
-        )
-        .await
-        .expect(204);
-}
-
 async fn a_refused_visit_reaches_a_coordinator_who_accepts_or_dismisses_it(t: TestStore) {
     let w = World::new(t).await;
     let mut c = w.coordinator_phone().await;
@@ -115,7 +92,7 @@ async fn a_refused_visit_reaches_a_coordinator_who_accepts_or_dismisses_it(t: Te
 
     // Offline, a visit to 王阿婆; before the phone syncs she is unassigned from it.
     let visit = v.log_visit(wang_a, "量血压 160/100，头晕");
-    unassign(&w, &v, wang_a).await;
+    w.unassign(v.user, wang_a).await;
     let report = v.sync().await.unwrap();
     let first = refused_number(&report);
     // The phone no longer holds her case file, but keeps the refused visit.
@@ -230,7 +207,7 @@ async fn a_refused_visit_reaches_a_coordinator_who_accepts_or_dismisses_it(t: Te
 
     // A second refusal, dismissed: the reason is required, and it reaches the phone.
     v.log_visit(li_b, "重复录入的走访");
-    unassign(&w, &v, li_b).await;
+    w.unassign(v.user, li_b).await;
     let second = refused_number(&v.sync().await.unwrap());
     let page = b.page(&format!("/web/quarantine/{second}")).await;
     let csrf = field(&page, "csrf");

@@ -146,6 +146,22 @@ impl World {
         id
     }
 
+    /// Ends `volunteer`'s assignment to `resident`, as the coordinator.
+    pub async fn unassign(&self, volunteer: UserId, resident: ResidentId) {
+        self.server
+            .call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/volunteers/{}/residents/{}",
+                    volunteer.0, resident.0
+                ),
+                Some(&self.coordinator_token),
+                None,
+            )
+            .await
+            .expect(204);
+    }
+
     /// Assigns `resident` to `volunteer` as the coordinator.
     pub async fn assign(&self, volunteer: UserId, resident: ResidentId) {
         self.server
