@@ -21,7 +21,7 @@ use sync_core::protocol::envelope::SyncResponse;
 use sync_core::protocol::export::Export;
 use sync_core::protocol::replica::Replica;
 use sync_core::protocol::store::ReplicaStore;
-use sync_core::rules::Editor;
+use sync_core::rules::{self, Editor};
 
 /// The most round trips one `sync` call makes before it returns (`complete: false`).
 const MAX_ROUNDS: u32 = 32;
@@ -282,7 +282,17 @@ impl LinliClient {
                 principal: &principal,
                 now: self.now(),
             };
+            let before = file.doc().get_heads();
             let out = write(&mut file, &editor)?;
+            // A visit names only what the district's catalog holds, as the server
+            // checks too (`check_catalog_refs`); nothing is kept otherwise.
+            let catalog = match inner.replica.catalog(DistrictId(creds.district).into())? {
+                Some(c) => Some(c.hydrate()?),
+                None => None,
+            };
+            let new = file.doc().get_changes(&before);
+            rules::check_catalog_refs(file.doc(), &new, catalog.as_ref())
+                .map_err(sync_core::Error::Rejected)?;
             // One transaction: the change, the sync state and the resident's summary.
             inner.replica.save_case_file(&file)?;
             Ok(out)

@@ -74,6 +74,15 @@ pub enum Violation {
         /// Where.
         path: String,
     },
+    /// A visit names a project, unit, service type or hazard type that the district's
+    /// catalog does not hold.
+    #[error("{what} {id} is not in the district's catalog; sync to get the current catalog")]
+    UnknownReference {
+        /// Which list: `project`, `unit`, `service type`, `hazard type`.
+        what: String,
+        /// The id named.
+        id: uuid::Uuid,
+    },
     /// A value failed validation.
     #[error("{field} {reason}")]
     Invalid {
@@ -96,6 +105,7 @@ impl Violation {
             Violation::Immutable { .. } => "immutable",
             Violation::AlreadyExists { .. } => "already_exists",
             Violation::UnknownField { .. } => "unknown_field",
+            Violation::UnknownReference { .. } => "unknown_reference",
             Violation::Invalid { .. } => "invalid",
         }
     }
@@ -162,6 +172,73 @@ pub fn check(
         DocKind::Resident => ctx.check_resident(&touched),
         DocKind::Catalog => ctx.check_catalog(header.id, &touched),
     }
+}
+
+/// A visit names only what its district's catalog holds: its project, unit, service
+/// types and hazard types (archived entries too, so an old visit stays amendable).
+/// Checks the visits that `changes` (already in `after`) create or whose references
+/// they write; `catalog` is the district's, `None` when it has none yet. Run by the
+/// server step after [`check`], and by the phone library before it keeps a visit.
+pub fn check_catalog_refs(
+    after: &Automerge,
+    changes: &[Change],
+    catalog: Option<&Catalog>,
+) -> Result<(), Violation> {
+    let mut visits = BTreeSet::new();
+    for c in changes {
+        for t in touches(after, c).map_err(|e| invalid("change", e.to_string()))? {
+            if let Target::Visit { id, field } = classify(&t)
+                && field
+                    .as_deref()
+                    .is_none_or(|f| [V_PROJECT, V_UNIT, V_SERVICES, V_HAZARDS].contains(&f))
+            {
+                visits.insert(id);
+            }
+        }
+    }
+    if visits.is_empty() {
+        return Ok(());
+    }
+    let unknown = |what: &str, id: uuid::Uuid| Violation::UnknownReference {
+        what: what.to_owned(),
+        id,
+    };
+    let Some(all) = schema::get_obj(after, &ROOT, VISITS) else {
+        return Ok(());
+    };
+    for id in visits {
+        let Some(obj) = schema::get_obj(after, &all, &id.to_string()) else {
+            continue;
+        };
+        let visit = read_visit(after, id, &obj).map_err(|e| invalid("visit", e.to_string()))?;
+        let r = &visit.record;
+        let Some(cat) = catalog else {
+            return Ok(());
+        };
+        if !cat.projects.iter().any(|e| e.id == r.project) {
+            return Err(unknown("project", r.project.0));
+        }
+        if let Some(unit) = r.unit
+            && !cat.units.iter().any(|e| e.id == unit)
+        {
+            return Err(unknown("unit", unit.0));
+        }
+        if let Some(s) = r
+            .services
+            .iter()
+            .find(|s| !cat.service_types.iter().any(|e| e.id == **s))
+        {
+            return Err(unknown("service type", s.0));
+        }
+        if let Some(h) = r
+            .hazards
+            .iter()
+            .find(|h| !cat.hazard_types.iter().any(|e| e.id == h.hazard_type))
+        {
+            return Err(unknown("hazard type", h.hazard_type.0));
+        }
+    }
+    Ok(())
 }
 
 fn check_time(field: &str, t: Timestamp, now: Timestamp) -> Result<(), Violation> {

@@ -289,6 +289,40 @@ pub fn profile(name: &str) -> Profile {
     }
 }
 
+/// A district catalog holding every id the server tests' visits name (project 0x90,
+/// unit 0x80, service types 0x51 and 0x52, hazard types 0x61 and 0x62): a visit may
+/// only name what its district's catalog holds.
+pub fn test_catalog(
+    actor: sync_core::automerge::ActorId,
+    editor: &Editor<'_>,
+    district: DistrictId,
+) -> sync_core::doc::catalog::CatalogDoc {
+    use sync_core::doc::catalog::{CatalogDoc, EntryInput};
+    let mut catalog = CatalogDoc::create(actor, editor, district).unwrap();
+    let entry = |kind, n: u128, name: &'static str| EntryInput {
+        kind,
+        id: Uuid::from_u128(n),
+        name,
+        name_en: name,
+        parent: None,
+        archived: false,
+    };
+    catalog
+        .put_entries(
+            editor,
+            &[
+                entry(CatalogKind::Project, 0x90, "安守晚晴天"),
+                entry(CatalogKind::Unit, 0x80, "消防救援站"),
+                entry(CatalogKind::ServiceType, 0x51, "读报"),
+                entry(CatalogKind::ServiceType, 0x52, "检查电线"),
+                entry(CatalogKind::HazardType, 0x61, "老化插线板"),
+                entry(CatalogKind::HazardType, 0x62, "燃气灶"),
+            ],
+        )
+        .unwrap();
+    catalog
+}
+
 /// A visit that ended half an hour ago.
 pub fn record(notes: &str) -> VisitRecord {
     record_at(notes, server::now_ms())

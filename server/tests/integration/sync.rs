@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use sync_core::automerge::transaction::{CommitOptions, Transactable};
 use sync_core::automerge::{ActorId, ReadDoc};
 use sync_core::doc::casefile::CaseFile;
-use sync_core::doc::catalog::CatalogDoc;
 use sync_core::ids::*;
 use sync_core::model::*;
 use sync_core::protocol::envelope::{Bytes, DocUpload, SyncRequest, SyncResponse, to_wire_hashes};
@@ -101,12 +100,11 @@ fn record() -> VisitRecord {
 
 async fn two_phones_and_a_coordinator_converge(t: TestStore) {
     let mut coordinator = Phone::new(1, 0xC0, Role::Coordinator, Scope::District(DISTRICT));
-    let catalog = CatalogDoc::create(
+    let catalog = crate::phone::test_catalog(
         coordinator.replica.actor().clone(),
         &coordinator.editor(),
         DISTRICT,
-    )
-    .unwrap();
+    );
     coordinator.replica.save_catalog(&catalog).unwrap();
     let profile = Profile {
         name: "王阿婆".into(),

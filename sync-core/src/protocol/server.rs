@@ -5,9 +5,10 @@
 
 use super::envelope::*;
 use super::store::*;
+use crate::doc::catalog::CatalogDoc;
 use crate::doc::{DocKind, header, migrate};
 use crate::ids::{DeviceId, DocId, Timestamp};
-use crate::model::Principal;
+use crate::model::{Catalog, Principal};
 use crate::rules::{self, Editor, Violation};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
@@ -98,6 +99,7 @@ pub async fn accept_refused<S: ServerStore>(
         uploaded: BTreeMap::new(),
         accepted: BTreeSet::new(),
         rejected_heads: BTreeMap::new(),
+        catalog: None,
     };
     if let Err(reason) = step.check_authorship(&changes) {
         return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
@@ -177,6 +179,7 @@ pub async fn handle_sync<S: ServerStore>(
         uploaded: BTreeMap::new(),
         accepted: BTreeSet::new(),
         rejected_heads: BTreeMap::new(),
+        catalog: None,
     };
 
     let recorded = store.device_docs(auth.device).await?;
@@ -186,7 +189,12 @@ pub async fn handle_sync<S: ServerStore>(
         None => None,
     };
 
-    for upload in &request.uploads {
+    // The district's catalog first: visits in the same request may name its new
+    // entries.
+    let catalog_doc = DocId::from(auth.principal.scope.district());
+    let (catalogs, cases): (Vec<&DocUpload>, Vec<&DocUpload>) =
+        request.uploads.iter().partition(|u| u.doc == catalog_doc);
+    for upload in catalogs.into_iter().chain(cases) {
         step.upload(upload).await?;
     }
     for message in &request.fallback {
@@ -222,6 +230,8 @@ struct Step<'a, S> {
     accepted: BTreeSet<DocId>,
     /// The heads of the upload being checked, echoed if it is refused.
     rejected_heads: BTreeMap<DocId, Vec<Hash>>,
+    /// The district's catalog, once loaded (inner `None`: the district has none).
+    catalog: Option<Option<Catalog>>,
 }
 
 enum Checked {
@@ -353,6 +363,22 @@ impl<S: ServerStore> Step<'_, S> {
         Ok(loaded)
     }
 
+    /// The caller's district's catalog (what visits may name), loaded once per step.
+    async fn district_catalog(&mut self) -> Result<Option<Catalog>, S::Error> {
+        if let Some(cached) = &self.catalog {
+            return Ok(cached.clone());
+        }
+        let id = DocId::from(self.auth.principal.scope.district());
+        let catalog = self
+            .store
+            .load(id)
+            .await?
+            .and_then(|d| CatalogDoc::from_doc(d).ok())
+            .and_then(|c| c.hydrate().ok());
+        self.catalog = Some(catalog.clone());
+        Ok(catalog)
+    }
+
     /// Whether an existing document lies in the caller's scope.
     fn in_scope(&self, doc: &Automerge) -> bool {
         match (header(doc), place_of(doc)) {
@@ -385,6 +411,7 @@ impl<S: ServerStore> Step<'_, S> {
         doc: &Automerge,
         before: &[ChangeHash],
         missing_deps_fall_back: bool,
+        catalog: Option<&Catalog>,
     ) -> Result<Vetted, (String, String)> {
         let vet = || {
             if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
@@ -407,7 +434,9 @@ impl<S: ServerStore> Step<'_, S> {
                 }
                 _ => {}
             }
-            if let Err(v) = rules::check(&self.editor(), doc, before, &new) {
+            if let Err(v) = rules::check(&self.editor(), doc, before, &new)
+                .and_then(|()| rules::check_catalog_refs(doc, &new, catalog))
+            {
                 return Err((v.code().to_owned(), v.to_string()));
             }
             let Some(place) = place_of(doc) else {
@@ -435,7 +464,9 @@ impl<S: ServerStore> Step<'_, S> {
         before: &[ChangeHash],
         missing_deps_fall_back: bool,
     ) -> Result<Result<Checked, (String, String)>, S::Error> {
-        let (new, place) = match self.vet(id, doc, before, missing_deps_fall_back) {
+        let catalog = self.district_catalog().await?;
+        let (new, place) = match self.vet(id, doc, before, missing_deps_fall_back, catalog.as_ref())
+        {
             Ok(Vetted::MissingDeps) => return Ok(Ok(Checked::MissingDeps)),
             Ok(Vetted::Nothing) => return Ok(Ok(Checked::Stored)),
             Ok(Vetted::Ready { new, place }) => (new, place),
@@ -458,6 +489,10 @@ impl<S: ServerStore> Step<'_, S> {
         match outcome {
             AppendOutcome::Stored(_) => {
                 self.accepted.insert(id);
+                if id == DocId::from(self.auth.principal.scope.district()) {
+                    // The catalog changed: visits later in the request see it.
+                    self.catalog = None;
+                }
                 Ok(Ok(Checked::Stored))
             }
             AppendOutcome::HeadsMoved => Ok(Err((codes::BUSY.to_owned(), String::new()))),

@@ -289,3 +289,68 @@ fn what_the_rules_forbid_stays_refused_when_a_coordinator_accepts() {
     assert_eq!(refused.unwrap_err().0, "role_not_allowed");
     assert_eq!(server.quarantined().len(), 1, "not quarantined again");
 }
+
+#[test]
+fn a_visit_naming_what_the_catalog_does_not_hold_is_refused_and_kept() {
+    use sync_core::ids::{HazardTypeId, ProjectId, ServiceTypeId};
+    use sync_core::model::VisitRecord;
+    use sync_core::rules::{Violation, check_catalog_refs};
+    type Mutate = Box<dyn Fn(&mut VisitRecord)>;
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    let catalog = v
+        .replica
+        .catalog(DISTRICT.into())
+        .unwrap()
+        .unwrap()
+        .hydrate()
+        .unwrap();
+    // The phone's own check, before anything is kept.
+    let mut file = v.replica.case_file(r.into()).unwrap().unwrap();
+    let before = file.doc().get_heads();
+    let mut bad = record(NOW - HOUR);
+    bad.services.push(ServiceTypeId(uuid(0x5F)));
+    file.log_visit(&v.editor(), VisitId(uuid(0xF1)), &bad)
+        .unwrap();
+    let new = file.doc().get_changes(&before);
+    assert!(matches!(
+        check_catalog_refs(file.doc(), &new, Some(&catalog)),
+        Err(Violation::UnknownReference { ref what, .. }) if what == "service type"
+    ));
+    // A phone that skips it is refused by the server, and keeps the visit aside.
+    v.replica.save_case_file(&file).unwrap();
+    let report = v.sync_once(&server);
+    assert_eq!(report.rejections[0].code, "unknown_reference");
+    assert_eq!(v.replica.refused().unwrap().len(), 1);
+    v.sync(&server);
+    // Each kind of reference is checked; what the catalog holds (archived or not) is
+    // fine.
+    let cases: [(&str, Mutate); 2] = [
+        ("project", Box::new(|r| r.project = ProjectId(uuid(0x9F)))),
+        (
+            "hazard type",
+            Box::new(|r| r.hazards[0].hazard_type = HazardTypeId(uuid(0x4F))),
+        ),
+    ];
+    for (field, mutate) in cases {
+        let mut file = v.replica.case_file(r.into()).unwrap().unwrap();
+        let before = file.doc().get_heads();
+        let mut rec = record(NOW - HOUR);
+        mutate(&mut rec);
+        file.log_visit(&v.editor(), VisitId(uuid(0xF2)), &rec)
+            .unwrap();
+        let new = file.doc().get_changes(&before);
+        match check_catalog_refs(file.doc(), &new, Some(&catalog)) {
+            Err(Violation::UnknownReference { what, .. }) => assert_eq!(what, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let mut file = v.replica.case_file(r.into()).unwrap().unwrap();
+    let before = file.doc().get_heads();
+    file.log_visit(&v.editor(), VisitId(uuid(0xF3)), &record(NOW - HOUR))
+        .unwrap();
+    let new = file.doc().get_changes(&before);
+    assert_eq!(check_catalog_refs(file.doc(), &new, Some(&catalog)), Ok(()));
+}

@@ -2102,7 +2102,7 @@ fn only_coordinators_and_admins_edit_the_catalog() {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(names, ["测血压", "读报", "陪同就医"]);
+    assert_eq!(names, ["检查电线", "测血压", "读报", "陪同就医"]);
 }
 
 #[test]

@@ -176,6 +176,22 @@ pub fn new_catalog(actor_id: ActorId) -> CatalogDoc {
             parent: None,
             archived: false,
         },
+        EntryInput {
+            kind: CatalogKind::ServiceType,
+            id: SERVICE_WIRING.0,
+            name: "检查电线",
+            name_en: "Wiring check",
+            parent: None,
+            archived: false,
+        },
+        EntryInput {
+            kind: CatalogKind::HazardType,
+            id: HAZARD_STRIP.0,
+            name: "老化插线板",
+            name_en: "Worn power strip",
+            parent: None,
+            archived: false,
+        },
     ];
     cat.put_entries(&editor(&c), &entries)
         .expect("catalog entries");

@@ -78,6 +78,17 @@ fn two_phones_log_visits_offline_for_one_resident_and_both_see_both() {
     // Amend and tombstone travel too; another's visit is not mine to amend.
     let mut amended = visit("读报，聊天");
     amended.follow_up_needed = false;
+    amended.project = project.clone();
+    amended.services = Vec::new();
+    // A project the district's catalog does not hold is refused on the phone already.
+    let unknown = a
+        .client
+        .amend_visit(resident.clone(), va.clone(), visit("读报，聊天"))
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, LinliError::NotAllowed { code, .. } if code == "unknown_reference"),
+        "{unknown:?}"
+    );
     a.client
         .amend_visit(resident.clone(), va.clone(), amended)
         .unwrap();

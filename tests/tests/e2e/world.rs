@@ -312,10 +312,21 @@ impl Phone {
         self.client.identity().unwrap().unwrap().device_id
     }
 
+    /// Logs a visit naming what the phone's catalog holds, if it holds one (a visit
+    /// may only name the district's catalog entries).
     pub fn log(&self, resident: &str, notes: &str) -> String {
-        self.client
-            .log_visit(resident.into(), visit(notes))
-            .unwrap()
+        let mut input = visit(notes);
+        if let Some(catalog) = self.client.catalog().unwrap() {
+            if let Some(p) = catalog.projects.first() {
+                input.project = p.id.clone();
+            }
+            input.services = catalog
+                .service_types
+                .first()
+                .map(|s| vec![s.id.clone()])
+                .unwrap_or_default();
+        }
+        self.client.log_visit(resident.into(), input).unwrap()
     }
 
     /// Ids of the live visits the phone holds for `resident`.
