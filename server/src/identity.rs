@@ -99,6 +99,9 @@ pub struct DeviceListing {
     pub revoked_at: Option<Timestamp>,
     /// How far its clock ran ahead (+) or behind (-) the server's at its last sync.
     pub clock_skew_ms: Option<i64>,
+    /// Its uploads the server refused (or recovered from it) that await a decision:
+    /// changes the server knows of that are not in the record.
+    pub awaiting: i64,
 }
 
 /// What a phone receives when it enrols.
@@ -873,7 +876,15 @@ impl SqlStore {
 }
 
 /// A `devices` row as [`SqlStore::devices_of`] selects it.
-type DeviceRow = (Vec<u8>, String, i64, Option<i64>, Option<i64>, Option<i64>);
+type DeviceRow = (
+    Vec<u8>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
 
 /// The administration pages' reads: a district's users, stations and staff stations,
 /// and a user's devices. Each is limited to the district or user it names.
@@ -917,12 +928,13 @@ impl SqlStore {
     /// The devices of `user`, newest first.
     pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceListing>> {
         let rows: Vec<DeviceRow> = with_pool!(self, p => sqlx::query_as(
-            "SELECT id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms FROM devices
-             WHERE user_id = $1 ORDER BY enrolled_at DESC, id")
+            "SELECT id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms,
+                    (SELECT COUNT(*) FROM quarantine q WHERE q.device = devices.id AND q.decision IS NULL)
+             FROM devices WHERE user_id = $1 ORDER BY enrolled_at DESC, id")
             .bind(bytes(user.0)).fetch_all(p).await?);
         rows.into_iter()
             .map(
-                |(id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms)| {
+                |(id, name, enrolled_at, last_seen_at, revoked_at, clock_skew_ms, awaiting)| {
                     Ok(DeviceListing {
                         id: DeviceId(uuid_of(&id)?),
                         name,
@@ -930,6 +942,7 @@ impl SqlStore {
                         last_seen_at,
                         revoked_at,
                         clock_skew_ms,
+                        awaiting,
                     })
                 },
             )

@@ -823,6 +823,8 @@ pub(crate) struct DeviceLine {
     pub revoked: Option<String>,
     /// How far its clock was off at its last sync, and whether that is flagged.
     pub clock: Option<(String, bool)>,
+    /// Its refused uploads awaiting a decision.
+    pub awaiting: i64,
 }
 
 #[derive(Debug, Template)]
@@ -899,6 +901,7 @@ async fn one_user(
             last_seen: d.last_seen_at.map(date_time),
             revoked: d.revoked_at.map(date_time),
             clock: d.clock_skew_ms.map(|ms| a.clock_skew(ms)),
+            awaiting: d.awaiting,
         })
         .collect();
     let acc = lang.accounts();

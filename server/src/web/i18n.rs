@@ -1573,6 +1573,7 @@ pub(crate) struct AccountMsgs {
     pub bootstrap_help: &'static str,
     pub disable_self_button: &'static str,
     pub revoke_help: &'static str,
+    pub awaiting: &'static str,
 }
 
 impl Lang {
@@ -1598,6 +1599,7 @@ pub(crate) const ACCOUNTS_ZH: AccountMsgs = AccountMsgs {
     bootstrap_title: "不属于任何街镇的账号",
     bootstrap_help: "首次启动时建立的 admin 账号用于建立街镇和协调员。建好自己的账号后，请停用它。",
     disable_self_button: "停用此账号（我自己）",
+    awaiting: "待处理的退回",
     revoke_help: "吊销后，手机在下次联网时删除本机上的服务对象数据。服务器只知道最近一次同步之前的记录；此后在手机上记录、尚未同步的内容不会丢失：手机把它们加密保存，同一用户的手机重新登记后交回服务器，出现在“被退回的记录”中由协调员处理。如手机仍可使用，请先让志愿者同步再吊销。",
 };
 
@@ -1614,5 +1616,6 @@ pub(crate) const ACCOUNTS_EN: AccountMsgs = AccountMsgs {
     bootstrap_title: "Accounts of no district",
     bootstrap_help: "The admin account made at the first start sets up districts and their coordinators. Once you have your own accounts, disable it.",
     disable_self_button: "Disable this account (mine)",
+    awaiting: "Refused, awaiting a decision",
     revoke_help: "A revoked phone deletes the residents' data at its next contact. The server knows what was recorded up to the phone's last sync; anything recorded since is not lost: the phone seals it, and when the same user's phone is enrolled again it is handed to the server and appears under \"Refused changes\" for a coordinator to decide. If the phone is still at hand, have the volunteer sync before revoking.",
 };

@@ -7,6 +7,7 @@
 mod backends;
 mod bodies;
 mod browser;
+mod browser_accounts; // Accounts and a station move in a browser (issue 12).
 mod browser_care; // A resident's care in a browser (issue 12).
 mod browser_follow_ups; // Follow-up tickets in a browser (issue 5).
 mod browser_quarantine; // Refused changes in a browser (issue 12).

@@ -148,8 +148,15 @@ async fn a_refused_visit_reaches_a_coordinator_who_accepts_or_dismisses_it(t: Te
     .await
     .expect(404);
 
-    // The district's coordinator sees the batch decoded: who, what, why.
+    // The district's coordinator sees the batch decoded: who, what, why; and the
+    // volunteer's devices list counts it as awaiting a decision.
     let mut b = coordinator(&w).await;
+    let devices = b.page(&format!("/web/admin/users/{}", v.user.0)).await;
+    assert!(
+        devices.contains("<td class=\"awaiting\"><a class=\"flag\" href=\"/web/quarantine\">1</a>"),
+        "{devices}"
+    );
+    assert!(devices.contains("id=\"revoke-help\""), "{devices}");
     let list = b.page("/web/quarantine").await;
     assert!(list.contains(&format!("refusal-{first}")), "{list}");
     assert!(list.contains("王阿婆"), "{list}");
