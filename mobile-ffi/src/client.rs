@@ -975,11 +975,8 @@ impl LinliClient {
         )? {
             Ok(body) => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let kept = json["kept"].as_u64().unwrap_or(0);
-                if json["not_kept"].as_u64().unwrap_or(0) == 0 {
-                    self.lock().replica.store().delete_meta(REVOKED_EXPORT)?;
-                }
-                Ok(kept)
+                self.lock().replica.store().delete_meta(REVOKED_EXPORT)?;
+                Ok(json["kept"].as_u64().unwrap_or(0))
             }
             // The server has it already.
             Err(refusal) if refusal.status == 409 => {

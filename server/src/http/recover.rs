@@ -14,7 +14,7 @@ use axum::extract::State;
 use serde::Serialize;
 use std::sync::Arc;
 use sync_core::protocol::export::{Export, ExportError};
-use sync_core::protocol::store::{Quarantined, ServerStore};
+use sync_core::protocol::store::Quarantined;
 use utoipa::ToSchema;
 
 /// The quarantine code of a recovered batch.
@@ -25,9 +25,6 @@ pub(crate) const RECOVERED: &str = "recovered";
 pub(crate) struct Recovered {
     /// Batches now in quarantine, awaiting a coordinator.
     kept: u64,
-    /// Batches the old device's quarantine allowance could not take today; send the
-    /// export again tomorrow.
-    not_kept: u64,
 }
 
 /// Hands over a revoked device's sealed export. The caller must be an enrolled device
@@ -75,7 +72,9 @@ pub(crate) async fn recover(
     }
     let district = caller.principal(&state).await?.scope.district();
     let now = now_ms();
-    let (mut kept, mut not_kept) = (0, 0);
+    let mut kept = 0;
+    // Every batch first, then the mark: a failure part-way leaves the export to be
+    // handed over again (a duplicate batch at worst), never half taken.
     for batch in export.batches {
         let item = Quarantined {
             doc: batch.doc,
@@ -90,14 +89,10 @@ pub(crate) async fn recover(
             bytes: batch.changes.into_iter().map(|b| b.0).collect(),
             at: now,
         };
-        match state.store.quarantine(item).await? {
-            Some(_) => kept += 1,
-            None => not_kept += 1,
-        }
+        state.store.keep_recovered(item).await?;
+        kept += 1;
     }
-    if not_kept == 0 {
-        state.store.mark_export_recovered(old, now).await?;
-    }
-    tracing::info!(device = %device.id, revoked = %old, kept, not_kept, "revoked device's export recovered");
-    Ok(Json(Recovered { kept, not_kept }))
+    state.store.mark_export_recovered(old, now).await?;
+    tracing::info!(device = %device.id, revoked = %old, kept, "revoked device's export recovered");
+    Ok(Json(Recovered { kept }))
 }

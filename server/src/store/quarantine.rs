@@ -103,6 +103,18 @@ impl SqlStore {
         if !QUARANTINE_PER_DAY.admits(to_u64(batches), to_u64(size), item.size()) {
             return Ok(None);
         }
+        self.insert_quarantined(item).await.map(Some)
+    }
+
+    /// Keeps a batch recovered from a revoked device's export, outside the daily
+    /// allowance: an export opens only with the device's own key, is taken once per
+    /// device, and is bounded by the request body limit.
+    pub async fn keep_recovered(&self, item: Quarantined) -> Result<u64> {
+        self.insert_quarantined(item).await
+    }
+
+    async fn insert_quarantined(&self, item: Quarantined) -> Result<u64> {
+        let device = item.device.0.as_bytes().to_vec();
         let bytes =
             postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let size = i64::try_from(item.size()).unwrap_or(i64::MAX);
@@ -121,7 +133,7 @@ impl SqlStore {
         .bind(size)
         .fetch_one(p)
         .await?);
-        Ok(u64::try_from(id).ok())
+        u64::try_from(id).map_err(|_| StoreError::Corrupt("a negative quarantine id".into()))
     }
 
     /// The decisions on `device`'s batches among `numbers`.
