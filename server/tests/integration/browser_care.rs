@@ -8,14 +8,46 @@ use crate::browser::{browser, click, driver, sign_in, type_into};
 use crate::world::{COORDINATOR_PASSWORD, World};
 use fantoccini::{Client, Locator};
 
+/// Waits until the page's notice says `expected` (a form's answer replaces the page,
+/// and the notice of the page before may still be showing).
+async fn notice_says(c: &Client, expected: &str) {
+    for _ in 0..100 {
+        if let Ok(e) = c.find(Locator::Id("notice")).await
+            && e.text().await.is_ok_and(|t| t.contains(expected))
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the page never said {expected:?}");
+}
+
+/// The text of the element `css` finds, once the page holding it has settled (an
+/// element of the page being replaced goes stale: look again).
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..100 {
+        if let Ok(e) = c.wait().for_element(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no settled {css}");
+}
+
+/// Waits until the browser is at a URL containing `part`.
+async fn at_url(c: &Client, part: &str) {
+    for _ in 0..100 {
+        if c.current_url()
+            .await
+            .is_ok_and(|u| u.as_str().contains(part))
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the browser never reached a URL with {part:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,12 +67,14 @@ async fn a_coordinator_finds_a_resident_assigns_a_volunteer_and_corrects_the_pho
     click(&b, Locator::Id("nav-residents")).await;
     type_into(&b, Locator::Id("search"), "王").await;
     click(&b, Locator::Id("apply-filters")).await;
+    at_url(&b, "q=").await;
     let list = text_of(&b, "#resident-list").await;
     assert!(
         list.contains("王阿婆") && !list.contains("李老伯"),
         "{list}"
     );
     click(&b, Locator::Css("#resident-list a.resident")).await;
+    at_url(&b, &format!("/web/residents/{}", resident.0)).await;
 
     // Assign the volunteer from the menu.
     b.wait()
@@ -51,7 +85,7 @@ async fn a_coordinator_finds_a_resident_assigns_a_volunteer_and_corrects_the_pho
         .await
         .unwrap();
     click(&b, Locator::Css("#assign button[type=submit]")).await;
-    assert!(text_of(&b, "#notice").await.contains("已指派"));
+    notice_says(&b, "已指派").await;
     assert!(text_of(&b, "#volunteers").await.contains("wang"));
 
     // Correct the phone number.
@@ -63,7 +97,7 @@ async fn a_coordinator_finds_a_resident_assigns_a_volunteer_and_corrects_the_pho
     phone.clear().await.unwrap();
     phone.send_keys("13912345678").await.unwrap();
     click(&b, Locator::Css("#profile-form button[type=submit]")).await;
-    assert!(text_of(&b, "#notice").await.contains("档案已保存"));
+    notice_says(&b, "档案已保存").await;
     assert!(text_of(&b, "main").await.contains("13912345678"));
     b.close().await.unwrap();
 
