@@ -7,6 +7,7 @@
 //! must manage the target, else 404; nobody disables themselves but a district-less
 //! admin while another manager can sign in). Each POST checks the CSRF token first.
 
+use super::admin::{last_field, parse_id};
 use super::session::WebUser;
 use super::{WebError, i18n::Lang, unreadable};
 use crate::error::{Error, Result};
@@ -17,23 +18,9 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 use sync_core::ids::{StationId, UserId};
-use uuid::Uuid;
 
 /// A form's fields, repeated keys kept (a staff member's stations are checkboxes).
 type Pairs = Vec<(String, String)>;
-
-fn one<'a>(pairs: &'a Pairs, key: &str) -> &'a str {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map_or("", |(_, v)| v.as_str())
-}
-
-fn parse_id(text: &str) -> Result<Uuid> {
-    Uuid::parse_str(text.trim())
-        .map_err(|_| Error::bad_request("bad_id", format!("{text:?} is not an id")))
-}
 
 /// `POST /web/admin/users/{user}/edit`: the display name and (staff) the stations.
 pub(crate) async fn edit(
@@ -45,11 +32,11 @@ pub(crate) async fn edit(
 ) -> Result<Response, WebError> {
     let Form(pairs) = f.map_err(|e| unreadable(lang, e))?;
     async {
-        user.check_csrf(one(&pairs, "csrf"))?;
+        user.check_csrf(last_field(&pairs, "csrf"))?;
         let target = UserId(parse_id(&id)?);
         // Only a staff member's form has the stations field (`stations_shown`): an
         // empty set of checkboxes sends nothing, which must still mean "none".
-        let stations: Option<Vec<StationId>> = if one(&pairs, "stations_shown").is_empty() {
+        let stations: Option<Vec<StationId>> = if last_field(&pairs, "stations_shown").is_empty() {
             None
         } else {
             Some(
@@ -65,7 +52,7 @@ pub(crate) async fn edit(
             .update_user(
                 &user.user,
                 target,
-                one(&pairs, "display_name"),
+                last_field(&pairs, "display_name"),
                 stations.as_deref(),
             )
             .await?;
@@ -87,9 +74,9 @@ pub(crate) async fn disabled(
 ) -> Result<Response, WebError> {
     let Form(pairs) = f.map_err(|e| unreadable(lang, e))?;
     async {
-        user.check_csrf(one(&pairs, "csrf"))?;
+        user.check_csrf(last_field(&pairs, "csrf"))?;
         let target = UserId(parse_id(&id)?);
-        let disable = match one(&pairs, "disabled") {
+        let disable = match last_field(&pairs, "disabled") {
             "1" => true,
             "0" => false,
             other => {

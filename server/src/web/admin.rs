@@ -81,9 +81,20 @@ fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T> {
         .map_err(|e| Error::bad_request("malformed", e.to_string()))
 }
 
-fn parse_id(text: &str) -> Result<Uuid> {
+/// An id from a URL or form (400 `bad_id` otherwise).
+pub(crate) fn parse_id(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text.trim())
         .map_err(|_| Error::bad_request("bad_id", format!("{text:?} is not an id")))
+}
+
+/// The last value of the field `key` in a form read as pairs (forms with repeated
+/// keys, such as checkboxes, are read that way); empty when absent.
+pub(crate) fn last_field<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// A name from a form: trimmed, and within the catalog's limit. `required`: not empty.
@@ -710,13 +721,7 @@ async fn create(
 ) -> Result<Response> {
     let district = administers(&user.user)?;
     let pairs = form(f)?;
-    let one = |key: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map_or("", |(_, v)| v.as_str())
-    };
+    let one = |key: &str| last_field(&pairs, key);
     user.check_csrf(one("csrf"))?;
     let role = Role::from_code(one("role").trim()).ok_or_else(|| {
         Error::bad_request(

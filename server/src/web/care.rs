@@ -160,9 +160,7 @@ fn back(resident: ResidentId, notice: &str) -> Response {
 }
 
 fn user_id(text: &str) -> Result<UserId> {
-    Uuid::parse_str(text.trim())
-        .map(UserId)
-        .map_err(|_| Error::bad_request("bad_id", format!("{text:?} is not an id")))
+    super::admin::parse_id(text).map(UserId)
 }
 
 /// The user's principal: the identity store's assignment checks take one.

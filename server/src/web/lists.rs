@@ -65,21 +65,31 @@ impl ListQuery {
 
     /// This list's URL at `page`, keeping the filters.
     fn link(&self, path: &str, page: i64) -> String {
-        let page = page.to_string();
-        let pairs: Vec<(&str, &str)> = [
-            ("status", self.status.trim()),
-            ("station", self.station.trim()),
-            ("page", page.as_str()),
-        ]
-        .into_iter()
+        list_link(
+            path,
+            &[
+                ("status", self.status.trim()),
+                ("station", self.station.trim()),
+            ],
+            page,
+        )
+    }
+}
+
+/// A list's URL at `page` with its filters: empty ones and page 0 left out.
+fn list_link(path: &str, filters: &[(&str, &str)], page: i64) -> String {
+    let page = page.to_string();
+    let pairs: Vec<(&str, &str)> = filters
+        .iter()
+        .copied()
+        .chain([("page", page.as_str())])
         .filter(|(k, v)| !(v.is_empty() || (*k == "page" && *v == "0")))
         .collect();
-        let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-        if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{query}")
-        }
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
     }
 }
 
@@ -361,21 +371,16 @@ impl ResidentQuery {
 
     /// This list's URL at `page`, keeping the search and filters.
     fn link(&self, page: i64) -> String {
-        let page = page.to_string();
-        let pairs: Vec<(&str, &str)> = [
-            ("q", self.q.trim()),
-            ("station", self.station.trim()),
-            ("risk", self.risk.trim()),
-            ("conflicts", self.conflicts.trim()),
-            ("page", page.as_str()),
-        ]
-        .into_iter()
-        .filter(|(k, v)| !(v.is_empty() || (*k == "page" && *v == "0")))
-        .collect();
-        match serde_urlencoded::to_string(pairs).unwrap_or_default() {
-            q if q.is_empty() => "/web/residents".to_owned(),
-            q => format!("/web/residents?{q}"),
-        }
+        list_link(
+            "/web/residents",
+            &[
+                ("q", self.q.trim()),
+                ("station", self.station.trim()),
+                ("risk", self.risk.trim()),
+                ("conflicts", self.conflicts.trim()),
+            ],
+            page,
+        )
     }
 }
 
