@@ -184,6 +184,9 @@ pub fn check_catalog_refs(
     changes: &[Change],
     catalog: Option<&Catalog>,
 ) -> Result<(), Violation> {
+    let Some(cat) = catalog else {
+        return Ok(());
+    };
     let mut visits = BTreeSet::new();
     for c in changes {
         for t in touches(after, c).map_err(|e| invalid("change", e.to_string()))? {
@@ -212,9 +215,6 @@ pub fn check_catalog_refs(
         };
         let visit = read_visit(after, id, &obj).map_err(|e| invalid("visit", e.to_string()))?;
         let r = &visit.record;
-        let Some(cat) = catalog else {
-            return Ok(());
-        };
         if !cat.projects.iter().any(|e| e.id == r.project) {
             return Err(unknown("project", r.project.0));
         }

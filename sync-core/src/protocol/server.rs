@@ -88,50 +88,25 @@ pub async fn accept_refused<S: ServerStore>(
         }
     }
     let clock = changes.iter().map(Change::timestamp).max().unwrap_or(now);
-    let limits = Limits::default();
-    let mut step = Step {
-        store,
-        auth,
-        now,
-        clock,
-        limits,
-        response: SyncResponse::default(),
-        uploaded: BTreeMap::new(),
-        accepted: BTreeSet::new(),
-        rejected_heads: BTreeMap::new(),
-        catalog: None,
-    };
+    let mut step = Step::new(store, auth, now, clock, Limits::default());
     if let Err(reason) = step.check_authorship(&changes) {
         return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
     }
-    for _ in 0..=limits.append_retries {
-        let mut loaded = step.load(doc).await?;
-        if !loaded.is_empty() && !step.in_scope(&loaded) {
-            let v = Violation::OutOfScope;
-            return Ok(Err((v.code().to_owned(), v.to_string())));
+    Ok(match step.apply_and_store(doc, &changes).await? {
+        Ok(Applied::Stored(_)) => Ok(()),
+        Ok(Applied::MissingDeps) => Err((
+            codes::MISSING_DEPENDENCIES.to_owned(),
+            "the changes build on changes the server does not hold".to_owned(),
+        )),
+        Err((code, _)) if code == codes::BUSY => {
+            Err((code, "the document is busy; try again".to_owned()))
         }
-        let before = loaded.get_heads();
-        if let Err(e) = untrusted(|| loaded.apply_changes(changes.iter().cloned())) {
-            let reason = format!("the changes do not apply: {e}");
-            return Ok(Err((codes::MALFORMED.to_owned(), reason)));
-        }
-        match step.check_and_store(doc, &loaded, &before, true).await? {
-            Ok(Checked::Stored) => return Ok(Ok(())),
-            Ok(Checked::MissingDeps) => {
-                return Ok(Err((
-                    codes::MISSING_DEPENDENCIES.to_owned(),
-                    "the changes build on changes the server does not hold".to_owned(),
-                )));
-            }
-            Err((code, _)) if code == codes::BUSY => continue,
-            Err(refused) => return Ok(Err(refused)),
-        }
-    }
-    Ok(Err((
-        codes::BUSY.to_owned(),
-        "the document is busy; try again".to_owned(),
-    )))
+        Err(refused) => Err(refused),
+    })
 }
+
+/// Why a batch answered `busy` was not stored.
+const BUSY_REASON: &str = "the document is busy; sync again";
 
 /// A failure of the step: storage only. Everything wrong with the request itself
 /// becomes a rejection in the response.
@@ -169,18 +144,7 @@ pub async fn handle_sync<S: ServerStore>(
     now: Timestamp,
     limits: Limits,
 ) -> Result<SyncResponse, S::Error> {
-    let mut step = Step {
-        store,
-        auth,
-        now,
-        clock: request.clock,
-        limits,
-        response: SyncResponse::default(),
-        uploaded: BTreeMap::new(),
-        accepted: BTreeSet::new(),
-        rejected_heads: BTreeMap::new(),
-        catalog: None,
-    };
+    let mut step = Step::new(store, auth, now, request.clock, limits);
 
     let recorded = store.device_docs(auth.device).await?;
     let known = match &request.held {
@@ -191,7 +155,7 @@ pub async fn handle_sync<S: ServerStore>(
 
     // The district's catalog first: visits in the same request may name its new
     // entries.
-    let catalog_doc = DocId::from(auth.principal.scope.district());
+    let catalog_doc = step.catalog_id();
     let (catalogs, cases): (Vec<&DocUpload>, Vec<&DocUpload>) =
         request.uploads.iter().partition(|u| u.doc == catalog_doc);
     for upload in catalogs.into_iter().chain(cases) {
@@ -234,6 +198,14 @@ struct Step<'a, S> {
     catalog: Option<Option<Catalog>>,
 }
 
+/// What storing a device's changes to one document came to.
+enum Applied {
+    /// Stored (or there was nothing new): the document with them applied.
+    Stored(Box<Automerge>),
+    /// The server lacks what they build on.
+    MissingDeps,
+}
+
 enum Checked {
     /// Stored, or there was nothing new to store.
     Stored,
@@ -253,7 +225,33 @@ enum Vetted {
     },
 }
 
-impl<S: ServerStore> Step<'_, S> {
+impl<'a, S: ServerStore> Step<'a, S> {
+    fn new(
+        store: &'a S,
+        auth: &'a DeviceAuth,
+        now: Timestamp,
+        clock: Timestamp,
+        limits: Limits,
+    ) -> Self {
+        Step {
+            store,
+            auth,
+            now,
+            clock,
+            limits,
+            response: SyncResponse::default(),
+            uploaded: BTreeMap::new(),
+            accepted: BTreeSet::new(),
+            rejected_heads: BTreeMap::new(),
+            catalog: None,
+        }
+    }
+
+    /// The caller's district's catalog document.
+    fn catalog_id(&self) -> DocId {
+        DocId::from(self.auth.principal.scope.district())
+    }
+
     /// The rules judge the times a phone wrote by the phone's own clock where it runs
     /// ahead of the server's: a phone offline for weeks drifts, and a visit dated by a
     /// fast clock is still a visit (the host records the skew for coordinators). A slow
@@ -322,7 +320,7 @@ impl<S: ServerStore> Step<'_, S> {
 
     /// Every retry found the document moved by another writer.
     async fn busy(&mut self, doc: DocId, raw: Vec<Vec<u8>>) -> Result<(), S::Error> {
-        let reason = "the document is busy; sync again".to_owned();
+        let reason = BUSY_REASON.to_owned();
         self.reject(doc, codes::BUSY, reason, raw).await
     }
 
@@ -368,7 +366,7 @@ impl<S: ServerStore> Step<'_, S> {
         if let Some(cached) = &self.catalog {
             return Ok(cached.clone());
         }
-        let id = DocId::from(self.auth.principal.scope.district());
+        let id = self.catalog_id();
         let catalog = self
             .store
             .load(id)
@@ -489,7 +487,7 @@ impl<S: ServerStore> Step<'_, S> {
         match outcome {
             AppendOutcome::Stored(_) => {
                 self.accepted.insert(id);
-                if id == DocId::from(self.auth.principal.scope.district()) {
+                if id == self.catalog_id() {
                     // The catalog changed: visits later in the request see it.
                     self.catalog = None;
                 }
@@ -519,49 +517,57 @@ impl<S: ServerStore> Step<'_, S> {
         if let Err(reason) = self.check_authorship(&changes) {
             return self.reject(id, codes::FOREIGN_ACTOR, reason, raw).await;
         }
+        match self.apply_and_store(id, &changes).await? {
+            Ok(Applied::Stored(doc)) => {
+                let heads = upload
+                    .heads
+                    .iter()
+                    .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
+                    .copied()
+                    .collect();
+                self.rejected_heads.remove(&id);
+                self.response.receipts.push(Receipt { doc: id, heads });
+                self.accepted.insert(id);
+                Ok(())
+            }
+            Ok(Applied::MissingDeps) => {
+                // We lack what these changes build on (a restored backup, say): repair
+                // with Automerge's own protocol, starting from what we hold.
+                let stored = self.load(id).await?;
+                self.push_fallback(id, stored.generate_sync_message(&mut State::new()));
+                Ok(())
+            }
+            Err((code, reason)) => self.reject(id, &code, reason, raw).await,
+        }
+    }
+
+    /// Applies a device's parsed changes to the stored document, checks and stores
+    /// them, and tries again while other writers move the document. Otherwise the
+    /// refusal's code and reason (`busy` when every try found the document moved).
+    async fn apply_and_store(
+        &mut self,
+        id: DocId,
+        changes: &[Change],
+    ) -> Result<Result<Applied, (String, String)>, S::Error> {
         for _ in 0..=self.limits.append_retries {
             let mut doc = self.load(id).await?;
-            let existed = !doc.is_empty();
-            if existed && !self.in_scope(&doc) {
+            if !doc.is_empty() && !self.in_scope(&doc) {
                 let v = Violation::OutOfScope;
-                return self.reject(id, v.code(), v.to_string(), raw).await;
+                return Ok(Err((v.code().to_owned(), v.to_string())));
             }
             let before = doc.get_heads();
             if let Err(e) = untrusted(|| doc.apply_changes(changes.iter().cloned())) {
-                return self
-                    .reject(
-                        id,
-                        codes::MALFORMED,
-                        format!("the changes do not apply: {e}"),
-                        raw,
-                    )
-                    .await;
+                let reason = format!("the changes do not apply: {e}");
+                return Ok(Err((codes::MALFORMED.to_owned(), reason)));
             }
             match self.check_and_store(id, &doc, &before, true).await? {
-                Ok(Checked::Stored) => {
-                    let heads = upload
-                        .heads
-                        .iter()
-                        .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
-                        .copied()
-                        .collect();
-                    self.rejected_heads.remove(&id);
-                    self.response.receipts.push(Receipt { doc: id, heads });
-                    self.accepted.insert(id);
-                    return Ok(());
-                }
-                Ok(Checked::MissingDeps) => {
-                    // We lack what these changes build on (a restored backup, say):
-                    // repair with Automerge's own protocol, starting from what we hold.
-                    let stored = self.load(id).await?;
-                    self.push_fallback(id, stored.generate_sync_message(&mut State::new()));
-                    return Ok(());
-                }
+                Ok(Checked::Stored) => return Ok(Ok(Applied::Stored(Box::new(doc)))),
+                Ok(Checked::MissingDeps) => return Ok(Ok(Applied::MissingDeps)),
                 Err((code, _)) if code == codes::BUSY => continue,
-                Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
+                Err(refused) => return Ok(Err(refused)),
             }
         }
-        self.busy(id, raw).await
+        Ok(Err((codes::BUSY.to_owned(), BUSY_REASON.to_owned())))
     }
 
     async fn fallback(&mut self, fallback: &FallbackMessage) -> Result<(), S::Error> {
