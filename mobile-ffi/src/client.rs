@@ -24,7 +24,7 @@ use sync_core::protocol::store::ReplicaStore;
 use sync_core::rules::{self, Editor};
 
 /// The most round trips one `sync` call makes before it returns (`complete: false`).
-const MAX_ROUNDS: u32 = 32;
+const MAX_ROUNDS: i32 = 32;
 /// Refresh the access token when it has less than this left (ms).
 const REFRESH_MARGIN_MS: i64 = 60_000;
 
@@ -231,9 +231,7 @@ impl LinliClient {
     ) -> Result<Arc<Self>> {
         guarded(|| {
             if key.len() != 32 {
-                return Err(LinliError::BadKey {
-                    len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-                });
+                return Err(LinliError::BadKey { len: key.len() });
             }
             let mut store = Store::open(dir, key)?;
             store.set_summarizer(summarize);
@@ -382,8 +380,9 @@ fn summary_record(id: DocId, s: &Summary) -> Option<ResidentSummary> {
 impl LinliClient {
     /// Opens (or creates) the phone's store in the folder `dir` with the 32-byte `key`
     /// from the platform keystore. A wrong key is refused with `WrongKey` and changes
-    /// nothing on disk.
-    #[uniffi::constructor]
+    /// nothing on disk. In Kotlin, Swift and Python this is the class's constructor:
+    /// `LinliClient(dir, key)`.
+    #[uniffi::constructor(name = "new")]
     pub fn open(dir: String, key: Vec<u8>) -> Result<Arc<Self>> {
         let t = Timeouts::default();
         Self::open_with_timeouts(Path::new(&dir), &key, t.connect, t.whole)
@@ -466,7 +465,7 @@ impl LinliClient {
         })
     }
 
-    /// Who this phone is enrolled as; `None` before enrolment (or after a revocation).
+    /// Who this phone is enrolled as; null (none) before enrolment (or after a revocation).
     pub fn identity(&self) -> Result<Option<Identity>> {
         guarded(|| {
             self.lock()
@@ -792,7 +791,7 @@ impl LinliClient {
         guarded(|| Ok(self.lock().replica.store().meta(REVOKED_EXPORT)?))
     }
 
-    /// The district's catalog (projects, service and hazard types…); `None` until the
+    /// The district's catalog (projects, service and hazard types…); null (none) until the
     /// first sync brings it.
     pub fn catalog(&self) -> Result<Option<CatalogInfo>> {
         self.enrolled(|inner, creds| {
@@ -820,9 +819,9 @@ impl LinliClient {
             }
             unreceipted.sort();
             Ok(SyncStatus {
-                pending_changes: pending as u64,
+                pending_changes: count(pending),
                 unreceipted_visits: unreceipted,
-                refused: inner.replica.refused()?.len() as u64,
+                refused: count(inner.replica.refused()?.len()),
             })
         })
     }
@@ -856,11 +855,11 @@ impl LinliClient {
                 };
                 let other = what.profile.len() + what.follow_ups.len() + what.other;
                 out.push(RefusedChange {
-                    quarantine: refused.quarantine,
+                    quarantine: i64::try_from(refused.quarantine).unwrap_or(i64::MAX),
                     resident_id: refused.doc.to_string(),
                     resident_name: name,
                     visits,
-                    other_changes: other as u64,
+                    other_changes: count(other),
                     code: refused.code,
                     reason: refused.message,
                     dismissed: refused.dismissed.map(|d| d.note),
@@ -871,9 +870,11 @@ impl LinliClient {
     }
 
     /// The volunteer has read a coordinator's dismissal of a refused upload: the phone
-    /// forgets it. One still awaiting a decision is `NotAllowed { code:
-    /// "awaiting_decision" }`: only a person's decision lets it go.
-    pub fn acknowledge_refused(&self, quarantine: u64) -> Result<()> {
+    /// forgets it. One still awaiting a decision is `AwaitingDecision`: only a person's
+    /// decision lets it go.
+    pub fn acknowledge_refused(&self, quarantine: i64) -> Result<()> {
+        let quarantine = u64::try_from(quarantine)
+            .map_err(|_| LinliError::invalid(format!("no refused upload {quarantine}")))?;
         self.enrolled(|inner, _| {
             if inner.replica.acknowledge_dismissal(quarantine)? {
                 return Ok(());
@@ -884,10 +885,7 @@ impl LinliClient {
                 .iter()
                 .any(|r| r.quarantine == quarantine)
             {
-                return Err(LinliError::NotAllowed {
-                    code: "awaiting_decision".into(),
-                    reason: "a coordinator has not decided on this refused upload yet".into(),
-                });
+                return Err(LinliError::AwaitingDecision);
             }
             Err(LinliError::NotFound {
                 what: format!("refused upload {quarantine}"),
@@ -897,7 +895,7 @@ impl LinliClient {
 
     /// Syncs with the server: uploads what waits, takes in receipts, other phones' and
     /// coordinators' changes and purges, round after round until nothing is left (at
-    /// most 32 round trips). `Network { retryable }` when the server cannot be reached:
+    /// most 32 round trips). `Network` when the server cannot be reached:
     /// nothing is lost, sync again later. `Revoked` when the device was revoked: every
     /// resident's data has been deleted. `Cancelled` when `cancel` fired between round
     /// trips: what was exchanged is kept.
@@ -962,7 +960,7 @@ impl LinliClient {
     /// Hands a revoked device's export, kept in this store, to the server through this
     /// (newly enrolled) device; forgets it once the server has it. Returns how many
     /// documents' changes the server kept for a coordinator's decision.
-    fn hand_over_export(&self, http: &Http) -> Result<u64> {
+    fn hand_over_export(&self, http: &Http) -> Result<i64> {
         let Some(export) = self.lock().replica.store().meta(REVOKED_EXPORT)? else {
             return Ok(0);
         };
@@ -976,7 +974,7 @@ impl LinliClient {
             Ok(body) => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 self.lock().replica.store().delete_meta(REVOKED_EXPORT)?;
-                Ok(json["kept"].as_u64().unwrap_or(0))
+                Ok(json["kept"].as_i64().unwrap_or(0))
             }
             // The server has it already.
             Err(refusal) if refusal.status == 409 => {
@@ -1089,9 +1087,9 @@ impl LinliClient {
                 }
             };
             outcome.rounds += 1;
-            outcome.bytes_sent += body.len() as u64;
-            outcome.bytes_received += bytes.len() as u64;
-            outcome.sent_changes += sent as u64;
+            outcome.bytes_sent += count(body.len());
+            outcome.bytes_received += count(bytes.len());
+            outcome.sent_changes += count(sent);
             let mut inner = self.lock();
             let response = SyncResponse::decode(&bytes).map_err(|e| LinliError::Malformed {
                 detail: format!("the sync answer does not decode: {e}"),
@@ -1108,7 +1106,7 @@ impl LinliClient {
             let report = applied.map_err(|_| LinliError::Malformed {
                 detail: "Automerge could not apply what the server sent".into(),
             })??;
-            outcome.received_changes += report.received_changes as u64;
+            outcome.received_changes += count(report.received_changes);
             outcome
                 .receipted
                 .extend(report.receipted.iter().map(ToString::to_string));

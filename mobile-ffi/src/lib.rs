@@ -10,6 +10,6 @@ pub mod store;
 mod types;
 
 pub use client::{CancelToken, LinliClient};
-pub use error::{LinliError, Result, error_code};
+pub use error::{LinliError, Result};
 pub use sync_core;
 pub use types::*;

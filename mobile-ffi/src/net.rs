@@ -30,20 +30,27 @@ impl Refusal {
     pub(crate) fn into_error(self) -> LinliError {
         if self.status >= 500 || self.status == 429 || self.status == 408 {
             return LinliError::Network {
-                retryable: true,
-                detail: format!("the server answered {} ({})", self.status, self.message),
+                detail: format!("the server answered {}: {}", self.status, self.message),
             };
         }
         if self.code == "device_revoked" || self.purge {
             return LinliError::Revoked;
         }
-        LinliError::Refused {
-            code: if self.code.is_empty() {
-                format!("http_{}", self.status)
-            } else {
-                self.code
+        match self.code.as_str() {
+            "bad_credentials" => LinliError::BadCredentials {
+                detail: self.message,
             },
-            detail: self.message,
+            "user_disabled" => LinliError::AccountDisabled {
+                detail: self.message,
+            },
+            "" => LinliError::Refused {
+                code: format!("http_{}", self.status),
+                detail: self.message,
+            },
+            _ => LinliError::Refused {
+                code: self.code,
+                detail: self.message,
+            },
         }
     }
 }
@@ -137,21 +144,17 @@ impl Http {
 
 fn transport(e: ureq::Error) -> LinliError {
     use ureq::Error as E;
-    let retryable = match &e {
-        E::Io(_)
-        | E::Timeout(_)
-        | E::HostNotFound
-        | E::ConnectionFailed
-        | E::Protocol(_)
-        | E::Tls(_)
-        | E::Rustls(_)
-        | E::BodyStalled => true,
-        // A URL the app built wrong, or a body over the limit, will not heal by waiting.
-        E::BadUri(_) | E::BodyExceedsLimit(_) | E::InvalidProxyUrl => false,
-        _ => true,
-    };
-    LinliError::Network {
-        retryable,
-        detail: e.to_string(),
+    match e {
+        // A URL the app built wrong, or an answer over the limit, will not heal by
+        // waiting: these are not `Network`, which always means "try again later".
+        E::BadUri(_) | E::InvalidProxyUrl => LinliError::InvalidInput {
+            detail: format!("the server address is not a valid URL: {e}"),
+        },
+        E::BodyExceedsLimit(_) => LinliError::Malformed {
+            detail: format!("the server's answer is larger than {MAX_ANSWER} bytes"),
+        },
+        other => LinliError::Network {
+            detail: other.to_string(),
+        },
     }
 }

@@ -90,20 +90,28 @@ pub struct ProfileRecord {
     /// Full name.
     pub name: String,
     /// Home address.
+    #[uniffi(default)]
     pub address: String,
     /// Phone number.
+    #[uniffi(default)]
     pub phone: String,
     /// Year of birth.
+    #[uniffi(default)]
     pub birth_year: Option<i64>,
     /// Who the resident lives with.
+    #[uniffi(default)]
     pub living_situation: Option<LivingSituation>,
     /// Emergency contact.
+    #[uniffi(default)]
     pub emergency_contact: String,
     /// Needs.
+    #[uniffi(default)]
     pub needs: String,
     /// Risk level.
+    #[uniffi(default)]
     pub risk_level: Option<RiskLevel>,
     /// A visit is due every this many days.
+    #[uniffi(default)]
     pub visit_every_days: Option<i64>,
 }
 
@@ -145,12 +153,16 @@ pub struct ConditionRecord {
     /// Overall impression.
     pub wellbeing: Wellbeing,
     /// Blood pressure, systolic, mmHg.
+    #[uniffi(default)]
     pub systolic: Option<i64>,
     /// Blood pressure, diastolic, mmHg.
+    #[uniffi(default)]
     pub diastolic: Option<i64>,
     /// Blood sugar in tenths of mmol/L.
+    #[uniffi(default)]
     pub blood_sugar_dmmol: Option<i64>,
     /// Remarks.
+    #[uniffi(default)]
     pub remarks: String,
 }
 
@@ -162,8 +174,10 @@ pub struct HazardRecord {
     /// How serious.
     pub severity: Severity,
     /// Fixed on the spot.
+    #[uniffi(default)]
     pub fixed_on_spot: bool,
     /// Free text.
+    #[uniffi(default)]
     pub note: String,
 }
 
@@ -173,20 +187,25 @@ pub struct VisitInput {
     /// The project's id, from the catalog.
     pub project: String,
     /// The unit's id, if known.
+    #[uniffi(default)]
     pub unit: Option<String>,
     /// Start (device clock, Unix ms).
     pub started_at: i64,
     /// End.
     pub ended_at: i64,
     /// Service type ids, from the catalog.
+    #[uniffi(default)]
     pub services: Vec<String>,
     /// How the resident was doing.
     pub condition: ConditionRecord,
     /// Hazards found.
+    #[uniffi(default)]
     pub hazards: Vec<HazardRecord>,
     /// Notes.
+    #[uniffi(default)]
     pub notes: String,
     /// Whether someone must follow up.
+    #[uniffi(default)]
     pub follow_up_needed: bool,
 }
 
@@ -404,7 +423,7 @@ pub struct ResidentSummary {
     pub visit_every_days: Option<i64>,
     /// Start of the last live visit.
     pub last_visit_at: Option<i64>,
-    /// When the next visit is due; `None` if no frequency is set or never visited.
+    /// When the next visit is due; null (none) if no frequency is set or never visited.
     pub next_visit_due_at: Option<i64>,
 }
 
@@ -531,12 +550,12 @@ pub struct VisitRef {
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct SyncStatus {
     /// Local changes the server has not receipted.
-    pub pending_changes: u64,
+    pub pending_changes: i64,
     /// Visits with writes the server has not receipted.
     pub unreceipted_visits: Vec<VisitRef>,
     /// Refused uploads kept on the phone (see `refused_changes`): awaiting a
     /// coordinator's decision, or dismissed and not yet acknowledged.
-    pub refused: u64,
+    pub refused: i64,
 }
 
 /// A visit in a refused upload, as the phone held it.
@@ -557,7 +576,7 @@ pub struct RefusedVisit {
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct RefusedChange {
     /// The server's quarantine number.
-    pub quarantine: u64,
+    pub quarantine: i64,
     /// The resident.
     pub resident_id: String,
     /// The resident's name, as the phone held the case file.
@@ -565,12 +584,12 @@ pub struct RefusedChange {
     /// The refused visits.
     pub visits: Vec<RefusedVisit>,
     /// Other writes refused with them (profile fields, follow-ups).
-    pub other_changes: u64,
+    pub other_changes: i64,
     /// The refusal's stable code (`out_of_scope`, `invalid`, …).
     pub code: String,
     /// Why, for people.
     pub reason: String,
-    /// A coordinator's dismissal note, once one has arrived; `None` while awaiting.
+    /// A coordinator's dismissal note, once one has arrived; null (none) while awaiting.
     pub dismissed: Option<String>,
 }
 
@@ -591,9 +610,9 @@ pub struct RejectionInfo {
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct SyncOutcome {
     /// Changes uploaded.
-    pub sent_changes: u64,
+    pub sent_changes: i64,
     /// Changes (and whole documents) received.
-    pub received_changes: u64,
+    pub received_changes: i64,
     /// Residents whose uploads the server receipted.
     pub receipted: Vec<String>,
     /// Uploads the server refused.
@@ -601,14 +620,14 @@ pub struct SyncOutcome {
     /// Residents removed from the phone (reassigned away).
     pub purged: Vec<String>,
     /// Round trips made.
-    pub rounds: u32,
+    pub rounds: i32,
     /// Bytes sent in sync requests.
-    pub bytes_sent: u64,
+    pub bytes_sent: i64,
     /// Bytes received in sync responses.
-    pub bytes_received: u64,
+    pub bytes_received: i64,
     /// Documents whose never-synced changes a revoked device's export handed to the
     /// server in this sync (for a coordinator's decision).
-    pub recovered: u64,
+    pub recovered: i64,
     /// Nothing is left to exchange (false: the round limit was reached; sync again).
     pub complete: bool,
 }
@@ -616,4 +635,10 @@ pub struct SyncOutcome {
 /// A visit id made on the phone (UUIDv7, sorted by time).
 pub(crate) fn new_visit_id() -> VisitId {
     VisitId(uuid::Uuid::now_v7())
+}
+
+/// A count for the foreign languages, which get signed integers only (Java has no
+/// unsigned types); no count on a phone comes near `i64::MAX`.
+pub(crate) fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
