@@ -10,5 +10,6 @@ mod convergence;
 mod crafted;
 mod envelope;
 mod exchange;
+mod protocol_doc;
 mod refusals;
 mod rules;
