@@ -31,7 +31,7 @@ pub(crate) struct Recovered {
 /// of the same user as the revoked one.
 #[utoipa::path(post, path = "/api/v1/recover", tag = "sync",
     security(("bearer" = [])),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A sealed export (`LNEX`)"),
+    request_body(content = super::ops::Binary, content_type = "application/octet-stream", description = "A sealed export (`LNEX`)"),
     responses(
         (status = 200, body = Recovered),
         (status = 400, description = "Not an export, or one this server cannot open (`malformed`)", body = crate::error::ErrorBody),

@@ -24,9 +24,9 @@ pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
 /// kept in quarantine for a coordinator's decision.
 #[utoipa::path(post, path = "/api/v1/sync", tag = "sync",
     security(("bearer" = [])),
-    request_body(content = Vec<u8>, content_type = "application/vnd.linli.sync", description = "A sync request envelope"),
+    request_body(content = super::ops::Binary, content_type = "application/vnd.linli.sync", description = "A sync request envelope"),
     responses(
-        (status = 200, description = "A sync response envelope", content_type = "application/vnd.linli.sync", body = Vec<u8>),
+        (status = 200, description = "A sync response envelope", content_type = "application/vnd.linli.sync", body = super::ops::Binary),
         (status = 400, description = "The body is not a sync request (code `malformed`)", body = crate::error::ErrorBody),
         (status = 401, description = "Not authenticated; `device_revoked` carries `purge: true`", body = crate::error::ErrorBody),
         (status = 403, description = "Not an enrolled device", body = crate::error::ErrorBody),
