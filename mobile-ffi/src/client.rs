@@ -389,7 +389,7 @@ impl LinliClient {
     }
 
     /// Enrols this phone with the one-time `code` (the QR code a coordinator shows)
-    /// at `server_url` (e.g. `https://linli.example.org`).
+    /// at `serverUrl` (e.g. `https://linli.example.org`).
     pub fn enrol(&self, server_url: String, code: String, device_name: String) -> Result<Identity> {
         guarded(|| {
             if self.lock().creds.is_some() {
@@ -453,7 +453,7 @@ impl LinliClient {
     /// Signs the phone out: deletes every resident's data, the cursor and the
     /// credential, keeping the key check (the same key opens the empty store). Visits
     /// not yet synced are lost with it, and so is a revoked device's sealed export:
-    /// check `sync_status` and `revoked_export` first. For a phone whose credential the
+    /// check `syncStatus` and `revokedExport` first. For a phone whose credential the
     /// server no longer accepts, before enrolling again.
     pub fn erase(&self) -> Result<()> {
         guarded(|| {
@@ -489,8 +489,8 @@ impl LinliClient {
     }
 
     /// Who is due or overdue for a visit today: residents with a visit frequency whose
-    /// next visit falls before the end of the local day holding `now_ms`, in a time
-    /// zone `utc_offset_minutes` east of UTC (Shanghai: 480). Never-visited first,
+    /// next visit falls before the end of the local day holding `nowMs`, in a time
+    /// zone `utcOffsetMinutes` east of UTC (Shanghai: 480). Never-visited first,
     /// then the longest overdue.
     pub fn due_visits(&self, now_ms: i64, utc_offset_minutes: i32) -> Result<Vec<DueResident>> {
         self.enrolled(|inner, _| {
@@ -831,7 +831,7 @@ impl LinliClient {
     /// written on the phone is deleted without a person's decision: a refused visit
     /// stays here until a coordinator accepts it (it then reaches the record, and
     /// leaves this list at the next sync) or dismisses it (`dismissed` carries their
-    /// note until the volunteer calls `acknowledge_refused`).
+    /// note until the volunteer calls `acknowledgeRefused`).
     pub fn refused_changes(&self) -> Result<Vec<RefusedChange>> {
         self.enrolled(|inner, _| {
             let mut out = Vec::new();
@@ -910,7 +910,7 @@ impl LinliClient {
     }
 
     /// The device was revoked: seal what it never synced for the server (see
-    /// `revoked_export`), then delete everything else and forget the credential. If the
+    /// `revokedExport`), then delete everything else and forget the credential. If the
     /// export cannot be sealed nothing is deleted, and the next contact tries again.
     fn purge_everything(&self) -> LinliError {
         let mut inner = self.lock();

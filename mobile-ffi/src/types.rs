@@ -553,7 +553,7 @@ pub struct SyncStatus {
     pub pending_changes: i64,
     /// Visits with writes the server has not receipted.
     pub unreceipted_visits: Vec<VisitRef>,
-    /// Refused uploads kept on the phone (see `refused_changes`): awaiting a
+    /// Refused uploads kept on the phone (see `refusedChanges`): awaiting a
     /// coordinator's decision, or dismissed and not yet acknowledged.
     pub refused: i64,
 }
@@ -572,7 +572,7 @@ pub struct RefusedVisit {
 /// An upload the server refused, kept on the phone until a person decides. The app
 /// shows it with its reason; a coordinator accepts it (it then leaves this list and
 /// reaches the record) or dismisses it (`dismissed` holds their note, and the volunteer
-/// acknowledges it with `acknowledge_refused`).
+/// acknowledges it with `acknowledgeRefused`).
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct RefusedChange {
     /// The server's quarantine number.
@@ -594,7 +594,7 @@ pub struct RefusedChange {
 }
 
 /// An upload the server refused. The refused changes are kept on the phone (see
-/// `refused_changes`) and in the server's quarantine; the phone's copy of the
+/// `refusedChanges`) and in the server's quarantine; the phone's copy of the
 /// document was reset to the server's.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct RejectionInfo {
