@@ -153,6 +153,7 @@ fn place() -> DocPlace {
     DocPlace {
         district: DISTRICT,
         station: Some(STATION),
+        closed: false,
     }
 }
 

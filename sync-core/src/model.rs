@@ -232,6 +232,31 @@ impl Profile {
     }
 }
 
+code_enum!(
+    /// Why a case file was closed.
+    ClosureReason {
+        MovedAway = "moved_away",
+        InHospital = "in_hospital",
+        Deceased = "deceased",
+        Other = "other",
+    }
+);
+
+/// A closed case file: no longer visited, so it leaves the phones and the due lists,
+/// and everything recorded in it stays on the server. Staff, coordinators and admins
+/// close and reopen case files; reopening removes the closure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    /// Why.
+    pub reason: ClosureReason,
+    /// A note for colleagues (where the resident moved, which hospital).
+    pub note: String,
+    /// When it was closed.
+    pub at: Timestamp,
+    /// Who closed it.
+    pub by: UserId,
+}
+
 /// A resident's whole case file, hydrated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Resident {
@@ -247,6 +272,8 @@ pub struct Resident {
     pub visits: Vec<Visit>,
     /// Every follow-up ticket, ordered by opening time then id.
     pub follow_ups: Vec<FollowUp>,
+    /// Set while the case file is closed.
+    pub closure: Option<Closure>,
 }
 
 impl Resident {

@@ -382,6 +382,7 @@ impl Ctx<'_> {
         let mut check_profile = BTreeSet::new();
         let mut restarted = BTreeSet::new();
         let mut closed = BTreeSet::new();
+        let mut closure_written = false;
         for t in touched {
             let target = classify(t);
             if matches!(
@@ -402,6 +403,17 @@ impl Ctx<'_> {
                         ]
                         .contains(&key.as_str());
                     if creating {
+                        continue;
+                    }
+                    if key == CLOSURE {
+                        // Closing (the map written) and reopening (deleted).
+                        if !self.role().is_staff() {
+                            return Err(role_not_allowed(
+                                self.role(),
+                                "close or reopen a case file",
+                            ));
+                        }
+                        closure_written = true;
                         continue;
                     }
                     if key == STATION && !t.delete {
@@ -525,10 +537,22 @@ impl Ctx<'_> {
                     }
                     check_follow_ups.insert(follow_up);
                 }
+                Target::Closure(field) => {
+                    if !CLOSURE_FIELDS.contains(&field.as_str()) {
+                        return Err(Violation::UnknownField { path: t.display() });
+                    }
+                    if !self.role().is_staff() {
+                        return Err(role_not_allowed(self.role(), "close or reopen a case file"));
+                    }
+                    closure_written = true;
+                }
                 Target::CatalogEntry { .. } | Target::Unknown => {
                     return Err(Violation::UnknownField { path: t.display() });
                 }
             }
+        }
+        if closure_written {
+            self.validate_closure()?;
         }
 
         // Nothing ever removes a visit. Every path that could (deleting or replacing a
@@ -570,6 +594,22 @@ impl Ctx<'_> {
         }
         for id in check_follow_ups {
             self.validate_follow_up(id, new_follow_ups.contains(&id), closed.contains(&id))?;
+        }
+        Ok(())
+    }
+
+    /// A closure as written: a known reason, a short note, a plausible time, and the
+    /// writing user as its author. A reopened (deleted) closure needs nothing.
+    fn validate_closure(&self) -> Result<(), Violation> {
+        let closure = crate::doc::casefile::read_closure(self.after)
+            .map_err(|e| invalid("closure", e.to_string()))?;
+        let Some(c) = closure else {
+            return Ok(());
+        };
+        len("closure note", &c.note, limits::SHORT_TEXT)?;
+        check_time("closure time", c.at, self.editor.now)?;
+        if c.by != self.user() {
+            return Err(invalid("closure", "must name the closing user"));
         }
         Ok(())
     }

@@ -141,11 +141,12 @@ fn encode(c: &Changed) -> String {
         .station
         .map_or_else(|| "-".to_owned(), |s| s.0.simple().to_string());
     format!(
-        "{} {} {} {}",
+        "{} {} {} {} {}",
         c.seq,
         c.doc.0.simple(),
         c.place.district.0.simple(),
-        station
+        station,
+        u8::from(c.place.closed)
     )
 }
 
@@ -158,10 +159,16 @@ fn decode(payload: &str) -> Option<Changed> {
         "-" => None,
         s => Some(StationId(uuid::Uuid::parse_str(s).ok()?)),
     };
+    // Announcements from a server before case files could close have no fifth part.
+    let closed = parts.next() == Some("1");
     Some(Changed {
         seq,
         doc,
-        place: DocPlace { district, station },
+        place: DocPlace {
+            district,
+            station,
+            closed,
+        },
     })
 }
 
@@ -326,6 +333,7 @@ mod tests {
                 place: DocPlace {
                     district: DistrictId(uuid::Uuid::from_u128(2)),
                     station,
+                    closed: station.is_some(),
                 },
             };
             let back = decode(&encode(&c)).unwrap();

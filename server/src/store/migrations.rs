@@ -55,6 +55,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "exports",
             include_str!("../../migrations/sqlite/0008_exports.sql"),
         ),
+        migration(
+            9,
+            "closures",
+            include_str!("../../migrations/sqlite/0009_closures.sql"),
+        ),
     ]
 }
 
@@ -99,6 +104,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             8,
             "exports",
             include_str!("../../migrations/postgres/0008_exports.sql"),
+        ),
+        migration(
+            9,
+            "closures",
+            include_str!("../../migrations/postgres/0009_closures.sql"),
         ),
     ]
 }

@@ -378,13 +378,13 @@ impl ServerStore for SqlStore {
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
-        // One query per sync: the district's catalog documents, plus the case files of
-        // the scope's stations or residents (each part on an index).
+        // One query per sync: the district's catalog documents, plus the open case
+        // files of the scope's stations or residents (each part on an index).
         const CATALOG: &str = "SELECT id FROM documents WHERE district = $1 AND station IS NULL";
         let district = scope.district().0.as_bytes().to_vec();
         let (column, members): (&str, Vec<Vec<u8>>) = match scope {
             Scope::District(_) => {
-                let sql = "SELECT id FROM documents WHERE district = $1";
+                let sql = "SELECT id FROM documents WHERE district = $1 AND closed = FALSE";
                 return Ok(self.ids(sql, &[district]).await?.into_iter().collect());
             }
             Scope::Stations { stations, .. } => (
@@ -401,7 +401,7 @@ impl ServerStore for SqlStore {
         }
         let placeholders: Vec<String> = (2..members.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND {column} IN ({})",
+            "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND closed = FALSE AND {column} IN ({})",
             placeholders.join(", ")
         );
         let mut params = Vec::with_capacity(members.len() + 1);

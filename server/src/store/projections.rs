@@ -48,6 +48,8 @@ pub struct ResidentRow {
     pub open_follow_ups: i64,
     /// Profile fields holding conflicting values that a person has not resolved.
     pub profile_conflicts: i64,
+    /// Set while the case file is closed.
+    pub closure: Option<Closure>,
 }
 
 /// A visit's row. Tombstoned visits keep their row, flagged.
@@ -213,6 +215,7 @@ impl Projection {
                         .filter(|f| f.status == FollowUpStatus::Open),
                 ),
                 profile_conflicts: i64::try_from(conflicts).unwrap_or(i64::MAX),
+                closure: r.closure.clone(),
             },
             visits: Vec::with_capacity(r.visits.len()),
             services: Vec::new(),
@@ -393,8 +396,9 @@ const INSERT_FOLLOW_UP: &str = "INSERT INTO follow_up_rows (resident, id, distri
 /// the same transaction, so an append that touched one visit need not read the others.
 const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station, name, address,
     phone, birth_year, living_situation, emergency_contact, needs, risk_level,
-    visit_every_days, heads, profile_conflicts, last_visit_at, live_visits, open_follow_ups)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+    visit_every_days, heads, profile_conflicts, closed_reason, closed_note, closed_at,
+    closed_by, last_visit_at, live_visits, open_follow_ups)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
       (SELECT MAX(started_at) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
       (SELECT COUNT(*) FROM visit_rows WHERE resident = $1 AND NOT tombstoned),
       (SELECT COUNT(*) FROM follow_up_rows WHERE resident = $1 AND status = 'open'))
@@ -404,6 +408,8 @@ const UPSERT_RESIDENT: &str = "INSERT INTO resident_rows (id, district, station,
       emergency_contact = excluded.emergency_contact, needs = excluded.needs,
       risk_level = excluded.risk_level, visit_every_days = excluded.visit_every_days,
       heads = excluded.heads, profile_conflicts = excluded.profile_conflicts,
+      closed_reason = excluded.closed_reason, closed_note = excluded.closed_note,
+      closed_at = excluded.closed_at, closed_by = excluded.closed_by,
       last_visit_at = excluded.last_visit_at,
       live_visits = excluded.live_visits, open_follow_ups = excluded.open_follow_ups";
 
@@ -457,6 +463,7 @@ impl Plan {
             r.station,
             &r.profile,
             r.profile_conflicts,
+            r.closure.as_ref(),
             heads,
         );
         plan
@@ -552,6 +559,7 @@ impl Plan {
         station: StationId,
         p: &Profile,
         conflicts: i64,
+        closure: Option<&Closure>,
         heads: Vec<u8>,
     ) {
         self.push(
@@ -571,6 +579,10 @@ impl Plan {
                 Arg::OptInt(p.visit_every_days),
                 Arg::Bytes(heads),
                 Arg::Int(conflicts),
+                opt_code(closure.map(|c| c.reason.code())),
+                Arg::OptText(closure.map(|c| c.note.clone())),
+                Arg::OptInt(closure.map(|c| c.at)),
+                opt_id(closure.map(|c| &c.by.0)),
             ],
         );
     }
@@ -596,7 +608,8 @@ fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
         let change = Change::try_from(raw.as_slice()).ok()?;
         for touch in touches(doc, &change).ok()? {
             match classify(&touch) {
-                Target::Profile(_) => {}
+                // The resident row, closure included, is rewritten with every append.
+                Target::Profile(_) | Target::Closure(_) => {}
                 Target::Visit { id, .. } => {
                     out.visits.insert(id);
                 }
@@ -650,12 +663,14 @@ fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Re
     }
     let profile = file.profile().map_err(bad)?;
     let conflicts = file.conflicts().map_err(bad)?.len();
+    let closure = file.closure().map_err(bad)?;
     plan.resident(
         place.resident,
         place.district,
         place.station,
         &profile,
         i64::try_from(conflicts).unwrap_or(i64::MAX),
+        closure.as_ref(),
         heads,
     );
     Ok(plan)
@@ -852,6 +867,15 @@ fn resident_row(r: &impl Fields) -> Result<(ResidentRow, Vec<u8>)> {
         live_visits: r.int("live_visits")?,
         open_follow_ups: r.int("open_follow_ups")?,
         profile_conflicts: r.int("profile_conflicts")?,
+        closure: match opt_code_col(r, "closed_reason", ClosureReason::from_code)? {
+            None => None,
+            Some(reason) => Some(Closure {
+                reason,
+                note: r.opt_text("closed_note")?.unwrap_or_default(),
+                at: r.opt_int("closed_at")?.unwrap_or(0),
+                by: opt_id_col(r, "closed_by")?.unwrap_or(UserId(Uuid::nil())),
+            }),
+        },
     };
     Ok((row, r.bytes("heads")?))
 }

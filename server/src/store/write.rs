@@ -36,6 +36,7 @@ pub(super) struct Job {
     new_heads: Vec<u8>,
     district: Vec<u8>,
     station: Option<Vec<u8>>,
+    closed: bool,
     pending: Pending,
 }
 
@@ -52,6 +53,7 @@ impl Job {
             new_heads: heads_bytes(&a.after.get_heads()),
             district: a.place.district.0.as_bytes().to_vec(),
             station: opt_bytes(a.place.station.map(|s| s.0)),
+            closed: a.place.closed,
             pending: Pending::new(a)?,
         })
     }
@@ -106,11 +108,11 @@ macro_rules! write_job {
                 .execute(&mut *$conn)
                 .await?;
             sqlx::query(
-                "INSERT INTO documents (id, district, station, snapshot, heads, chunk_bytes, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6)
+                "INSERT INTO documents (id, district, station, snapshot, heads, chunk_bytes, updated_at, closed)
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
                  ON CONFLICT (id) DO UPDATE SET district = excluded.district, station = excluded.station,
                    snapshot = excluded.snapshot, heads = excluded.heads, chunk_bytes = 0,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at, closed = excluded.closed",
             )
             .bind($job.id.clone())
             .bind($job.district.clone())
@@ -118,11 +120,13 @@ macro_rules! write_job {
             .bind($job.pending.doc().save())
             .bind($job.new_heads.clone())
             .bind($job.received_at)
+            .bind($job.closed)
             .execute(&mut *$conn)
             .await?;
         } else {
             sqlx::query(
-                "UPDATE documents SET district = $2, station = $3, heads = $4, chunk_bytes = $5, updated_at = $6
+                "UPDATE documents SET district = $2, station = $3, heads = $4, chunk_bytes = $5, updated_at = $6,
+                   closed = $7
                  WHERE id = $1",
             )
             .bind($job.id.clone())
@@ -131,6 +135,7 @@ macro_rules! write_job {
             .bind($job.new_heads.clone())
             .bind(grown)
             .bind($job.received_at)
+            .bind($job.closed)
             .execute(&mut *$conn)
             .await?;
         }

@@ -255,6 +255,7 @@ fn expected(r: &Resident, profile_conflicts: i64) -> Projection {
                 .filter(|f| f.status == FollowUpStatus::Open)
                 .count() as i64,
             profile_conflicts,
+            closure: r.closure.clone(),
         },
         visits,
         services,

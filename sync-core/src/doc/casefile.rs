@@ -487,6 +487,42 @@ impl CaseFile {
         })
     }
 
+    /// Closes the case file (staff and above): it leaves the phones at their next sync
+    /// and the due lists, and everything in it stays. Closing a closed file replaces
+    /// its closure.
+    pub fn close(
+        &mut self,
+        editor: &Editor<'_>,
+        reason: ClosureReason,
+        note: &str,
+    ) -> Result<Option<ChangeHash>> {
+        self.edit(editor, |tx| {
+            let c = tx.put_object(&ROOT, CLOSURE, ObjType::Map)?;
+            tx.put(&c, C_REASON, reason.code())?;
+            tx.put(&c, C_NOTE, note)?;
+            tx.put(&c, C_AT, ts(editor.now))?;
+            tx.put(&c, C_BY, bytes_of(&editor.principal.user.0))?;
+            Ok(())
+        })
+    }
+
+    /// Reopens a closed case file (staff and above): phones in its scope receive it
+    /// again. Nothing happens to an open one.
+    pub fn reopen(&mut self, editor: &Editor<'_>) -> Result<Option<ChangeHash>> {
+        if get_obj(&self.doc, &ROOT, CLOSURE).is_none() {
+            return Ok(None);
+        }
+        self.edit(editor, |tx| {
+            tx.delete(&ROOT, CLOSURE)?;
+            Ok(())
+        })
+    }
+
+    /// The closure, while the case file is closed.
+    pub fn closure(&self) -> Result<Option<Closure>> {
+        read_closure(&self.doc)
+    }
+
     pub(crate) fn visit_obj(&self, visit: VisitId) -> Option<ObjId> {
         let visits = get_obj(&self.doc, &ROOT, VISITS)?;
         get_obj(&self.doc, &visits, &visit.to_string())
@@ -549,6 +585,8 @@ pub struct Listing {
     pub profile: Profile,
     /// The start of the latest live visit.
     pub last_visit_at: Option<Timestamp>,
+    /// Set while the case file is closed.
+    pub closure: Option<Closure>,
 }
 
 /// Reads the [`Listing`] of a case file; an error if `doc` is not one this build reads.
@@ -558,6 +596,7 @@ pub fn listing(doc: &Automerge) -> Result<Listing> {
         station: id(doc, &ROOT, STATION)?,
         profile: read_profile(doc)?,
         last_visit_at: last_visit_at(doc)?,
+        closure: read_closure(doc)?,
     })
 }
 
@@ -674,7 +713,22 @@ pub(crate) fn hydrate_resident(doc: &Automerge) -> Result<Resident> {
         profile: read_profile(doc)?,
         visits,
         follow_ups,
+        closure: read_closure(doc)?,
     })
+}
+
+/// A case file's closure, or `None` while it is open.
+pub(crate) fn read_closure<R: ReadDoc>(doc: &R) -> Result<Option<Closure>> {
+    let Some(c) = get_obj(doc, &ROOT, CLOSURE) else {
+        return Ok(None);
+    };
+    Ok(Some(Closure {
+        reason: code(doc, &c, C_REASON, ClosureReason::from_code)?
+            .ok_or_else(|| super::schema::malformed("closure reason is missing"))?,
+        note: str_or_empty(doc, &c, C_NOTE)?,
+        at: int(doc, &c, C_AT)?,
+        by: super::schema::id(doc, &c, C_BY)?,
+    }))
 }
 
 /// Reads every entry of the id-keyed map at `parent/key` with `read`.

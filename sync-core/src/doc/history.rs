@@ -49,6 +49,8 @@ pub fn history(doc: &Automerge) -> Result<Vec<HistoryEntry>> {
         for touch in touches(doc, &change)? {
             touched.insert(match classify(&touch) {
                 Target::Root(k) => Touched::Root(k),
+                // Closing writes the closure's fields: one entry, "closure".
+                Target::Closure(_) => Touched::Root(crate::doc::schema::CLOSURE.to_owned()),
                 Target::Profile(k) => Touched::Profile(k),
                 Target::Visit { id, .. } => Touched::Visit(id),
                 Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {

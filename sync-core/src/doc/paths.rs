@@ -132,6 +132,8 @@ pub enum Target {
         /// `None` for the comment object itself.
         field: Option<String>,
     },
+    /// `closure/<field>`: a closed case file's closure.
+    Closure(String),
     /// `<catalog list>/<id>`, or a field within it.
     CatalogEntry {
         /// Which list.
@@ -147,7 +149,7 @@ pub enum Target {
 
 /// Classifies a touched path.
 pub fn classify(touch: &Touch) -> Target {
-    use super::schema::{F_COMMENTS, FOLLOW_UPS, PROFILE, VISITS};
+    use super::schema::{CLOSURE, F_COMMENTS, FOLLOW_UPS, PROFILE, VISITS};
     let key = |d| touch.key(d);
     let id_at = |d| key(d).and_then(|k| uuid::Uuid::parse_str(k).ok());
     let field_at = |d: usize| -> Result<Option<String>, ()> {
@@ -167,6 +169,10 @@ pub fn classify(touch: &Touch) -> Target {
         PROFILE if touch.path.len() == 2 => {
             key(1).map_or(Target::Unknown, |k| Target::Profile(k.to_owned()))
         }
+        CLOSURE if touch.path.len() == 2 => {
+            key(1).map_or(Target::Unknown, |k| Target::Closure(k.to_owned()))
+        }
+        CLOSURE => Target::Unknown,
         VISITS => match (id_at(1), field_at(2)) {
             (Some(id), Ok(field)) => Target::Visit {
                 id: id.into(),

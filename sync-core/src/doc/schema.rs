@@ -29,6 +29,14 @@ pub(crate) const CREATED_AT: &str = "created_at";
 pub(crate) const PROFILE: &str = "profile";
 pub(crate) const VISITS: &str = "visits";
 pub(crate) const FOLLOW_UPS: &str = "follow_ups";
+/// A closed case file's closure (a map; absent while open).
+pub(crate) const CLOSURE: &str = "closure";
+pub(crate) const C_REASON: &str = "reason";
+pub(crate) const C_NOTE: &str = "note";
+pub(crate) const C_AT: &str = "at";
+pub(crate) const C_BY: &str = "by";
+/// The fields of a closure.
+pub(crate) const CLOSURE_FIELDS: &[&str] = &[C_REASON, C_NOTE, C_AT, C_BY];
 
 pub(crate) const KIND_RESIDENT: &str = "resident";
 pub(crate) const KIND_CATALOG: &str = "catalog";

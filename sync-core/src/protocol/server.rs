@@ -792,5 +792,12 @@ pub fn place_of(doc: &Automerge) -> Option<DocPlace> {
         DocKind::Resident => Some(id(doc, &automerge::ROOT, STATION).ok()?),
         DocKind::Catalog => None,
     };
-    Some(DocPlace { district, station })
+    let closed = h.kind == DocKind::Resident
+        && crate::doc::schema::get_obj(doc, &automerge::ROOT, crate::doc::schema::CLOSURE)
+            .is_some();
+    Some(DocPlace {
+        district,
+        station,
+        closed,
+    })
 }

@@ -18,6 +18,9 @@ pub struct DocPlace {
     pub district: DistrictId,
     /// Its station; `None` for a district's catalog.
     pub station: Option<StationId>,
+    /// A closed case file: it is not delivered to phones (they purge it), and stays
+    /// writable by whoever's scope covers its place.
+    pub closed: bool,
 }
 
 impl DocPlace {
@@ -142,7 +145,8 @@ pub trait ServerStore: Sync {
         numbers: &[u64],
     ) -> impl Future<Output = Result<Vec<Decision>, Self::Error>> + Send;
 
-    /// Every document the scope covers, catalog included.
+    /// Every document the scope covers, catalog included, but closed case files (see
+    /// [`DocPlace::closed`]): what a phone of this scope should hold.
     fn docs_in_scope(
         &self,
         scope: &Scope,
@@ -351,10 +355,7 @@ impl ServerStore for MemoryServerStore {
         Ok(inner
             .docs
             .iter()
-            .filter(|(id, d)| match d.place.station {
-                None => d.place.district == scope.district(),
-                Some(station) => scope.covers((**id).into(), d.place.district, station),
-            })
+            .filter(|(id, d)| !d.place.closed && d.place.in_scope(**id, scope))
             .map(|(id, _)| *id)
             .collect())
     }

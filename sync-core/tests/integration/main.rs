@@ -6,6 +6,7 @@
 mod support;
 
 mod casefile;
+mod closure;
 mod convergence;
 mod crafted;
 mod envelope;
