@@ -457,10 +457,13 @@ impl Plan {
             plan.follow_up(f);
         }
         let r = &p.resident;
+        let place = Place {
+            resident: r.id,
+            district: r.district,
+            station: r.station,
+        };
         plan.resident(
-            r.id,
-            r.district,
-            r.station,
+            &place,
             &r.profile,
             r.profile_conflicts,
             r.closure.as_ref(),
@@ -554,9 +557,7 @@ impl Plan {
     /// Last in every plan: its figures count the rows written before it.
     fn resident(
         &mut self,
-        resident: ResidentId,
-        district: DistrictId,
-        station: StationId,
+        place: &Place,
         p: &Profile,
         conflicts: i64,
         closure: Option<&Closure>,
@@ -565,9 +566,9 @@ impl Plan {
         self.push(
             UPSERT_RESIDENT,
             vec![
-                id(&resident.0),
-                id(&district.0),
-                id(&station.0),
+                id(&place.resident.0),
+                id(&place.district.0),
+                id(&place.station.0),
                 Arg::Text(p.name.clone()),
                 Arg::Text(p.address.clone()),
                 Arg::Text(p.phone.clone()),
@@ -665,9 +666,7 @@ fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Re
     let conflicts = file.conflicts().map_err(bad)?.len();
     let closure = file.closure().map_err(bad)?;
     plan.resident(
-        place.resident,
-        place.district,
-        place.station,
+        &place,
         &profile,
         i64::try_from(conflicts).unwrap_or(i64::MAX),
         closure.as_ref(),
