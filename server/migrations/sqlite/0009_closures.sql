@@ -5,5 +5,5 @@
 ALTER TABLE documents ADD COLUMN closed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE resident_rows ADD COLUMN closed_reason TEXT;
 ALTER TABLE resident_rows ADD COLUMN closed_note TEXT;
-ALTER TABLE resident_rows ADD COLUMN closed_at BIGINT;
+ALTER TABLE resident_rows ADD COLUMN closed_at INTEGER;
 ALTER TABLE resident_rows ADD COLUMN closed_by BLOB;

@@ -25,7 +25,22 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 use sync_core::ids::{ResidentId, StationId, UserId};
-use sync_core::model::{Profile, RiskLevel, Role};
+use sync_core::model::{Closure, ClosureReason, Profile, RiskLevel, Role};
+
+/// The banner of a closed case file, closed by `by` (a name).
+pub(crate) fn closed_banner(lang: Lang, c: &Closure, by: &str) -> String {
+    let mut banner = lang
+        .care()
+        .closed_banner
+        .replace("{reason}", lang.closure_reason(c.reason))
+        .replace("{by}", by)
+        .replace("{date}", &super::text::date(c.at));
+    if !c.note.is_empty() {
+        banner.push(' ');
+        banner.push_str(&c.note);
+    }
+    banner
+}
 use uuid::Uuid;
 
 /// The forms the resident page shows to users who may edit.
@@ -44,6 +59,10 @@ pub(crate) struct CareForms {
     pub volunteer_choices: Vec<Choice>,
     /// The district's stations (coordinators and admins move residents).
     pub stations: Vec<Choice>,
+    /// Closing: the reasons to choose from (empty when the file is closed).
+    pub close_reasons: Vec<Choice>,
+    /// Set while the file is closed (its banner): the page offers to reopen it.
+    pub closed: Option<String>,
 }
 
 impl CareForms {
@@ -55,6 +74,7 @@ impl CareForms {
         resident: ResidentId,
         profile: &Profile,
         station: StationId,
+        closed: Option<String>,
     ) -> Result<CareForms> {
         let district = user.user.district.ok_or_else(|| {
             Error::Forbidden("this account belongs to no district: it edits nothing".into())
@@ -115,6 +135,19 @@ impl CareForms {
             volunteers,
             volunteer_choices,
             stations,
+            close_reasons: if closed.is_some() {
+                Vec::new()
+            } else {
+                ClosureReason::ALL
+                    .iter()
+                    .map(|reason| Choice {
+                        value: reason.code().to_owned(),
+                        label: lang.closure_reason(*reason).to_owned(),
+                        selected: false,
+                    })
+                    .collect()
+            },
+            closed,
         })
     }
 }
@@ -145,6 +178,16 @@ pub(crate) struct ProfileForm {
     visit_every_days: String,
     #[serde(default)]
     risk_level: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CloseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    note: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +352,59 @@ pub(crate) async fn station(
         .await?;
         tracing::info!(by = %user.user.id, %resident, %station, "resident moved on the web");
         Ok(back(resident, "moved"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// `POST /web/residents/{resident}/close`: closes the case file with a reason (staff of
+/// its station, coordinators and admins; the core's rules decide). The phones purge
+/// it at their next sync, after uploading what they have not synced.
+pub(crate) async fn close(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<CloseForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let reason = ClosureReason::from_code(form.reason.trim()).ok_or_else(|| {
+            Error::bad_request(
+                "bad_reason",
+                format!("{:?} is not a reason to close a case file", form.reason),
+            )
+        })?;
+        let note = form.note.trim().to_owned();
+        edit_case_file(&state, &user, resident, |file, editor| {
+            file.close(editor, reason, &note)
+        })
+        .await?;
+        tracing::info!(by = %user.user.id, %resident, reason = reason.code(), "case file closed on the web");
+        Ok(back(resident, "closed"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// `POST /web/residents/{resident}/reopen`: reopens a closed case file; the phones in
+/// its scope receive it again at their next sync.
+pub(crate) async fn reopen(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        edit_case_file(&state, &user, resident, |file, editor| file.reopen(editor)).await?;
+        tracing::info!(by = %user.user.id, %resident, "case file reopened on the web");
+        Ok(back(resident, "reopened"))
     }
     .await
     .map_err(|e: Error| WebError::new(lang, e))

@@ -1454,6 +1454,17 @@ pub(crate) struct CareMsgs {
     pub notice_saved: &'static str,
     pub notice_unchanged: &'static str,
     pub notice_moved: &'static str,
+    pub close_title: &'static str,
+    pub close_help: &'static str,
+    pub close_reason: &'static str,
+    pub close_note: &'static str,
+    pub close_button: &'static str,
+    pub reopen_help: &'static str,
+    pub reopen_button: &'static str,
+    /// The banner of a closed case file: `{reason}`, `{by}`, `{date}`.
+    pub closed_banner: &'static str,
+    pub notice_closed: &'static str,
+    pub notice_reopened: &'static str,
 }
 
 impl Lang {
@@ -1485,6 +1496,16 @@ pub(crate) const CARE_ZH: CareMsgs = CareMsgs {
     notice_saved: "档案已保存，下次同步时到达各手机。",
     notice_unchanged: "没有改动。",
     notice_moved: "已转站，各手机在下次同步时随之更新。",
+    close_title: "结案",
+    close_help: "结案后，此档案在下次同步时离开所有手机，不再列入待走访；已记录的内容全部保留，可随时重新开启。手机上尚未同步的记录会先上传。",
+    close_reason: "原因",
+    close_note: "说明（可选）",
+    close_button: "结案",
+    reopen_help: "重新开启后，各手机在下次同步时重新收到此档案。",
+    reopen_button: "重新开启",
+    closed_banner: "此档案已结案（{reason}），{by} 于 {date}。",
+    notice_closed: "已结案：此档案在下次同步时离开各手机。",
+    notice_reopened: "已重新开启：各手机在下次同步时重新收到此档案。",
 };
 
 pub(crate) const CARE_EN: CareMsgs = CareMsgs {
@@ -1506,6 +1527,16 @@ pub(crate) const CARE_EN: CareMsgs = CareMsgs {
     notice_saved: "Profile saved; it reaches the phones at their next sync.",
     notice_unchanged: "Nothing changed.",
     notice_moved: "Moved; the phones follow at their next sync.",
+    close_title: "Close the case file",
+    close_help: "A closed case file leaves every phone at its next sync and is no longer due for visits; everything recorded stays, and it can be reopened at any time. Anything a phone has not synced yet is uploaded first.",
+    close_reason: "Reason",
+    close_note: "Note (optional)",
+    close_button: "Close",
+    reopen_help: "Reopened, the case file reaches the phones again at their next sync.",
+    reopen_button: "Reopen",
+    closed_banner: "This case file is closed ({reason}), by {by} on {date}.",
+    notice_closed: "Closed: the case file leaves the phones at their next sync.",
+    notice_reopened: "Reopened: the phones receive the case file again at their next sync.",
 };
 
 // ---- The resident list (`lists.rs`, issue 12) ---------------------------------------
@@ -1521,6 +1552,11 @@ pub(crate) struct ResidentListMsgs {
     pub conflicts: &'static str,
     pub none: &'static str,
     pub conflict_flag: &'static str,
+    pub files: &'static str,
+    pub files_open: &'static str,
+    pub files_closed: &'static str,
+    pub files_all: &'static str,
+    pub closed_flag: &'static str,
 }
 
 impl Lang {
@@ -1542,6 +1578,11 @@ pub(crate) const RESIDENT_LIST_ZH: ResidentListMsgs = ResidentListMsgs {
     conflicts: "档案冲突",
     none: "没有符合条件的服务对象。",
     conflict_flag: "档案有冲突",
+    files: "档案",
+    files_open: "在访",
+    files_closed: "已结案",
+    files_all: "全部",
+    closed_flag: "已结案",
 };
 
 pub(crate) const RESIDENT_LIST_EN: ResidentListMsgs = ResidentListMsgs {
@@ -1553,6 +1594,11 @@ pub(crate) const RESIDENT_LIST_EN: ResidentListMsgs = ResidentListMsgs {
     conflicts: "Profile conflicts",
     none: "No resident matches.",
     conflict_flag: "profile conflict",
+    files: "Case files",
+    files_open: "Open",
+    files_closed: "Closed",
+    files_all: "All",
+    closed_flag: "closed",
 };
 
 // ---- Accounts (`accounts.rs`, issue 12) ----------------------------------------------
@@ -1619,3 +1665,20 @@ pub(crate) const ACCOUNTS_EN: AccountMsgs = AccountMsgs {
     awaiting: "Refused, awaiting a decision",
     revoke_help: "A revoked phone deletes the residents' data at its next contact. The server knows what was recorded up to the phone's last sync; anything recorded since is not lost: the phone seals it, and when the same user's phone is enrolled again it is handed to the server and appears under \"Refused changes\" for a coordinator to decide. If the phone is still at hand, have the volunteer sync before revoking.",
 };
+
+impl Lang {
+    /// Why a case file was closed, for people.
+    pub fn closure_reason(self, reason: sync_core::model::ClosureReason) -> &'static str {
+        use sync_core::model::ClosureReason as R;
+        match (self, reason) {
+            (Lang::Zh, R::MovedAway) => "搬离",
+            (Lang::Zh, R::InHospital) => "住院",
+            (Lang::Zh, R::Deceased) => "去世",
+            (Lang::Zh, R::Other) => "其他",
+            (Lang::En, R::MovedAway) => "moved away",
+            (Lang::En, R::InHospital) => "in hospital",
+            (Lang::En, R::Deceased) => "deceased",
+            (Lang::En, R::Other) => "other",
+        }
+    }
+}

@@ -23,7 +23,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use serde::Deserialize;
 use std::sync::Arc;
-use sync_core::model::{DueOn, LocalDay, Profile};
+use sync_core::model::{ClosureReason, DueOn, LocalDay, Profile};
 use uuid::Uuid;
 
 /// Rows per page.
@@ -286,7 +286,8 @@ pub(crate) async fn due(
              FROM resident_rows r LEFT JOIN stations s ON s.id = r.station WHERE ",
         );
         q.scope(&user.user, "r.district", "r.station")?;
-        q.push(" AND r.visit_every_days > 0 AND (r.last_visit_at IS NULL OR ")
+        // A closed case file is no longer visited.
+        q.push(" AND r.closed_reason IS NULL AND r.visit_every_days > 0 AND (r.last_visit_at IS NULL OR ")
             .push(&due_at)
             .push(" < ")
             .bind(Bind::Int(day.end()))
@@ -356,6 +357,9 @@ pub(crate) struct ResidentQuery {
     risk: String,
     #[serde(default)]
     conflicts: String,
+    /// `open` (the default), `closed` or `all` case files.
+    #[serde(default)]
+    files: String,
     #[serde(default)]
     page: String,
 }
@@ -378,6 +382,7 @@ impl ResidentQuery {
                 ("station", self.station.trim()),
                 ("risk", self.risk.trim()),
                 ("conflicts", self.conflicts.trim()),
+                ("files", self.files.trim()),
             ],
             page,
         )
@@ -409,6 +414,7 @@ type ResidentSql = (
     i64,
     i64,
     i64,
+    Option<String>,
 );
 
 /// `GET /web/residents`: every resident in scope, searched and filtered.
@@ -425,7 +431,7 @@ pub(crate) async fn residents(
         let page = query.list().page()?;
         let mut q = Sql::new(
             "SELECT r.id, r.name, r.address, s.name, r.risk_level, r.last_visit_at, \
-             r.live_visits, r.open_follow_ups, r.profile_conflicts \
+             r.live_visits, r.open_follow_ups, r.profile_conflicts, r.closed_reason \
              FROM resident_rows r LEFT JOIN stations s ON s.id = r.station WHERE ",
         );
         q.scope(&user.user, "r.district", "r.station")?;
@@ -457,6 +463,21 @@ pub(crate) async fn residents(
                 ));
             }
         }
+        match query.files.trim() {
+            "" | "open" => {
+                q.push(" AND r.closed_reason IS NULL");
+            }
+            "closed" => {
+                q.push(" AND r.closed_reason IS NOT NULL");
+            }
+            "all" => {}
+            other => {
+                return Err(Error::bad_request(
+                    "bad_filter",
+                    format!("files: {other:?} is not open, closed or all"),
+                ));
+            }
+        }
         let conflicts_only = !query.conflicts.trim().is_empty();
         if conflicts_only {
             q.push(" AND r.profile_conflicts > 0");
@@ -471,7 +492,7 @@ pub(crate) async fn residents(
         let lines = rows
             .into_iter()
             .map(
-                |(id, name, address, station, risk, last, live, open, conflicts)| {
+                |(id, name, address, station, risk, last, live, open, conflicts, closed)| {
                     let id = Uuid::from_slice(&id).unwrap_or_default();
                     ResidentLine {
                         href: format!("/web/residents/{id}"),
@@ -483,9 +504,22 @@ pub(crate) async fn residents(
                         live_visits: live,
                         open_follow_ups: open,
                         conflicts,
+                        closed: closed
+                            .as_deref()
+                            .and_then(ClosureReason::from_code)
+                            .map(|reason| lang.closure_reason(reason)),
                     }
                 },
             )
+            .collect();
+        let r = lang.resident_list();
+        let files = [("closed", r.files_closed), ("all", r.files_all)]
+            .into_iter()
+            .map(|(code, label)| Choice {
+                value: code.to_owned(),
+                label: label.to_owned(),
+                selected: code == query.files.trim(),
+            })
             .collect();
         let risks = ["low", "medium", "high"]
             .into_iter()
@@ -497,12 +531,13 @@ pub(crate) async fn residents(
             .collect();
         render(&ResidentsPage {
             c: user.chrome(lang, &here(&uri, "/web/residents")),
-            r: lang.resident_list(),
+            r,
             q: search.to_owned(),
             conflicts_only,
             selects: vec![
                 station_select(&state, &user, lang, &query.station).await?,
                 Select::new("risk", t.risk_level, risks),
+                Select::new("files", r.files, files).empty_means(r.files_open),
             ],
             lines,
             previous: (page > 0).then(|| query.link(page - 1)),

@@ -113,6 +113,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/web/residents/{resident}/profile", post(care::profile))
         .route("/web/residents/{resident}/station", post(care::station))
+        .route("/web/residents/{resident}/close", post(care::close))
+        .route("/web/residents/{resident}/reopen", post(care::reopen))
         // Administration (issue 5): districts (admins), catalog, users, enrolment
         // codes, devices.
         .route("/web/admin", get(admin::index))

@@ -90,6 +90,8 @@ pub(crate) async fn page(
             "saved" => Some(r.notice_saved),
             "unchanged" => Some(r.notice_unchanged),
             "moved" => Some(r.notice_moved),
+            "closed" => Some(r.notice_closed),
+            "reopened" => Some(r.notice_reopened),
             _ => None,
         }
     };
@@ -128,6 +130,7 @@ async fn show(
         .and_then(|doc| CaseFile::from_doc(doc).map_err(core_error))?;
     let conflicts = file.conflicts().map_err(core_error)?;
     let changes = history(file.doc()).map_err(core_error)?;
+    let closure = file.closure().map_err(core_error)?;
     let people = user_names(
         state,
         p.visits
@@ -136,6 +139,7 @@ async fn show(
             .chain(conflicts::authors(&conflicts))
             .chain(changes.iter().filter_map(|c| c.user))
             .chain(p.follow_ups.iter().filter_map(|f| f.owner))
+            .chain(closure.as_ref().map(|c| c.by))
             .collect::<Vec<_>>(),
     )
     .await?;
@@ -340,6 +344,9 @@ async fn show(
         |v| visit_days.get(v).cloned(),
         |f| titles.get(f).cloned(),
     );
+    let closed = closure
+        .as_ref()
+        .map(|c| super::care::closed_banner(lang, c, &person(&c.by)));
     let care = if may_review {
         Some(
             super::care::CareForms::load(
@@ -349,6 +356,7 @@ async fn show(
                 id,
                 &p.resident.profile,
                 p.resident.station,
+                closed.clone(),
             )
             .await?,
         )
@@ -356,6 +364,7 @@ async fn show(
         None
     };
     let page = ResidentPage {
+        closed,
         care,
         c: user.chrome(lang, &format!("/web/residents/{}", id.0)),
         name: p.resident.profile.name.clone(),

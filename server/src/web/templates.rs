@@ -76,6 +76,8 @@ pub(crate) struct Select {
     pub name: &'static str,
     pub label: &'static str,
     pub choices: Vec<Choice>,
+    /// What the empty choice means, when it is not "any".
+    pub empty: Option<&'static str>,
 }
 
 impl Select {
@@ -84,7 +86,14 @@ impl Select {
             name,
             label,
             choices,
+            empty: None,
         }
+    }
+
+    /// The menu with its empty choice labelled `label` (a default that is not "any").
+    pub fn empty_means(mut self, label: &'static str) -> Self {
+        self.empty = Some(label);
+        self
     }
 }
 
@@ -220,6 +229,8 @@ pub(crate) struct ResidentPage {
     pub owners: Vec<Choice>,
     /// Volunteers, profile and station forms; `None` when the user may not edit.
     pub care: Option<super::care::CareForms>,
+    /// A closed case file's banner.
+    pub closed: Option<String>,
 }
 
 // ---- Statistics (`stats.rs`) ---------------------------------------------------
@@ -302,6 +313,8 @@ pub(crate) struct ResidentLine {
     pub live_visits: i64,
     pub open_follow_ups: i64,
     pub conflicts: i64,
+    /// Why the case file was closed, when it is.
+    pub closed: Option<&'static str>,
 }
 
 #[derive(Debug, Template)]

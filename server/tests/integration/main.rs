@@ -26,6 +26,7 @@ mod web_accounts; // Editing and disabling accounts (issue 12).
 mod web_admin; // Administration (issue 5).
 mod web_care; // A resident's volunteers, profile and station (issue 12).
 mod web_client; // The one HTTP client every web test uses.
+mod web_closure; // Closing and reopening case files (issue 16).
 mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_quarantine; // Refused changes and drifted clocks (issue 12).
 mod web_roster; // Roster import (issue 5).
