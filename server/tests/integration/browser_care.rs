@@ -1,7 +1,9 @@
 //! A resident's care in a real browser (headless Chromium through fantoccini, like
 //! `browser.rs`, on SQLite only), issue 12: the coordinator finds a resident by name in
 //! the resident list, assigns a volunteer on the resident page and corrects the phone
-//! number; the volunteer's phone then holds the case file with the new number.
+//! number; the volunteer's phone then holds the case file with the new number. Then
+//! (issue 16) the coordinator closes the case file (in hospital) and reopens it, and
+//! the phone lets it go and receives it again.
 
 use crate::backends::sqlite;
 use crate::browser::{browser, click, driver, sign_in, type_into};
@@ -99,8 +101,31 @@ async fn a_coordinator_finds_a_resident_assigns_a_volunteer_and_corrects_the_pho
     click(&b, Locator::Css("#profile-form button[type=submit]")).await;
     notice_says(&b, "档案已保存").await;
     assert!(text_of(&b, "main").await.contains("13912345678"));
-    b.close().await.unwrap();
-
     v.sync().await.unwrap();
     assert_eq!(v.resident(resident).profile.phone, "13912345678");
+
+    // She goes into hospital: the coordinator closes her case file (issue 16), and
+    // the volunteer's phone lets it go; reopened, it comes back.
+    click(&b, Locator::Css("#close-file summary")).await;
+    b.find(Locator::Id("close-reason"))
+        .await
+        .unwrap()
+        .select_by_value("in_hospital")
+        .await
+        .unwrap();
+    type_into(&b, Locator::Id("close-note"), "市第一人民医院").await;
+    click(&b, Locator::Id("close")).await;
+    notice_says(&b, "已结案").await;
+    let banner = text_of(&b, "#closed-banner").await;
+    assert!(
+        banner.contains("住院") && banner.contains("市第一人民医院"),
+        "{banner}"
+    );
+    v.sync().await.unwrap();
+    assert!(!v.holds(resident), "the closed file left the phone");
+    click(&b, Locator::Id("reopen")).await;
+    notice_says(&b, "已重新开启").await;
+    b.close().await.unwrap();
+    v.sync().await.unwrap();
+    assert!(v.holds(resident), "the reopened file is back");
 }
