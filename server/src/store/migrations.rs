@@ -60,6 +60,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "closures",
             include_str!("../../migrations/sqlite/0009_closures.sql"),
         ),
+        migration(
+            10,
+            "access log",
+            include_str!("../../migrations/sqlite/0010_access_log.sql"),
+        ),
     ]
 }
 
@@ -109,6 +114,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             9,
             "closures",
             include_str!("../../migrations/postgres/0009_closures.sql"),
+        ),
+        migration(
+            10,
+            "access log",
+            include_str!("../../migrations/postgres/0010_access_log.sql"),
         ),
     ]
 }

@@ -332,6 +332,7 @@ macro_rules! run_plan {
     };
 }
 
+pub mod access;
 pub mod catalog_rows;
 pub mod projections;
 pub mod quarantine;

@@ -14,7 +14,7 @@ use super::visits::{ALLIANCE_OF_VISIT, Filters, push_filters, uuid_of};
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::identity::User;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -273,13 +273,44 @@ pub(crate) async fn csv(
     State(state): State<Arc<AppState>>,
     lang: Lang,
     user: WebUser,
+    RawQuery(raw): RawQuery,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
     let table = table(&state, &user.user, &filters, lang)
         .await
         .map_err(|e| WebError::new(lang, e))?;
+    logged(&state, &user, "csv", raw, &table)
+        .await
+        .map_err(|e| WebError::new(lang, e))?;
     let body = csv_bytes(&table).map_err(|e| WebError::new(lang, e))?;
     Ok(attachment("text/csv; charset=utf-8", "csv", body))
+}
+
+/// Records the export in the access log (its format, size and filters) before it is
+/// served.
+async fn logged(
+    state: &AppState,
+    user: &WebUser,
+    format: &str,
+    filters: Option<String>,
+    table: &Table,
+) -> Result<()> {
+    let detail = format!(
+        "{format}, {} visits{}",
+        table.rows.len(),
+        filters
+            .filter(|f| !f.is_empty())
+            .map(|f| format!(", {f}"))
+            .unwrap_or_default()
+    );
+    super::access::record(
+        state,
+        &user.user,
+        crate::store::access::AccessAction::ExportVisits,
+        None,
+        &detail,
+    )
+    .await
 }
 
 /// `GET /web/visits/export.xlsx`.
@@ -287,9 +318,13 @@ pub(crate) async fn xlsx(
     State(state): State<Arc<AppState>>,
     lang: Lang,
     user: WebUser,
+    RawQuery(raw): RawQuery,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
     let table = table(&state, &user.user, &filters, lang)
+        .await
+        .map_err(|e| WebError::new(lang, e))?;
+    logged(&state, &user, "xlsx", raw, &table)
         .await
         .map_err(|e| WebError::new(lang, e))?;
     let sheet = lang.msgs().visits_title;

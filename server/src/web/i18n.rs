@@ -1682,3 +1682,92 @@ impl Lang {
         }
     }
 }
+
+// ---- The access log (`access.rs`, issue 16) -----------------------------------------
+
+/// The access log page's strings.
+#[derive(Debug)]
+pub(crate) struct AccessMsgs {
+    pub nav: &'static str,
+    pub title: &'static str,
+    pub help: &'static str,
+    pub when: &'static str,
+    pub who: &'static str,
+    pub what: &'static str,
+    pub resident: &'static str,
+    pub detail: &'static str,
+    pub none: &'static str,
+    pub older: &'static str,
+    pub all: &'static str,
+    /// Narrowed to one resident: `{name}`.
+    pub about: &'static str,
+    /// Narrowed to one user: `{name}`.
+    pub by: &'static str,
+    /// The resident page's link to its entries.
+    pub resident_link: &'static str,
+    view_resident: &'static str,
+    export_visits: &'static str,
+    view_refused: &'static str,
+}
+
+impl AccessMsgs {
+    /// An action, for people.
+    pub fn action(&self, action: crate::store::access::AccessAction) -> &'static str {
+        use crate::store::access::AccessAction as A;
+        match action {
+            A::ViewResident => self.view_resident,
+            A::ExportVisits => self.export_visits,
+            A::ViewRefused => self.view_refused,
+        }
+    }
+}
+
+impl Lang {
+    /// The access log's catalog.
+    pub fn access(self) -> &'static AccessMsgs {
+        match self {
+            Lang::Zh => &ACCESS_ZH,
+            Lang::En => &ACCESS_EN,
+        }
+    }
+}
+
+pub(crate) const ACCESS_ZH: AccessMsgs = AccessMsgs {
+    nav: "访问记录",
+    title: "访问记录",
+    help: "谁在何时查看了哪位服务对象的档案、导出了哪些走访记录、打开了哪批被拒绝的修改。记录只增不删。",
+    when: "时间",
+    who: "查看人",
+    what: "操作",
+    resident: "服务对象",
+    detail: "详情",
+    none: "没有访问记录。",
+    older: "更早的记录",
+    all: "全部记录",
+    about: "关于 {name} 的记录",
+    by: "{name} 的记录",
+    resident_link: "谁查看过此档案",
+    view_resident: "查看档案",
+    export_visits: "导出走访记录",
+    view_refused: "查看被拒绝的修改",
+};
+
+pub(crate) const ACCESS_EN: AccessMsgs = AccessMsgs {
+    nav: "Access log",
+    title: "Access log",
+    help: "Who viewed which resident's case file, exported which visits or opened which refused changes, and when. Entries are only ever added.",
+    when: "When",
+    who: "Who",
+    what: "What",
+    resident: "Resident",
+    detail: "Detail",
+    none: "No entries.",
+    older: "Older entries",
+    all: "All entries",
+    about: "Entries about {name}",
+    by: "Entries by {name}",
+    resident_link: "Who viewed this case file",
+    view_resident: "viewed the case file",
+    export_visits: "exported visits",
+    view_refused: "opened refused changes",
+};

@@ -4,6 +4,7 @@
 //! user's scope in its `WHERE` clause ([`scope`]). Reviews are written into the
 //! resident's Automerge document through the core, like any other change.
 
+mod access; // The access log (issue 16).
 mod accounts; // Editing and disabling accounts (issue 12).
 mod admin; // Administration (issue 5).
 mod care; // A resident's volunteers, profile and station (issue 12).
@@ -148,6 +149,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             post(admin::revoke_device),
         )
         // Refused changes (issue 12).
+        .route("/web/access-log", get(access::page))
         .route("/web/quarantine", get(quarantine::list))
         .route("/web/quarantine/{number}", get(quarantine::item))
         .route("/web/quarantine/{number}/accept", post(quarantine::accept))

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use sync_core::automerge::{Automerge, Change, ReadDoc};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::paths::written;
-use sync_core::ids::DistrictId;
+use sync_core::ids::{DistrictId, ResidentId};
 use sync_core::model::{Principal, Scope};
 use sync_core::protocol::server::{DeviceAuth, accept_refused, codes};
 use sync_core::protocol::store::ServerStore;
@@ -172,7 +172,17 @@ async fn item_page(
         "dismissed" => Some(q.notice_dismissed),
         _ => None,
     };
+    let (number, doc) = (row.number, row.item.doc);
     let line = line(state, lang, row).await?;
+    // Recorded before it is shown; a catalog's batch concerns no resident.
+    super::access::record(
+        state,
+        &user.user,
+        crate::store::access::AccessAction::ViewRefused,
+        line.resident_href.is_some().then_some(ResidentId(doc.0)),
+        &format!("#{number}"),
+    )
+    .await?;
     render(&ItemPage {
         c: user.chrome(lang, &line.href),
         q,

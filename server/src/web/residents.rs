@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::identity::User;
 use crate::now_ms;
+use crate::store::access::AccessAction;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -109,6 +110,7 @@ async fn show(
 ) -> Result<Response> {
     let t = lang.msgs();
     let id = visible(state, &user.user, text).await?;
+    super::access::record(state, &user.user, AccessAction::ViewResident, Some(id), "").await?;
     let p = state
         .store
         .projection(id)
@@ -364,6 +366,12 @@ async fn show(
         None
     };
     let page = ResidentPage {
+        access_link: super::admin::administers(&user.user).is_ok().then(|| {
+            (
+                format!("/web/access-log?resident={}", id.0),
+                lang.access().resident_link,
+            )
+        }),
         closed,
         care,
         c: user.chrome(lang, &format!("/web/residents/{}", id.0)),

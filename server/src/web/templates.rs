@@ -231,6 +231,8 @@ pub(crate) struct ResidentPage {
     pub care: Option<super::care::CareForms>,
     /// A closed case file's banner.
     pub closed: Option<String>,
+    /// For coordinators and admins: the link to this file's access log, and its text.
+    pub access_link: Option<(String, &'static str)>,
 }
 
 // ---- Statistics (`stats.rs`) ---------------------------------------------------

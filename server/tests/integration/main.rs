@@ -22,6 +22,7 @@ mod serving;
 mod store;
 mod sync;
 mod web;
+mod web_access; // The access log (issue 16).
 mod web_accounts; // Editing and disabling accounts (issue 12).
 mod web_admin; // Administration (issue 5).
 mod web_care; // A resident's volunteers, profile and station (issue 12).
