@@ -182,6 +182,17 @@ pub enum Command {
         /// The device id.
         device: uuid::Uuid,
     },
+    /// Erase the personal data of every case file closed longer ago than the retention
+    /// period (run it daily, from cron or a systemd timer). Visits stay, anonymised, for
+    /// the statistics; phones delete the files at their next sync.
+    Retention {
+        /// Keep closed case files this many days after closing, then erase them.
+        #[arg(long, env = "LINLI_RETENTION_CLOSED_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        closed_days: u32,
+        /// List what would be erased, and erase nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rebuild the read-side projections from the documents.
     RebuildProjections,
     /// Check the database: every document loads and matches its stored heads.

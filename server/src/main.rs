@@ -260,6 +260,38 @@ async fn operate(store: &SqlStore, command: Command, now: i64) -> Result<()> {
             store.revoke_device(DeviceId(device), None, now).await?;
             println!("device {device} revoked: it will be told to purge at its next request");
         }
+        Command::Retention {
+            closed_days,
+            dry_run,
+        } => {
+            let cutoff = now - i64::from(closed_days) * 86_400_000;
+            let due = store.closed_before(cutoff).await?;
+            let mut visits_kept = 0;
+            for (resident, district) in &due {
+                if dry_run {
+                    println!("would erase case file {resident}");
+                    continue;
+                }
+                if let Some(erased) = store
+                    .erase_resident(
+                        *resident,
+                        *district,
+                        None,
+                        server::store::erasure::ErasureReason::Retention,
+                        now,
+                    )
+                    .await?
+                {
+                    visits_kept += erased.visits_kept;
+                    tracing::warn!(%resident, "closed case file erased by the retention rule");
+                }
+            }
+            println!(
+                "{} case files closed more than {closed_days} days ago {}; {visits_kept} visits kept anonymised",
+                due.len(),
+                if dry_run { "would be erased" } else { "erased" }
+            );
+        }
         Command::RebuildProjections => {
             let r = store.rebuild_projections().await?;
             println!(

@@ -57,6 +57,10 @@ impl ServerStore for Announcing<'_> {
         self.store.load(doc).await
     }
 
+    async fn is_erased(&self, doc: DocId) -> Result<bool, Self::Error> {
+        self.store.is_erased(doc).await
+    }
+
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, Self::Error> {
         let (doc, place) = (append.doc, append.place);
         let outcome = self.store.append(append).await?;

@@ -65,6 +65,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "access log",
             include_str!("../../migrations/sqlite/0010_access_log.sql"),
         ),
+        migration(
+            11,
+            "erasures",
+            include_str!("../../migrations/sqlite/0011_erasures.sql"),
+        ),
     ]
 }
 
@@ -119,6 +124,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             10,
             "access log",
             include_str!("../../migrations/postgres/0010_access_log.sql"),
+        ),
+        migration(
+            11,
+            "erasures",
+            include_str!("../../migrations/postgres/0011_erasures.sql"),
         ),
     ]
 }

@@ -334,6 +334,7 @@ macro_rules! run_plan {
 
 pub mod access;
 pub mod catalog_rows;
+pub mod erasure;
 pub mod projections;
 pub mod quarantine;
 mod write;
@@ -355,6 +356,10 @@ impl ServerStore for SqlStore {
             self.cache_lock().put(doc, d.clone());
         }
         Ok(loaded)
+    }
+
+    async fn is_erased(&self, doc: DocId) -> Result<bool> {
+        self.erased(doc).await
     }
 
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {

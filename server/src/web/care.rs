@@ -63,6 +63,9 @@ pub(crate) struct CareForms {
     pub close_reasons: Vec<Choice>,
     /// Set while the file is closed (its banner): the page offers to reopen it.
     pub closed: Option<String>,
+    /// A closed file, and a user who manages the district: the page offers to erase
+    /// the resident's personal data.
+    pub may_erase: bool,
 }
 
 impl CareForms {
@@ -147,6 +150,7 @@ impl CareForms {
                     })
                     .collect()
             },
+            may_erase: closed.is_some() && super::admin::administers(&user.user).is_ok(),
             closed,
         })
     }
@@ -188,6 +192,14 @@ pub(crate) struct CloseForm {
     reason: String,
     #[serde(default)]
     note: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EraseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -405,6 +417,58 @@ pub(crate) async fn reopen(
         edit_case_file(&state, &user, resident, |file, editor| file.reopen(editor)).await?;
         tracing::info!(by = %user.user.id, %resident, "case file reopened on the web");
         Ok(back(resident, "reopened"))
+    }
+    .await
+    .map_err(|e: Error| WebError::new(lang, e))
+}
+
+/// `POST /web/residents/{resident}/erase`: erases the resident's personal data from the
+/// server (`SqlStore::erase_resident`), at their request. Only the district's
+/// coordinators and admins, only a closed case file, and only when the form repeats the
+/// resident's name: it cannot be undone.
+pub(crate) async fn erase(
+    State(state): State<Arc<AppState>>,
+    lang: Lang,
+    user: WebUser,
+    Path(resident): Path<String>,
+    form: Result<Form<EraseForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|e| unreadable(lang, e))?;
+    async {
+        user.check_csrf(&form.csrf)?;
+        let district = super::admin::administers(&user.user)?;
+        let resident = visible(&state, &user.user, &resident).await?;
+        let row = state
+            .store
+            .projection(resident)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no resident {resident}")))?
+            .resident;
+        if row.closure.is_none() {
+            return Err(Error::Conflict(
+                "close the case file before erasing the resident's data".into(),
+            ));
+        }
+        if form.confirm.trim() != row.profile.name.trim() {
+            return Err(Error::bad_request(
+                "confirm_mismatch",
+                "type the resident's name exactly to confirm the erasure",
+            ));
+        }
+        let erased = state
+            .store
+            .erase_resident(
+                resident,
+                district,
+                Some(user.user.id),
+                crate::store::erasure::ErasureReason::Request,
+                now_ms(),
+            )
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no case file {resident}")))?;
+        tracing::warn!(by = %user.user.id, %resident, visits_kept = erased.visits_kept,
+            quarantined_deleted = erased.quarantined_deleted, "resident's personal data erased on the web");
+        Ok(Redirect::to("/web/residents?files=closed&erased=1").into_response())
     }
     .await
     .map_err(|e: Error| WebError::new(lang, e))

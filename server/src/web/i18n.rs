@@ -1465,6 +1465,10 @@ pub(crate) struct CareMsgs {
     pub closed_banner: &'static str,
     pub notice_closed: &'static str,
     pub notice_reopened: &'static str,
+    pub erase_title: &'static str,
+    pub erase_help: &'static str,
+    pub erase_confirm: &'static str,
+    pub erase_button: &'static str,
 }
 
 impl Lang {
@@ -1506,6 +1510,10 @@ pub(crate) const CARE_ZH: CareMsgs = CareMsgs {
     closed_banner: "此档案已结案（{reason}），{by} 于 {date}。",
     notice_closed: "已结案：此档案在下次同步时离开各手机。",
     notice_reopened: "已重新开启：各手机在下次同步时重新收到此档案。",
+    erase_title: "删除个人信息",
+    erase_help: "应本人或家属要求，从服务器上删除此服务对象的全部个人信息：档案、随访单、被拒绝的修改，各手机在下次同步时删除。走访次数等统计匿名保留。删除后无法恢复；备份中的副本随备份轮换过期。",
+    erase_confirm: "输入服务对象姓名以确认",
+    erase_button: "永久删除",
 };
 
 pub(crate) const CARE_EN: CareMsgs = CareMsgs {
@@ -1537,6 +1545,10 @@ pub(crate) const CARE_EN: CareMsgs = CareMsgs {
     closed_banner: "This case file is closed ({reason}), by {by} on {date}.",
     notice_closed: "Closed: the case file leaves the phones at their next sync.",
     notice_reopened: "Reopened: the phones receive the case file again at their next sync.",
+    erase_title: "Erase personal data",
+    erase_help: "At the resident's or their family's request, removes all of this resident's personal data from the server: the case file, follow-ups and refused changes; the phones delete it at their next sync. Statistics such as visit counts are kept, anonymised. This cannot be undone; copies in backups expire as the backups rotate.",
+    erase_confirm: "Type the resident's name to confirm",
+    erase_button: "Erase for good",
 };
 
 // ---- The resident list (`lists.rs`, issue 12) ---------------------------------------
@@ -1557,6 +1569,7 @@ pub(crate) struct ResidentListMsgs {
     pub files_closed: &'static str,
     pub files_all: &'static str,
     pub closed_flag: &'static str,
+    pub notice_erased: &'static str,
 }
 
 impl Lang {
@@ -1583,6 +1596,7 @@ pub(crate) const RESIDENT_LIST_ZH: ResidentListMsgs = ResidentListMsgs {
     files_closed: "已结案",
     files_all: "全部",
     closed_flag: "已结案",
+    notice_erased: "个人信息已删除；各手机在下次同步时删除此档案。",
 };
 
 pub(crate) const RESIDENT_LIST_EN: ResidentListMsgs = ResidentListMsgs {
@@ -1599,6 +1613,7 @@ pub(crate) const RESIDENT_LIST_EN: ResidentListMsgs = ResidentListMsgs {
     files_closed: "Closed",
     files_all: "All",
     closed_flag: "closed",
+    notice_erased: "The personal data was erased; the phones delete the case file at their next sync.",
 };
 
 // ---- Accounts (`accounts.rs`, issue 12) ----------------------------------------------

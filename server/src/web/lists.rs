@@ -360,6 +360,9 @@ pub(crate) struct ResidentQuery {
     /// `open` (the default), `closed` or `all` case files.
     #[serde(default)]
     files: String,
+    /// Set after an erasure: the page says it happened.
+    #[serde(default)]
+    erased: String,
     #[serde(default)]
     page: String,
 }
@@ -532,6 +535,7 @@ pub(crate) async fn residents(
         render(&ResidentsPage {
             c: user.chrome(lang, &here(&uri, "/web/residents")),
             r,
+            notice: (!query.erased.is_empty()).then_some(r.notice_erased),
             q: search.to_owned(),
             conflicts_only,
             selects: vec![

@@ -116,6 +116,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/residents/{resident}/station", post(care::station))
         .route("/web/residents/{resident}/close", post(care::close))
         .route("/web/residents/{resident}/reopen", post(care::reopen))
+        .route("/web/residents/{resident}/erase", post(care::erase))
         // Administration (issue 5): districts (admins), catalog, users, enrolment
         // codes, devices.
         .route("/web/admin", get(admin::index))

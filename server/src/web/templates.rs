@@ -324,6 +324,7 @@ pub(crate) struct ResidentLine {
 pub(crate) struct ResidentsPage {
     pub c: Chrome,
     pub r: &'static super::i18n::ResidentListMsgs,
+    pub notice: Option<&'static str>,
     pub q: String,
     pub conflicts_only: bool,
     pub selects: Vec<Select>,

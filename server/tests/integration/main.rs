@@ -28,6 +28,7 @@ mod web_admin; // Administration (issue 5).
 mod web_care; // A resident's volunteers, profile and station (issue 12).
 mod web_client; // The one HTTP client every web test uses.
 mod web_closure; // Closing and reopening case files (issue 16).
+mod web_erasure; // Erasing personal data and the retention command (issue 16).
 mod web_follow_ups; // Follow-up tickets (issue 5).
 mod web_quarantine; // Refused changes and drifted clocks (issue 12).
 mod web_roster; // Roster import (issue 5).

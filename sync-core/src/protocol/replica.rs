@@ -301,6 +301,18 @@ impl<S: ReplicaStore> Replica<S> {
             if rejection.code == super::server::codes::BUSY {
                 continue;
             }
+            // The resident's data was erased by a person's decision: the phone lets
+            // its copy go too, unsynced changes included, and keeps nothing aside.
+            if rejection.code == super::server::codes::ERASED {
+                self.store
+                    .purge(rejection.doc)
+                    .map_err(ReplicaError::Store)?;
+                settled.insert(rejection.doc);
+                if !response.purge.contains(&rejection.doc) {
+                    report.purged.push(rejection.doc);
+                }
+                continue;
+            }
             // Our copy holds changes the server will not accept as they are, and every
             // later change builds on them: keep them aside, with the reason, until a
             // person decides, and start again from the server's copy. Unless we wrote

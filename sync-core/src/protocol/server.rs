@@ -63,7 +63,14 @@ pub mod codes {
     pub const QUARANTINE_FULL: &str = "quarantine_full";
     /// A refused batch cannot be accepted: it builds on changes the server lacks.
     pub const MISSING_DEPENDENCIES: &str = "missing_dependencies";
+    /// The document was erased (a person's decision, at the resident's request or by
+    /// the retention rule): nothing of it is taken or kept, and the phone deletes it.
+    pub const ERASED: &str = "erased";
 }
+
+/// Why an upload to an erased document is refused.
+const ERASED_REASON: &str =
+    "this resident's data was erased from the server; the phone deletes its copy";
 
 /// A coordinator accepts a refused batch (`raw`, the quarantined changes of `doc`):
 /// the changes are checked again by the rules as the device's user (`auth`, whose
@@ -278,7 +285,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
             heads,
             quarantine: 0,
         };
-        if code != codes::BUSY {
+        // An erased document's changes are not kept anywhere: erasing was the decision.
+        if code != codes::BUSY && code != codes::ERASED {
             let kept = self
                 .store
                 .quarantine(Quarantined {
@@ -551,6 +559,9 @@ impl<'a, S: ServerStore> Step<'a, S> {
     ) -> Result<Result<Applied, (String, String)>, S::Error> {
         for _ in 0..=self.limits.append_retries {
             let mut doc = self.load(id).await?;
+            if doc.is_empty() && self.store.is_erased(id).await? {
+                return Ok(Err((codes::ERASED.to_owned(), ERASED_REASON.to_owned())));
+            }
             if !doc.is_empty() && !self.in_scope(&doc) {
                 let v = Violation::OutOfScope;
                 return Ok(Err((v.code().to_owned(), v.to_string())));
@@ -589,6 +600,11 @@ impl<'a, S: ServerStore> Step<'a, S> {
         for _ in 0..=self.limits.append_retries {
             let mut doc = self.load(id).await?;
             let existed = !doc.is_empty();
+            if !existed && self.store.is_erased(id).await? {
+                return self
+                    .reject(id, codes::ERASED, ERASED_REASON.to_owned(), raw)
+                    .await;
+            }
             if existed && !self.in_scope(&doc) {
                 let v = Violation::OutOfScope;
                 return self.reject(id, v.code(), v.to_string(), raw).await;

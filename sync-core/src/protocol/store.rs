@@ -123,6 +123,10 @@ pub trait ServerStore: Sync {
         doc: DocId,
     ) -> impl Future<Output = Result<Option<Automerge>, Self::Error>> + Send;
 
+    /// Whether the document was erased: it is gone, and may not be made again from a
+    /// phone's copy.
+    fn is_erased(&self, doc: DocId) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// Stores accepted changes, a feed entry and projections atomically.
     fn append(
         &self,
@@ -224,6 +228,7 @@ struct MemoryServerInner {
     quarantine: Vec<Quarantined>,
     decisions: BTreeMap<u64, Decision>,
     device_docs: BTreeMap<DeviceId, BTreeSet<DocId>>,
+    erased: BTreeSet<DocId>,
 }
 
 /// An in-memory [`ServerStore`]: documents saved whole, a vector feed.
@@ -265,6 +270,18 @@ impl MemoryServerStore {
         self.lock().decisions.insert(decision.quarantine, decision);
     }
 
+    /// Erases a document, as the server's erasure does: it is gone with its
+    /// quarantined batches' bytes, and may not be made again. (Feed entries and
+    /// quarantine slots stay: here a feed position and a quarantine number are indices.)
+    pub fn erase(&self, doc: DocId) {
+        let mut inner = self.lock();
+        inner.docs.remove(&doc);
+        for q in inner.quarantine.iter_mut().filter(|q| q.doc == doc) {
+            q.bytes.clear();
+        }
+        inner.erased.insert(doc);
+    }
+
     /// Ids of every stored document.
     pub fn doc_ids(&self) -> Vec<DocId> {
         self.lock().docs.keys().copied().collect()
@@ -284,6 +301,10 @@ impl ServerStore for MemoryServerStore {
         let saved = self.lock().docs.get(&doc).map(|d| d.saved.clone());
         // What this store saved always loads.
         Ok(saved.and_then(|b| Automerge::load(&b).ok()))
+    }
+
+    async fn is_erased(&self, doc: DocId) -> Result<bool, Infallible> {
+        Ok(self.lock().erased.contains(&doc))
     }
 
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome, Infallible> {

@@ -229,3 +229,48 @@ fn a_phone_crafting_a_closure_is_refused_and_quarantined() {
     assert!(stored(&server, r).closure().unwrap().is_none());
     assert_eq!(server.quarantined().len(), 1);
 }
+
+#[test]
+fn an_erased_case_file_leaves_every_phone_and_cannot_come_back() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    v.sync(&server);
+    staff_phone.sync(&server);
+    assert!(v.replica.case_file(r.into()).unwrap().is_some());
+
+    // Offline, the volunteer logs a visit and staff edit the profile; meanwhile the
+    // resident's data is erased at her family's request.
+    v.edit(r, |f, e| {
+        f.log_visit(e, VisitId(uuid(0xF1)), &record(NOW - HOUR))
+            .unwrap();
+    });
+    staff_phone.edit(r, |f, e| {
+        f.close(e, ClosureReason::Deceased, "").unwrap();
+    });
+    server.erase(DocId(r.0));
+
+    // Each phone's upload is refused as `erased`, nothing is kept aside or in
+    // quarantine, and the phone deletes its copy.
+    for phone in [&mut v, &mut staff_phone] {
+        let reports = phone.sync(&server);
+        let codes: Vec<_> = reports
+            .iter()
+            .flat_map(|r| r.rejections.iter().map(|x| x.code.clone()))
+            .collect();
+        assert_eq!(codes, ["erased"], "{reports:#?}");
+        assert!(phone.replica.case_file(r.into()).unwrap().is_none());
+        assert!(phone.replica.refused().unwrap().is_empty());
+    }
+    assert!(server.quarantined().is_empty());
+    // No phone's copy made the document again.
+    assert!(
+        pollster::block_on(server.load(DocId(r.0)))
+            .unwrap()
+            .is_none()
+    );
+    let mut fresh = Phone::new(3, volunteer(VOLUNTEER_2, &[r]));
+    fresh.sync(&server);
+    assert!(fresh.replica.case_file(r.into()).unwrap().is_none());
+}
