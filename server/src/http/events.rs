@@ -95,6 +95,10 @@ impl ServerStore for Announcing<'_> {
         self.store.feed_since(cursor, docs, limit).await
     }
 
+    async fn feed_contains(&self, seq: u64) -> Result<bool, Self::Error> {
+        self.store.feed_contains(seq).await
+    }
+
     async fn feed_head(&self) -> Result<u64, Self::Error> {
         self.store.feed_head().await
     }

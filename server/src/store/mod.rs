@@ -459,6 +459,17 @@ impl ServerStore for SqlStore {
         Ok(page)
     }
 
+    async fn feed_contains(&self, seq: u64) -> Result<bool> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(false);
+        };
+        let n: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM feed WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(p)
+            .await?);
+        Ok(n > 0)
+    }
+
     async fn feed_head(&self) -> Result<u64> {
         let head: i64 = with_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM feed")
             .fetch_one(p)

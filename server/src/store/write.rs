@@ -142,14 +142,22 @@ macro_rules! write_job {
         // The feed entry comes last, but for the chunk that carries its number: on
         // PostgreSQL the feed lock is then held for as little of the append as can be.
         $($feed_lock)*
+        // The number is the later of the next one and the receipt time in microseconds:
+        // numbers rise with the clock, so after a restore from a backup (whose feed
+        // ends earlier) new entries still number above every cursor a phone was given
+        // before, and no phone passes over them.
         let seq: i64 = sqlx::query(
-            "INSERT INTO feed (doc, hashes, device, user_id, received_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            "INSERT INTO feed (seq, doc, hashes, device, user_id, received_at)
+             VALUES ((SELECT CASE WHEN COALESCE(MAX(seq), 0) + 1 > $6 THEN COALESCE(MAX(seq), 0) + 1
+                                  ELSE $6 END FROM feed),
+                     $1, $2, $3, $4, $5) RETURNING seq",
         )
         .bind($job.id.clone())
         .bind(std::mem::take(&mut $job.hashes))
         .bind($job.device.take())
         .bind($job.user.take())
         .bind($job.received_at)
+        .bind($job.received_at.saturating_mul(1000))
         .fetch_one(&mut *$conn)
         .await?
         .try_get("seq")?;

@@ -673,14 +673,43 @@ impl<'a, S: ServerStore> Step<'a, S> {
     ) -> Result<(), S::Error> {
         let scope = self.store.docs_in_scope(&self.auth.principal.scope).await?;
         known.extend(self.accepted.iter().copied());
-        self.response.purge = known.difference(&scope).copied().collect();
+        let mut purge = Vec::new();
+        for doc in known.difference(&scope).copied().collect::<Vec<_>>() {
+            // A document the phone holds that this server has no trace of (neither
+            // stored nor erased) was lost here: the server was restored from a backup
+            // older than the document. Purging the phone's copy could lose its last
+            // copy; ask the phone to hand it over again instead (Automerge's sync from
+            // an empty document), as its authors' devices sync.
+            if self.store.load(doc).await?.is_none() && !self.store.is_erased(doc).await? {
+                self.push_fallback(
+                    doc,
+                    Automerge::new().generate_sync_message(&mut State::new()),
+                );
+                known.remove(&doc);
+                continue;
+            }
+            purge.push(doc);
+        }
+        self.response.purge = purge;
         known.retain(|d| scope.contains(d));
 
         // Read the head first: entries committed after it are left for the next sync.
         let head = self.store.feed_head().await?;
-        // A cursor beyond the head means the feed went back (the server was restored
-        // from a backup): start the phone's feed again from the beginning.
-        let cursor = if cursor > head { 0 } else { cursor };
+        // A phone's cursor always names a feed entry. One this server does not hold
+        // means it lost history: it was restored from a backup older than the phone's
+        // last sync, and the phone may hold changes it lost. Then every document the
+        // phone holds is repaired with Automerge's own protocol from the server's copy
+        // (each side sends what the other lacks), and the feed goes on from the head.
+        let restored = cursor > 0 && !self.store.feed_contains(cursor).await?;
+        let cursor = if restored { head } else { cursor };
+        if restored {
+            for doc in known.iter().copied().collect::<Vec<_>>() {
+                let stored = self.load(doc).await?;
+                if !stored.is_empty() {
+                    self.push_fallback(doc, stored.generate_sync_message(&mut State::new()));
+                }
+            }
+        }
         let mut size = 0usize;
         let mut full = false;
 

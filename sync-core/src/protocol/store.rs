@@ -165,6 +165,10 @@ pub trait ServerStore: Sync {
         limit: usize,
     ) -> impl Future<Output = Result<FeedPage, Self::Error>> + Send;
 
+    /// Whether the feed holds an entry numbered `seq`. A phone's cursor always names
+    /// one; when it does not, the server lost history (it was restored from a backup).
+    fn feed_contains(&self, seq: u64) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// The latest feed sequence number.
     fn feed_head(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
@@ -329,7 +333,17 @@ impl ServerStore for MemoryServerStore {
                 place: append.place,
             },
         );
-        let seq = inner.feed.len() as u64 + 1;
+        // Numbers rise with the wall clock (in microseconds), as the server's do, so a
+        // store restored from a backup numbers new entries above every cursor given out
+        // before; and at least one above the last.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let seq = inner
+            .feed
+            .last()
+            .map_or(1, |e| e.seq.saturating_add(1))
+            .max(clock);
         inner.feed.push(FeedEntry {
             seq,
             doc: append.doc,
@@ -388,9 +402,7 @@ impl ServerStore for MemoryServerStore {
         limit: usize,
     ) -> Result<FeedPage, Infallible> {
         let inner = self.lock();
-        let start = usize::try_from(cursor)
-            .unwrap_or(usize::MAX)
-            .min(inner.feed.len());
+        let start = inner.feed.partition_point(|e| e.seq <= cursor);
         let entries: Vec<FeedEntry> = inner.feed[start..]
             .iter()
             .filter(|e| docs.contains(&e.doc))
@@ -407,8 +419,13 @@ impl ServerStore for MemoryServerStore {
         })
     }
 
+    async fn feed_contains(&self, seq: u64) -> Result<bool, Infallible> {
+        let inner = self.lock();
+        Ok(inner.feed.binary_search_by_key(&seq, |e| e.seq).is_ok())
+    }
+
     async fn feed_head(&self) -> Result<u64, Infallible> {
-        Ok(self.lock().feed.len() as u64)
+        Ok(self.lock().feed.last().map_or(0, |e| e.seq))
     }
 
     async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>, Infallible> {

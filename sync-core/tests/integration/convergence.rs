@@ -10,6 +10,7 @@ use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
 use sync_core::ids::{DocId, ResidentId, VisitId};
 use sync_core::model::{Principal, Resident, ReviewStatus};
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
+use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{MemoryServerStore, ServerStore};
 
 const RESIDENTS: u8 = 4;
@@ -68,6 +69,11 @@ enum Op {
     DeliverDelayed {
         phone: usize,
     },
+    /// Back the server up (its documents, as a database dump would hold them).
+    Backup,
+    /// Restore the server from the last backup: whatever it stored since is gone from
+    /// it, and the phones must bring it back.
+    Restore,
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -97,7 +103,18 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(phone, resident, which, approve)| Op::Review { phone, resident, which, approve }),
         5 => (phone.clone(), fault()).prop_map(|(phone, fault)| Op::Sync { phone, fault }),
         1 => phone.prop_map(|phone| Op::DeliverDelayed { phone }),
+        1 => Just(Op::Backup),
+        1 => Just(Op::Restore),
     ]
+}
+
+/// Schedules per run: 40 in CI; `LINLI_CONVERGENCE_CASES=10000` for the long run
+/// `RELIABILITY.md` reports.
+fn cases() -> u32 {
+    std::env::var("LINLI_CONVERGENCE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(40)
 }
 
 struct Sim {
@@ -108,6 +125,7 @@ struct Sim {
     /// Every visit a phone was told it saved.
     logged: BTreeSet<(ResidentId, VisitId)>,
     next_visit: u128,
+    backup: Option<MemoryServerStore>,
 }
 
 fn res_id(n: u8) -> ResidentId {
@@ -135,6 +153,7 @@ impl Sim {
             last_request: vec![None; PHONES],
             logged: BTreeSet::new(),
             next_visit: 0,
+            backup: None,
         }
     }
 
@@ -345,6 +364,22 @@ impl Sim {
                     self.apply(phone, &r);
                 }
             }
+            Op::Backup => {
+                let backup = MemoryServerStore::new();
+                for id in self.server.doc_ids() {
+                    let doc = pollster::block_on(self.server.load(id))
+                        .expect("load")
+                        .expect("stored");
+                    let place = place_of(&doc).expect("a place");
+                    backup.put_doc(id, place, doc.save());
+                }
+                self.backup = Some(backup);
+            }
+            Op::Restore => {
+                if let Some(backup) = self.backup.take() {
+                    self.server = backup;
+                }
+            }
         }
     }
 
@@ -361,11 +396,18 @@ impl Sim {
                 self.apply(phone, &r);
             }
         }
-        for _ in 0..3 {
+        // After a restore, a phone's repair may wait on another phone's (the one
+        // holding what it builds on): passes go on until every phone settles.
+        for pass in 0..8 {
+            let mut settled = true;
             for phone in 0..PHONES {
-                self.phones[phone].sync(&self.server);
+                settled &= self.phones[phone].sync_for_a_while(&self.server);
+            }
+            if settled && pass >= 2 {
+                return;
             }
         }
+        panic!("the phones did not settle in 8 passes");
     }
 
     fn server_residents(&self) -> BTreeMap<DocId, Resident> {
@@ -384,7 +426,7 @@ impl Sim {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 40,
+        cases: cases(),
         max_shrink_iters: 200,
         ..ProptestConfig::default()
     })]

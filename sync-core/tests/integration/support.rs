@@ -277,6 +277,19 @@ impl Phone {
         self.replica.apply(&response).expect("apply")
     }
 
+    /// Syncs up to 20 rounds while the server has more or a repair is under way;
+    /// whether it settled (a repair may wait on another phone, which holds the
+    /// changes it builds on).
+    pub fn sync_for_a_while(&mut self, server: &MemoryServerStore) -> bool {
+        for _ in 0..20 {
+            let r = self.sync_once(server);
+            if !(r.more || !r.repairing.is_empty() || self.replica.store().need_held_flag()) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Syncs until the server has nothing more and no repair is under way.
     pub fn sync(&mut self, server: &MemoryServerStore) -> Vec<SyncReport> {
         let mut reports = Vec::new();
