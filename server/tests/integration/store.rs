@@ -13,6 +13,12 @@ use sync_core::rules::Editor;
 use uuid::Uuid;
 
 const NOW: Timestamp = 1_763_942_400_000;
+
+/// The `n`th feed number (from 1) of appends all received at [`NOW`]: numbers start at
+/// the receipt time in microseconds and count up from there.
+const fn seq(n: u64) -> u64 {
+    NOW as u64 * 1000 + n - 1
+}
 const DISTRICT: DistrictId = DistrictId(Uuid::from_u128(0xD1));
 const STATION_A: StationId = StationId(Uuid::from_u128(0x5A));
 const STATION_B: StationId = StationId(Uuid::from_u128(0x5B));
@@ -244,13 +250,16 @@ async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(seqs, (1..=8).collect());
+    assert_eq!(seqs, (1..=8).map(seq).collect());
     let all: BTreeSet<DocId> = (0..8).map(|n| DocId(Uuid::from_u128(100 + n))).collect();
     let page = s.feed_since(0, &all, 100).await.unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=8).collect::<Vec<_>>()
+        (1..=8).map(seq).collect::<Vec<_>>()
     );
+    assert!(s.feed_contains(seq(8)).await.unwrap());
+    assert!(!s.feed_contains(seq(9)).await.unwrap());
+    assert!(!s.feed_contains(7).await.unwrap());
 }
 
 /// Many writers at once (SQLite commits them in groups): new documents, contenders for
@@ -325,7 +334,7 @@ async fn a_crowd_of_appends_stores_exactly_what_it_answers(t: TestStore) {
         1,
         "exactly one contender wins against the same heads"
     );
-    assert_eq!(seqs, (2..=22).collect(), "the feed has no gap");
+    assert_eq!(seqs, (2..=22).map(seq).collect(), "the feed has no gap");
     let stored = s.load(shared_id).await.unwrap().unwrap();
     assert_eq!(sorted(stored.get_heads()), sorted(winners.remove(0)));
     for doc in &new_docs {
@@ -417,15 +426,19 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
     let page = s.feed_since(0, &only_2, 100).await.unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![2, 5, 8, 11]
+        vec![seq(2), seq(5), seq(8), seq(11)]
     );
     assert_eq!(page.complete_to, u64::MAX);
-    let page = s.feed_since(2, &only_2, 2).await.unwrap();
+    let page = s.feed_since(seq(2), &only_2, 2).await.unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![5, 8]
+        vec![seq(5), seq(8)]
     );
-    assert_eq!(page.complete_to, 8, "complete only as far as it returned");
+    assert_eq!(
+        page.complete_to,
+        seq(8),
+        "complete only as far as it returned"
+    );
     let first = &page.entries[0];
     assert_eq!(first.hashes.len(), 1);
     assert!(
@@ -448,9 +461,9 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
     let page = narrow.feed_since(0, &only_2, 100).await.unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![2]
+        vec![seq(2)]
     );
-    assert_eq!(page.complete_to, 4);
+    assert_eq!(page.complete_to, seq(4));
 }
 
 async fn device_records_and_quarantine_persist(t: TestStore) {
