@@ -143,13 +143,13 @@ async fn appended_documents_load_back_across_processes(t: TestStore) {
     let id: DocId = file.id().into();
     assert_eq!(
         append(s, id, &[], file.doc()).await,
-        AppendOutcome::Stored(1)
+        AppendOutcome::Stored(seq(1))
     );
     let before = file.doc().get_heads();
     visit(&mut file, 1, 10);
     assert_eq!(
         append(s, id, &before, file.doc()).await,
-        AppendOutcome::Stored(2)
+        AppendOutcome::Stored(seq(2))
     );
 
     let loaded = s.load(id).await.unwrap().unwrap();
@@ -163,7 +163,7 @@ async fn appended_documents_load_back_across_processes(t: TestStore) {
         CaseFile::from_doc(fresh).unwrap().hydrate().unwrap(),
         file.hydrate().unwrap()
     );
-    assert_eq!(other.feed_head().await.unwrap(), 2);
+    assert_eq!(other.feed_head().await.unwrap(), seq(2));
 }
 
 async fn a_stale_append_is_refused_and_stores_nothing(t: TestStore) {
@@ -178,7 +178,7 @@ async fn a_stale_append_is_refused_and_stores_nothing(t: TestStore) {
     visit(&mut a, 2, 5);
     assert_eq!(
         append(s, id, &base, file.doc()).await,
-        AppendOutcome::Stored(2)
+        AppendOutcome::Stored(seq(2))
     );
     // `a` was checked against the old heads: another writer got there first.
     assert_eq!(
@@ -197,7 +197,7 @@ async fn a_stale_append_is_refused_and_stores_nothing(t: TestStore) {
         append(s, ghost.id().into(), &base, ghost.doc()).await,
         AppendOutcome::HeadsMoved
     );
-    assert_eq!(s.feed_head().await.unwrap(), 2);
+    assert_eq!(s.feed_head().await.unwrap(), seq(2));
     let stored = s.load(id).await.unwrap().unwrap();
     assert_eq!(sorted(stored.get_heads()), sorted(file.doc().get_heads()));
 }
@@ -230,7 +230,7 @@ async fn concurrent_writers_of_one_document_serialise(t: TestStore) {
         }
     }
     assert_eq!(stored, 1, "exactly one writer wins against the same heads");
-    assert_eq!(s.feed_head().await.unwrap(), 2);
+    assert_eq!(s.feed_head().await.unwrap(), seq(2));
 }
 
 async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {

@@ -218,14 +218,14 @@ impl Quarantined {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct StoredDoc {
     saved: Vec<u8>,
     heads: Vec<ChangeHash>,
     place: DocPlace,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct MemoryServerInner {
     docs: BTreeMap<DocId, StoredDoc>,
     feed: Vec<FeedEntry>,
@@ -272,6 +272,15 @@ impl MemoryServerStore {
     /// Records a person's decision on a quarantined batch (tests model a coordinator).
     pub fn decide(&self, decision: Decision) {
         self.lock().decisions.insert(decision.quarantine, decision);
+    }
+
+    /// A backup: a copy of everything stored now (documents, feed, quarantine,
+    /// decisions, what each device holds), as a database dump holds it. Restoring is
+    /// using the copy in place of this store.
+    pub fn backup(&self) -> MemoryServerStore {
+        MemoryServerStore {
+            inner: Mutex::new(self.lock().clone()),
+        }
     }
 
     /// Erases a document, as the server's erasure does: it is gone with its

@@ -10,7 +10,6 @@ use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
 use sync_core::ids::{DocId, ResidentId, VisitId};
 use sync_core::model::{Principal, Resident, ReviewStatus};
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
-use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{MemoryServerStore, ServerStore};
 
 const RESIDENTS: u8 = 4;
@@ -69,7 +68,7 @@ enum Op {
     DeliverDelayed {
         phone: usize,
     },
-    /// Back the server up (its documents, as a database dump would hold them).
+    /// Back the server up (everything it stores, as a database dump holds it).
     Backup,
     /// Restore the server from the last backup: whatever it stored since is gone from
     /// it, and the phones must bring it back.
@@ -364,17 +363,7 @@ impl Sim {
                     self.apply(phone, &r);
                 }
             }
-            Op::Backup => {
-                let backup = MemoryServerStore::new();
-                for id in self.server.doc_ids() {
-                    let doc = pollster::block_on(self.server.load(id))
-                        .expect("load")
-                        .expect("stored");
-                    let place = place_of(&doc).expect("a place");
-                    backup.put_doc(id, place, doc.save());
-                }
-                self.backup = Some(backup);
-            }
+            Op::Backup => self.backup = Some(self.server.backup()),
             Op::Restore => {
                 if let Some(backup) = self.backup.take() {
                     self.server = backup;
