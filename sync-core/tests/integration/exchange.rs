@@ -194,9 +194,12 @@ fn a_server_restored_from_backup_is_repaired_by_the_phones() {
     v2.sync(&restored);
     v1.sync(&restored);
     let stored = sync_core::doc::casefile::CaseFile::from_doc(
-        pollster::block_on(restored.load(r.into()))
-            .unwrap()
-            .unwrap(),
+        pollster::block_on(sync_core::protocol::store::ServerStore::load(
+            &restored,
+            r.into(),
+        ))
+        .unwrap()
+        .unwrap(),
     )
     .unwrap()
     .hydrate()
@@ -446,4 +449,77 @@ fn a_well_formed_but_inconsistent_change_is_refused_never_a_panic() {
         // Whatever was stored still loads.
         sync_core::automerge::Automerge::load(&stored.save()).unwrap();
     }
+}
+
+#[test]
+fn a_restored_server_numbers_its_feed_above_every_cursor_given_before() {
+    // Found by the convergence test with restores: the restored feed numbered new
+    // entries with numbers phones had passed already, and a phone skipped them.
+    use sync_core::doc::casefile::{FieldValue, ProfileField};
+    let live = MemoryServerStore::new();
+    let r = resident(3);
+    let mut coord = Phone::new(2, coordinator());
+    let file = new_case_file(coord.principal(), actor(2), r, STATION_B);
+    coord.replica.save_case_file(&file).unwrap();
+    coord.replica.save_catalog(&new_catalog(actor(2))).unwrap();
+    coord.sync(&live);
+    let restored = live.backup();
+    let mut v1 = Phone::new(3, volunteer(VOLUNTEER_1, &[r]));
+    v1.sync(&live);
+
+    // Restored; then each phone writes something the other must receive.
+    v1.edit(r, |f, e| {
+        f.update_profile(e, ProfileField::Address, &FieldValue::Text("新地址".into()))
+            .unwrap();
+    });
+    let visit = sync_core::ids::VisitId(uuid(0xF1));
+    coord.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    for _ in 0..3 {
+        coord.sync(&restored);
+        v1.sync(&restored);
+    }
+    assert_eq!(coord.hydrate(r).profile.address, "新地址");
+    assert!(v1.hydrate(r).visits.iter().any(|v| v.id == visit));
+    assert_eq!(coord.hydrate(r), v1.hydrate(r));
+}
+
+#[test]
+fn a_document_a_restored_server_lost_is_handed_back_not_purged() {
+    // Found by the convergence test with restores: a case file registered after the
+    // backup was purged from the phones holding it, as if it had left their scope.
+    let live = MemoryServerStore::new();
+    let restored = live.backup();
+    let r = resident(2);
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    let file = new_case_file(staff_phone.principal(), actor(1), r, STATION_A);
+    staff_phone.replica.save_case_file(&file).unwrap();
+    staff_phone.sync(&live);
+    let mut v = Phone::new(3, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&live);
+
+    // The server goes back to before the registration; the volunteer logs a visit.
+    let visit = sync_core::ids::VisitId(uuid(0xF2));
+    v.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    for _ in 0..3 {
+        staff_phone.sync_for_a_while(&restored);
+        v.sync_for_a_while(&restored);
+    }
+    assert!(staff_phone.replica.case_file(r.into()).unwrap().is_some());
+    let stored = sync_core::doc::casefile::CaseFile::from_doc(
+        pollster::block_on(sync_core::protocol::store::ServerStore::load(
+            &restored,
+            r.into(),
+        ))
+        .unwrap()
+        .unwrap(),
+    )
+    .unwrap()
+    .hydrate()
+    .unwrap();
+    assert!(stored.visits.iter().any(|x| x.id == visit));
+    assert!(restored.quarantined().is_empty());
 }
