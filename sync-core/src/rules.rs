@@ -672,13 +672,17 @@ impl Ctx<'_> {
             }
         }
         if reviewed {
-            let review = visit
-                .review
-                .as_ref()
-                .ok_or_else(|| invalid("review", "is incomplete"))?;
-            if review.reviewer != self.user() {
-                return Err(invalid("reviewer", "must be the reviewing user"));
+            // The review this change wrote: another reviewer's, written at the same
+            // time, may be the one the merge shows; both are kept.
+            let reviews = crate::doc::casefile::read_reviews(doc, &v)
+                .map_err(|e| invalid("review", e.to_string()))?;
+            if reviews.is_empty() {
+                return Err(invalid("review", "is incomplete"));
             }
+            let review = reviews
+                .iter()
+                .find(|r| r.reviewer == self.user())
+                .ok_or_else(|| invalid("reviewer", "must be the reviewing user"))?;
             check_time("review time", review.at, self.editor.now)?;
             len("review comment", &review.comment, limits::LONG_TEXT)?;
         }

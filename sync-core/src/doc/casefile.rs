@@ -818,17 +818,34 @@ pub(crate) fn read_record<R: ReadDoc>(doc: &R, v: &ObjId) -> Result<VisitRecord>
     })
 }
 
+/// The review held in the map `r`.
+pub(crate) fn read_review<R: ReadDoc>(doc: &R, r: &ObjId) -> Result<Review> {
+    Ok(Review {
+        status: code(doc, r, R_STATUS, ReviewStatus::from_code)?
+            .ok_or_else(|| super::schema::malformed("review status is missing"))?,
+        reviewer: super::schema::id(doc, r, R_REVIEWER)?,
+        comment: str_or_empty(doc, r, R_COMMENT)?,
+        at: int(doc, r, R_AT)?,
+    })
+}
+
+/// Every review of the visit `v`: one, or several written at once by different
+/// reviewers (the one shown is Automerge's winner, the others stay in the history).
+pub(crate) fn read_reviews<R: ReadDoc>(doc: &R, v: &ObjId) -> Result<Vec<Review>> {
+    let mut out = Vec::new();
+    for (value, id) in doc.get_all(v, V_REVIEW)? {
+        if let automerge::Value::Object(ObjType::Map) = value {
+            out.push(read_review(doc, &id)?);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn read_visit<R: ReadDoc>(doc: &R, id: VisitId, v: &ObjId) -> Result<Visit> {
     let record = read_record(doc, v)?;
     let review = match get_obj(doc, v, V_REVIEW) {
         None => None,
-        Some(r) => Some(Review {
-            status: code(doc, &r, R_STATUS, ReviewStatus::from_code)?
-                .ok_or_else(|| super::schema::malformed("review status is missing"))?,
-            reviewer: super::schema::id(doc, &r, R_REVIEWER)?,
-            comment: str_or_empty(doc, &r, R_COMMENT)?,
-            at: int(doc, &r, R_AT)?,
-        }),
+        Some(r) => Some(read_review(doc, &r)?),
     };
     Ok(Visit {
         id,

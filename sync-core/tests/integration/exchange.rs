@@ -523,3 +523,40 @@ fn a_document_a_restored_server_lost_is_handed_back_not_purged() {
     assert!(stored.visits.iter().any(|x| x.id == visit));
     assert!(restored.quarantined().is_empty());
 }
+
+#[test]
+fn two_reviewers_reviewing_one_visit_at_once_are_both_accepted() {
+    // Found by the convergence test at 10,000 schedules: the merged document shows one
+    // review, and the other reviewer's upload was refused as written by someone else.
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    let mut coord = Phone::new(9, coordinator());
+    staff_phone.sync(&server);
+    let visit = sync_core::ids::VisitId(uuid(0xF1));
+    staff_phone.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    staff_phone.sync(&server);
+    coord.sync(&server);
+    coord.edit(r, |f, e| {
+        f.review_visit(e, visit, ReviewStatus::Approved, "好")
+            .unwrap();
+    });
+    staff_phone.edit(r, |f, e| {
+        f.review_visit(e, visit, ReviewStatus::NeedsAttention, "请复测血压")
+            .unwrap();
+    });
+    for reports in [
+        coord.sync(&server),
+        staff_phone.sync(&server),
+        coord.sync(&server),
+    ] {
+        assert!(
+            reports.iter().all(|r| r.rejections.is_empty()),
+            "{reports:#?}"
+        );
+    }
+    assert!(server.quarantined().is_empty());
+    assert_eq!(coord.hydrate(r), staff_phone.hydrate(r));
+}
