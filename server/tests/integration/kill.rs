@@ -308,17 +308,26 @@ async fn receipted_visits_survive_sigkill(t: TestStore) {
     }
     let ledgers: Vec<Arc<Mutex<Ledger>>> = work.iter().map(|_| Arc::default()).collect();
 
-    // Killed a few times, at different moments of the stream: once the round's syncs
-    // have brought this many more receipts, and a little later.
+    // Killed at different moments of the stream: once the round's syncs have brought
+    // this many more receipts, and a little later. Four times in CI;
+    // `LINLI_KILLS=20` for the long run `RELIABILITY.md` reports, the moments after the
+    // first four spread by a fixed pseudo-random walk.
+    let kills: usize = std::env::var("LINLI_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4);
+    let moments: Vec<(usize, u64)> = [(1, 0), (4, 3), (10, 11), (25, 29)]
+        .into_iter()
+        .chain((4..).map(|k: usize| (1 + (k * 7) % 23, ((k * 13) % 37) as u64)))
+        .take(kills)
+        .collect();
     let receipted = |ledgers: &[Arc<Mutex<Ledger>>]| -> usize {
         ledgers
             .iter()
             .map(|l| l.lock().unwrap().receipted.len())
             .sum()
     };
-    for (round, (receipts, later_ms)) in
-        [(1, 0), (4, 3), (10, 11), (25, 29)].into_iter().enumerate()
-    {
+    for (round, (receipts, later_ms)) in moments.into_iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = work
             .drain(..)
