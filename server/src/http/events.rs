@@ -99,6 +99,10 @@ impl ServerStore for Announcing<'_> {
         self.store.feed_contains(seq).await
     }
 
+    async fn doc_feed_head(&self, doc: DocId) -> Result<u64, Self::Error> {
+        self.store.doc_feed_head(doc).await
+    }
+
     async fn feed_head(&self) -> Result<u64, Self::Error> {
         self.store.feed_head().await
     }

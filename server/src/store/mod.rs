@@ -470,6 +470,14 @@ impl ServerStore for SqlStore {
         Ok(n > 0)
     }
 
+    async fn doc_feed_head(&self, doc: DocId) -> Result<u64> {
+        let head: Option<i64> = with_pool!(self, p => sqlx::query_scalar("SELECT MAX(seq) FROM feed WHERE doc = $1")
+            .bind(doc.0.as_bytes().to_vec())
+            .fetch_one(p)
+            .await?);
+        Ok(head.map_or(0, |h| u64::try_from(h).unwrap_or(0)))
+    }
+
     async fn feed_head(&self) -> Result<u64> {
         let head: i64 = with_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM feed")
             .fetch_one(p)

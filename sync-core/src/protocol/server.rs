@@ -184,6 +184,7 @@ pub async fn handle_sync<S: ServerStore>(
             step.response.cursor = request.cursor;
         }
     }
+    step.hold_back_early_receipts();
     Ok(step.response)
 }
 
@@ -199,6 +200,10 @@ struct Step<'a, S> {
     uploaded: BTreeMap<DocId, BTreeSet<ChangeHash>>,
     /// Documents with accepted uploads.
     accepted: BTreeSet<DocId>,
+    /// Per receipted document, the feed number that holds what was receipted: the
+    /// receipt goes out only in a response whose cursor reaches it (see
+    /// [`Step::hold_back_early_receipts`]).
+    receipt_floor: BTreeMap<DocId, u64>,
     /// The heads of the upload being checked, echoed if it is refused.
     rejected_heads: BTreeMap<DocId, Vec<Hash>>,
     /// The district's catalog, once loaded (inner `None`: the district has none).
@@ -249,6 +254,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             response: SyncResponse::default(),
             uploaded: BTreeMap::new(),
             accepted: BTreeSet::new(),
+            receipt_floor: BTreeMap::new(),
             rejected_heads: BTreeMap::new(),
             catalog: None,
         }
@@ -315,6 +321,26 @@ impl<'a, S: ServerStore> Step<'a, S> {
         }
         self.response.rejections.push(rejection);
         Ok(())
+    }
+
+    fn raise_floor(&mut self, doc: DocId, seq: u64) {
+        let floor = self.receipt_floor.entry(doc).or_default();
+        *floor = (*floor).max(seq);
+    }
+
+    /// Keeps back the receipts whose changes sit in feed entries beyond the response's
+    /// cursor (the cursor stayed behind: the server asked for the held list, or the
+    /// response filled up). A phone must never hold a receipt its cursor has not
+    /// passed: a server restored from a backup between the two could not tell, from
+    /// the cursor, that it lost the change, and the phone would never send it again.
+    /// Kept back, the change stays pending on the phone, goes up again at the next
+    /// sync (the server already has it) and is receipted once the cursor has caught up.
+    fn hold_back_early_receipts(&mut self) {
+        let cursor = self.response.cursor;
+        let floor = &self.receipt_floor;
+        self.response
+            .receipts
+            .retain(|r| floor.get(&r.doc).is_none_or(|seq| *seq <= cursor));
     }
 
     fn push_fallback(&mut self, doc: DocId, message: Option<Message>) {
@@ -474,7 +500,13 @@ impl<'a, S: ServerStore> Step<'a, S> {
         let (new, place) = match self.vet(id, doc, before, missing_deps_fall_back, catalog.as_ref())
         {
             Ok(Vetted::MissingDeps) => return Ok(Ok(Checked::MissingDeps)),
-            Ok(Vetted::Nothing) => return Ok(Ok(Checked::Stored)),
+            Ok(Vetted::Nothing) => {
+                // Stored before (a receipt that was lost): the document's latest entry
+                // holds it, or an earlier one.
+                let floor = self.store.doc_feed_head(id).await?;
+                self.raise_floor(id, floor);
+                return Ok(Ok(Checked::Stored));
+            }
             Ok(Vetted::Ready { new, place }) => (new, place),
             Err(refused) => return Ok(Err(refused)),
         };
@@ -493,7 +525,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
             })
             .await?;
         match outcome {
-            AppendOutcome::Stored(_) => {
+            AppendOutcome::Stored(seq) => {
+                self.raise_floor(id, seq);
                 self.accepted.insert(id);
                 if id == self.catalog_id() {
                     // The catalog changed: visits later in the request see it.

@@ -169,6 +169,9 @@ pub trait ServerStore: Sync {
     /// one; when it does not, the server lost history (it was restored from a backup).
     fn feed_contains(&self, seq: u64) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// The latest feed number among `doc`'s entries; 0 when it has none.
+    fn doc_feed_head(&self, doc: DocId) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
     /// The latest feed sequence number.
     fn feed_head(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
@@ -431,6 +434,16 @@ impl ServerStore for MemoryServerStore {
     async fn feed_contains(&self, seq: u64) -> Result<bool, Infallible> {
         let inner = self.lock();
         Ok(inner.feed.binary_search_by_key(&seq, |e| e.seq).is_ok())
+    }
+
+    async fn doc_feed_head(&self, doc: DocId) -> Result<u64, Infallible> {
+        let inner = self.lock();
+        Ok(inner
+            .feed
+            .iter()
+            .rev()
+            .find(|e| e.doc == doc)
+            .map_or(0, |e| e.seq))
     }
 
     async fn feed_head(&self) -> Result<u64, Infallible> {

@@ -23,7 +23,7 @@ use sync_core::doc::schema::limits;
 use sync_core::ids::*;
 use sync_core::model::*;
 use sync_core::protocol::envelope::{
-    Bytes, DocUpload, Receipt, SyncRequest, SyncResponse, to_wire_hashes,
+    Bytes, DocUpload, Receipt, SyncRequest, SyncResponse, held_digest, to_wire_hashes,
 };
 use sync_core::protocol::server::{DeviceAuth, Limits, codes, handle_sync};
 use sync_core::protocol::store::{MemoryServerStore, ServerStore};
@@ -539,14 +539,15 @@ fn attack_catalog(phone: &Phone, write: impl FnOnce(&mut Tx<'_>) -> Written) -> 
     )
 }
 
-/// Uploads the forged changes in a hand-built request, through the envelope. The held
-/// digest matches nothing, so the server delivers nothing and records nothing for the
-/// device: the only effect of the exchange is the upload's.
+/// Uploads the forged changes in a hand-built request, through the envelope. The
+/// request lists what the phone holds (nothing), so the answer is a whole one: a
+/// receipt only ever comes with a cursor past the change (a request whose digest the
+/// server does not recognise gets its receipts held back).
 fn send(server: &MemoryServerStore, auth: &DeviceAuth, forged: &Forged) -> SyncResponse {
     let request = SyncRequest {
         cursor: 0,
-        held_digest: [0xFF; 16],
-        held: None,
+        held_digest: held_digest(&[]),
+        held: Some(Vec::new()),
         uploads: vec![DocUpload {
             doc: forged.doc,
             heads: to_wire_hashes(&forged.heads),
