@@ -1,7 +1,8 @@
 //! Convergence under faults: a server and four phones make random offline edits and
 //! sync in random orders while requests and responses are dropped, duplicated,
-//! delayed and replayed. After a final fault-free round every replica hydrates to the
-//! server's state for its scope, no visit is lost and nothing was quarantined.
+//! delayed and replayed, and the server is backed up and restored from its backup.
+//! After a final fault-free phase every replica hydrates to the server's state for its
+//! scope, no visit is lost and nothing was quarantined.
 
 use crate::support::*;
 use proptest::prelude::*;
@@ -105,14 +106,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Backup),
         1 => Just(Op::Restore),
     ]
-}
-
-/// Whether schedules back the server up and restore it (`LINLI_CONVERGENCE_RESTORES=1`).
-/// Off in CI: with restores the property still fails on an open hole (`RELIABILITY.md`,
-/// "A receipt the restore took back"); the restore scenarios it found and that are
-/// fixed are exchange tests (`exchange.rs`).
-fn restores() -> bool {
-    std::env::var_os("LINLI_CONVERGENCE_RESTORES").is_some_and(|v| v == "1")
 }
 
 /// Schedules per run: 40 in CI; `LINLI_CONVERGENCE_CASES=10000` for the long run
@@ -371,7 +364,6 @@ impl Sim {
                     self.apply(phone, &r);
                 }
             }
-            Op::Backup | Op::Restore if !restores() => {}
             Op::Backup => self.backup = Some(self.server.backup()),
             Op::Restore => {
                 if let Some(backup) = self.backup.take() {
