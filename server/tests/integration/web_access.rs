@@ -6,9 +6,8 @@
 //! and the database itself refuses to change or delete an entry.
 
 use crate::backends::{TestStore, conformance};
-use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, staff};
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, other_district_coordinator, staff};
 use crate::world::World;
-use serde_json::json;
 
 /// Runs `sql` on the store's database through a connection of its own; the error text
 /// if the database refuses it.
@@ -109,29 +108,7 @@ async fn reads_are_logged_and_only_the_district_s_managers_read_the_log(t: TestS
     sa.get("/web/access-log").await.expect(403);
 
     // Another district's coordinator sees none of this district's entries.
-    let other = w
-        .server
-        .post(
-            "/api/v1/districts",
-            Some(&w.admin_token),
-            &json!({ "name": "临汾路街道" }),
-        )
-        .await;
-    other.expect(201);
-    let other_district = other.json()["id"].as_str().unwrap().to_owned();
-    w.server
-        .post(
-            "/api/v1/users",
-            Some(&w.admin_token),
-            &json!({ "login": "coordinator-2", "display_name": "张协调", "role": "coordinator",
-                     "district": other_district, "password": STAFF_PASSWORD }),
-        )
-        .await
-        .expect(201);
-    let mut b2 = Browser::new(&w.server);
-    b2.sign_in("coordinator-2", STAFF_PASSWORD)
-        .await
-        .expect(303);
+    let mut b2 = other_district_coordinator(&w, "coordinator-2", STAFF_PASSWORD).await;
     assert!(
         b2.page("/web/access-log")
             .await

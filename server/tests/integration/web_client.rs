@@ -179,3 +179,30 @@ pub async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
     answer.expect(201);
     UserId(answer.json()["id"].as_str().unwrap().parse().unwrap())
 }
+
+/// A coordinator of another district, made by the first start's admin and signed in on
+/// the web with `password`: the attacker next door.
+pub async fn other_district_coordinator(w: &World, login: &str, password: &str) -> Browser {
+    let other = w
+        .server
+        .post(
+            "/api/v1/districts",
+            Some(&w.admin_token),
+            &json!({ "name": "临汾路街道" }),
+        )
+        .await;
+    other.expect(201);
+    let district = other.json()["id"].as_str().unwrap().to_owned();
+    w.server
+        .post(
+            "/api/v1/users",
+            Some(&w.admin_token),
+            &json!({ "login": login, "display_name": "外区协调", "role": "coordinator",
+                     "district": district, "password": password }),
+        )
+        .await
+        .expect(201);
+    let mut b = Browser::new(&w.server);
+    b.sign_in(login, password).await.expect(303);
+    b
+}

@@ -7,9 +7,10 @@
 //! side, station staff, another district's coordinator and forged forms decide nothing.
 
 use crate::backends::{TestStore, conformance};
-use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
+use crate::web_client::{
+    Browser, STAFF_PASSWORD, coordinator, field, other_district_coordinator, staff,
+};
 use crate::world::{COORDINATOR_PASSWORD, World, stored};
-use serde_json::json;
 use sync_core::protocol::envelope::SyncResponse;
 
 const DAY_MS: i64 = 24 * 3_600_000;
@@ -114,29 +115,7 @@ async fn a_refused_visit_reaches_a_coordinator_who_accepts_or_dismisses_it(t: Te
     let mut s = Browser::new(&w.server);
     s.sign_in("staff-a", STAFF_PASSWORD).await.expect(303);
     s.get("/web/quarantine").await.expect(403);
-    let other = w
-        .server
-        .post(
-            "/api/v1/districts",
-            Some(&w.admin_token),
-            &json!({ "name": "临汾路街道" }),
-        )
-        .await;
-    other.expect(201);
-    let other_district = other.json()["id"].as_str().unwrap().to_owned();
-    w.server
-        .post(
-            "/api/v1/users",
-            Some(&w.admin_token),
-            &json!({ "login": "elsewhere", "display_name": "外区协调", "role": "coordinator",
-                     "district": other_district, "password": COORDINATOR_PASSWORD }),
-        )
-        .await
-        .expect(201);
-    let mut e = Browser::new(&w.server);
-    e.sign_in("elsewhere", COORDINATOR_PASSWORD)
-        .await
-        .expect(303);
+    let mut e = other_district_coordinator(&w, "elsewhere", COORDINATOR_PASSWORD).await;
     let list = e.page("/web/quarantine").await;
     assert!(!list.contains(&format!("refusal-{first}")), "{list}");
     e.get(&format!("/web/quarantine/{first}")).await.expect(404);
