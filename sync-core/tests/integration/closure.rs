@@ -13,14 +13,6 @@ use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{Append, AppendOutcome, MemoryServerStore, ServerStore};
 use sync_core::rules::{Editor, Violation};
 
-/// The server's copy of a case file.
-fn stored(server: &MemoryServerStore, r: ResidentId) -> CaseFile {
-    let doc = pollster::block_on(server.load(DocId(r.0)))
-        .unwrap()
-        .expect("stored");
-    CaseFile::from_doc(doc).unwrap()
-}
-
 /// Edits the server's copy directly, as the coordinators' web pages do (the web
 /// user's own actor, the rules checked by the edit), and stores the change.
 fn edit_on_server(
@@ -29,7 +21,7 @@ fn edit_on_server(
     by: &Principal,
     edit: impl FnOnce(&mut CaseFile, &Editor<'_>),
 ) {
-    let before: Automerge = stored(server, r).into_doc();
+    let before: Automerge = stored_case_file(server, r).into_doc();
     let heads = before.get_heads();
     let mut file = CaseFile::from_doc(before.with_actor(actor(0x77))).unwrap();
     edit(
@@ -75,7 +67,10 @@ fn a_closed_case_file_leaves_the_phones_and_an_offline_visit_to_it_is_kept() {
             .unwrap()
             .expect("a change");
     });
-    let closure = stored(&server, r1).closure().unwrap().expect("closed");
+    let closure = stored_case_file(&server, r1)
+        .closure()
+        .unwrap()
+        .expect("closed");
     assert_eq!(closure.reason, ClosureReason::MovedAway);
     assert_eq!((closure.by, closure.at), (STAFF_A, NOW));
 
@@ -89,7 +84,7 @@ fn a_closed_case_file_leaves_the_phones_and_an_offline_visit_to_it_is_kept() {
     assert!(v.replica.case_file(r1.into()).unwrap().is_none());
     assert!(v.replica.case_file(r2.into()).unwrap().is_some());
     assert!(server.quarantined().is_empty());
-    let record = stored(&server, r1).hydrate().unwrap();
+    let record = stored_case_file(&server, r1).hydrate().unwrap();
     assert_eq!(
         record.visits.iter().map(|v| v.id).collect::<Vec<_>>(),
         [visit]
@@ -109,7 +104,7 @@ fn a_closed_case_file_leaves_the_phones_and_an_offline_visit_to_it_is_kept() {
     edit_on_server(&server, r1, &coordinator(), |f, e| {
         f.reopen(e).unwrap().expect("a change");
     });
-    assert!(stored(&server, r1).closure().unwrap().is_none());
+    assert!(stored_case_file(&server, r1).closure().unwrap().is_none());
     for phone in [&mut v, &mut fresh, &mut coord] {
         phone.sync(&server);
         let back = phone.hydrate(r1);
@@ -131,8 +126,12 @@ fn only_staff_and_above_close_or_reopen_and_what_they_write_is_checked() {
     let r = resident(1);
     let server = seeded(&[r]);
     let refused = |by: &Principal, close: bool| {
-        let mut file =
-            CaseFile::from_doc(stored(&server, r).into_doc().with_actor(actor(0x66))).unwrap();
+        let mut file = CaseFile::from_doc(
+            stored_case_file(&server, r)
+                .into_doc()
+                .with_actor(actor(0x66)),
+        )
+        .unwrap();
         let editor = Editor {
             principal: by,
             now: NOW,
@@ -169,8 +168,12 @@ fn only_staff_and_above_close_or_reopen_and_what_they_write_is_checked() {
     ));
 
     // A note over 200 characters is refused, and nothing of it stays.
-    let mut file =
-        CaseFile::from_doc(stored(&server, r).into_doc().with_actor(actor(0x66))).unwrap();
+    let mut file = CaseFile::from_doc(
+        stored_case_file(&server, r)
+            .into_doc()
+            .with_actor(actor(0x66)),
+    )
+    .unwrap();
     let by = staff(STAFF_A, STATION_A);
     let editor = Editor {
         principal: &by,
@@ -226,7 +229,7 @@ fn a_phone_crafting_a_closure_is_refused_and_quarantined() {
     let report = v.sync_once(&server);
     assert_eq!(report.rejections.len(), 1, "{report:#?}");
     assert_eq!(report.rejections[0].code, "role_not_allowed");
-    assert!(stored(&server, r).closure().unwrap().is_none());
+    assert!(stored_case_file(&server, r).closure().unwrap().is_none());
     assert_eq!(server.quarantined().len(), 1);
 }
 

@@ -193,17 +193,7 @@ fn a_server_restored_from_backup_is_repaired_by_the_phones() {
     );
     v2.sync(&restored);
     v1.sync(&restored);
-    let stored = sync_core::doc::casefile::CaseFile::from_doc(
-        pollster::block_on(sync_core::protocol::store::ServerStore::load(
-            &restored,
-            r.into(),
-        ))
-        .unwrap()
-        .unwrap(),
-    )
-    .unwrap()
-    .hydrate()
-    .unwrap();
+    let stored = stored_resident(&restored, r);
     let ids: Vec<_> = stored.visits.iter().map(|v| v.id).collect();
     assert_eq!(ids, vec![x, y, z]);
     assert_eq!(v1.hydrate(r), stored);
@@ -513,17 +503,7 @@ fn a_document_a_restored_server_lost_is_handed_back_not_purged() {
         v.sync_for_a_while(&restored);
     }
     assert!(staff_phone.replica.case_file(r.into()).unwrap().is_some());
-    let stored = sync_core::doc::casefile::CaseFile::from_doc(
-        pollster::block_on(sync_core::protocol::store::ServerStore::load(
-            &restored,
-            r.into(),
-        ))
-        .unwrap()
-        .unwrap(),
-    )
-    .unwrap()
-    .hydrate()
-    .unwrap();
+    let stored = stored_resident(&restored, r);
     assert!(stored.visits.iter().any(|x| x.id == visit));
     assert!(restored.quarantined().is_empty());
 }

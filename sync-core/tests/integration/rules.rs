@@ -647,17 +647,6 @@ fn sync_accepted(phone: &mut Phone, server: &MemoryServerStore, doc: impl Into<D
     assert!(reports[0].receipted.contains(&doc), "{reports:#?}");
 }
 
-fn stored_case_file(server: &MemoryServerStore, id: ResidentId) -> Resident {
-    let doc = match pollster::block_on(server.load(id.into())) {
-        Ok(d) => d.expect("stored"),
-        Err(never) => match never {},
-    };
-    CaseFile::from_doc(doc)
-        .expect("case file")
-        .hydrate()
-        .expect("hydrate")
-}
-
 // ======================================================================================
 // Local path: typed operations (and the rules on raw changes)
 // ======================================================================================
@@ -1414,7 +1403,7 @@ fn server_refuses_a_comment_replaced_under_its_id() {
         raw_comment(tx, TICKET, COMMENT, VOLUNTEER_1, "我不管了").map(drop)
     });
     refused_by_server(&w.server, &w.v2.auth, &forged, "immutable");
-    let t = &stored_case_file(&w.server, R1).follow_ups[0];
+    let t = &stored_resident(&w.server, R1).follow_ups[0];
     assert_eq!(t.comments[0].text, "已联系家属");
 }
 
@@ -2259,7 +2248,7 @@ fn server_refuses_a_volunteer_editing_another_volunteers_visit() {
     // Its own volunteer amends it.
     let forged = attack(&w.v1, R1, |tx| put_notes(tx, VISIT_1, "读报一小时"));
     accepted_by_server(&w.server, &w.v1.auth, &forged);
-    let res = stored_case_file(&w.server, R1);
+    let res = stored_resident(&w.server, R1);
     let v = res.visits.iter().find(|v| v.id == VISIT_1).expect("visit");
     assert_eq!(v.record.notes, "读报一小时");
 }
@@ -2291,7 +2280,7 @@ fn server_refuses_a_volunteer_deleting_a_visit() {
     // The tombstone is accepted, and the visit stays.
     let forged = attack(&w.v1, R1, |tx| put_tombstone(tx, VISIT_1, true));
     accepted_by_server(&w.server, &w.v1.auth, &forged);
-    let res = stored_case_file(&w.server, R1);
+    let res = stored_resident(&w.server, R1);
     assert_eq!(res.visits.len(), 2);
     assert_eq!(
         res.live_visits().map(|v| v.id).collect::<Vec<_>>(),
@@ -2367,7 +2356,7 @@ fn server_refuses_staff_moving_a_resident_out_of_their_scope() {
         f.set_station(e, STATION_B).expect("move");
     });
     sync_accepted(&mut w.coord, &w.server, R1);
-    assert_eq!(stored_case_file(&w.server, R1).station, STATION_B);
+    assert_eq!(stored_resident(&w.server, R1).station, STATION_B);
     let reports = w.staff.sync(&w.server);
     assert!(
         reports.iter().any(|r| r.purged.contains(&R1.into())),
@@ -2422,7 +2411,7 @@ fn server_refuses_a_volunteer_registering_a_resident() {
     let file = new_case_file(w.staff.principal(), actor(1), R3, STATION_A);
     w.staff.replica.save_case_file(&file).expect("save");
     sync_accepted(&mut w.staff, &w.server, R3);
-    assert_eq!(stored_case_file(&w.server, R3).station, STATION_A);
+    assert_eq!(stored_resident(&w.server, R3).station, STATION_A);
 }
 
 #[test]
@@ -2443,7 +2432,7 @@ fn server_refuses_undoing_a_tombstone() {
     // Staff tombstone the other visit; both stay tombstoned.
     let forged = attack(&w.staff, R1, |tx| put_tombstone(tx, VISIT_2, true));
     accepted_by_server(&w.server, &w.staff.auth, &forged);
-    let res = stored_case_file(&w.server, R1);
+    let res = stored_resident(&w.server, R1);
     assert!(res.visits.iter().all(|v| v.tombstoned));
 }
 
@@ -2458,7 +2447,7 @@ fn server_refuses_a_visit_logged_under_another_volunteers_id() {
         raw_visit(tx, NEW_VISIT, VOLUNTEER_1, NOW - HOUR).map(drop)
     });
     accepted_by_server(&w.server, &w.v1.auth, &forged);
-    let res = stored_case_file(&w.server, R1);
+    let res = stored_resident(&w.server, R1);
     let v = res
         .visits
         .iter()
@@ -2493,7 +2482,7 @@ fn server_refuses_restricted_profile_fields_from_a_volunteer() {
         Ok(())
     });
     accepted_by_server(&w.server, &w.staff.auth, &forged);
-    let p = stored_case_file(&w.server, R1).profile;
+    let p = stored_resident(&w.server, R1).profile;
     assert_eq!(
         (
             p.name.as_str(),
@@ -2548,7 +2537,7 @@ fn server_refuses_follow_up_and_comment_tampering() {
         raw_comment(tx, TICKET, NEW_COMMENT, VOLUNTEER_2, "我周六也去").map(drop)
     });
     accepted_by_server(&w.server, &w.v2.auth, &forged);
-    let t = &stored_case_file(&w.server, R1).follow_ups[0];
+    let t = &stored_resident(&w.server, R1).follow_ups[0];
     assert_eq!(t.status, FollowUpStatus::Closed);
     assert_eq!(t.comments.len(), 2);
 }
@@ -2652,7 +2641,7 @@ fn server_refuses_a_batch_whole_when_one_change_is_bad() {
     };
     assert_eq!(forged.changes.len(), 2);
     refused_by_server(&w.server, &w.v1.auth, &forged, "visit_removed");
-    let res = stored_case_file(&w.server, R1);
+    let res = stored_resident(&w.server, R1);
     let v = res.visits.iter().find(|v| v.id == VISIT_1).expect("visit");
     assert_eq!(v.record.notes, record(0).notes);
 }

@@ -11,7 +11,7 @@ use sync_core::model::*;
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
 use sync_core::protocol::replica::{Replica, SyncReport};
 use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
-use sync_core::protocol::store::{MemoryReplicaStore, MemoryServerStore};
+use sync_core::protocol::store::{MemoryReplicaStore, MemoryServerStore, ServerStore};
 use sync_core::rules::Editor;
 use uuid::Uuid;
 
@@ -198,6 +198,20 @@ pub fn new_catalog(actor_id: ActorId) -> CatalogDoc {
     cat
 }
 
+/// The server's copy of a resident's case file (it must be stored).
+pub fn stored_case_file(server: &MemoryServerStore, id: ResidentId) -> CaseFile {
+    let doc = match pollster::block_on(server.load(id.into())) {
+        Ok(d) => d.expect("stored"),
+        Err(never) => match never {},
+    };
+    CaseFile::from_doc(doc).expect("case file")
+}
+
+/// The server's copy of a resident's case file, hydrated.
+pub fn stored_resident(server: &MemoryServerStore, id: ResidentId) -> Resident {
+    stored_case_file(server, id).hydrate().expect("hydrate")
+}
+
 /// A phone: a replica plus the identity the server authenticated it as.
 pub struct Phone {
     pub replica: Replica<MemoryReplicaStore>,
@@ -277,31 +291,33 @@ impl Phone {
         self.replica.apply(&response).expect("apply")
     }
 
-    /// Syncs up to 20 rounds while the server has more or a repair is under way;
-    /// whether it settled (a repair may wait on another phone, which holds the
-    /// changes it builds on).
-    pub fn sync_for_a_while(&mut self, server: &MemoryServerStore) -> bool {
-        for _ in 0..20 {
-            let r = self.sync_once(server);
-            if !(r.more || !r.repairing.is_empty() || self.replica.store().need_held_flag()) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Syncs until the server has nothing more and no repair is under way.
-    pub fn sync(&mut self, server: &MemoryServerStore) -> Vec<SyncReport> {
+    /// Syncs up to 20 rounds while the server has more, a repair is under way or the
+    /// server asked for the held list; the reports, and whether it settled (a repair
+    /// may wait on another phone, which holds the changes it builds on).
+    fn sync_rounds(&mut self, server: &MemoryServerStore) -> (Vec<SyncReport>, bool) {
         let mut reports = Vec::new();
         for _ in 0..20 {
             let r = self.sync_once(server);
             let again = r.more || !r.repairing.is_empty() || self.replica.store().need_held_flag();
             reports.push(r);
             if !again {
-                return reports;
+                return (reports, true);
             }
         }
-        panic!("sync did not settle in 20 rounds: {reports:#?}");
+        (reports, false)
+    }
+
+    /// [`Phone::sync`] that may stop unsettled; whether it settled.
+    pub fn sync_for_a_while(&mut self, server: &MemoryServerStore) -> bool {
+        self.sync_rounds(server).1
+    }
+
+    /// Syncs until the server has nothing more and no repair is under way.
+    pub fn sync(&mut self, server: &MemoryServerStore) -> Vec<SyncReport> {
+        match self.sync_rounds(server) {
+            (reports, true) => reports,
+            (reports, false) => panic!("sync did not settle in 20 rounds: {reports:#?}"),
+        }
     }
 }
 
