@@ -148,8 +148,8 @@ macro_rules! write_job {
         // before, and no phone passes over them.
         let seq: i64 = sqlx::query(
             "INSERT INTO feed (seq, doc, hashes, device, user_id, received_at)
-             VALUES ((SELECT CASE WHEN COALESCE(MAX(seq), 0) + 1 > $6 THEN COALESCE(MAX(seq), 0) + 1
-                                  ELSE $6 END FROM feed),
+             VALUES ((SELECT CASE WHEN next > $6 THEN next ELSE $6 END
+                      FROM (SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM feed) AS last),
                      $1, $2, $3, $4, $5) RETURNING seq",
         )
         .bind($job.id.clone())

@@ -733,7 +733,10 @@ impl<'a, S: ServerStore> Step<'a, S> {
         // last sync, and the phone may hold changes it lost. Then every document the
         // phone holds is repaired with Automerge's own protocol from the server's copy
         // (each side sends what the other lacks), and the feed goes on from the head.
-        let restored = cursor > 0 && !self.store.feed_contains(cursor).await?;
+        // (A cursor at the head names the head's entry; one beyond it names none: only
+        // a cursor below the head needs the look-up.)
+        let restored = cursor > head
+            || (cursor > 0 && cursor < head && !self.store.feed_contains(cursor).await?);
         let cursor = if restored { head } else { cursor };
         if restored {
             for doc in known.iter().copied().collect::<Vec<_>>() {
