@@ -6,8 +6,7 @@
 
 use super::admin::administers;
 use super::i18n::Lang;
-use super::residents::user_names;
-use super::scope::{Bind, Sql, fetch};
+use super::residents::{names_by_id, user_names};
 use super::session::WebUser;
 use super::text::{date_time, short};
 use super::{WebError, render, unreadable};
@@ -173,15 +172,12 @@ async fn resident_names(
     state: &AppState,
     ids: impl IntoIterator<Item = ResidentId>,
 ) -> Result<HashMap<ResidentId, String>> {
-    let ids: std::collections::BTreeSet<ResidentId> = ids.into_iter().collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let mut q = Sql::new("SELECT id, name FROM resident_rows WHERE id IN ");
-    q.bind_list(ids.iter().map(|r| Bind::id(&r.0)));
-    let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, name)| Uuid::from_slice(&id).ok().map(|u| (ResidentId(u), name)))
-        .collect())
+    let ids = ids.into_iter().map(|r| r.0).collect();
+    names_by_id(
+        state,
+        "SELECT id, name FROM resident_rows WHERE id IN ",
+        ids,
+    )
+    .await
+    .map(|names| names.into_iter().map(|(r, n)| (ResidentId(r), n)).collect())
 }

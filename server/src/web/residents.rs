@@ -46,16 +46,33 @@ pub(crate) async fn user_names(
     state: &AppState,
     ids: impl IntoIterator<Item = UserId>,
 ) -> Result<HashMap<UserId, String>> {
-    let ids: BTreeSet<UserId> = ids.into_iter().collect();
+    // Collected first: a lazy iterator held across the await would not be `Send`.
+    let ids: BTreeSet<Uuid> = ids.into_iter().map(|u| u.0).collect();
+    names_by_id(
+        state,
+        "SELECT id, display_name FROM users WHERE id IN ",
+        ids,
+    )
+    .await
+    .map(|names| names.into_iter().map(|(u, n)| (UserId(u), n)).collect())
+}
+
+/// Names by id from `select` (`SELECT id, <name> FROM <table> WHERE id IN `, the list
+/// of `ids` appended).
+pub(crate) async fn names_by_id(
+    state: &AppState,
+    select: &'static str,
+    ids: BTreeSet<Uuid>,
+) -> Result<HashMap<Uuid, String>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut q = Sql::new("SELECT id, display_name FROM users WHERE id IN ");
-    q.bind_list(ids.iter().map(|u| Bind::id(&u.0)));
+    let mut q = Sql::new(select);
+    q.bind_list(ids.iter().map(Bind::id));
     let rows: Vec<(Vec<u8>, String)> = fetch!(&state.store, q, (Vec<u8>, String), fetch_all)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, name)| Uuid::from_slice(&id).ok().map(|u| (UserId(u), name)))
+        .filter_map(|(id, name)| Uuid::from_slice(&id).ok().map(|u| (u, name)))
         .collect())
 }
 
@@ -132,7 +149,7 @@ async fn show(
         .and_then(|doc| CaseFile::from_doc(doc).map_err(core_error))?;
     let conflicts = file.conflicts().map_err(core_error)?;
     let changes = history(file.doc()).map_err(core_error)?;
-    let closure = file.closure().map_err(core_error)?;
+    let closure = p.resident.closure.clone();
     let people = user_names(
         state,
         p.visits
