@@ -13,6 +13,45 @@ pub struct TestStore {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestStore {
+    /// Runs `sql` on the store's database through a connection of its own (what
+    /// another process would do); the database's error text if it refuses.
+    pub async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// One number from `sql`, with `id` bound as `$1` when given, through a connection
+    /// of its own.
+    pub async fn count(&self, sql: &'static str, id: Option<uuid::Uuid>) -> i64 {
+        let bytes = id.map(|u| u.as_bytes().to_vec());
+        if self.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            let q = sqlx::query_scalar(sql);
+            let q = match bytes {
+                Some(b) => q.bind(b),
+                None => q,
+            };
+            q.fetch_one(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            let q = sqlx::query_scalar(sql);
+            let q = match bytes {
+                Some(b) => q.bind(b),
+                None => q,
+            };
+            q.fetch_one(&mut c).await.unwrap()
+        }
+    }
+}
+
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("linli.sqlite").display());

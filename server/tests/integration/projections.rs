@@ -292,15 +292,7 @@ async fn assert_projected(t: &TestStore, resident: ResidentId) -> Projection {
 
 /// Runs SQL on the store's database through a connection of its own.
 async fn execute(t: &TestStore, sql: &str) {
-    use sqlx::Connection;
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if t.url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&t.url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-    } else {
-        let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-    }
+    t.try_execute(sql).await.unwrap();
 }
 
 const WIPE: &str = "DELETE FROM resident_rows; DELETE FROM visit_rows; \

@@ -9,21 +9,6 @@ use crate::backends::{TestStore, conformance};
 use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, other_district_coordinator, staff};
 use crate::world::World;
 
-/// Runs `sql` on the store's database through a connection of its own; the error text
-/// if the database refuses it.
-async fn try_execute(w: &World, sql: &'static str) -> Result<(), String> {
-    use sqlx::Connection;
-    let url = &w.server.t.url;
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-    }
-    .map_err(|e| e.to_string())
-}
-
 /// The rows of the access log page, as (who, what, resident, detail).
 fn entries(page: &str) -> Vec<(String, String, String, String)> {
     let cell = |row: &str, class: &str| -> String {
@@ -126,7 +111,7 @@ async fn reads_are_logged_and_only_the_district_s_managers_read_the_log(t: TestS
         "UPDATE access_log SET detail = 'nothing to see'",
         "DELETE FROM access_log",
     ] {
-        let refused = try_execute(&w, sql).await.expect_err(sql);
+        let refused = w.server.t.try_execute(sql).await.expect_err(sql);
         assert!(refused.contains("append-only"), "{refused}");
     }
     assert_eq!(entries(&b.page("/web/access-log").await).len(), 3);

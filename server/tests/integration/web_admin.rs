@@ -55,15 +55,7 @@ fn bad_request(answer: &Answer, reason: &str) {
 
 /// One number from SQL, on either backend.
 async fn count(w: &World, sql: &'static str) -> i64 {
-    use sqlx::Connection;
-    let url = &w.server.t.url;
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-    }
+    w.server.t.count(sql, None).await
 }
 
 /// The catalog as a phone of the district holds it after a sync.

@@ -15,24 +15,7 @@ use sync_core::model::ClosureReason;
 
 /// One number from SQL with the resident's id bound as `$1`, on either backend.
 async fn count(w: &World, sql: &'static str, resident: ResidentId) -> i64 {
-    use sqlx::Connection;
-    let url = &w.server.t.url;
-    let id = resident.0.as_bytes().to_vec();
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    }
+    w.server.t.count(sql, Some(resident.0)).await
 }
 
 async fn a_resident_s_data_is_erased_on_request(t: TestStore) {
