@@ -7,7 +7,7 @@
 //! input and another district's station change nothing.
 
 use crate::backends::{TestStore, conformance};
-use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, staff};
+use crate::web_client::{Browser, STAFF_PASSWORD, coordinator, field, other_district, staff};
 use crate::world::{World, stored};
 use serde_json::json;
 use sync_core::model::RiskLevel;
@@ -209,15 +209,7 @@ async fn a_resident_moves_station_and_the_staff_phones_follow(t: TestStore) {
     assert!(page.contains("id=\"station-form\""), "{page}");
     let csrf = field(&page, "csrf");
     // Another district's station is refused.
-    let other = w
-        .server
-        .post(
-            "/api/v1/districts",
-            Some(&w.admin_token),
-            &json!({ "name": "临汾路街道" }),
-        )
-        .await;
-    let other_district = other.json()["id"].as_str().unwrap().to_owned();
+    let other_district = other_district(&w).await;
     let elsewhere = w
         .server
         .post(

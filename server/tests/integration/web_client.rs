@@ -180,9 +180,8 @@ pub async fn staff(w: &World, login: &str, stations: &[StationId]) -> UserId {
     UserId(answer.json()["id"].as_str().unwrap().parse().unwrap())
 }
 
-/// A coordinator of another district, made by the first start's admin and signed in on
-/// the web with `password`: the attacker next door.
-pub async fn other_district_coordinator(w: &World, login: &str, password: &str) -> Browser {
+/// Another district, made by the first start's admin; its id.
+pub async fn other_district(w: &World) -> String {
     let other = w
         .server
         .post(
@@ -192,7 +191,13 @@ pub async fn other_district_coordinator(w: &World, login: &str, password: &str) 
         )
         .await;
     other.expect(201);
-    let district = other.json()["id"].as_str().unwrap().to_owned();
+    other.json()["id"].as_str().unwrap().to_owned()
+}
+
+/// A coordinator of another district, made by the first start's admin and signed in on
+/// the web with `password`: the attacker next door.
+pub async fn other_district_coordinator(w: &World, login: &str, password: &str) -> Browser {
+    let district = other_district(w).await;
     w.server
         .post(
             "/api/v1/users",
