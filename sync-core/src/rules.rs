@@ -577,10 +577,8 @@ impl Ctx<'_> {
             return Err(invalid("profile", "is missing"));
         }
         for field in check_profile {
-            let value = crate::doc::casefile::profile_field_value(doc, field)
-                .unwrap_or(crate::doc::casefile::FieldValue::Empty);
-            field
-                .validate(&value)
+            crate::doc::casefile::profile_field_value(doc, field)
+                .and_then(|value| field.validate(&value))
                 .map_err(|r| invalid(field.key(), r))?;
         }
         for id in check_visits {

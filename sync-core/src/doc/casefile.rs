@@ -884,10 +884,27 @@ pub(crate) fn read_follow_up<R: ReadDoc>(doc: &R, id: FollowUpId, f: &ObjId) -> 
     })
 }
 
-/// Reads a profile field's current value.
-pub(crate) fn profile_field_value<R: ReadDoc>(doc: &R, field: ProfileField) -> Option<FieldValue> {
-    let p = get_obj(doc, &ROOT, PROFILE)?;
-    scalar(doc, &p, field.key()).map(|s| FieldValue::from_scalar(&s))
+/// A profile field's current value: `Empty` when absent, `Err` for a value of a type no
+/// profile field holds.
+pub(crate) fn profile_field_value<R: ReadDoc>(
+    doc: &R,
+    field: ProfileField,
+) -> std::result::Result<FieldValue, String> {
+    let Some(p) = get_obj(doc, &ROOT, PROFILE) else {
+        return Ok(FieldValue::Empty);
+    };
+    match scalar(doc, &p, field.key()) {
+        None => Ok(FieldValue::Empty),
+        Some(
+            s @ (ScalarValue::Str(_)
+            | ScalarValue::Int(_)
+            | ScalarValue::Uint(_)
+            | ScalarValue::Timestamp(_)),
+        ) => Ok(FieldValue::from_scalar(&s)),
+        // Bytes, a boolean, a float, a counter, null: no profile field holds one, and
+        // the reader refuses it; taking it for "cleared" would let it in.
+        Some(_) => Err("has the wrong type".into()),
+    }
 }
 
 /// Commits with the editor as author (change message = user id, time = editor's clock).

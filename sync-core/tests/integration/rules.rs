@@ -1955,6 +1955,23 @@ fn writes_outside_the_schema_are_refused() {
             reason: "has the wrong type (an object)".into(),
         })
     );
+    // A scalar of a type no profile field holds is not taken for a cleared field (the
+    // rules fuzzer found bytes in the address accepted, which the reader refuses).
+    for value in [
+        bytes(STATION_A.0),
+        ScalarValue::Boolean(true),
+        ScalarValue::F64(1.5),
+        ScalarValue::Null,
+        ScalarValue::counter(1),
+    ] {
+        for key in ["address", "birth_year"] {
+            let r = check_raw(file.doc(), &sa, |tx| {
+                let p = at(&*tx, &["profile"]);
+                tx.put(&p, key, value.clone())
+            });
+            assert_invalid(r, key, "has the wrong type");
+        }
+    }
     // A new key at the root is refused too (the root's keys are fixed at creation).
     let r = check_raw(file.doc(), &sa, |tx| tx.put(ROOT, "colour", "blue"));
     assert_eq!(
