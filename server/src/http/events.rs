@@ -190,10 +190,18 @@ pub(crate) async fn relay_notifications(state: Arc<AppState>) {
     let Pool::Postgres(pool) = state.store.pool() else {
         return;
     };
+    // The listener holds its connection for as long as it listens: it gets a pool of
+    // its own, so the requests keep every one of the `--db-connections` (a server
+    // started with one would otherwise have none left and time out on every request).
+    let listening_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*pool.connect_options()).clone());
     let mut stopping = state.stopping.subscribe();
     loop {
         let listening = async {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            let mut listener = sqlx::postgres::PgListener::connect_with(&listening_pool).await?;
             listener.listen(CHANNEL).await?;
             loop {
                 let n = listener.recv().await?;

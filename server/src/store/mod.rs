@@ -97,6 +97,21 @@ impl Default for StoreOptions {
     }
 }
 
+/// Whether a SQLite connection given back to the pool is outside any transaction,
+/// as SQLite and sqlx both see it; if not, the pool closes it and opens another.
+/// After a full disk or an I/O error SQLite rolls a transaction back by itself, so
+/// sqlx's own ROLLBACK (when a `Transaction` is dropped on the error) fails and sqlx
+/// still counts the connection as inside one: its next `BEGIN IMMEDIATE` would be
+/// refused, and a savepoint taken in its place would leave SQLite inside a
+/// transaction that nothing ends, failing every later write on that connection.
+/// Runs after the rollback a dropped `Transaction` queued, on the same worker.
+async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
+    use sqlx::Connection;
+    // SQLite refuses a BEGIN inside a transaction: the error closes the connection.
+    sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *conn).await?;
+    Ok(!conn.is_in_transaction())
+}
+
 /// The SQL store.
 #[derive(Debug)]
 pub struct SqlStore {
@@ -130,6 +145,7 @@ impl SqlStore {
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(options.max_connections)
+                    .after_release(|conn, _| Box::pin(outside_transaction(conn)))
                     .connect_with(connect)
                     .await?,
             )

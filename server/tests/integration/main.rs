@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backends;
+mod binary; // The real server binary, run by tests.
 mod bodies;
 mod browser;
 mod browser_accounts; // Accounts and a station move in a browser (issue 12).
@@ -12,6 +13,7 @@ mod browser_care; // A resident's care in a browser (issue 12).
 mod browser_follow_ups; // Follow-up tickets in a browser (issue 5).
 mod browser_quarantine; // Refused changes in a browser (issue 12).
 mod demo;
+mod faults; // A full disk and the database away, on both backends (issue 16).
 mod http;
 mod kill;
 mod ops;
