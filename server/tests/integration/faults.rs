@@ -216,28 +216,6 @@ async fn a_full_disk_refuses_writes_and_loses_nothing(t: TestStore) {
         Some(space) => Disk::Postgres(space),
     };
     let base = process.base.clone();
-    let ready = get(&base, "/readyz").await;
-    assert_eq!(
-        ready.status,
-        200,
-        "{ready:?} {}",
-        std::fs::read_to_string(data.log()).unwrap_or_default()
-    );
-    let l = Answer::read(
-        Client::new()
-            .post(format!("{base}/api/v1/login"))
-            .json(&json!({ "login": "staff", "password": site.password }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        l.status,
-        200,
-        "{l:?} {}",
-        std::fs::read_to_string(data.log()).unwrap_or_default()
-    );
     let token = login(&base, "staff", &site.password).await;
     let mut staff = Phone::enrol(&base, &site.coordinator_code).await;
     let resident = staff.register(site.station, "王阿婆");
