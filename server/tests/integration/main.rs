@@ -19,6 +19,7 @@ mod kill;
 mod ops;
 mod phone;
 mod projections;
+mod proxy; // Phones syncing through a fault proxy (issue 16).
 mod recover; // A revoked phone's sealed export (issue 12).
 mod serving;
 mod store;

@@ -166,6 +166,34 @@ impl Phone {
         out
     }
 
+    /// Approves every visit to `residents` this phone holds that nobody has reviewed
+    /// (station staff at the end of a day); how many.
+    pub fn approve_all(&mut self, residents: &[ResidentId]) -> usize {
+        let mut approved = 0;
+        for r in residents {
+            let Some(file) = self.replica.case_file((*r).into()).unwrap() else {
+                continue;
+            };
+            let pending: Vec<VisitId> = (file.hydrate().unwrap().visits.iter())
+                .filter(|v| v.review.is_none() && !v.tombstoned)
+                .map(|v| v.id)
+                .collect();
+            for v in &pending {
+                self.edit(*r, |f, e| {
+                    f.review_visit(e, *v, ReviewStatus::Approved, "好")
+                })
+                .unwrap();
+            }
+            approved += pending.len();
+        }
+        approved
+    }
+
+    /// Sends through `http` from now on (a client with other timeouts or no pooling).
+    pub fn set_client(&mut self, http: Client) {
+        self.http = http;
+    }
+
     /// Logs a visit to `resident` and returns its id.
     pub fn log_visit(&mut self, resident: ResidentId, notes: &str) -> VisitId {
         let id = VisitId(Uuid::now_v7());
