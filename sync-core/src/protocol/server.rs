@@ -617,7 +617,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
     async fn fallback(&mut self, fallback: &FallbackMessage) -> Result<(), S::Error> {
         let id = fallback.doc;
         let raw = vec![fallback.message.0.clone()];
-        let message = match Message::decode(&fallback.message.0) {
+        let message = match untrusted(|| Message::decode(&fallback.message.0)) {
             Ok(m) => m,
             Err(e) => {
                 return self
@@ -841,8 +841,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
 /// it parses one, and a corrupted change can get far into a document before anything
 /// notices.
 fn parse_change(bytes: &[u8]) -> Result<Change, String> {
-    let change =
-        Change::from_bytes(bytes.to_vec()).map_err(|e| format!("a change does not parse: {e}"))?;
+    let change = untrusted(|| Change::from_bytes(bytes.to_vec()))
+        .map_err(|e| format!("a change does not parse: {e}"))?;
     // The chunk header: 4 magic bytes, then the first 4 bytes of the change's hash.
     if bytes.get(4..8) != Some(&change.hash().0[..4]) {
         return Err(format!(
@@ -853,11 +853,12 @@ fn parse_change(bytes: &[u8]) -> Result<Change, String> {
     Ok(change)
 }
 
-/// Runs an Automerge call on a device's bytes. Automerge trusts what it applies and
-/// panics on some malformed changes (a sequence number out of order, an actor index
-/// out of range); from a device that is a malformed upload, not a failed server. The
+/// Runs an Automerge call on a device's bytes. Automerge trusts what it parses and
+/// applies and panics on some malformed input (a sequence number out of order, an
+/// actor index out of range, one past `u32` in a change's columns, which the envelope
+/// fuzzer found); from a device that is a malformed upload, not a failed server. The
 /// document the call worked on must be dropped after an error.
-fn untrusted<T>(apply: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Result<T, String> {
+fn untrusted<T, E: std::fmt::Display>(apply: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(apply)) {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err("Automerge refused them".to_owned()),
