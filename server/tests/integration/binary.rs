@@ -1,6 +1,7 @@
 //! The real server binary run by tests: its data folder, operator commands, a district
 //! set up before it starts, and the process, killed with the test.
 
+use crate::phone::Phone;
 use crate::serving::Answer;
 use reqwest::Client;
 use serde_json::json;
@@ -110,11 +111,28 @@ impl Data {
 /// a coordinator (with the one-time password they sign in with), volunteers, and an
 /// enrolment code for each of them.
 pub struct Site {
+    pub coordinator: String,
     pub station: StationId,
     pub password: String,
     pub coordinator_code: String,
     pub volunteers: Vec<UserId>,
     pub codes: Vec<String>,
+}
+
+impl Site {
+    /// The coordinator enrols a phone, registers a resident at the station and assigns
+    /// the first `volunteers` volunteers to them: the coordinator's phone, synced, and
+    /// the resident.
+    pub async fn resident(&self, base: &str, name: &str, volunteers: usize) -> (Phone, ResidentId) {
+        let token = login(base, &self.coordinator, &self.password).await;
+        let mut phone = Phone::enrol(base, &self.coordinator_code).await;
+        let resident = phone.register(self.station, name);
+        phone.sync().await.unwrap();
+        for v in &self.volunteers[..volunteers] {
+            put(base, &token, *v, resident).await;
+        }
+        (phone, resident)
+    }
 }
 
 impl Data {
@@ -163,6 +181,7 @@ impl Data {
                 .to_owned()
         };
         Site {
+            coordinator: coordinator.to_owned(),
             station,
             password,
             coordinator_code: code(coordinator),

@@ -9,7 +9,7 @@
 //! list) that left its connection unusable would fail every later request: none may.
 
 use crate::backends::{TestStore, conformance};
-use crate::binary::{Data, Process, limit_file_size, login, put, stored_visits};
+use crate::binary::{Data, Process, limit_file_size, stored_visits};
 use crate::phone::Phone;
 use crate::serving::Answer;
 use reqwest::Client;
@@ -216,12 +216,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing(t: TestStore) {
         Some(space) => Disk::Postgres(space),
     };
     let base = process.base.clone();
-    let token = login(&base, "staff", &site.password).await;
-    let mut staff = Phone::enrol(&base, &site.coordinator_code).await;
-    let resident = staff.register(site.station, "王阿婆");
-    staff.sync().await.unwrap();
-    put(&base, &token, site.volunteers[0], resident).await;
-    put(&base, &token, site.volunteers[1], resident).await;
+    let (_staff, resident) = site.resident(&base, "王阿婆", 2).await;
     let mut wang = Phone::enrol(&base, &site.codes[0]).await;
     wang.sync().await.unwrap();
     let mut logged = BTreeSet::from([wang.log_visit(resident, "磁盘满之前")]);
@@ -316,11 +311,7 @@ async fn the_database_going_away_refuses_writes_and_loses_nothing() {
     let site = data.set_up("staff", &["wang"]);
     let process = data.start_with(&["--db-connections", "2"]).await;
     let base = process.base.clone();
-    let token = login(&base, "staff", &site.password).await;
-    let mut staff = Phone::enrol(&base, &site.coordinator_code).await;
-    let resident = staff.register(site.station, "王阿婆");
-    staff.sync().await.unwrap();
-    put(&base, &token, site.volunteers[0], resident).await;
+    let (_staff, resident) = site.resident(&base, "王阿婆", 1).await;
     let mut wang = Phone::enrol(&base, &site.codes[0]).await;
     wang.sync().await.unwrap();
     let first = wang.log_visit(resident, "数据库在");
