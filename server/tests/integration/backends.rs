@@ -67,6 +67,18 @@ pub async fn sqlite() -> TestStore {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub async fn postgres() -> TestStore {
+    let url = empty_postgres().await;
+    TestStore {
+        store: SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap(),
+        url,
+        _dir: None,
+    }
+}
+
+/// A new, empty database on the test PostgreSQL server (no tables yet): its URL.
+pub async fn empty_postgres() -> String {
     let admin = std::env::var("LINLI_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!("LINLI_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which starts PostgreSQL")
     });
@@ -87,14 +99,7 @@ pub async fn postgres() -> TestStore {
         .await
         .unwrap();
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    TestStore {
-        store: SqlStore::connect(&url, StoreOptions::default())
-            .await
-            .unwrap(),
-        url,
-        _dir: None,
-    }
+    format!("{base}/{name}")
 }
 
 /// Declares each named test once per backend.

@@ -763,7 +763,7 @@ async fn password_logins_are_rate_limited(t: TestStore) {
 
 /// Reads `changed` events from a live stream until one names `until`; returns the
 /// documents named, in order.
-async fn events_until(response: &mut reqwest::Response, until: ResidentId) -> Vec<Uuid> {
+pub(crate) async fn events_until(response: &mut reqwest::Response, until: ResidentId) -> Vec<Uuid> {
     let mut text = String::new();
     let mut docs = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -15,6 +15,7 @@ mod browser_quarantine; // Refused changes in a browser (issue 12).
 mod demo;
 mod faults; // A full disk and the database away, on both backends (issue 16).
 mod http;
+mod instances; // Three server processes on one PostgreSQL (issue 14).
 mod kill;
 mod ops;
 mod phone;

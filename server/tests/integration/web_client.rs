@@ -75,8 +75,13 @@ pub fn unescape(text: &str) -> String {
 
 impl Browser {
     pub fn new(server: &TestServer) -> Self {
+        Self::at(server.url("").trim_end_matches('/'))
+    }
+
+    /// A browser for the server at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Self {
         Browser {
-            base: server.url("").trim_end_matches('/').to_owned(),
+            base: base.to_owned(),
             http: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
