@@ -18,6 +18,8 @@ mod quarantine; // Refused changes (issue 12).
 mod residents;
 mod review;
 mod roster; // Roster import (issue 5).
+#[doc(hidden)]
+pub use roster::check_offline as roster_check_offline; // For the fuzzer (fuzz/).
 mod scope;
 mod session;
 mod stats;

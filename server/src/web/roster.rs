@@ -43,10 +43,10 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use sync_core::automerge::Change;
+use sync_core::automerge::{ActorId, Change};
 use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
-use sync_core::ids::{DistrictId, DocId, ResidentId, StationId};
-use sync_core::model::{LivingSituation, Principal, Profile, RiskLevel};
+use sync_core::ids::{DistrictId, DocId, ResidentId, StationId, UserId};
+use sync_core::model::{LivingSituation, Principal, Profile, RiskLevel, Role, Scope};
 use sync_core::protocol::server::place_of;
 use sync_core::protocol::store::{Append, AppendOutcome, ServerStore};
 use sync_core::rules::Editor;
@@ -516,6 +516,56 @@ async fn create(
         // Stored already (another confirm of the same row): never overwritten.
         AppendOutcome::HeadsMoved => Err(Error::Conflict(format!("resident {} exists", id.0))),
     }
+}
+
+/// An upload's preview and confirm without a database, for the fuzzer (`fuzz/`):
+/// reads `bytes` as the file `file_name`, checks it in both languages against a station
+/// with no residents yet, and makes the case file of every row the check accepts
+/// through the core, as confirming does. A file that does not read is `Ok(0)`; `Err`
+/// names a row the check accepted and the core refused, which would let a preview
+/// promise what the confirm then fails. Never panics, whatever the bytes.
+#[doc(hidden)]
+pub fn check_offline(file_name: &str, bytes: &[u8]) -> std::result::Result<usize, String> {
+    let Ok(Some(table)) = read_table(file_name, bytes) else {
+        return Ok(0);
+    };
+    let station = StationChoice {
+        id: Uuid::from_u128(0x5A),
+        district: Uuid::from_u128(0xD1),
+        name: String::new(),
+    };
+    let principal = Principal {
+        user: UserId(Uuid::from_u128(0xA0)),
+        role: Role::StationStaff,
+        scope: Scope::Stations {
+            district: DistrictId(station.district),
+            stations: [StationId(station.id)].into(),
+        },
+    };
+    let editor = Editor {
+        principal: &principal,
+        now: now_ms(),
+    };
+    let mut made = 0;
+    for lang in [Lang::Zh, Lang::En] {
+        let analysis = check_table(lang, &table, &HashSet::new());
+        if !analysis.errors.is_empty() {
+            continue;
+        }
+        for row in &analysis.rows {
+            CaseFile::create(
+                ActorId::random(),
+                &editor,
+                roster_id(&station, &row.profile),
+                DistrictId(station.district),
+                StationId(station.id),
+                &row.profile,
+            )
+            .map_err(|e| format!("row {}: {e}", row.number))?;
+            made += 1;
+        }
+    }
+    Ok(made)
 }
 
 // ---- Reading and checking the file ------------------------------------------------

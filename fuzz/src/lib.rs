@@ -1,0 +1,46 @@
+//! Linli's fuzz targets. Each module's `run` takes arbitrary bytes and must never
+//! panic; where a target can check more than "no panic" (a decoded envelope encodes
+//! back to itself, an accepted change leaves a readable document) it asserts that too,
+//! so a wrong answer is a crash the fuzzer keeps.
+//!
+//! `scripts/fuzz TARGET [SECONDS]` runs one under libFuzzer (cargo fuzz, stable Rust,
+//! no sanitizer); `tests/corpus.rs` replays every kept input on every test run. See
+//! this crate's README and RELIABILITY.md.
+
+#![forbid(unsafe_code)]
+
+pub mod envelope;
+pub mod fixtures;
+pub mod roster;
+pub mod rules;
+pub mod seeds;
+
+/// The server step parses, applies and judges a device's bytes under a panic guard,
+/// because Automerge panics on some malformed input; libFuzzer's panic hook would abort
+/// on those caught panics too. Panics raised inside Automerge (and its column encoder)
+/// stay quiet; any other goes to the previous hook (libFuzzer's, which aborts: a panic
+/// in Linli's code is always a crash). An Automerge panic nothing catches still
+/// unwinds out of the target and aborts.
+pub(crate) fn quiet_automerge_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let inside = info
+                .location()
+                .is_some_and(|l| l.file().contains("/automerge-") || l.file().contains("/hexane-"));
+            if !inside {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A content name for an input (hex of a 64-bit FNV-1a hash), so the same input
+/// written twice is one file.
+pub fn name_of(data: &[u8]) -> String {
+    let hash = data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
