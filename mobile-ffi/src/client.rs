@@ -288,7 +288,7 @@ impl LinliClient {
                 Some(c) => Some(c.hydrate()?),
                 None => None,
             };
-            let new = file.doc().get_changes(&before);
+            let new = sync_core::doc::changes_since(file.doc(), &before);
             rules::check_catalog_refs(file.doc(), &new, catalog.as_ref())
                 .map_err(sync_core::Error::Rejected)?;
             // One transaction: the change, the sync state and the resident's summary.
@@ -320,11 +320,14 @@ impl LinliClient {
 }
 
 /// A document's summary, for the store to seal beside it on every write.
-fn summarize(doc: &Automerge) -> Option<Vec<u8>> {
+fn summarize(doc: &Automerge, previous: Option<crate::store::Previous<'_>>) -> Option<Vec<u8>> {
     let summary = match header(doc).ok()??.kind {
         DocKind::Catalog => Summary::Catalog,
         DocKind::Resident => {
-            let l = listing(doc).ok()?;
+            let l = match previous.and_then(|p| follow_on(doc, p)) {
+                Some(l) => l,
+                None => listing(doc).ok()?,
+            };
             Summary::Resident {
                 profile: l.profile,
                 station: l.station,
@@ -333,6 +336,31 @@ fn summarize(doc: &Automerge) -> Option<Vec<u8>> {
         }
     };
     postcard::to_stdvec(&summary).ok()
+}
+
+/// The listing after this write from the one stored before it, when the stored
+/// summary is a resident's (a visit logged to a resident with a long history then
+/// costs the new visit, not a read of every visit).
+fn follow_on(
+    doc: &Automerge,
+    previous: crate::store::Previous<'_>,
+) -> Option<sync_core::doc::casefile::Listing> {
+    let Ok(Summary::Resident {
+        profile,
+        station,
+        last_visit_at,
+    }) = postcard::from_bytes(previous.summary)
+    else {
+        return None;
+    };
+    let before = sync_core::doc::casefile::Listing {
+        station,
+        profile,
+        last_visit_at,
+        closure: None,
+    };
+    let changes = sync_core::doc::changes_since(doc, previous.heads);
+    sync_core::doc::casefile::listing_after(doc, previous.heads, &before, &changes).ok()
 }
 
 /// Loads a held document whose summary is missing and stores one; `None` if it is not
@@ -344,7 +372,7 @@ fn rebuild_summary(store: &Store, id: DocId) -> Result<Option<Summary>> {
     let doc = Automerge::load(&bytes).map_err(|e| LinliError::Malformed {
         detail: format!("stored document {id} does not load: {e}"),
     })?;
-    let Some(plain) = summarize(&doc) else {
+    let Some(plain) = summarize(&doc, None) else {
         return Ok(None);
     };
     store.set_summary(id, &plain)?;

@@ -93,8 +93,19 @@ struct SealedRefused {
     dismissed: Option<String>,
 }
 
-/// Makes a document's list summary (plain bytes; the store seals them), or `None`.
-pub type Summarizer = fn(&Automerge) -> Option<Vec<u8>>;
+/// Makes a document's list summary (plain bytes; the store seals them), or `None`;
+/// given the summary stored before this write when there is one, so it can follow on
+/// from it instead of reading the whole document.
+pub type Summarizer = fn(&Automerge, Option<Previous<'_>>) -> Option<Vec<u8>>;
+
+/// The summary stored for a document and the heads it was made at.
+#[derive(Clone, Copy, Debug)]
+pub struct Previous<'a> {
+    /// The heads of the stored document the summary describes.
+    pub heads: &'a [sync_core::automerge::ChangeHash],
+    /// The summary, as the summarizer made it.
+    pub summary: &'a [u8],
+}
 
 /// The phone's store. Implements the core's [`ReplicaStore`].
 pub struct Store {
@@ -218,8 +229,20 @@ impl Store {
         }
     }
 
-    fn summary_of(&self, doc: &Automerge) -> Option<Vec<u8>> {
-        self.summarize.and_then(|f| f(doc))
+    fn summary_of(&self, doc: &Automerge, previous: Option<Previous<'_>>) -> Option<Vec<u8>> {
+        self.summarize.and_then(|f| f(doc, previous))
+    }
+
+    /// One document's stored summary, opened; `None` if there is none or it does not
+    /// open (the summarizer then reads the whole document, as without one).
+    fn stored_summary(&self, id: &[u8]) -> R<Option<Vec<u8>>> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT data FROM summaries WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(sealed.and_then(|s| self.cipher.open(&aad(&[b"summaries", id]), &s).ok()))
     }
 
     fn check_key(&self) -> R<()> {
@@ -538,7 +561,7 @@ impl ReplicaStore for Store {
             .as_ref()
             .map(|d| hashes(&d.get_heads()))
             .unwrap_or_default();
-        let summary = loaded.as_ref().and_then(|d| self.summary_of(d));
+        let summary = loaded.as_ref().and_then(|d| self.summary_of(d, None));
         self.write_doc(doc, saved, true, heads, state, summary)
     }
 
@@ -557,7 +580,18 @@ impl ReplicaStore for Store {
             }
             _ => None,
         };
-        let summary = self.summary_of(current);
+        let previous = match (&stored, self.summarize.is_some()) {
+            (Some((s, _)), true) => self
+                .stored_summary(&id)?
+                .map(|summary| (change_hashes(&s.saved), summary)),
+            _ => None,
+        };
+        let summary = self.summary_of(
+            current,
+            previous
+                .as_ref()
+                .map(|(heads, summary)| Previous { heads, summary }),
+        );
         match incremental {
             Some(saved) => {
                 let bytes = current.save_after(&saved);
@@ -798,7 +832,7 @@ mod tests {
         let mut s = Store::open(dir.path(), &key(1)).unwrap();
         // With a summarizer, each write stores the summary in its transaction; a
         // document it cannot summarise loses its old summary.
-        s.set_summarizer(|d| d.get(ROOT, "k0").ok().flatten().map(|_| b"has k0".to_vec()));
+        s.set_summarizer(|d, _| d.get(ROOT, "k0").ok().flatten().map(|_| b"has k0".to_vec()));
         assert_eq!(s.summary(id).unwrap(), None);
         s.save_doc_changes(id, &doc, &state).unwrap();
         assert_eq!(s.summary(id).unwrap().as_deref(), Some(&b"has k0"[..]));

@@ -12,7 +12,7 @@ pub mod schema;
 use crate::error::{Error, Result};
 use crate::rules::{self, Editor};
 use automerge::transaction::Transaction;
-use automerge::{Automerge, ChangeHash, ROOT, ReadDoc, ScalarValue};
+use automerge::{Automerge, Change, ChangeHash, ROOT, ReadDoc, ScalarValue};
 use schema::*;
 use uuid::Uuid;
 
@@ -74,6 +74,30 @@ pub(crate) fn check_header(doc: &Automerge, expected: &str) -> Result<Uuid> {
         });
     }
     Ok(h.id)
+}
+
+/// The changes `doc` holds past `before`. For a local edit (one change committed on top
+/// of `before`) that change alone, found by its hash: Automerge 0.12 answers
+/// `get_changes` by collecting changes from the whole op set, which costs a phone
+/// milliseconds per write on a resident with a long history. Anything else (a merge,
+/// several changes) goes to `get_changes`.
+pub fn changes_since(doc: &Automerge, before: &[ChangeHash]) -> Vec<Change> {
+    let heads = doc.get_heads();
+    if heads == before {
+        return Vec::new();
+    }
+    if let [head] = heads[..]
+        && let Some(change) = doc.get_change_by_hash(&head)
+    {
+        let mut deps = change.deps().to_vec();
+        let mut before = before.to_vec();
+        deps.sort();
+        before.sort();
+        if deps == before {
+            return vec![change];
+        }
+    }
+    doc.get_changes(before)
 }
 
 /// Commits `write` as one change authored by `editor`, then runs the rules on it. A

@@ -138,7 +138,10 @@ impl<S: ReplicaStore> Replica<S> {
 
     fn save_local(&mut self, id: DocId, doc: &Automerge) -> R<(), S::Error> {
         let mut state = self.state(id)?;
-        state.pending = !doc.get_changes(&state.acked).is_empty();
+        // Something is unreceipted exactly when a head is not among the receipted
+        // heads (a head the server has must be one of them: nothing follows it). This
+        // is what `get_changes(acked)` would say, without collecting every change since.
+        state.pending = doc.get_heads().iter().any(|h| !state.acked.contains(h));
         self.store
             .save_doc_changes(id, doc, &state)
             .map_err(ReplicaError::Store)

@@ -312,3 +312,125 @@ fn a_phone_may_write_to_a_document_the_server_has_not_migrated_yet() {
     assert_eq!(file.hydrate().unwrap().visits.len(), 2);
     assert_eq!(file.profile().unwrap().visit_every_days, Some(14));
 }
+
+/// `changes_since` answers what `get_changes` does: the one change of a local edit
+/// (found by hash), nothing when nothing moved, every change past a merge.
+#[test]
+fn changes_since_matches_get_changes() {
+    let s = staff(STAFF_A, STATION_A);
+    let v = volunteer(VOLUNTEER_1, &[resident(1)]);
+    let mut file = new_case_file(&s, actor(1), resident(1), STATION_A);
+    let hashes = |changes: Vec<sync_core::automerge::Change>| {
+        changes.iter().map(|c| c.hash()).collect::<Vec<_>>()
+    };
+    let same = |doc: &Automerge, before: &[sync_core::automerge::ChangeHash]| {
+        assert_eq!(
+            hashes(sync_core::doc::changes_since(doc, before)),
+            hashes(doc.get_changes(before))
+        );
+    };
+    let before = file.doc().get_heads();
+    same(file.doc(), &before);
+    file.log_visit(&editor(&v), VisitId(uuid(0x7001)), &record(NOW - HOUR))
+        .unwrap();
+    same(file.doc(), &before);
+    assert_eq!(sync_core::doc::changes_since(file.doc(), &before).len(), 1);
+    // Two writers, merged: more than one change past the old heads.
+    let mut other = fork(&file, 2);
+    let base = file.doc().get_heads();
+    other
+        .log_visit(&editor(&v), VisitId(uuid(0x7002)), &record(NOW - HOUR))
+        .unwrap();
+    file.log_visit(&editor(&v), VisitId(uuid(0x7003)), &record(NOW - HOUR))
+        .unwrap();
+    merge(&mut file, &other);
+    same(file.doc(), &base);
+    same(file.doc(), &[]);
+    assert_eq!(sync_core::doc::changes_since(file.doc(), &base).len(), 2);
+}
+
+/// `listing_after` gives what `listing` reads whole, write after write: visits logged
+/// (earlier and later than the last), reviewed, amended, tombstoned, a follow-up, a
+/// profile edit, a closure, and another phone's visits merged in.
+#[test]
+fn listing_after_follows_listing_through_every_kind_of_write() {
+    use sync_core::doc::casefile::{listing, listing_after};
+    let s = staff(STAFF_A, STATION_A);
+    let v = volunteer(VOLUNTEER_1, &[resident(1)]);
+    let mut file = new_case_file(&s, actor(1), resident(1), STATION_A);
+    let mut known = listing(file.doc()).unwrap();
+    let step = |file: &CaseFile,
+                known: &mut sync_core::doc::casefile::Listing,
+                before: &[sync_core::automerge::ChangeHash]| {
+        let changes = sync_core::doc::changes_since(file.doc(), before);
+        let after = listing_after(file.doc(), before, known, &changes).unwrap();
+        assert_eq!(after, listing(file.doc()).unwrap());
+        *known = after;
+    };
+    let visit = |n: u128| VisitId(uuid(0x7000 + n));
+    type Write<'a> = Box<dyn Fn(&mut CaseFile) + 'a>;
+    let writes: Vec<Write<'_>> = vec![
+        Box::new(|f| {
+            f.log_visit(&editor(&v), visit(1), &record(NOW - 5 * DAY))
+                .unwrap();
+        }),
+        Box::new(|f| {
+            f.log_visit(&editor(&v), visit(2), &record(NOW - 9 * DAY))
+                .unwrap();
+        }),
+        Box::new(|f| {
+            f.log_visit(&editor(&v), visit(3), &record(NOW - HOUR))
+                .unwrap();
+        }),
+        Box::new(|f| {
+            f.review_visit(&editor(&s), visit(3), ReviewStatus::Approved, "好")
+                .unwrap();
+        }),
+        Box::new(|f| {
+            f.amend_visit(&editor(&v), visit(3), &record(NOW - 20 * DAY))
+                .unwrap();
+        }),
+        Box::new(|f| {
+            f.tombstone_visit(&editor(&v), visit(1)).unwrap();
+        }),
+        Box::new(|f| {
+            f.open_follow_up(
+                &editor(&s),
+                FollowUpId(uuid(0xF1)),
+                Some(visit(2)),
+                "换门锁",
+                None,
+                None,
+            )
+            .unwrap();
+        }),
+        Box::new(|f| {
+            f.update_profile(
+                &editor(&s),
+                ProfileField::Address,
+                &FieldValue::Text("华沙七村".into()),
+            )
+            .unwrap();
+        }),
+        Box::new(|f| {
+            f.close(&editor(&s), ClosureReason::InHospital, "住院")
+                .unwrap();
+        }),
+    ];
+    for write in &writes {
+        let before = file.doc().get_heads();
+        write(&mut file);
+        step(&file, &mut known, &before);
+    }
+    // Another phone's visit, merged in with one of ours.
+    let before = file.doc().get_heads();
+    let mut other = fork(&file, 2);
+    other
+        .log_visit(&editor(&v), visit(8), &record(NOW - 2 * HOUR))
+        .unwrap();
+    file.log_visit(&editor(&v), visit(9), &record(NOW - 3 * DAY))
+        .unwrap();
+    merge(&mut file, &other);
+    step(&file, &mut known, &before);
+    assert_eq!(known.last_visit_at, Some(NOW - 2 * HOUR));
+}
