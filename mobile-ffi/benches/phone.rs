@@ -3,7 +3,9 @@
 //! change it). Open the store and list who is due today; log one visit durably; the
 //! first sync of the whole station onto an empty phone, in time and bytes against the
 //! documents' own size. The data is made through the library and uploaded to the real
-//! server (in process, SQLite), as a coordinator's phone would.
+//! server (in process, SQLite), as a coordinator's phone would. And one resident with a
+//! long history, a visit a day for 1,000 days (`LINLI_BENCH_HISTORY`): open their page
+//! (every visit listed) and log one more visit, against the same targets.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mobile_ffi::store::Store;
@@ -34,6 +36,8 @@ struct Bench {
     dir: tempfile::TempDir,
     key: Vec<u8>,
     residents: Vec<String>,
+    /// The resident with the long history, and how many visits it has.
+    history: (String, usize),
     doc_bytes: usize,
 }
 
@@ -188,6 +192,7 @@ fn setup() -> Bench {
         dir: tempfile::tempdir().expect("a folder"),
         key: Vec::new(),
         residents: Vec::new(),
+        history: (String::new(), 0),
         doc_bytes: 0,
     };
 
@@ -223,6 +228,33 @@ fn setup() -> Bench {
         "setup: {residents} residents x {visits} visits logged in {:.1?}",
         started.elapsed()
     );
+    let history = env("LINLI_BENCH_HISTORY", 1000);
+    let started = Instant::now();
+    let long = client
+        .register_resident(
+            station.clone(),
+            ProfileRecord {
+                name: "老住户".into(),
+                address: "华沙六村 1 号".into(),
+                phone: String::new(),
+                birth_year: Some(1930),
+                living_situation: None,
+                emergency_contact: String::new(),
+                needs: String::new(),
+                risk_level: Some(RiskLevel::High),
+                visit_every_days: Some(1),
+            },
+        )
+        .expect("registers");
+    for v in 0..history {
+        let at = now - (history - v) as i64 * DAY;
+        client.log_visit(long.clone(), visit(v, at)).expect("logs");
+    }
+    eprintln!(
+        "setup: one resident with {history} visits logged in {:.1?}",
+        started.elapsed()
+    );
+    b.history = (long, history);
     let synced = Instant::now();
     let outcome = client.sync(CancelToken::new()).expect("uploads");
     assert!(outcome.complete, "{outcome:?}");
@@ -288,6 +320,39 @@ fn benches(c: &mut Criterion) {
     );
     assert!(list < Duration::from_millis(200), "open and list: {list:?}");
     assert!(log < Duration::from_millis(10), "log one visit: {log:?}");
+
+    // The long history: the resident's page from a cold start, and one more visit.
+    let (long, history) = b.history.clone();
+    let mut pages = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let client = LinliClient::open(path.clone(), b.key.clone()).expect("opens");
+        let detail = client.resident(long.clone()).expect("the resident");
+        pages.push(started.elapsed());
+        assert!(detail.visits.len() >= history);
+    }
+    let client = LinliClient::open(path.clone(), b.key.clone()).expect("opens");
+    let mut long_logs = Vec::new();
+    for n in 0..51 {
+        let started = Instant::now();
+        client
+            .log_visit(long.clone(), visit(5000 + n, server::now_ms() - 3_600_000))
+            .expect("logs");
+        long_logs.push(started.elapsed());
+    }
+    drop(client);
+    let (page, long_log) = (median(pages), median(long_logs));
+    eprintln!(
+        "targets, {history} visits: open and show the resident {page:.1?} (< 200 ms); log one visit {long_log:.2?} (< 10 ms)"
+    );
+    assert!(
+        page < Duration::from_millis(200),
+        "the resident's page: {page:?}"
+    );
+    assert!(
+        long_log < Duration::from_millis(10),
+        "log one visit: {long_log:?}"
+    );
 
     let mut g = c.benchmark_group("phone");
     g.sample_size(20);
