@@ -43,4 +43,5 @@ pub fn run(data: &[u8]) {
             file.hydrate().expect("a stored case file hydrates");
         }
     }
+    crate::no_linli_panic();
 }
