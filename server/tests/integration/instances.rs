@@ -193,25 +193,8 @@ async fn three_instances_share_one_postgresql() {
         let doc = store.load(r.into()).await.unwrap().unwrap();
         let file = sync_core::doc::casefile::CaseFile::from_doc(doc.clone()).unwrap();
         stored.extend(file.hydrate().unwrap().visits.iter().map(|v| v.id));
-        let mut want = doc.get_heads();
-        want.sort();
         for phone in &phones {
-            assert!(
-                phone
-                    .replica
-                    .unreceipted_visits(r.into())
-                    .unwrap()
-                    .is_empty()
-            );
-            let mut heads = phone
-                .replica
-                .case_file(r.into())
-                .unwrap()
-                .unwrap()
-                .doc()
-                .get_heads();
-            heads.sort();
-            assert_eq!(heads, want, "{:?} converged on {r:?}", phone.user);
+            phone.assert_converged(r, &doc.get_heads());
         }
     }
     assert_eq!(stored, logged);

@@ -189,6 +189,30 @@ impl Phone {
         approved
     }
 
+    /// Asserts the phone holds `resident`'s case file exactly as the server does (the
+    /// same heads) with nothing of it waiting for a receipt.
+    #[track_caller]
+    pub fn assert_converged(&self, resident: ResidentId, server_heads: &[ChangeHash]) {
+        assert!(
+            self.replica
+                .unreceipted_visits(resident.into())
+                .unwrap()
+                .is_empty(),
+            "{:?} {} has unreceipted visits to {resident}",
+            self.role,
+            self.user
+        );
+        let mut heads = self.case_file(resident).doc().get_heads();
+        let mut want = server_heads.to_vec();
+        heads.sort();
+        want.sort();
+        assert_eq!(
+            heads, want,
+            "{:?} {} converged on {resident}",
+            self.role, self.user
+        );
+    }
+
     /// Sends through `http` from now on (a client with other timeouts or no pooling).
     pub fn set_client(&mut self, http: Client) {
         self.http = http;

@@ -327,19 +327,7 @@ async fn every_visit_through_the_fault_proxy_lands_once(t: TestStore) {
     for r in residents {
         let server_heads = t.store.load(r.into()).await.unwrap().unwrap().get_heads();
         for phone in &phones {
-            assert!(
-                phone
-                    .replica
-                    .unreceipted_visits(r.into())
-                    .unwrap()
-                    .is_empty()
-            );
-            let file = phone.replica.case_file(r.into()).unwrap().unwrap();
-            let mut heads = file.doc().get_heads();
-            heads.sort();
-            let mut want = server_heads.clone();
-            want.sort();
-            assert_eq!(heads, want, "{:?} converged on {r:?}", phone.role);
+            phone.assert_converged(r, &server_heads);
         }
     }
     assert!(t.store.check().await.unwrap().problems.is_empty());
