@@ -353,6 +353,8 @@ fn follow_on(
     else {
         return None;
     };
+    // The summary keeps no closure: a write that touches one reads the listing whole,
+    // and the closure of what comes back is not used.
     let before = sync_core::doc::casefile::Listing {
         station,
         profile,

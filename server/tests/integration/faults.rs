@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use sync_core::ids::{ResidentId, VisitId};
 
 /// `psql` as PostgreSQL's superuser on the local cluster the tests use (scripts/test
 /// starts it; the tests run as root, as CI does), on database `db`.
@@ -188,6 +189,32 @@ async fn get(base: &str, path: &str) -> Answer {
     .await
 }
 
+/// With the fault gone, the phone's retry goes through: nothing refused, nothing left
+/// waiting for a receipt, and the database holds exactly `want` of the resident's
+/// visits.
+async fn retry_stores(
+    phone: &mut Phone,
+    data: &Data,
+    resident: ResidentId,
+    want: &BTreeSet<VisitId>,
+) {
+    let report = phone.sync().await.unwrap_or_else(|e| {
+        panic!(
+            "the retry failed: {e:?}; the server's log:\n{}",
+            std::fs::read_to_string(data.log()).unwrap_or_default()
+        )
+    });
+    assert!(report.rejections.is_empty(), "{report:?}");
+    assert!(
+        phone
+            .replica
+            .unreceipted_visits(resident.into())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(&stored_visits(&data.url, &[resident]).await, want);
+}
+
 /// Nearly the 4,000 characters a visit's notes may hold, of text that compresses
 /// poorly (hex of a hash chain), so that a few visits outgrow any page's free space
 /// and PostgreSQL must extend a file.
@@ -277,20 +304,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing(t: TestStore) {
     if zhao.status == 503 {
         try_enrol(&base, &site.codes[2]).await.expect(200);
     }
-    let report = wang.sync().await.unwrap_or_else(|e| {
-        panic!(
-            "the retry failed: {e:?}; the server's log:\n{}",
-            std::fs::read_to_string(data.log()).unwrap_or_default()
-        )
-    });
-    assert!(report.rejections.is_empty(), "{report:?}");
-    assert!(
-        wang.replica
-            .unreceipted_visits(resident.into())
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(stored_visits(&data.url, &[resident]).await, logged);
+    retry_stores(&mut wang, &data, resident, &logged).await;
     assert!(li.replica.case_file(resident.into()).unwrap().is_some());
     assert!(t.store.check().await.unwrap().problems.is_empty());
     drop(process);
@@ -353,18 +367,7 @@ async fn the_database_going_away_refuses_writes_and_loses_nothing() {
         &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
     );
     get(&base, "/readyz").await.expect(200);
-    let report = wang.sync().await.unwrap();
-    assert!(report.rejections.is_empty(), "{report:?}");
-    assert!(
-        wang.replica
-            .unreceipted_visits(resident.into())
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        stored_visits(&data.url, &[resident]).await,
-        BTreeSet::from([first, second])
-    );
+    retry_stores(&mut wang, &data, resident, &BTreeSet::from([first, second])).await;
     assert!(t.store.check().await.unwrap().problems.is_empty());
     drop(process);
 }
