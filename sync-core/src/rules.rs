@@ -13,7 +13,7 @@ use crate::ids::*;
 use crate::model::*;
 use automerge::{Automerge, Change, ChangeHash, ObjId, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 
 /// Who is acting, and the acting host's clock.
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +133,29 @@ pub fn check(
     before: &[ChangeHash],
     changes: &[Change],
 ) -> Result<(), Violation> {
+    check_touched(editor, after, before, changes).map(drop)
+}
+
+/// [`check`] and then [`check_catalog_refs`], finding what the changes touched once
+/// for both (the server's check of an upload).
+pub fn check_with_catalog(
+    editor: &Editor<'_>,
+    after: &Automerge,
+    before: &[ChangeHash],
+    changes: &[Change],
+    catalog: Option<&Catalog>,
+) -> Result<(), Violation> {
+    let touched = check_touched(editor, after, before, changes)?;
+    catalog_refs(after, &touched, catalog)
+}
+
+/// [`check`], returning what the changes touched.
+fn check_touched(
+    editor: &Editor<'_>,
+    after: &Automerge,
+    before: &[ChangeHash],
+    changes: &[Change],
+) -> Result<Vec<crate::doc::paths::Touch>, Violation> {
     let user = editor.principal.user;
     for c in changes {
         let found = c.message();
@@ -169,9 +192,10 @@ pub fn check(
         is_new: before.is_empty(),
     };
     match header.kind {
-        DocKind::Resident => ctx.check_resident(&touched),
-        DocKind::Catalog => ctx.check_catalog(header.id, &touched),
+        DocKind::Resident => ctx.check_resident(&touched)?,
+        DocKind::Catalog => ctx.check_catalog(header.id, &touched)?,
     }
+    Ok(touched)
 }
 
 /// A visit names only what its district's catalog holds: its project, unit, service
@@ -184,19 +208,33 @@ pub fn check_catalog_refs(
     changes: &[Change],
     catalog: Option<&Catalog>,
 ) -> Result<(), Violation> {
+    if catalog.is_none() {
+        return Ok(());
+    }
+    let mut touched = Vec::new();
+    for c in changes {
+        touched.extend(touches(after, c).map_err(|e| invalid("change", e.to_string()))?);
+    }
+    catalog_refs(after, &touched, catalog)
+}
+
+/// [`check_catalog_refs`] for the paths the changes touched.
+fn catalog_refs(
+    after: &Automerge,
+    touched: &[crate::doc::paths::Touch],
+    catalog: Option<&Catalog>,
+) -> Result<(), Violation> {
     let Some(cat) = catalog else {
         return Ok(());
     };
     let mut visits = BTreeSet::new();
-    for c in changes {
-        for t in touches(after, c).map_err(|e| invalid("change", e.to_string()))? {
-            if let Target::Visit { id, field } = classify(&t)
-                && field
-                    .as_deref()
-                    .is_none_or(|f| [V_PROJECT, V_UNIT, V_SERVICES, V_HAZARDS].contains(&f))
-            {
-                visits.insert(id);
-            }
+    for t in touched {
+        if let Target::Visit { id, field } = classify(t)
+            && field
+                .as_deref()
+                .is_none_or(|f| [V_PROJECT, V_UNIT, V_SERVICES, V_HAZARDS].contains(&f))
+        {
+            visits.insert(id);
         }
     }
     if visits.is_empty() {
@@ -383,6 +421,8 @@ impl Ctx<'_> {
         let mut restarted = BTreeSet::new();
         let mut closed = BTreeSet::new();
         let mut closure_written = false;
+        let visits_now = get_obj(doc, &ROOT, VISITS);
+        let mut visits_seen: BTreeMap<VisitId, (ObjId, Option<UserId>)> = BTreeMap::new();
         for t in touched {
             let target = classify(t);
             if matches!(
@@ -448,11 +488,19 @@ impl Ctx<'_> {
                     field: Some(field),
                 } => {
                     let created_now = new_visits.contains(&id);
-                    let v = crate::doc::schema::get_obj(doc, &ROOT, VISITS)
-                        .and_then(|all| get_obj(doc, &all, &id.to_string()))
-                        .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
-                    let owner: Option<UserId> = opt_id(doc, &v, V_VOLUNTEER).ok().flatten();
-                    let own = owner == Some(self.user());
+                    // A new visit touches a dozen fields: look it up once.
+                    let (v, owner) = match visits_seen.entry(id) {
+                        btree_map::Entry::Occupied(seen) => seen.into_mut(),
+                        btree_map::Entry::Vacant(slot) => {
+                            let v = visits_now
+                                .as_ref()
+                                .and_then(|all| get_obj(doc, all, &id.to_string()))
+                                .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
+                            let owner: Option<UserId> = opt_id(doc, &v, V_VOLUNTEER).ok().flatten();
+                            slot.insert((v, owner))
+                        }
+                    };
+                    let (v, own) = (&*v, *owner == Some(self.user()));
                     match field.as_str() {
                         V_VOLUNTEER if !created_now => {
                             return Err(Violation::Immutable {
@@ -473,9 +521,9 @@ impl Ctx<'_> {
                                 });
                             }
                             let was = self
-                                .scalar_before(&v, V_TOMBSTONED)
+                                .scalar_before(v, V_TOMBSTONED)
                                 .is_some_and(|s| s == automerge::ScalarValue::Boolean(true));
-                            let is = bool_or_false(doc, &v, V_TOMBSTONED).unwrap_or(false);
+                            let is = bool_or_false(doc, v, V_TOMBSTONED).unwrap_or(false);
                             if was && !is {
                                 return Err(Violation::Immutable {
                                     field: format!("the tombstone of visit {id}"),

@@ -760,61 +760,74 @@ fn write_record<T: Transactable + ReadDoc>(
 // ---- hydration -----------------------------------------------------------------------
 
 pub(crate) fn hydrate_resident(doc: &Automerge) -> Result<Resident> {
-    let id: ResidentId = id(doc, &ROOT, ID)?;
-    let mut visits = read_entries(doc, &ROOT, VISITS, read_visit)?;
+    let root = Scanned::of(doc, &ROOT);
+    let mut visits = read_entries(doc, root.obj(VISITS), read_visit)?;
     visits.sort_by_key(|v| (v.started_at, v.id));
-    let mut follow_ups = read_entries(doc, &ROOT, FOLLOW_UPS, read_follow_up)?;
+    let mut follow_ups = read_entries(doc, root.obj(FOLLOW_UPS), read_follow_up)?;
     follow_ups.sort_by_key(|f| (f.opened_at, f.id));
     Ok(Resident {
-        id,
-        district: super::schema::id(doc, &ROOT, DISTRICT)?,
-        station: super::schema::id(doc, &ROOT, STATION)?,
-        profile: read_profile(doc)?,
+        id: root.id(ID)?,
+        district: root.id(DISTRICT)?,
+        station: root.id(STATION)?,
+        profile: profile_of(doc, root.obj(PROFILE))?,
         visits,
         follow_ups,
-        closure: read_closure(doc)?,
+        closure: closure_of(doc, root.obj(CLOSURE))?,
     })
 }
 
 /// A case file's closure, or `None` while it is open.
 pub(crate) fn read_closure<R: ReadDoc>(doc: &R) -> Result<Option<Closure>> {
-    let Some(c) = get_obj(doc, &ROOT, CLOSURE) else {
+    closure_of(doc, get_obj(doc, &ROOT, CLOSURE))
+}
+
+fn closure_of<R: ReadDoc>(doc: &R, closure: Option<ObjId>) -> Result<Option<Closure>> {
+    let Some(c) = closure else {
         return Ok(None);
     };
+    let c = Scanned::of(doc, &c);
     Ok(Some(Closure {
-        reason: code(doc, &c, C_REASON, ClosureReason::from_code)?
-            .ok_or_else(|| super::schema::malformed("closure reason is missing"))?,
-        note: str_or_empty(doc, &c, C_NOTE)?,
-        at: int(doc, &c, C_AT)?,
-        by: super::schema::id(doc, &c, C_BY)?,
+        reason: c
+            .code(C_REASON, ClosureReason::from_code)?
+            .ok_or_else(|| malformed("closure reason is missing"))?,
+        note: c.str_or_empty(C_NOTE)?,
+        at: c.int(C_AT)?,
+        by: c.id(C_BY)?,
     }))
 }
 
-/// Reads every entry of the id-keyed map at `parent/key` with `read`.
-fn read_entries<R: ReadDoc, I: From<uuid::Uuid> + std::fmt::Display + Copy, T>(
+/// Reads every entry of the id-keyed map `all` with `read`, in one pass over the map.
+fn read_entries<R: ReadDoc, I: From<uuid::Uuid> + Copy, T>(
     doc: &R,
-    parent: &ObjId,
-    key: &str,
+    all: Option<ObjId>,
     read: fn(&R, I, &ObjId) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let Some(all) = get_obj(doc, parent, key) else {
+    let Some(all) = all else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for id in id_keys::<_, I>(doc, &all)? {
-        if let Some(obj) = get_obj(doc, &all, &id.to_string()) {
-            out.push(read(doc, id, &obj)?);
+    for entry in doc.map_range(&all, ..) {
+        let id = uuid::Uuid::parse_str(&entry.key)
+            .map(I::from)
+            .map_err(|_| malformed(format!("{:?} is not an id", entry.key)))?;
+        if let automerge::ValueRef::Object(_) = entry.value {
+            out.push(read(doc, id, &entry.id())?);
         }
     }
     Ok(out)
 }
 
 pub(crate) fn read_profile<R: ReadDoc>(doc: &R) -> Result<Profile> {
-    let Some(p) = get_obj(doc, &ROOT, PROFILE) else {
-        return Err(super::schema::malformed("profile is missing"));
+    profile_of(doc, get_obj(doc, &ROOT, PROFILE))
+}
+
+fn profile_of<R: ReadDoc>(doc: &R, profile: Option<ObjId>) -> Result<Profile> {
+    let Some(p) = profile else {
+        return Err(malformed("profile is missing"));
     };
-    let s = |f: ProfileField| str_or_empty(doc, &p, f.key());
-    let mut visit_every_days = opt_int(doc, &p, ProfileField::VisitEveryDays.key())?;
+    let f = Scanned::of(doc, &p);
+    let s = |field: ProfileField| f.str_or_empty(field.key());
+    let mut visit_every_days = f.opt_int(ProfileField::VisitEveryDays.key())?;
     if visit_every_days.is_none() {
         // Schema 1 kept a frequency label; read it in place for documents not yet migrated.
         visit_every_days = super::migrate::v1_frequency_days(doc, &p)?;
@@ -823,68 +836,79 @@ pub(crate) fn read_profile<R: ReadDoc>(doc: &R) -> Result<Profile> {
         name: s(ProfileField::Name)?,
         address: s(ProfileField::Address)?,
         phone: s(ProfileField::Phone)?,
-        birth_year: opt_int(doc, &p, ProfileField::BirthYear.key())?,
-        living_situation: code(
-            doc,
-            &p,
+        birth_year: f.opt_int(ProfileField::BirthYear.key())?,
+        living_situation: f.code(
             ProfileField::LivingSituation.key(),
             LivingSituation::from_code,
         )?,
         emergency_contact: s(ProfileField::EmergencyContact)?,
         needs: s(ProfileField::Needs)?,
-        risk_level: code(doc, &p, ProfileField::RiskLevel.key(), RiskLevel::from_code)?,
+        risk_level: f.code(ProfileField::RiskLevel.key(), RiskLevel::from_code)?,
         visit_every_days,
     })
 }
 
+/// The record (what its volunteer wrote) of the visit `v`.
 pub(crate) fn read_record<R: ReadDoc>(doc: &R, v: &ObjId) -> Result<VisitRecord> {
-    let condition = match get_obj(doc, v, V_CONDITION) {
-        None => return Err(super::schema::malformed("visit condition is missing")),
-        Some(c) => Condition {
-            wellbeing: code(doc, &c, C_WELLBEING, Wellbeing::from_code)?
-                .ok_or_else(|| super::schema::malformed("wellbeing is missing"))?,
-            systolic: opt_int(doc, &c, C_SYSTOLIC)?,
-            diastolic: opt_int(doc, &c, C_DIASTOLIC)?,
-            blood_sugar_dmmol: opt_int(doc, &c, C_SUGAR)?,
-            remarks: str_or_empty(doc, &c, C_REMARKS)?,
-        },
+    record_of(doc, &Scanned::of(doc, v))
+}
+
+fn record_of<R: ReadDoc>(doc: &R, v: &Scanned<'_>) -> Result<VisitRecord> {
+    let condition = match v.obj(V_CONDITION) {
+        None => return Err(malformed("visit condition is missing")),
+        Some(c) => {
+            let c = Scanned::of(doc, &c);
+            Condition {
+                wellbeing: c
+                    .code(C_WELLBEING, Wellbeing::from_code)?
+                    .ok_or_else(|| malformed("wellbeing is missing"))?,
+                systolic: c.opt_int(C_SYSTOLIC)?,
+                diastolic: c.opt_int(C_DIASTOLIC)?,
+                blood_sugar_dmmol: c.opt_int(C_SUGAR)?,
+                remarks: c.str_or_empty(C_REMARKS)?,
+            }
+        }
     };
     let mut hazards = Vec::new();
-    if let Some(list) = get_obj(doc, v, V_HAZARDS) {
-        for i in 0..doc.length(&list) {
-            let Ok(Some((automerge::Value::Object(ObjType::Map), h))) = doc.get(&list, i) else {
-                return Err(super::schema::malformed("a hazard is not a map"));
+    if let Some(list) = v.obj(V_HAZARDS) {
+        for item in doc.list_range(&list, ..) {
+            let automerge::ValueRef::Object(ObjType::Map) = item.value else {
+                return Err(malformed("a hazard is not a map"));
             };
+            let h = Scanned::of(doc, &item.id());
             hazards.push(Hazard {
-                hazard_type: super::schema::id(doc, &h, H_TYPE)?,
-                severity: code(doc, &h, H_SEVERITY, Severity::from_code)?
-                    .ok_or_else(|| super::schema::malformed("hazard severity is missing"))?,
-                fixed_on_spot: bool_or_false(doc, &h, H_FIXED)?,
-                note: str_or_empty(doc, &h, H_NOTE)?,
+                hazard_type: h.id(H_TYPE)?,
+                severity: h
+                    .code(H_SEVERITY, Severity::from_code)?
+                    .ok_or_else(|| malformed("hazard severity is missing"))?,
+                fixed_on_spot: h.bool_or_false(H_FIXED)?,
+                note: h.str_or_empty(H_NOTE)?,
             });
         }
     }
     Ok(VisitRecord {
-        project: super::schema::id(doc, v, V_PROJECT)?,
-        unit: opt_id(doc, v, V_UNIT)?,
-        started_at: int(doc, v, V_STARTED)?,
-        ended_at: int(doc, v, V_ENDED)?,
-        services: id_list(doc, v, V_SERVICES)?,
+        project: v.id(V_PROJECT)?,
+        unit: v.opt_id(V_UNIT)?,
+        started_at: v.int(V_STARTED)?,
+        ended_at: v.int(V_ENDED)?,
+        services: ids_in(doc, v.obj(V_SERVICES).as_ref(), V_SERVICES)?,
         condition,
         hazards,
-        notes: str_or_empty(doc, v, V_NOTES)?,
-        follow_up_needed: bool_or_false(doc, v, V_FOLLOW_UP)?,
+        notes: v.str_or_empty(V_NOTES)?,
+        follow_up_needed: v.bool_or_false(V_FOLLOW_UP)?,
     })
 }
 
 /// The review held in the map `r`.
 pub(crate) fn read_review<R: ReadDoc>(doc: &R, r: &ObjId) -> Result<Review> {
+    let r = Scanned::of(doc, r);
     Ok(Review {
-        status: code(doc, r, R_STATUS, ReviewStatus::from_code)?
-            .ok_or_else(|| super::schema::malformed("review status is missing"))?,
-        reviewer: super::schema::id(doc, r, R_REVIEWER)?,
-        comment: str_or_empty(doc, r, R_COMMENT)?,
-        at: int(doc, r, R_AT)?,
+        status: r
+            .code(R_STATUS, ReviewStatus::from_code)?
+            .ok_or_else(|| malformed("review status is missing"))?,
+        reviewer: r.id(R_REVIEWER)?,
+        comment: r.str_or_empty(R_COMMENT)?,
+        at: r.int(R_AT)?,
     })
 }
 
@@ -901,44 +925,48 @@ pub(crate) fn read_reviews<R: ReadDoc>(doc: &R, v: &ObjId) -> Result<Vec<Review>
 }
 
 pub(crate) fn read_visit<R: ReadDoc>(doc: &R, id: VisitId, v: &ObjId) -> Result<Visit> {
-    let record = read_record(doc, v)?;
-    let review = match get_obj(doc, v, V_REVIEW) {
+    let v = Scanned::of(doc, v);
+    let record = record_of(doc, &v)?;
+    let review = match v.obj(V_REVIEW) {
         None => None,
         Some(r) => Some(read_review(doc, &r)?),
     };
     Ok(Visit {
         id,
-        volunteer: super::schema::id(doc, v, V_VOLUNTEER)?,
+        volunteer: v.id(V_VOLUNTEER)?,
         started_at: record.started_at,
         record,
-        tombstoned: bool_or_false(doc, v, V_TOMBSTONED)?,
+        tombstoned: v.bool_or_false(V_TOMBSTONED)?,
         review,
     })
 }
 
 pub(crate) fn read_follow_up<R: ReadDoc>(doc: &R, id: FollowUpId, f: &ObjId) -> Result<FollowUp> {
-    let mut comments = read_entries(doc, f, F_COMMENTS, |doc, id, c| {
+    let f = Scanned::of(doc, f);
+    let mut comments = read_entries(doc, f.obj(F_COMMENTS), |doc, id, c| {
+        let c = Scanned::of(doc, c);
         Ok(Comment {
             id,
-            author: super::schema::id(doc, c, M_AUTHOR)?,
-            at: int(doc, c, M_AT)?,
-            text: str_or_empty(doc, c, M_TEXT)?,
+            author: c.id(M_AUTHOR)?,
+            at: c.int(M_AT)?,
+            text: c.str_or_empty(M_TEXT)?,
         })
     })?;
     comments.sort_by_key(|c| (c.at, c.id));
     Ok(FollowUp {
         id,
-        visit: opt_id(doc, f, F_VISIT)?,
-        title: str_or_empty(doc, f, F_TITLE)?,
-        opened_by: super::schema::id(doc, f, F_OPENED_BY)?,
-        opened_at: int(doc, f, F_OPENED_AT)?,
-        owner: opt_id(doc, f, F_OWNER)?,
-        deadline: opt_int(doc, f, F_DEADLINE)?,
-        status: code(doc, f, F_STATUS, FollowUpStatus::from_code)?
-            .ok_or_else(|| super::schema::malformed("follow-up status is missing"))?,
-        closed_by: opt_id(doc, f, F_CLOSED_BY)?,
-        closed_at: opt_int(doc, f, F_CLOSED_AT)?,
-        resolution: str_or_empty(doc, f, F_RESOLUTION)?,
+        visit: f.opt_id(F_VISIT)?,
+        title: f.str_or_empty(F_TITLE)?,
+        opened_by: f.id(F_OPENED_BY)?,
+        opened_at: f.int(F_OPENED_AT)?,
+        owner: f.opt_id(F_OWNER)?,
+        deadline: f.opt_int(F_DEADLINE)?,
+        status: f
+            .code(F_STATUS, FollowUpStatus::from_code)?
+            .ok_or_else(|| malformed("follow-up status is missing"))?,
+        closed_by: f.opt_id(F_CLOSED_BY)?,
+        closed_at: f.opt_int(F_CLOSED_AT)?,
+        resolution: f.str_or_empty(F_RESOLUTION)?,
         comments,
     })
 }

@@ -13,7 +13,7 @@
 //! Ids are stored as 16 raw bytes, times as Automerge timestamps (Unix milliseconds).
 
 use crate::error::{Error, Result};
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ValueRef, transaction::Transactable};
 use uuid::Uuid;
 
 /// The schema version this build writes. Older documents are migrated forward.
@@ -138,18 +138,135 @@ pub mod limits {
 
 // ---- reads -------------------------------------------------------------------------
 
-pub(crate) fn scalar<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Option<ScalarValue> {
-    match doc.get(obj, key).ok().flatten() {
-        Some((Value::Scalar(s), _)) => Some(s.into_owned()),
-        _ => None,
+/// Typed reads of one map object's fields. Two sources implement it: [`At`] looks each
+/// field up with `get`, and [`Scanned`] reads the whole map in one pass, which in
+/// Automerge 0.12 costs about what a single `get` does (a `get` seeks through the op
+/// columns; measured 2.7 µs a field against 0.2 µs for a whole visit scanned). Readers
+/// of whole records use [`Scanned`]; a check of one field uses [`At`].
+pub(crate) trait Fields {
+    /// The field's scalar value; `None` when it is absent or an object.
+    fn scalar(&self, key: &str) -> Option<ScalarValue>;
+
+    /// The object the field holds, if it holds one.
+    fn obj(&self, key: &str) -> Option<ObjId>;
+
+    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+        match self.scalar(key) {
+            None => Ok(None),
+            Some(ScalarValue::Str(s)) => Ok(Some(s.to_string())),
+            Some(_) => Err(malformed(format!("{key} is not text"))),
+        }
+    }
+
+    fn str_or_empty(&self, key: &str) -> Result<String> {
+        Ok(self.opt_str(key)?.unwrap_or_default())
+    }
+
+    fn opt_int(&self, key: &str) -> Result<Option<i64>> {
+        match self.scalar(key) {
+            None | Some(ScalarValue::Null) => Ok(None),
+            Some(ScalarValue::Int(i)) | Some(ScalarValue::Timestamp(i)) => Ok(Some(i)),
+            Some(ScalarValue::Uint(u)) => i64::try_from(u)
+                .map(Some)
+                .map_err(|_| malformed(format!("{key} is out of range"))),
+            Some(_) => Err(malformed(format!("{key} is not a number"))),
+        }
+    }
+
+    fn int(&self, key: &str) -> Result<i64> {
+        self.opt_int(key)?
+            .ok_or_else(|| malformed(format!("{key} is missing")))
+    }
+
+    fn bool_or_false(&self, key: &str) -> Result<bool> {
+        match self.scalar(key) {
+            None => Ok(false),
+            Some(ScalarValue::Boolean(b)) => Ok(b),
+            Some(_) => Err(malformed(format!("{key} is not true or false"))),
+        }
+    }
+
+    fn opt_id<I: From<Uuid>>(&self, key: &str) -> Result<Option<I>> {
+        match self.scalar(key) {
+            None | Some(ScalarValue::Null) => Ok(None),
+            Some(v) => uuid_of(&v, key).map(|u| Some(I::from(u))),
+        }
+    }
+
+    fn id<I: From<Uuid>>(&self, key: &str) -> Result<I> {
+        self.opt_id(key)?
+            .ok_or_else(|| malformed(format!("{key} is missing")))
+    }
+
+    fn code<T>(&self, key: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
+        match self.opt_str(key)? {
+            None => Ok(None),
+            Some(s) => parse(&s)
+                .map(Some)
+                .ok_or_else(|| malformed(format!("{key} has the unknown value {s:?}"))),
+        }
     }
 }
 
-pub(crate) fn get_obj<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Option<ObjId> {
-    match doc.get(obj, key).ok().flatten() {
-        Some((Value::Object(_), id)) => Some(id),
-        _ => None,
+/// The fields of `obj`, each looked up when asked for.
+#[derive(Debug)]
+pub(crate) struct At<'a, R>(pub &'a R, pub &'a ObjId);
+
+impl<R: ReadDoc> Fields for At<'_, R> {
+    fn scalar(&self, key: &str) -> Option<ScalarValue> {
+        match self.0.get(self.1, key).ok().flatten() {
+            Some((Value::Scalar(s), _)) => Some(s.into_owned()),
+            _ => None,
+        }
     }
+
+    fn obj(&self, key: &str) -> Option<ObjId> {
+        match self.0.get(self.1, key).ok().flatten() {
+            Some((Value::Object(_), id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of one map object, read in one pass.
+#[derive(Debug)]
+pub(crate) struct Scanned<'a> {
+    items: Vec<automerge::iter::MapRangeItem<'a>>,
+}
+
+impl<'a> Scanned<'a> {
+    pub(crate) fn of<R: ReadDoc>(doc: &'a R, obj: &ObjId) -> Scanned<'a> {
+        Scanned {
+            items: doc.map_range(obj, ..).collect(),
+        }
+    }
+
+    fn item(&self, key: &str) -> Option<&automerge::iter::MapRangeItem<'a>> {
+        // A record has a dozen fields at most: a linear search beats anything cleverer.
+        self.items.iter().find(|i| i.key == key)
+    }
+}
+
+impl Fields for Scanned<'_> {
+    fn scalar(&self, key: &str) -> Option<ScalarValue> {
+        match &self.item(key)?.value {
+            ValueRef::Scalar(s) => Some(s.clone().into()),
+            ValueRef::Object(_) => None,
+        }
+    }
+
+    fn obj(&self, key: &str) -> Option<ObjId> {
+        let item = self.item(key)?;
+        matches!(item.value, ValueRef::Object(_)).then(|| item.id())
+    }
+}
+
+pub(crate) fn scalar<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Option<ScalarValue> {
+    At(doc, obj).scalar(key)
+}
+
+pub(crate) fn get_obj<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Option<ObjId> {
+    At(doc, obj).obj(key)
 }
 
 /// A field whose value is absent or of the wrong type is `Err(Malformed)` naming it.
@@ -158,38 +275,19 @@ pub(crate) fn malformed(what: impl Into<String>) -> Error {
 }
 
 pub(crate) fn opt_str<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<Option<String>> {
-    match scalar(doc, obj, key) {
-        None => Ok(None),
-        Some(ScalarValue::Str(s)) => Ok(Some(s.to_string())),
-        Some(_) => Err(malformed(format!("{key} is not text"))),
-    }
+    At(doc, obj).opt_str(key)
 }
 
 pub(crate) fn str_or_empty<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<String> {
-    Ok(opt_str(doc, obj, key)?.unwrap_or_default())
-}
-
-pub(crate) fn opt_int<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<Option<i64>> {
-    match scalar(doc, obj, key) {
-        None | Some(ScalarValue::Null) => Ok(None),
-        Some(ScalarValue::Int(i)) | Some(ScalarValue::Timestamp(i)) => Ok(Some(i)),
-        Some(ScalarValue::Uint(u)) => i64::try_from(u)
-            .map(Some)
-            .map_err(|_| malformed(format!("{key} is out of range"))),
-        Some(_) => Err(malformed(format!("{key} is not a number"))),
-    }
+    At(doc, obj).str_or_empty(key)
 }
 
 pub(crate) fn int<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<i64> {
-    opt_int(doc, obj, key)?.ok_or_else(|| malformed(format!("{key} is missing")))
+    At(doc, obj).int(key)
 }
 
 pub(crate) fn bool_or_false<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<bool> {
-    match scalar(doc, obj, key) {
-        None => Ok(false),
-        Some(ScalarValue::Boolean(b)) => Ok(b),
-        Some(_) => Err(malformed(format!("{key} is not true or false"))),
-    }
+    At(doc, obj).bool_or_false(key)
 }
 
 pub(crate) fn uuid_of(value: &ScalarValue, key: &str) -> Result<Uuid> {
@@ -206,28 +304,11 @@ pub(crate) fn opt_id<R: ReadDoc, I: From<Uuid>>(
     obj: &ObjId,
     key: &str,
 ) -> Result<Option<I>> {
-    match scalar(doc, obj, key) {
-        None | Some(ScalarValue::Null) => Ok(None),
-        Some(v) => uuid_of(&v, key).map(|u| Some(I::from(u))),
-    }
+    At(doc, obj).opt_id(key)
 }
 
 pub(crate) fn id<R: ReadDoc, I: From<Uuid>>(doc: &R, obj: &ObjId, key: &str) -> Result<I> {
-    opt_id(doc, obj, key)?.ok_or_else(|| malformed(format!("{key} is missing")))
-}
-
-pub(crate) fn code<R: ReadDoc, T>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>> {
-    match opt_str(doc, obj, key)? {
-        None => Ok(None),
-        Some(s) => parse(&s)
-            .map(Some)
-            .ok_or_else(|| malformed(format!("{key} has the unknown value {s:?}"))),
-    }
+    At(doc, obj).id(key)
 }
 
 /// The keys of a map object, parsed as ids; keys that are not UUIDs are reported.
@@ -241,17 +322,18 @@ pub(crate) fn id_keys<R: ReadDoc, I: From<Uuid>>(doc: &R, obj: &ObjId) -> Result
         .collect()
 }
 
-pub(crate) fn id_list<R: ReadDoc, I: From<Uuid>>(
+/// The ids in the list `list` (the field `key`; `None`: absent, so none).
+pub(crate) fn ids_in<R: ReadDoc, I: From<Uuid>>(
     doc: &R,
-    obj: &ObjId,
+    list: Option<&ObjId>,
     key: &str,
 ) -> Result<Vec<I>> {
-    let Some(list) = get_obj(doc, obj, key) else {
+    let Some(list) = list else {
         return Ok(Vec::new());
     };
-    doc.list_range(&list, ..)
+    doc.list_range(list, ..)
         .map(|item| match item.value {
-            automerge::ValueRef::Scalar(s) => uuid_of(&s.into(), key).map(I::from),
+            ValueRef::Scalar(s) => uuid_of(&s.into(), key).map(I::from),
             _ => Err(malformed(format!("{key} holds a non-id"))),
         })
         .collect()
