@@ -111,6 +111,14 @@ impl ServerStore for Announcing<'_> {
         self.store.device_docs(device).await
     }
 
+    async fn run_check<T, F>(&self, work: F) -> Result<T, Self::Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.store.run_check(work).await
+    }
+
     async fn set_device_docs(
         &self,
         device: DeviceId,

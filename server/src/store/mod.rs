@@ -50,6 +50,10 @@ pub enum StoreError {
     /// was stored.
     #[error("the group commit failed: {0}")]
     GroupCommit(String),
+    /// A check handed to a worker thread did not finish (it panicked, or the server
+    /// is shutting down). Nothing of it was stored.
+    #[error("a worker thread failed: {0}")]
+    Worker(String),
     /// The database URL names no backend this server speaks. Holds the scheme only:
     /// the rest of a URL may carry a password.
     #[error("unsupported database URL scheme {0:?}: use sqlite://… or postgres://…")]
@@ -508,6 +512,18 @@ impl ServerStore for SqlStore {
             .await?
             .into_iter()
             .collect())
+    }
+
+    /// On tokio's blocking pool: a station's first upload is checked on every core
+    /// while this request's task goes on storing what was checked already.
+    async fn run_check<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))
     }
 
     async fn set_device_docs(&self, device: DeviceId, docs: &BTreeSet<DocId>) -> Result<()> {

@@ -12,7 +12,10 @@ use crate::model::{Catalog, Principal};
 use crate::rules::{self, Editor, Violation};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The authenticated device a request comes from.
 #[derive(Clone, Debug)]
@@ -96,20 +99,26 @@ pub async fn accept_refused<S: ServerStore>(
     }
     let clock = changes.iter().map(Change::timestamp).max().unwrap_or(now);
     let mut step = Step::new(store, auth, now, clock, Limits::default());
-    if let Err(reason) = step.check_authorship(&changes) {
+    if let Err(reason) = step.checker.check_authorship(&changes) {
         return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
     }
-    Ok(match step.apply_and_store(doc, &changes).await? {
-        Ok(Applied::Stored(_)) => Ok(()),
-        Ok(Applied::MissingDeps) => Err((
-            codes::MISSING_DEPENDENCIES.to_owned(),
-            "the changes build on changes the server does not hold".to_owned(),
-        )),
-        Err((code, _)) if code == codes::BUSY => {
-            Err((code, "the document is busy; try again".to_owned()))
-        }
-        Err(refused) => Err(refused),
-    })
+    let catalog = step.district_catalog().await?;
+    Ok(
+        match step
+            .apply_and_store(doc, &changes, catalog.as_ref())
+            .await?
+        {
+            Ok(Applied::Stored { .. }) => Ok(()),
+            Ok(Applied::MissingDeps) => Err((
+                codes::MISSING_DEPENDENCIES.to_owned(),
+                "the changes build on changes the server does not hold".to_owned(),
+            )),
+            Err((code, _)) if code == codes::BUSY => {
+                Err((code, "the document is busy; try again".to_owned()))
+            }
+            Err(refused) => Err(refused),
+        },
+    )
 }
 
 /// Why a batch answered `busy` was not stored.
@@ -165,8 +174,38 @@ pub async fn handle_sync<S: ServerStore>(
     let catalog_doc = step.catalog_id();
     let (catalogs, cases): (Vec<&DocUpload>, Vec<&DocUpload>) =
         request.uploads.iter().partition(|u| u.doc == catalog_doc);
-    for upload in catalogs.into_iter().chain(cases) {
-        step.upload(upload).await?;
+    for upload in catalogs {
+        let catalog = step.district_catalog().await?;
+        let (hashes, uploaded) = step.upload(upload, catalog.as_ref()).await?;
+        step.record(upload, hashes, uploaded).await?;
+    }
+    // Case files are independent of each other: several are checked and stored at
+    // once, so that a station's first upload of hundreds of them shares commits (one
+    // group commit on SQLite, a connection each on PostgreSQL) instead of paying one
+    // each. The answers are recorded in the request's order.
+    let catalog = step.district_catalog().await?;
+    // With several, each one's rules run where the host says (on another core).
+    step.offload = cases.len() > 1;
+    let mut uploaded = Vec::with_capacity(cases.len());
+    {
+        // A loop rather than a stream combinator: a closure over the borrowed uploads
+        // would not be general enough for the host's `Send` future.
+        let mut running = FuturesOrdered::new();
+        for upload in &cases {
+            if running.len() == UPLOADS_AT_ONCE
+                && let Some(done) = running.next().await
+            {
+                uploaded.push(done);
+            }
+            running.push_back(step.upload(upload, catalog.as_ref()));
+        }
+        while let Some(done) = running.next().await {
+            uploaded.push(done);
+        }
+    }
+    for (upload, result) in cases.into_iter().zip(uploaded) {
+        let (hashes, uploaded) = result?;
+        step.record(upload, hashes, uploaded).await?;
     }
     for message in &request.fallback {
         step.fallback(message).await?;
@@ -192,8 +231,6 @@ struct Step<'a, S> {
     store: &'a S,
     auth: &'a DeviceAuth,
     now: Timestamp,
-    /// The phone's clock, as its request states it (0: unknown).
-    clock: Timestamp,
     limits: Limits,
     response: SyncResponse,
     /// Changes the phone sent, per document, so they are not sent back.
@@ -207,22 +244,55 @@ struct Step<'a, S> {
     /// The heads of the upload being checked, echoed if it is refused.
     rejected_heads: BTreeMap<DocId, Vec<Hash>>,
     /// The district's catalog, once loaded (inner `None`: the district has none).
-    catalog: Option<Option<Catalog>>,
+    catalog: Option<Option<Arc<Catalog>>>,
+    /// What checking an upload needs, shared with checks running elsewhere.
+    checker: Arc<Checker>,
+    /// Run each upload's check through [`ServerStore::run_check`].
+    offload: bool,
 }
+
+/// What checking a device's changes needs, owned, so that a check can run on another
+/// thread.
+#[derive(Debug)]
+struct Checker {
+    principal: Principal,
+    /// The actors registered to the device.
+    actors: Vec<ActorId>,
+    /// The clock the rules judge by: the server's, or the phone's where it runs ahead
+    /// (a phone offline for weeks drifts, and a visit dated by a fast clock is still a
+    /// visit; the host records the skew for coordinators). A slow clock needs nothing:
+    /// its times are in the past.
+    now: Timestamp,
+}
+
+/// Case files checked and stored at once within one request.
+const UPLOADS_AT_ONCE: usize = 32;
 
 /// What storing a device's changes to one document came to.
 enum Applied {
-    /// Stored (or there was nothing new): the document with them applied.
-    Stored(Box<Automerge>),
+    /// Stored (or there was nothing new): the document with them applied, and the feed
+    /// number that holds them.
+    Stored { doc: Box<Automerge>, floor: u64 },
     /// The server lacks what they build on.
     MissingDeps,
 }
 
 enum Checked {
-    /// Stored, or there was nothing new to store.
-    Stored,
+    /// Stored, or there was nothing new to store: the feed number that holds them.
+    Stored(u64),
     /// The server lacks the changes' dependencies.
     MissingDeps,
+}
+
+/// What became of one document's upload, for the step to record in its response.
+enum Uploaded {
+    /// Stored now or before: the receipt's heads, and the feed number that holds them.
+    Stored { heads: Vec<Hash>, floor: u64 },
+    /// The changes build on changes the server lacks: Automerge's own sync message,
+    /// from what the server holds, starts the repair.
+    MissingDeps(Option<Message>),
+    /// Refused: the code and the reason.
+    Refused(String, String),
 }
 
 /// New changes that passed every check, ready to store.
@@ -237,6 +307,100 @@ enum Vetted {
     },
 }
 
+impl Checker {
+    fn editor(&self) -> Editor<'_> {
+        Editor {
+            principal: &self.principal,
+            now: self.now,
+        }
+    }
+
+    fn check_authorship(&self, changes: &[Change]) -> Result<(), String> {
+        for c in changes {
+            if !self.actors.contains(c.actor_id()) {
+                return Err(format!(
+                    "change {} was made by actor {}, which is not registered to this device",
+                    c.hash(),
+                    c.actor_id()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the new changes in `doc` since `before` are, checked against the rules, or
+    /// why they are refused. Reading a document that a device's crafted (well-formed,
+    /// correctly hashed) change has made inconsistent can panic inside Automerge, so
+    /// all of it runs guarded: a panic here refuses the upload as malformed, and the
+    /// document it read is dropped by the caller.
+    fn vet(
+        &self,
+        id: DocId,
+        doc: &Automerge,
+        before: &[ChangeHash],
+        missing_deps_fall_back: bool,
+        catalog: Option<&Catalog>,
+    ) -> Result<Vetted, (String, String)> {
+        let vet = || {
+            if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
+                return Ok(Vetted::MissingDeps);
+            }
+            let new = doc.get_changes(before);
+            if new.is_empty() {
+                return Ok(Vetted::Nothing);
+            }
+            if let Err(reason) = self.check_authorship(&new) {
+                return Err((codes::FOREIGN_ACTOR.to_owned(), reason));
+            }
+            match header(doc) {
+                Ok(Some(h)) if DocId(h.id) == id => {}
+                Ok(Some(h)) => {
+                    return Err((
+                        codes::WRONG_DOCUMENT.to_owned(),
+                        format!("document {id} declares the id {}", h.id),
+                    ));
+                }
+                _ => {}
+            }
+            if let Err(v) = rules::check_with_catalog(&self.editor(), doc, before, &new, catalog) {
+                return Err((v.code().to_owned(), v.to_string()));
+            }
+            let Some(place) = place_of(doc) else {
+                let v = Violation::Invalid {
+                    field: "document".into(),
+                    reason: "has no district".into(),
+                };
+                return Err((v.code().to_owned(), v.to_string()));
+            };
+            Ok(Vetted::Ready { new, place })
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(vet)).unwrap_or_else(|_| {
+            Err((
+                codes::MALFORMED.to_owned(),
+                "the changes leave the document inconsistent: Automerge refused them".to_owned(),
+            ))
+        })
+    }
+
+    /// Applies `changes` to `doc` and checks them: the part of an upload that takes
+    /// CPU, not storage. Returns the document, its heads before, and the verdict.
+    fn apply_and_vet(
+        &self,
+        id: DocId,
+        mut doc: Automerge,
+        changes: Vec<Change>,
+        catalog: Option<&Catalog>,
+    ) -> (Automerge, Vec<ChangeHash>, Result<Vetted, (String, String)>) {
+        let before = doc.get_heads();
+        if let Err(e) = untrusted(|| doc.apply_changes(changes)) {
+            let reason = format!("the changes do not apply: {e}");
+            return (doc, before, Err((codes::MALFORMED.to_owned(), reason)));
+        }
+        let vetted = self.vet(id, &doc, &before, true, catalog);
+        (doc, before, vetted)
+    }
+}
+
 impl<'a, S: ServerStore> Step<'a, S> {
     fn new(
         store: &'a S,
@@ -249,7 +413,6 @@ impl<'a, S: ServerStore> Step<'a, S> {
             store,
             auth,
             now,
-            clock,
             limits,
             response: SyncResponse::default(),
             uploaded: BTreeMap::new(),
@@ -257,23 +420,18 @@ impl<'a, S: ServerStore> Step<'a, S> {
             receipt_floor: BTreeMap::new(),
             rejected_heads: BTreeMap::new(),
             catalog: None,
+            checker: Arc::new(Checker {
+                principal: auth.principal.clone(),
+                actors: auth.actors.clone(),
+                now: now.max(clock),
+            }),
+            offload: false,
         }
     }
 
     /// The caller's district's catalog document.
     fn catalog_id(&self) -> DocId {
         DocId::from(self.auth.principal.scope.district())
-    }
-
-    /// The rules judge the times a phone wrote by the phone's own clock where it runs
-    /// ahead of the server's: a phone offline for weeks drifts, and a visit dated by a
-    /// fast clock is still a visit (the host records the skew for coordinators). A slow
-    /// clock needs nothing: its times are in the past.
-    fn editor(&self) -> Editor<'_> {
-        Editor {
-            principal: &self.auth.principal,
-            now: self.now.max(self.clock),
-        }
     }
 
     async fn reject(
@@ -396,7 +554,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
     }
 
     /// The caller's district's catalog (what visits may name), loaded once per step.
-    async fn district_catalog(&mut self) -> Result<Option<Catalog>, S::Error> {
+    async fn district_catalog(&mut self) -> Result<Option<Arc<Catalog>>, S::Error> {
         if let Some(cached) = &self.catalog {
             return Ok(cached.clone());
         }
@@ -406,7 +564,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
             .load(id)
             .await?
             .and_then(|d| CatalogDoc::from_doc(d).ok())
-            .and_then(|c| c.hydrate().ok());
+            .and_then(|c| c.hydrate().ok())
+            .map(Arc::new);
         self.catalog = Some(catalog.clone());
         Ok(catalog)
     }
@@ -419,93 +578,21 @@ impl<'a, S: ServerStore> Step<'a, S> {
         }
     }
 
-    fn check_authorship(&self, changes: &[Change]) -> Result<(), String> {
-        for c in changes {
-            if !self.auth.actors.contains(c.actor_id()) {
-                return Err(format!(
-                    "change {} was made by actor {}, which is not registered to this device",
-                    c.hash(),
-                    c.actor_id()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// What the new changes in `doc` since `before` are, checked against the rules, or
-    /// why they are refused. Reading a document that a device's crafted (well-formed,
-    /// correctly hashed) change has made inconsistent can panic inside Automerge, so
-    /// all of it runs guarded: a panic here refuses the upload as malformed, and the
-    /// document it read is dropped by the caller.
-    fn vet(
+    /// Stores the new changes in `doc` since `before` that the rules accepted.
+    async fn store_vetted(
         &self,
         id: DocId,
         doc: &Automerge,
         before: &[ChangeHash],
-        missing_deps_fall_back: bool,
-        catalog: Option<&Catalog>,
-    ) -> Result<Vetted, (String, String)> {
-        let vet = || {
-            if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
-                return Ok(Vetted::MissingDeps);
-            }
-            let new = doc.get_changes(before);
-            if new.is_empty() {
-                return Ok(Vetted::Nothing);
-            }
-            if let Err(reason) = self.check_authorship(&new) {
-                return Err((codes::FOREIGN_ACTOR.to_owned(), reason));
-            }
-            match header(doc) {
-                Ok(Some(h)) if DocId(h.id) == id => {}
-                Ok(Some(h)) => {
-                    return Err((
-                        codes::WRONG_DOCUMENT.to_owned(),
-                        format!("document {id} declares the id {}", h.id),
-                    ));
-                }
-                _ => {}
-            }
-            if let Err(v) = rules::check(&self.editor(), doc, before, &new)
-                .and_then(|()| rules::check_catalog_refs(doc, &new, catalog))
-            {
-                return Err((v.code().to_owned(), v.to_string()));
-            }
-            let Some(place) = place_of(doc) else {
-                let v = Violation::Invalid {
-                    field: "document".into(),
-                    reason: "has no district".into(),
-                };
-                return Err((v.code().to_owned(), v.to_string()));
-            };
-            Ok(Vetted::Ready { new, place })
-        };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(vet)).unwrap_or_else(|_| {
-            Err((
-                codes::MALFORMED.to_owned(),
-                "the changes leave the document inconsistent: Automerge refused them".to_owned(),
-            ))
-        })
-    }
-
-    /// Runs the rules on the new changes in `doc` since `before` and stores them.
-    async fn check_and_store(
-        &mut self,
-        id: DocId,
-        doc: &Automerge,
-        before: &[ChangeHash],
-        missing_deps_fall_back: bool,
+        vetted: Result<Vetted, (String, String)>,
     ) -> Result<Result<Checked, (String, String)>, S::Error> {
-        let catalog = self.district_catalog().await?;
-        let (new, place) = match self.vet(id, doc, before, missing_deps_fall_back, catalog.as_ref())
-        {
+        let (new, place) = match vetted {
             Ok(Vetted::MissingDeps) => return Ok(Ok(Checked::MissingDeps)),
             Ok(Vetted::Nothing) => {
                 // Stored before (a receipt that was lost): the document's latest entry
                 // holds it, or an earlier one.
                 let floor = self.store.doc_feed_head(id).await?;
-                self.raise_floor(id, floor);
-                return Ok(Ok(Checked::Stored));
+                return Ok(Ok(Checked::Stored(floor)));
             }
             Ok(Vetted::Ready { new, place }) => (new, place),
             Err(refused) => return Ok(Err(refused)),
@@ -525,60 +612,90 @@ impl<'a, S: ServerStore> Step<'a, S> {
             })
             .await?;
         match outcome {
-            AppendOutcome::Stored(seq) => {
-                self.raise_floor(id, seq);
+            AppendOutcome::Stored(seq) => Ok(Ok(Checked::Stored(seq))),
+            AppendOutcome::HeadsMoved => Ok(Err((codes::BUSY.to_owned(), String::new()))),
+        }
+    }
+
+    /// Checks and stores one document's upload. Changes nothing in the step, so that
+    /// several run at once; [`Step::record`] puts the outcome in the response. Returns
+    /// the hashes of the changes that parsed, which are not sent back.
+    async fn upload(
+        &self,
+        upload: &DocUpload,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Result<(Vec<ChangeHash>, Uploaded), S::Error> {
+        let id = upload.doc;
+        let mut changes = Vec::with_capacity(upload.changes.len());
+        for bytes in &upload.changes {
+            match parse_change(&bytes.0) {
+                Ok(c) => changes.push(c),
+                Err(reason) => {
+                    return Ok((
+                        Vec::new(),
+                        Uploaded::Refused(codes::MALFORMED.into(), reason),
+                    ));
+                }
+            }
+        }
+        let hashes = changes.iter().map(Change::hash).collect();
+        if let Err(reason) = self.checker.check_authorship(&changes) {
+            return Ok((
+                hashes,
+                Uploaded::Refused(codes::FOREIGN_ACTOR.into(), reason),
+            ));
+        }
+        let uploaded = match self.apply_and_store(id, &changes, catalog).await? {
+            Ok(Applied::Stored { doc, floor }) => Uploaded::Stored {
+                heads: upload
+                    .heads
+                    .iter()
+                    .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
+                    .copied()
+                    .collect(),
+                floor,
+            },
+            Ok(Applied::MissingDeps) => {
+                // We lack what these changes build on (a restored backup, say): repair
+                // with Automerge's own protocol, starting from what we hold.
+                let stored = self.load(id).await?;
+                Uploaded::MissingDeps(stored.generate_sync_message(&mut State::new()))
+            }
+            Err((code, reason)) => Uploaded::Refused(code, reason),
+        };
+        Ok((hashes, uploaded))
+    }
+
+    /// Records what became of one document's upload in the response: its receipt, the
+    /// start of a repair, or its refusal (quarantined).
+    async fn record(
+        &mut self,
+        upload: &DocUpload,
+        hashes: Vec<ChangeHash>,
+        uploaded: Uploaded,
+    ) -> Result<(), S::Error> {
+        let id = upload.doc;
+        self.uploaded.entry(id).or_default().extend(hashes);
+        match uploaded {
+            Uploaded::Stored { heads, floor } => {
+                self.raise_floor(id, floor);
                 self.accepted.insert(id);
                 if id == self.catalog_id() {
                     // The catalog changed: visits later in the request see it.
                     self.catalog = None;
                 }
-                Ok(Ok(Checked::Stored))
-            }
-            AppendOutcome::HeadsMoved => Ok(Err((codes::BUSY.to_owned(), String::new()))),
-        }
-    }
-
-    async fn upload(&mut self, upload: &DocUpload) -> Result<(), S::Error> {
-        let id = upload.doc;
-        self.rejected_heads.insert(id, upload.heads.clone());
-        let raw: Vec<Vec<u8>> = upload.changes.iter().map(|b| b.0.clone()).collect();
-        let mut changes = Vec::with_capacity(raw.len());
-        for bytes in &raw {
-            match parse_change(bytes) {
-                Ok(c) => changes.push(c),
-                Err(reason) => {
-                    return self.reject(id, codes::MALFORMED, reason, raw).await;
-                }
-            }
-        }
-        self.uploaded
-            .entry(id)
-            .or_default()
-            .extend(changes.iter().map(Change::hash));
-        if let Err(reason) = self.check_authorship(&changes) {
-            return self.reject(id, codes::FOREIGN_ACTOR, reason, raw).await;
-        }
-        match self.apply_and_store(id, &changes).await? {
-            Ok(Applied::Stored(doc)) => {
-                let heads = upload
-                    .heads
-                    .iter()
-                    .filter(|h| doc.get_change_by_hash(&ChangeHash::from(**h)).is_some())
-                    .copied()
-                    .collect();
-                self.rejected_heads.remove(&id);
                 self.response.receipts.push(Receipt { doc: id, heads });
-                self.accepted.insert(id);
                 Ok(())
             }
-            Ok(Applied::MissingDeps) => {
-                // We lack what these changes build on (a restored backup, say): repair
-                // with Automerge's own protocol, starting from what we hold.
-                let stored = self.load(id).await?;
-                self.push_fallback(id, stored.generate_sync_message(&mut State::new()));
+            Uploaded::MissingDeps(message) => {
+                self.push_fallback(id, message);
                 Ok(())
             }
-            Err((code, reason)) => self.reject(id, &code, reason, raw).await,
+            Uploaded::Refused(code, reason) => {
+                self.rejected_heads.insert(id, upload.heads.clone());
+                let raw = upload.changes.iter().map(|b| b.0.clone()).collect();
+                self.reject(id, &code, reason, raw).await
+            }
         }
     }
 
@@ -586,12 +703,13 @@ impl<'a, S: ServerStore> Step<'a, S> {
     /// them, and tries again while other writers move the document. Otherwise the
     /// refusal's code and reason (`busy` when every try found the document moved).
     async fn apply_and_store(
-        &mut self,
+        &self,
         id: DocId,
         changes: &[Change],
+        catalog: Option<&Arc<Catalog>>,
     ) -> Result<Result<Applied, (String, String)>, S::Error> {
         for _ in 0..=self.limits.append_retries {
-            let mut doc = self.load(id).await?;
+            let doc = self.load(id).await?;
             if doc.is_empty() && self.store.is_erased(id).await? {
                 return Ok(Err((codes::ERASED.to_owned(), ERASED_REASON.to_owned())));
             }
@@ -599,13 +717,24 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 let v = Violation::OutOfScope;
                 return Ok(Err((v.code().to_owned(), v.to_string())));
             }
-            let before = doc.get_heads();
-            if let Err(e) = untrusted(|| doc.apply_changes(changes.iter().cloned())) {
-                let reason = format!("the changes do not apply: {e}");
-                return Ok(Err((codes::MALFORMED.to_owned(), reason)));
-            }
-            match self.check_and_store(id, &doc, &before, true).await? {
-                Ok(Checked::Stored) => return Ok(Ok(Applied::Stored(Box::new(doc)))),
+            let (doc, before, vetted) = if self.offload {
+                let checker = Arc::clone(&self.checker);
+                let catalog = catalog.cloned();
+                let changes = changes.to_vec();
+                self.store
+                    .run_check(move || checker.apply_and_vet(id, doc, changes, catalog.as_deref()))
+                    .await?
+            } else {
+                self.checker
+                    .apply_and_vet(id, doc, changes.to_vec(), catalog.map(|c| &**c))
+            };
+            match self.store_vetted(id, &doc, &before, vetted).await? {
+                Ok(Checked::Stored(floor)) => {
+                    return Ok(Ok(Applied::Stored {
+                        doc: Box::new(doc),
+                        floor,
+                    }));
+                }
                 Ok(Checked::MissingDeps) => return Ok(Ok(Applied::MissingDeps)),
                 Err((code, _)) if code == codes::BUSY => continue,
                 Err(refused) => return Ok(Err(refused)),
@@ -682,12 +811,25 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     keep = doc.get_changes(&before);
                 }
             }
-            let stored = self.check_and_store(id, &doc, &before, false).await?;
+            let catalog = self.district_catalog().await?;
+            let vetted = self
+                .checker
+                .vet(id, &doc, &before, false, catalog.as_deref());
+            let stored = self.store_vetted(id, &doc, &before, vetted).await?;
             match stored {
-                Ok(_) => {
+                Ok(Checked::Stored(floor)) => {
+                    self.raise_floor(id, floor);
+                    self.accepted.insert(id);
+                    if id == self.catalog_id() {
+                        self.catalog = None;
+                    }
                     if !doc.is_empty() && !self.in_scope(&doc) {
                         return Ok(());
                     }
+                    self.push_fallback(id, doc.generate_sync_message(&mut state));
+                    return Ok(());
+                }
+                Ok(Checked::MissingDeps) => {
                     self.push_fallback(id, doc.generate_sync_message(&mut state));
                     return Ok(());
                 }

@@ -1,6 +1,7 @@
 //! Whole exchanges between phones and a server, end to end through the envelope.
 
 use crate::support::*;
+use std::collections::BTreeSet;
 use sync_core::model::ReviewStatus;
 use sync_core::protocol::store::MemoryServerStore;
 
@@ -543,4 +544,88 @@ fn two_reviewers_reviewing_one_visit_at_once_are_both_accepted() {
     }
     assert!(server.quarantined().is_empty());
     assert_eq!(coord.hydrate(r), staff_phone.hydrate(r));
+}
+
+#[test]
+fn a_station_first_upload_is_checked_together_and_its_refusals_stay_apart() {
+    use sync_core::rules::Violation;
+    let server = seeded(&[]);
+    let mut phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    phone.sync(&server);
+    // More case files than the step checks at once, each with a visit; one of them
+    // registered at another station (the server refuses it: out of scope), and one
+    // whose bytes get damaged on the way (refused: malformed).
+    let (count, elsewhere, damaged) = (45u128, 7usize, 38usize);
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let station = if n as usize == elsewhere {
+            STATION_B
+        } else {
+            STATION_A
+        };
+        let r = resident(0x100 + n);
+        let mut file = new_case_file(&staff(STAFF_A, station), actor(1), r, station);
+        file.log_visit(
+            &editor(&staff(STAFF_A, station)),
+            sync_core::ids::VisitId(uuid(0x1000 + n)),
+            &record(NOW - DAY),
+        )
+        .unwrap();
+        phone.replica.save_case_file(&file).unwrap();
+        ids.push(sync_core::ids::DocId::from(r));
+    }
+    let mut request = phone.replica.prepare(NOW).unwrap();
+    let uploaded: Vec<_> = request.uploads.iter().map(|u| u.doc).collect();
+    assert_eq!(uploaded.len(), ids.len());
+    let elsewhere = ids[elsewhere];
+    let damaged = ids[damaged];
+    let at = uploaded.iter().position(|d| *d == damaged).unwrap();
+    request.uploads[at].changes[0].0[12] ^= 0x55;
+
+    let response = phone.serve(&server, &request);
+
+    // Every other file is receipted, in the request's order, and stored.
+    let expected: Vec<_> = uploaded
+        .iter()
+        .copied()
+        .filter(|d| *d != elsewhere && *d != damaged)
+        .collect();
+    let receipted: Vec<_> = response.receipts.iter().map(|r| r.doc).collect();
+    assert_eq!(receipted, expected);
+    for (n, doc) in ids.iter().enumerate() {
+        if expected.contains(doc) {
+            let file = stored_case_file(&server, resident(0x100 + n as u128));
+            assert_eq!(file.hydrate().unwrap().visits.len(), 1);
+        }
+    }
+    // The two refusals are answered each with its own code and quarantined apart.
+    let mut refused: Vec<_> = response
+        .rejections
+        .iter()
+        .map(|r| (r.doc, r.code.as_str(), r.quarantine > 0))
+        .collect();
+    refused.sort();
+    let mut want = vec![
+        (elsewhere, Violation::OutOfScope.code(), true),
+        (damaged, "malformed", true),
+    ];
+    want.sort();
+    assert_eq!(refused, want);
+    let quarantined: BTreeSet<_> = server.quarantined().iter().map(|q| q.doc).collect();
+    assert_eq!(quarantined, BTreeSet::from([elsewhere, damaged]));
+    // Every file that parsed was checked through the host's hook: with several files
+    // in one request the server checks them on its worker threads.
+    assert_eq!(server.checks_run(), ids.len() - 1);
+
+    // The phone keeps both refused files, with their visits, for a person to decide.
+    let report = phone.replica.apply(&response).unwrap();
+    assert_eq!(report.rejections.len(), 2);
+    let kept: BTreeSet<_> = phone
+        .replica
+        .refused()
+        .unwrap()
+        .iter()
+        .map(|r| r.doc)
+        .collect();
+    assert_eq!(kept, BTreeSet::from([elsewhere, damaged]));
 }
