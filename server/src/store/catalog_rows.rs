@@ -73,22 +73,24 @@ pub(super) fn project(doc: DocId, copy: Automerge) -> Result<(CatalogDoc, Vec<Ca
 /// The statements that replace `district`'s rows with `rows`.
 pub(super) fn plan(district: DistrictId, rows: &[CatalogRow]) -> Vec<Stmt> {
     let d = || Arg::Bytes(district.0.as_bytes().to_vec());
-    let mut plan = vec![Stmt {
-        sql: "DELETE FROM catalog_rows WHERE district = $1",
-        args: vec![d()],
-    }];
-    plan.extend(rows.iter().map(|r| Stmt {
-        sql: "INSERT INTO catalog_rows (district, kind, id, name, name_en, parent, archived)
+    let mut plan = vec![Stmt::new(
+        "DELETE FROM catalog_rows WHERE district = $1",
+        vec![d()],
+    )];
+    plan.extend(rows.iter().map(|r| {
+        Stmt::new(
+            "INSERT INTO catalog_rows (district, kind, id, name, name_en, parent, archived)
               VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        args: vec![
-            d(),
-            Arg::Text(r.kind.code().to_owned()),
-            Arg::Bytes(r.id.as_bytes().to_vec()),
-            Arg::Text(r.name.clone()),
-            Arg::Text(r.name_en.clone()),
-            Arg::OptBytes(r.parent.map(|p| p.as_bytes().to_vec())),
-            Arg::Bool(r.archived),
-        ],
+            vec![
+                d(),
+                Arg::Text(r.kind.code().to_owned()),
+                Arg::Bytes(r.id.as_bytes().to_vec()),
+                Arg::Text(r.name.clone()),
+                Arg::Text(r.name_en.clone()),
+                Arg::OptBytes(r.parent.map(|p| p.as_bytes().to_vec())),
+                Arg::Bool(r.archived),
+            ],
+        )
     }));
     plan
 }

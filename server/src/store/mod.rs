@@ -145,6 +145,7 @@ impl SqlStore {
                 // pages' reads of a month of visits and their indexes stay in the
                 // process instead of being copied from the OS on every request.
                 .pragma("cache_size", "-32768")
+                .pragma("temp_store", "memory")
                 .foreign_keys(true);
             Pool::Sqlite(
                 SqlitePoolOptions::new()
@@ -330,11 +331,12 @@ fn opt_bytes(id: Option<Uuid>) -> Option<Vec<u8>> {
     id.map(|u| u.as_bytes().to_vec())
 }
 
-/// Runs a projection write plan (`Vec<projections::Stmt>`) in `$conn`.
+/// Runs a projection write plan (`Vec<projections::Stmt>`) in `$conn`, a SQLite
+/// connection when `$sqlite`.
 macro_rules! run_plan {
-    ($conn:ident, $plan:expr) => {
+    ($conn:ident, $plan:expr, $sqlite:expr) => {
         for stmt in $plan {
-            let mut q = sqlx::query(stmt.sql);
+            let mut q = sqlx::query(stmt.text($sqlite));
             for arg in stmt.args {
                 use $crate::store::projections::Arg;
                 q = match arg {

@@ -19,6 +19,7 @@
 use super::{Pool, Result, SqlStore, StoreError, heads_bytes};
 use sqlx::Row;
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use sync_core::automerge::{Automerge, Change};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::catalog::CatalogDoc;
@@ -332,7 +333,29 @@ impl Place {
 #[derive(Debug)]
 pub(super) struct Stmt {
     pub(super) sql: &'static str,
+    /// The same statement for SQLite, where it differs: with anonymous parameters
+    /// (`?`), which SQLite binds in constant time, where it looks numbered ones up by
+    /// name in a list (quadratic in a many-row insert's parameters).
+    pub(super) sqlite: Option<&'static str>,
     pub(super) args: Vec<Arg>,
+}
+
+impl Stmt {
+    pub(super) fn new(sql: &'static str, args: Vec<Arg>) -> Stmt {
+        Stmt {
+            sql,
+            sqlite: None,
+            args,
+        }
+    }
+
+    /// The statement's text for SQLite (`true`) or PostgreSQL.
+    pub(super) fn text(&self, sqlite: bool) -> &'static str {
+        match self.sqlite {
+            Some(text) if sqlite => text,
+            _ => self.sql,
+        }
+    }
 }
 
 /// An argument of a [`Stmt`].
@@ -374,23 +397,93 @@ const DELETE_VISIT: [&str; 3] = [
 
 const DELETE_FOLLOW_UP: &str = "DELETE FROM follow_up_rows WHERE resident = $1 AND id = $2";
 
-const INSERT_VISIT: &str = "INSERT INTO visit_rows (resident, id, district, station, volunteer,
-    project, unit, started_at, ended_at, duration_minutes, wellbeing, systolic, diastolic,
-    blood_sugar_dmmol, remarks, notes, follow_up_needed, tombstoned, review_status, reviewer,
-    reviewed_at, review_comment, hazards_found, hazards_fixed)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-    $20, $21, $22, $23, $24)";
+/// Rows of one table inserted by one statement: a case file's first upload has dozens of
+/// visits, and every statement is a round trip (to SQLite's worker thread, or to
+/// PostgreSQL). Rows go in runs of [`RUNS`] (64, then the remainder's binary digits),
+/// so each table has a few statement texts for the backends to keep prepared; 64 rows
+/// of 24 columns stay far below both backends' limits on parameters.
+#[derive(Debug)]
+pub(super) struct RowInsert {
+    columns: usize,
+    /// The statement for `RUNS[i]` rows, with numbered parameters (PostgreSQL).
+    numbered: Vec<String>,
+    /// The same with anonymous ones (SQLite; see [`Stmt::sqlite`]).
+    anonymous: Vec<String>,
+}
 
-const INSERT_SERVICE: &str =
-    "INSERT INTO visit_services (resident, visit, position, service_type) VALUES ($1, $2, $3, $4)";
+const RUNS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
-const INSERT_HAZARD: &str = "INSERT INTO visit_hazards (resident, visit, position, hazard_type,
-    severity, fixed_on_spot, note) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+impl RowInsert {
+    fn new(head: &str, columns: usize) -> RowInsert {
+        let texts = |param: &dyn Fn(usize) -> String| -> Vec<String> {
+            RUNS.iter()
+                .map(|&rows| {
+                    let groups: Vec<String> = (0..rows)
+                        .map(|r| {
+                            let params: Vec<String> =
+                                (1..=columns).map(|c| param(r * columns + c)).collect();
+                            format!("({})", params.join(", "))
+                        })
+                        .collect();
+                    format!("{head} VALUES {}", groups.join(", "))
+                })
+                .collect()
+        };
+        RowInsert {
+            columns,
+            numbered: texts(&|n| format!("${n}")),
+            anonymous: texts(&|_| "?".to_owned()),
+        }
+    }
 
-const INSERT_FOLLOW_UP: &str = "INSERT INTO follow_up_rows (resident, id, district, station,
-    visit, title, status, owner, deadline, opened_by, opened_at, closed_by, closed_at,
-    resolution, comments)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+    /// The statements inserting `rows` rows whose arguments, row after row, are `args`.
+    fn statements(&'static self, mut rows: usize, args: Vec<Arg>, out: &mut Vec<Stmt>) {
+        let mut args = args.into_iter();
+        for (i, size) in RUNS.iter().enumerate() {
+            while rows >= *size {
+                out.push(Stmt {
+                    sql: &self.numbered[i],
+                    sqlite: Some(&self.anonymous[i]),
+                    args: args.by_ref().take(size * self.columns).collect(),
+                });
+                rows -= size;
+            }
+        }
+    }
+}
+
+static INSERT_VISIT: LazyLock<RowInsert> = LazyLock::new(|| {
+    RowInsert::new(
+        "INSERT INTO visit_rows (resident, id, district, station, volunteer, project, unit,
+         started_at, ended_at, duration_minutes, wellbeing, systolic, diastolic,
+         blood_sugar_dmmol, remarks, notes, follow_up_needed, tombstoned, review_status,
+         reviewer, reviewed_at, review_comment, hazards_found, hazards_fixed)",
+        24,
+    )
+});
+
+static INSERT_SERVICE: LazyLock<RowInsert> = LazyLock::new(|| {
+    RowInsert::new(
+        "INSERT INTO visit_services (resident, visit, position, service_type)",
+        4,
+    )
+});
+
+static INSERT_HAZARD: LazyLock<RowInsert> = LazyLock::new(|| {
+    RowInsert::new(
+        "INSERT INTO visit_hazards (resident, visit, position, hazard_type, severity,
+         fixed_on_spot, note)",
+        7,
+    )
+});
+
+static INSERT_FOLLOW_UP: LazyLock<RowInsert> = LazyLock::new(|| {
+    RowInsert::new(
+        "INSERT INTO follow_up_rows (resident, id, district, station, visit, title, status,
+         owner, deadline, opened_by, opened_at, closed_by, closed_at, resolution, comments)",
+        15,
+    )
+});
 
 /// The figures are counted from the visit and follow-up rows written just before, in
 /// the same transaction, so an append that touched one visit need not read the others.
@@ -431,11 +524,42 @@ const ORPHANS: &str = "SELECT id FROM resident_rows WHERE id NOT IN (SELECT id F
 
 /// Statements that rewrite some or all of one case file's rows.
 #[derive(Debug, Default)]
-pub(super) struct Plan(Vec<Stmt>);
+pub(super) struct Plan(Vec<Planned>);
+
+/// A statement of a plan, or rows that one or a few statements insert.
+#[derive(Debug)]
+enum Planned {
+    One(Stmt),
+    Rows {
+        table: &'static RowInsert,
+        rows: usize,
+        args: Vec<Arg>,
+    },
+}
 
 impl Plan {
     fn push(&mut self, sql: &'static str, args: Vec<Arg>) {
-        self.0.push(Stmt { sql, args });
+        self.0.push(Planned::One(Stmt::new(sql, args)));
+    }
+
+    /// A row for `table`, inserted together with the rows pushed for it just before.
+    fn row(&mut self, table: &'static LazyLock<RowInsert>, row: Vec<Arg>) {
+        let table: &'static RowInsert = table;
+        match self.0.last_mut() {
+            Some(Planned::Rows {
+                table: last,
+                rows,
+                args,
+            }) if std::ptr::eq(*last, table) => {
+                *rows += 1;
+                args.extend(row);
+            }
+            _ => self.0.push(Planned::Rows {
+                table,
+                rows: 1,
+                args: row,
+            }),
+        }
     }
 
     /// Everything, from a whole projection.
@@ -473,8 +597,8 @@ impl Plan {
     }
 
     fn visit(&mut self, v: &VisitRow) {
-        self.push(
-            INSERT_VISIT,
+        self.row(
+            &INSERT_VISIT,
             vec![
                 id(&v.resident.0),
                 id(&v.id.0),
@@ -505,8 +629,8 @@ impl Plan {
     }
 
     fn service(&mut self, s: &ServiceRow) {
-        self.push(
-            INSERT_SERVICE,
+        self.row(
+            &INSERT_SERVICE,
             vec![
                 id(&s.resident.0),
                 id(&s.visit.0),
@@ -517,8 +641,8 @@ impl Plan {
     }
 
     fn hazard(&mut self, h: &HazardRow) {
-        self.push(
-            INSERT_HAZARD,
+        self.row(
+            &INSERT_HAZARD,
             vec![
                 id(&h.resident.0),
                 id(&h.visit.0),
@@ -532,8 +656,8 @@ impl Plan {
     }
 
     fn follow_up(&mut self, f: &FollowUpRow) {
-        self.push(
-            INSERT_FOLLOW_UP,
+        self.row(
+            &INSERT_FOLLOW_UP,
             vec![
                 id(&f.resident.0),
                 id(&f.id.0),
@@ -589,7 +713,14 @@ impl Plan {
     }
 
     pub(super) fn into_statements(self) -> Vec<Stmt> {
-        self.0
+        let mut out = Vec::with_capacity(self.0.len());
+        for planned in self.0 {
+            match planned {
+                Planned::One(stmt) => out.push(stmt),
+                Planned::Rows { table, rows, args } => table.statements(rows, args, &mut out),
+            }
+        }
+        out
     }
 }
 
@@ -1023,14 +1154,14 @@ const ATTEMPTS: usize = 5;
 /// Writes a plan for `$doc` if the stored document still has `$heads`, inside `$tx`
 /// whose backend lock is held; evaluates to whether it did.
 macro_rules! rewrite_if_unchanged {
-    ($tx:ident, $doc:expr, $heads:expr, $plan:expr) => {{
+    ($tx:ident, $doc:expr, $heads:expr, $plan:expr, $sqlite:expr) => {{
         let stored: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT heads FROM documents WHERE id = $1")
                 .bind($doc.0.as_bytes().to_vec())
                 .fetch_optional(&mut *$tx)
                 .await?;
         if stored.as_deref() == Some($heads) {
-            run_plan!($tx, $plan);
+            run_plan!($tx, $plan, $sqlite);
             $tx.commit().await?;
             true
         } else {
@@ -1193,7 +1324,7 @@ impl SqlStore {
         Ok(match &self.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                rewrite_if_unchanged!(tx, doc, heads, plan)
+                rewrite_if_unchanged!(tx, doc, heads, plan, true)
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
@@ -1201,7 +1332,7 @@ impl SqlStore {
                     .bind(doc.0.as_bytes().to_vec())
                     .execute(&mut *tx)
                     .await?;
-                rewrite_if_unchanged!(tx, doc, heads, plan)
+                rewrite_if_unchanged!(tx, doc, heads, plan, false)
             }
         })
     }

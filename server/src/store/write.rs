@@ -67,7 +67,7 @@ impl Job {
 /// The writes of an append, the same for both backends once a transaction is open and
 /// the backend's locks are held. Commits nothing: the caller does.
 macro_rules! write_job {
-    ($conn:ident, $job:ident; $($feed_lock:tt)*) => {{
+    ($conn:ident, $job:ident, $sqlite:expr; $($feed_lock:tt)*) => {{
         let row = sqlx::query("SELECT heads, CAST(length(snapshot) AS BIGINT) AS snapshot_len, chunk_bytes FROM documents WHERE id = $1")
             .bind($job.id.clone())
             .fetch_optional(&mut *$conn)
@@ -97,7 +97,7 @@ macro_rules! write_job {
             true
         };
         let plan = $job.pending.take_plan(current)?;
-        run_plan!($conn, plan);
+        run_plan!($conn, plan, $sqlite);
         let chunk = std::mem::take(&mut $job.chunk);
         let grown = chunk_bytes + chunk.len() as i64;
         let compact = !exists || grown > COMPACT_MIN_BYTES.max(snapshot_len / 2);
@@ -189,7 +189,7 @@ fn unique_violation_is_moved(r: Result<AppendOutcome>) -> Result<AppendOutcome> 
 // ---- PostgreSQL ----------------------------------------------------------------------
 
 async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<AppendOutcome> {
-    write_job!(conn, job;
+    write_job!(conn, job, false;
         // Sequence numbers must commit in order, or a reader could pass a gap that
         // fills later: the feed lock is taken only once the heads are known to match.
         sqlx::query("SELECT pg_advisory_xact_lock(7235)").execute(&mut *conn).await?;
@@ -216,7 +216,7 @@ pub(super) async fn append_postgres(p: &PgPool, mut job: Job) -> Result<(AppendO
 // ---- SQLite: group commit ------------------------------------------------------------
 
 async fn write_sqlite(conn: &mut SqliteConnection, job: &mut Job) -> Result<AppendOutcome> {
-    write_job!(conn, job;)
+    write_job!(conn, job, true;)
 }
 
 type Reply = oneshot::Sender<Result<(AppendOutcome, Job)>>;
