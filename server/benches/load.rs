@@ -26,7 +26,14 @@
 //!      `LINLI_LOAD_RATE` syncs a second, each on its own evenly spread schedule: the
 //!      latency at that rate. A sync that starts over 100 ms after its slot counts as
 //!      late (the phones fell behind);
-//! 4. reports syncs per second, latency percentiles of the HTTP round trip, errors, the
+//! 4. with `LINLI_LOAD_CASE_FILES` case files (default 100,000; 2,000 with `--test`)
+//!    of a second station, 大站, written into the server's database by the bench
+//!    before the phones are set up (through `SqlStore::append`, as the server stores
+//!    an upload; the measured phones never see them), so that every window runs on a
+//!    server holding a district's worth of residents; and after the windows, **the
+//!    big station's first sync**: its staff member's new phone syncs until it holds
+//!    every one of them, in as many exchanges as the server's response budget needs;
+//! 5. reports syncs per second, latency percentiles of the HTTP round trip, errors, the
 //!    server's CPU (from `/proc/<pid>/stat`), PostgreSQL's CPU (every `postgres`
 //!    process), the server's peak memory (`VmHWM`, reset at the start of each window)
 //!    and the load generator's own CPU (it shares the machine), then stops the server
@@ -92,6 +99,8 @@ struct Settings {
     baseline_secs: f64,
     /// Syncs a second the phones offer together in the paced run.
     rate: u32,
+    /// Case files of the big station.
+    case_files: usize,
     postgres: Option<String>,
 }
 
@@ -114,6 +123,10 @@ fn settings() -> Settings {
         secs: env_number("LINLI_LOAD_SECS", if test { 3.0 } else { 60.0 }),
         baseline_secs: env_number("LINLI_LOAD_BASELINE_SECS", if test { 2.0 } else { 20.0 }),
         rate: env_number("LINLI_LOAD_RATE", TARGET_SYNCS_PER_SEC) as u32,
+        case_files: env_number(
+            "LINLI_LOAD_CASE_FILES",
+            if test { 2_000.0 } else { 100_000.0 },
+        ) as usize,
         postgres: std::env::var("LINLI_TEST_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty()),
@@ -388,6 +401,17 @@ impl Api {
 
     /// One sync exchange: the request envelope out, the response envelope back.
     async fn sync(&self, token: &str, body: Vec<u8>) -> Result<SyncResponse, String> {
+        self.sync_sized(token, body)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`Api::sync`], with the response's size in bytes.
+    async fn sync_sized(
+        &self,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Result<(SyncResponse, usize), String> {
         let response = self
             .http
             .post(format!("{}/api/v1/sync", self.base))
@@ -405,7 +429,9 @@ impl Api {
                 String::from_utf8_lossy(&bytes)
             ));
         }
-        SyncResponse::decode(&bytes).map_err(|e| format!("sync response: {e}"))
+        SyncResponse::decode(&bytes)
+            .map(|r| (r, bytes.len()))
+            .map_err(|e| format!("sync response: {e}"))
     }
 }
 
@@ -544,7 +570,21 @@ fn profile(n: usize) -> Profile {
 }
 
 /// Everything set up: the phones, each current with its residents.
-async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
+/// The big station: its id, and how many case files were written for it.
+struct BigStation {
+    district: DistrictId,
+    station: StationId,
+    case_files: usize,
+    /// How long writing them took.
+    seeded_in: Duration,
+}
+
+async fn set_up(
+    server: &ServerProcess,
+    database_url: &str,
+    settings: &Settings,
+) -> (Api, Vec<Phone>, BigStation) {
+    let phones = settings.phones;
     let api = Api::new(&server.base, None, phones + 16);
     let admin: Token = api
         .post(
@@ -565,6 +605,20 @@ async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
         )
         .await;
     let (district, station) = (DistrictId(district.id), StationId(station.id));
+    let big: Created = api
+        .post(
+            "/api/v1/stations",
+            Some(&admin),
+            json!({"name": "大站", "district": district.0}),
+        )
+        .await;
+    let big = BigStation {
+        district,
+        station: StationId(big.id),
+        case_files: settings.case_files,
+        seeded_in: Duration::ZERO,
+    };
+    let big = seed_case_files(database_url, big).await;
 
     // Station staff: enrols a phone, creates every resident's case file on it and syncs.
     let staff: Created = api
@@ -696,7 +750,173 @@ async fn set_up(server: &ServerProcess, phones: usize) -> (Api, Vec<Phone>) {
     }
     let mut all: Vec<Phone> = tasks.join_all().await;
     all.sort_by_key(|p| p.n);
-    (api, all)
+    (api, all, big)
+}
+
+/// Writes the big station's case files into the server's database from this process,
+/// as the server stores an upload (`SqlStore::append`: document, feed entry and
+/// projection rows in one transaction), a few hundred at a time.
+async fn seed_case_files(database_url: &str, mut big: BigStation) -> BigStation {
+    use sync_core::protocol::store::{Append, DocPlace, ServerStore};
+    let started = Instant::now();
+    let store = Arc::new(
+        server::store::SqlStore::connect(database_url, Default::default())
+            .await
+            .unwrap(),
+    );
+    let staff = Arc::new(Principal {
+        user: UserId(Uuid::from_u128(0xB16)),
+        role: Role::StationStaff,
+        scope: Scope::Stations {
+            district: big.district,
+            stations: BTreeSet::from([big.station]),
+        },
+    });
+    let (district, station) = (big.district, big.station);
+    for first in (0..big.case_files).step_by(256) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in first..(first + 256).min(big.case_files) {
+            let (store, staff) = (store.clone(), staff.clone());
+            tasks.spawn(async move {
+                let mut random = [0xB1; 10];
+                random[..8].copy_from_slice(&(n as u64).to_be_bytes());
+                let now = now_ms();
+                let resident = ResidentId::new_v7(now, random);
+                let editor = Editor {
+                    principal: &staff,
+                    now,
+                };
+                let doc = CaseFile::create(
+                    ActorId::from(vec![0xB1; 16]),
+                    &editor,
+                    resident,
+                    district,
+                    station,
+                    &profile(n),
+                )
+                .unwrap()
+                .into_doc();
+                let changes = doc.get_changes(&[]);
+                let outcome = store
+                    .append(Append {
+                        doc: resident.into(),
+                        place: DocPlace {
+                            district,
+                            station: Some(station),
+                            closed: false,
+                        },
+                        expected_heads: &[],
+                        changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                        hashes: changes.iter().map(|c| c.hash()).collect(),
+                        after: &doc,
+                        device: None,
+                        user: Some(staff.user),
+                        received_at: now,
+                    })
+                    .await
+                    .unwrap();
+                assert!(
+                    matches!(
+                        outcome,
+                        sync_core::protocol::store::AppendOutcome::Stored(_)
+                    ),
+                    "{outcome:?}"
+                );
+            });
+        }
+        tasks.join_all().await;
+    }
+    big.seeded_in = started.elapsed();
+    big
+}
+
+/// The big station's first sync, measured.
+struct FirstSync {
+    backend: String,
+    case_files: usize,
+    seeded_in: Duration,
+    exchanges: usize,
+    bytes: usize,
+    elapsed: Duration,
+    peak_rss_kb: u64,
+    peak_rss_window: bool,
+}
+
+/// The big station's staff member enrols a new phone, which syncs until it holds every
+/// case file of the station.
+async fn big_station_first_sync(server: &ServerProcess, api: &Api, big: &BigStation) -> FirstSync {
+    let admin: Token = api
+        .post(
+            "/api/v1/login",
+            None,
+            json!({"login": "admin", "password": server.admin_password}),
+        )
+        .await;
+    let user: Created = api
+        .post(
+            "/api/v1/users",
+            Some(&admin.access_token),
+            json!({"login": "big-station-staff", "display_name": "大站社工", "role": "station_staff",
+                   "district": big.district.0, "stations": [big.station.0]}),
+        )
+        .await;
+    let code: Code = api
+        .post(
+            "/api/v1/enrolment-codes",
+            Some(&admin.access_token),
+            json!({"user": user.id}),
+        )
+        .await;
+    let credential: Credential = api
+        .post(
+            "/api/v1/enrol",
+            None,
+            json!({"code": code.code, "device_name": "big station phone"}),
+        )
+        .await;
+    let principal = Principal {
+        user: UserId(user.id),
+        role: Role::StationStaff,
+        scope: Scope::Stations {
+            district: big.district,
+            stations: BTreeSet::from([big.station]),
+        },
+    };
+    let mut phone = Phone::new(usize::MAX, credential, principal);
+    let pid = server.pid();
+    let peak_rss_window = reset_peak_rss(pid);
+    let started = Instant::now();
+    let (mut exchanges, mut bytes) = (0, 0);
+    loop {
+        let request = phone.replica.prepare(now_ms()).unwrap().encode();
+        let (response, size) = api.sync_sized(&phone.token, request).await.unwrap();
+        let report = phone.replica.apply(&response).unwrap();
+        assert!(report.rejections.is_empty(), "{report:?}");
+        exchanges += 1;
+        bytes += size;
+        if !report.more && !phone.replica.store().need_held().unwrap() {
+            break;
+        }
+        assert!(exchanges < 10_000, "the first sync did not end");
+    }
+    let elapsed = started.elapsed();
+    // The station's case files, and the district's catalog if it has one.
+    let held = phone.replica.store().doc_ids().unwrap().len();
+    assert!(
+        held >= big.case_files,
+        "the big station's phone holds {held} documents of {} case files",
+        big.case_files
+    );
+    FirstSync {
+        backend: server.backend.clone(),
+        case_files: big.case_files,
+        seeded_in: big.seeded_in,
+        exchanges,
+        bytes,
+        elapsed,
+        peak_rss_kb: status_kb(pid, "VmHWM"),
+        peak_rss_window,
+    }
 }
 
 // ---- the measured runs ---------------------------------------------------------------
@@ -879,19 +1099,24 @@ async fn measure(
 }
 
 /// One backend: start the server, set up, run the baseline and the visit load, stop.
-async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> Vec<Run> {
+async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> (Vec<Run>, FirstSync) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), database_url);
     eprintln!(
-        "{}: server {} (pid {}); setting up {} phones with {} residents each",
+        "{}: server {} (pid {}); writing {} case files of the big station, setting up {} phones with {} residents each",
         server.backend,
         server.base,
         server.pid(),
+        settings.case_files,
         settings.phones,
         RESIDENTS_PER_PHONE
     );
     let setup = Instant::now();
-    let (api, phones) = set_up(&server, settings.phones).await;
+    let url = match database_url {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", dir.path().join("linli.db").display()),
+    };
+    let (api, phones, big) = set_up(&server, &url, settings).await;
     eprintln!(
         "{}: set up in {:.1} s; measuring ({} s nothing new, then {} s one new visit)",
         server.backend,
@@ -916,8 +1141,13 @@ async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> Vec<R
         settings.secs,
     )
     .await;
+    eprintln!(
+        "{}: the big station's first sync ({} case files)",
+        server.backend, big.case_files
+    );
+    let first = big_station_first_sync(&server, &api, &big).await;
     server.stop();
-    vec![baseline, visits, paced]
+    (vec![baseline, visits, paced], first)
 }
 
 // ---- the report ----------------------------------------------------------------------
@@ -951,7 +1181,7 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn print_report(settings: &Settings, runs: &[Run]) {
+fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
     let cores = cores() as f64;
     let share = |cpu: f64, r: &Run| 100.0 * cpu / (r.elapsed * cores);
     println!();
@@ -1038,6 +1268,53 @@ fn print_report(settings: &Settings, runs: &[Run]) {
             if met { "met" } else { "NOT met" }
         );
     }
+    println!();
+    println!("The big station's first sync (a new phone of its staff member):");
+    println!();
+    println!(
+        "| backend | case files | written by the bench in | exchanges | bytes received | time | server peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for f in firsts {
+        println!(
+            "| {} | {} | {:.1} s | {} | {} | {:.1} s | {:.1} MiB{} |",
+            f.backend,
+            f.case_files,
+            f.seeded_in.as_secs_f64(),
+            f.exchanges,
+            f.bytes,
+            f.elapsed.as_secs_f64(),
+            f.peak_rss_kb as f64 / 1024.0,
+            if f.peak_rss_window {
+                ""
+            } else {
+                " (whole life)"
+            },
+        );
+    }
+    // The memory target: the server stays within 300 MB while serving its case
+    // files, in every window and in the big station's first sync.
+    for f in firsts {
+        let peak = runs
+            .iter()
+            .filter(|r| r.backend == f.backend)
+            .map(|r| r.peak_rss_kb)
+            .chain([f.peak_rss_kb])
+            .max()
+            .unwrap_or(0);
+        println!(
+            "{}: server peak RSS with {} case files: {:.1} MiB ({:.0} MB), target ≤ 300 MB: {}",
+            f.backend,
+            f.case_files,
+            peak as f64 / 1024.0,
+            peak as f64 * 1024.0 / 1e6,
+            if peak as f64 * 1024.0 <= 300e6 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
     if settings.postgres.is_none() {
         println!("PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set)");
     }
@@ -1050,21 +1327,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let runs = runtime.block_on(async {
-        let mut runs = bench_backend(&settings, None).await;
+    let (runs, firsts) = runtime.block_on(async {
+        let (mut runs, first) = bench_backend(&settings, None).await;
+        let mut firsts = vec![first];
         match &settings.postgres {
             Some(admin) => {
                 let (name, url) = create_database(admin).await;
-                runs.extend(bench_backend(&settings, Some(&url)).await);
+                let (more, first) = bench_backend(&settings, Some(&url)).await;
+                runs.extend(more);
+                firsts.push(first);
                 drop_database(admin, &name).await;
             }
             None => eprintln!(
                 "PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set; scripts/postgres-env sets it)"
             ),
         }
-        runs
+        (runs, firsts)
     });
-    print_report(&settings, &runs);
+    print_report(&settings, &runs, &firsts);
     if settings.test {
         for r in &runs {
             assert_eq!(
