@@ -101,6 +101,15 @@ impl Default for StoreOptions {
     }
 }
 
+/// Checks run at once on the blocking pool: as many as the cores. More would only take
+/// turns, each holding its document, while several phones' big uploads could start
+/// hundreds of threads.
+fn check_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1)
+}
+
 /// Whether a SQLite connection given back to the pool is outside any transaction,
 /// as SQLite and sqlx both see it; if not, the pool closes it and opens another.
 /// After a full disk or an I/O error SQLite rolls a transaction back by itself, so
@@ -124,6 +133,8 @@ pub struct SqlStore {
     options: StoreOptions,
     /// SQLite's appends, committed in groups.
     writer: write::GroupCommit,
+    /// Checks running on the blocking pool (see [`ServerStore::run_check`]).
+    checks: tokio::sync::Semaphore,
 }
 
 /// Chunks are folded into a new snapshot once they pass this size, or half the
@@ -175,6 +186,7 @@ impl SqlStore {
             )),
             options,
             writer: write::GroupCommit::default(),
+            checks: tokio::sync::Semaphore::new(check_threads()),
         };
         store.migrate().await?;
         store.backfill_catalogs().await?;
@@ -523,6 +535,11 @@ impl ServerStore for SqlStore {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let _permit = self
+            .checks
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| StoreError::Worker(e.to_string()))
