@@ -466,6 +466,78 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
     assert_eq!(page.complete_to, seq(4));
 }
 
+/// A phone that holds nothing yet (a new phone, or every resident new to it) does not
+/// page through the district's feed: its first sync ends in one exchange with the
+/// cursor at the head, whatever else the feed holds.
+async fn a_new_phone_skips_a_feed_it_holds_nothing_of(t: TestStore) {
+    use sync_core::protocol::envelope::SyncRequest;
+    use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
+    // The store scans four feed entries a request, and station B's twelve case files
+    // with a visit each fill 24.
+    let narrow = SqlStore::connect(
+        &t.url,
+        StoreOptions {
+            feed_window: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    for n in 1..=12 {
+        let mut f = case_file(n, STATION_B);
+        append(&narrow, f.id().into(), &[], f.doc()).await;
+        let before = f.doc().get_heads();
+        visit(&mut f, n, 5);
+        append(&narrow, f.id().into(), &before, f.doc()).await;
+    }
+    let mine = case_file(100, STATION_A);
+    append(&narrow, mine.id().into(), &[], mine.doc()).await;
+    let auth = DeviceAuth {
+        device: DeviceId(Uuid::from_u128(0xDE2)),
+        principal: Principal {
+            user: UserId(Uuid::from_u128(0xA2)),
+            role: Role::StationStaff,
+            scope: Scope::Stations {
+                district: DISTRICT,
+                stations: BTreeSet::from([STATION_A]),
+            },
+        },
+        actors: vec![],
+    };
+    let first = SyncRequest {
+        held: Some(Vec::new()),
+        clock: NOW,
+        ..SyncRequest::default()
+    };
+    let response = handle_sync(&narrow, &auth, &first, NOW, Limits::default())
+        .await
+        .unwrap();
+    let delivered: Vec<DocId> = response.docs.iter().map(|d| d.doc).collect();
+    assert_eq!(delivered, vec![DocId::from(mine.id())]);
+    assert!(!response.more, "one exchange: {response:?}");
+    assert_eq!(response.cursor, narrow.feed_head().await.unwrap());
+
+    // The next sync carries on from the head: station B's later visits are not its
+    // business, station A's are.
+    let mut other = case_file(3, STATION_B);
+    let loaded = narrow.load(other.id().into()).await.unwrap().unwrap();
+    other = CaseFile::from_doc(loaded).unwrap();
+    let before = other.doc().get_heads();
+    visit(&mut other, 0x300, 5);
+    append(&narrow, other.id().into(), &before, other.doc()).await;
+    let next = SyncRequest {
+        cursor: response.cursor,
+        held: Some(vec![DocId::from(mine.id())]),
+        clock: NOW,
+        ..SyncRequest::default()
+    };
+    let response = handle_sync(&narrow, &auth, &next, NOW, Limits::default())
+        .await
+        .unwrap();
+    assert!(response.docs.is_empty() && !response.more, "{response:?}");
+    assert_eq!(response.cursor, narrow.feed_head().await.unwrap());
+}
+
 async fn device_records_and_quarantine_persist(t: TestStore) {
     let s = &t.store;
     let device = DeviceId(Uuid::from_u128(0xDE));
@@ -570,5 +642,6 @@ conformance!(
     chunks_compact_into_snapshots_without_loss,
     scopes_select_their_documents,
     the_feed_pages_by_window_and_limit,
+    a_new_phone_skips_a_feed_it_holds_nothing_of,
     device_records_and_quarantine_persist,
 );

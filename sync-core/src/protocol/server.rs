@@ -913,10 +913,14 @@ impl<'a, S: ServerStore> Step<'a, S> {
         }
         let new_docs: BTreeSet<DocId> = self.response.docs.iter().map(|d| d.doc).collect();
 
-        // Then what changed since the cursor in documents the phone already holds.
+        // Then what changed since the cursor in documents the phone already holds. A
+        // phone that held none (its first sync, or every document new to it) needs
+        // nothing of the feed up to the head: what it receives whole was read after the
+        // head, and the rest will come whole too. Its cursor goes to the head at once,
+        // rather than paging through a district's feed for nothing.
         let held: BTreeSet<DocId> = known.difference(&new_docs).copied().collect();
         let mut new_cursor = head.max(cursor);
-        if !full {
+        if !full && !held.is_empty() {
             let page = self
                 .store
                 .feed_since(cursor, &held, self.limits.feed_entries)
@@ -966,7 +970,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 }
             }
         }
-        if full {
+        if full && !held.is_empty() {
             // Deliveries of new documents filled the response; the feed waits.
             new_cursor = cursor;
         }
