@@ -536,6 +536,44 @@ async fn a_new_phone_skips_a_feed_it_holds_nothing_of(t: TestStore) {
         .unwrap();
     assert!(response.docs.is_empty() && !response.more, "{response:?}");
     assert_eq!(response.cursor, narrow.feed_head().await.unwrap());
+
+    // A new phone whose first sync uploads a case file it created: the feed holds
+    // nothing of that file but its own upload, so one exchange still ends it.
+    let created = case_file(200, STATION_A);
+    let coordinator = DeviceAuth {
+        device: DeviceId(Uuid::from_u128(0xDE3)),
+        principal: staff(),
+        actors: vec![ActorId::from(vec![1; 16])],
+    };
+    let upload = SyncRequest {
+        held: Some(Vec::new()),
+        clock: NOW,
+        uploads: vec![sync_core::protocol::envelope::DocUpload {
+            doc: created.id().into(),
+            heads: created
+                .doc()
+                .get_heads()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            changes: created
+                .doc()
+                .get_changes(&[])
+                .iter()
+                .map(|c| sync_core::protocol::envelope::Bytes(c.raw_bytes().to_vec()))
+                .collect(),
+        }],
+        ..SyncRequest::default()
+    };
+    let response = handle_sync(&narrow, &coordinator, &upload, NOW, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(response.receipts.len(), 1, "{response:?}");
+    assert!(response.rejections.is_empty(), "{response:?}");
+    assert!(!response.more, "one exchange: {response:?}");
+    assert_eq!(response.cursor, narrow.feed_head().await.unwrap());
+    // Everything else in its district (13 case files) came whole.
+    assert_eq!(response.docs.len(), 13);
 }
 
 async fn device_records_and_quarantine_persist(t: TestStore) {

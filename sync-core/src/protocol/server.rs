@@ -237,6 +237,9 @@ struct Step<'a, S> {
     uploaded: BTreeMap<DocId, BTreeSet<ChangeHash>>,
     /// Documents with accepted uploads.
     accepted: BTreeSet<DocId>,
+    /// Documents this request's uploads created: everything the feed holds of them is
+    /// the phone's own.
+    created: BTreeSet<DocId>,
     /// Per receipted document, the feed number that holds what was receipted: the
     /// receipt goes out only in a response whose cursor reaches it (see
     /// [`Step::hold_back_early_receipts`]).
@@ -270,9 +273,13 @@ const UPLOADS_AT_ONCE: usize = 32;
 
 /// What storing a device's changes to one document came to.
 enum Applied {
-    /// Stored (or there was nothing new): the document with them applied, and the feed
-    /// number that holds them.
-    Stored { doc: Box<Automerge>, floor: u64 },
+    /// Stored (or there was nothing new): the document with them applied, the feed
+    /// number that holds them, and whether they created it (the server had none).
+    Stored {
+        doc: Box<Automerge>,
+        floor: u64,
+        created: bool,
+    },
     /// The server lacks what they build on.
     MissingDeps,
 }
@@ -286,8 +293,13 @@ enum Checked {
 
 /// What became of one document's upload, for the step to record in its response.
 enum Uploaded {
-    /// Stored now or before: the receipt's heads, and the feed number that holds them.
-    Stored { heads: Vec<Hash>, floor: u64 },
+    /// Stored now or before: the receipt's heads, the feed number that holds them, and
+    /// whether the upload created the document.
+    Stored {
+        heads: Vec<Hash>,
+        floor: u64,
+        created: bool,
+    },
     /// The changes build on changes the server lacks: Automerge's own sync message,
     /// from what the server holds, starts the repair.
     MissingDeps(Option<Message>),
@@ -417,6 +429,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             response: SyncResponse::default(),
             uploaded: BTreeMap::new(),
             accepted: BTreeSet::new(),
+            created: BTreeSet::new(),
             receipt_floor: BTreeMap::new(),
             rejected_heads: BTreeMap::new(),
             catalog: None,
@@ -646,7 +659,11 @@ impl<'a, S: ServerStore> Step<'a, S> {
             ));
         }
         let uploaded = match self.apply_and_store(id, &changes, catalog).await? {
-            Ok(Applied::Stored { doc, floor }) => Uploaded::Stored {
+            Ok(Applied::Stored {
+                doc,
+                floor,
+                created,
+            }) => Uploaded::Stored {
                 heads: upload
                     .heads
                     .iter()
@@ -654,6 +671,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     .copied()
                     .collect(),
                 floor,
+                created,
             },
             Ok(Applied::MissingDeps) => {
                 // We lack what these changes build on (a restored backup, say): repair
@@ -677,7 +695,14 @@ impl<'a, S: ServerStore> Step<'a, S> {
         let id = upload.doc;
         self.uploaded.entry(id).or_default().extend(hashes);
         match uploaded {
-            Uploaded::Stored { heads, floor } => {
+            Uploaded::Stored {
+                heads,
+                floor,
+                created,
+            } => {
+                if created {
+                    self.created.insert(id);
+                }
                 self.raise_floor(id, floor);
                 self.accepted.insert(id);
                 if id == self.catalog_id() {
@@ -717,6 +742,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 let v = Violation::OutOfScope;
                 return Ok(Err((v.code().to_owned(), v.to_string())));
             }
+            let created = doc.is_empty();
             let (doc, before, vetted) = if self.offload {
                 let checker = Arc::clone(&self.checker);
                 let catalog = catalog.cloned();
@@ -733,6 +759,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     return Ok(Ok(Applied::Stored {
                         doc: Box::new(doc),
                         floor,
+                        created,
                     }));
                 }
                 Ok(Checked::MissingDeps) => return Ok(Ok(Applied::MissingDeps)),
@@ -914,13 +941,15 @@ impl<'a, S: ServerStore> Step<'a, S> {
         let new_docs: BTreeSet<DocId> = self.response.docs.iter().map(|d| d.doc).collect();
 
         // Then what changed since the cursor in documents the phone already holds. A
-        // phone that held none (its first sync, or every document new to it) needs
-        // nothing of the feed up to the head: what it receives whole was read after the
-        // head, and the rest will come whole too. Its cursor goes to the head at once,
-        // rather than paging through a district's feed for nothing.
+        // phone that held none but what its uploads just created (its first sync, or
+        // every document new to it) needs nothing of the feed up to the head: what it
+        // receives whole was read after the head, the rest will come whole too, and
+        // what it created holds only its own changes. Its cursor goes to the head at
+        // once, rather than paging through a district's feed for nothing.
         let held: BTreeSet<DocId> = known.difference(&new_docs).copied().collect();
+        let needs_feed = held.iter().any(|d| !self.created.contains(d));
         let mut new_cursor = head.max(cursor);
-        if !full && !held.is_empty() {
+        if !full && needs_feed {
             let page = self
                 .store
                 .feed_since(cursor, &held, self.limits.feed_entries)
@@ -970,7 +999,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 }
             }
         }
-        if full && !held.is_empty() {
+        if full && needs_feed {
             // Deliveries of new documents filled the response; the feed waits.
             new_cursor = cursor;
         }
