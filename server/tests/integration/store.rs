@@ -406,6 +406,16 @@ async fn scopes_select_their_documents(t: TestStore) {
             .collect(),
     };
     assert_eq!(s.docs_in_scope(&volunteer).await.unwrap(), ids(&[3]));
+    // A volunteer's residents are looked up by id; one of another district's
+    // volunteers naming them gets nothing.
+    let elsewhere = Scope::Residents {
+        district: DistrictId(Uuid::from_u128(0xD2)),
+        residents: [1, 3]
+            .into_iter()
+            .map(|n| ResidentId(Uuid::from_u128(n)))
+            .collect(),
+    };
+    assert!(s.docs_in_scope(&elsewhere).await.unwrap().is_empty());
 }
 
 async fn the_feed_pages_by_window_and_limit(t: TestStore) {
