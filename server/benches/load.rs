@@ -570,6 +570,47 @@ fn profile(n: usize) -> Profile {
 }
 
 /// Everything set up: the phones, each current with its residents.
+/// A station staff member's account (`login`) and enrolled phone, made by the admin.
+async fn staff_phone(
+    api: &Api,
+    admin: &str,
+    login: &str,
+    district: DistrictId,
+    station: StationId,
+) -> Phone {
+    let staff: Created = api
+        .post(
+            "/api/v1/users",
+            Some(admin),
+            json!({"login": login, "display_name": "站点社工", "role": "station_staff",
+                   "district": district.0, "stations": [station.0]}),
+        )
+        .await;
+    let code: Code = api
+        .post(
+            "/api/v1/enrolment-codes",
+            Some(admin),
+            json!({"user": staff.id}),
+        )
+        .await;
+    let credential: Credential = api
+        .post(
+            "/api/v1/enrol",
+            None,
+            json!({"code": code.code, "device_name": format!("{login}'s phone")}),
+        )
+        .await;
+    let principal = Principal {
+        user: UserId(staff.id),
+        role: Role::StationStaff,
+        scope: Scope::Stations {
+            district,
+            stations: BTreeSet::from([station]),
+        },
+    };
+    Phone::new(usize::MAX, credential, principal)
+}
+
 /// The big station: its id, and how many case files were written for it.
 struct BigStation {
     district: DistrictId,
@@ -621,37 +662,7 @@ async fn set_up(
     let big = seed_case_files(database_url, big).await;
 
     // Station staff: enrols a phone, creates every resident's case file on it and syncs.
-    let staff: Created = api
-        .post(
-            "/api/v1/users",
-            Some(&admin),
-            json!({"login": "staff", "display_name": "站点社工", "role": "station_staff",
-                   "district": district.0, "stations": [station.0]}),
-        )
-        .await;
-    let code: Code = api
-        .post(
-            "/api/v1/enrolment-codes",
-            Some(&admin),
-            json!({"user": staff.id}),
-        )
-        .await;
-    let credential: Credential = api
-        .post(
-            "/api/v1/enrol",
-            None,
-            json!({"code": code.code, "device_name": "staff phone"}),
-        )
-        .await;
-    let staff_principal = Principal {
-        user: UserId(staff.id),
-        role: Role::StationStaff,
-        scope: Scope::Stations {
-            district,
-            stations: BTreeSet::from([station]),
-        },
-    };
-    let mut staff_phone = Phone::new(usize::MAX, credential, staff_principal);
+    let mut staff_phone = staff_phone(&api, &admin, "staff", district, station).await;
     let residents: Vec<ResidentId> = (0..phones * RESIDENTS_PER_PHONE)
         .map(|n| {
             let mut random = [0xAB; 10];
@@ -852,37 +863,14 @@ async fn big_station_first_sync(server: &ServerProcess, api: &Api, big: &BigStat
             json!({"login": "admin", "password": server.admin_password}),
         )
         .await;
-    let user: Created = api
-        .post(
-            "/api/v1/users",
-            Some(&admin.access_token),
-            json!({"login": "big-station-staff", "display_name": "大站社工", "role": "station_staff",
-                   "district": big.district.0, "stations": [big.station.0]}),
-        )
-        .await;
-    let code: Code = api
-        .post(
-            "/api/v1/enrolment-codes",
-            Some(&admin.access_token),
-            json!({"user": user.id}),
-        )
-        .await;
-    let credential: Credential = api
-        .post(
-            "/api/v1/enrol",
-            None,
-            json!({"code": code.code, "device_name": "big station phone"}),
-        )
-        .await;
-    let principal = Principal {
-        user: UserId(user.id),
-        role: Role::StationStaff,
-        scope: Scope::Stations {
-            district: big.district,
-            stations: BTreeSet::from([big.station]),
-        },
-    };
-    let mut phone = Phone::new(usize::MAX, credential, principal);
+    let mut phone = staff_phone(
+        api,
+        &admin.access_token,
+        "big-station-staff",
+        big.district,
+        big.station,
+    )
+    .await;
     let pid = server.pid();
     let peak_rss_window = reset_peak_rss(pid);
     let started = Instant::now();

@@ -459,15 +459,7 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
     );
 
     // A narrow window: the store says how far it looked.
-    let narrow = SqlStore::connect(
-        &t.url,
-        StoreOptions {
-            feed_window: 4,
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let narrow = narrow_store(&t).await;
     let page = narrow.feed_since(0, &only_2, 100).await.unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -484,15 +476,7 @@ async fn a_new_phone_skips_a_feed_it_holds_nothing_of(t: TestStore) {
     use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
     // The store scans four feed entries a request, and station B's twelve case files
     // with a visit each fill 24.
-    let narrow = SqlStore::connect(
-        &t.url,
-        StoreOptions {
-            feed_window: 4,
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let narrow = narrow_store(&t).await;
     for n in 1..=12 {
         let mut f = case_file(n, STATION_B);
         append(&narrow, f.id().into(), &[], f.doc()).await;
@@ -584,6 +568,19 @@ async fn a_new_phone_skips_a_feed_it_holds_nothing_of(t: TestStore) {
     assert_eq!(response.cursor, narrow.feed_head().await.unwrap());
     // Everything else in its district (13 case files) came whole.
     assert_eq!(response.docs.len(), 13);
+}
+
+/// A second store on `t`'s database that scans four feed entries a request.
+async fn narrow_store(t: &TestStore) -> SqlStore {
+    SqlStore::connect(
+        &t.url,
+        StoreOptions {
+            feed_window: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 async fn device_records_and_quarantine_persist(t: TestStore) {
