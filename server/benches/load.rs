@@ -201,6 +201,18 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// The bootstrap admin's access token, by password sign-in.
+    async fn admin_token(&self, api: &Api) -> String {
+        let admin: Token = api
+            .post(
+                "/api/v1/login",
+                None,
+                json!({"login": "admin", "password": self.admin_password}),
+            )
+            .await;
+        admin.access_token
+    }
+
     /// Stops the server with SIGTERM (a graceful shutdown) and checks that it exits
     /// cleanly within 30 s.
     fn stop(mut self) {
@@ -627,14 +639,7 @@ async fn set_up(
 ) -> (Api, Vec<Phone>, BigStation) {
     let phones = settings.phones;
     let api = Api::new(&server.base, None, phones + 16);
-    let admin: Token = api
-        .post(
-            "/api/v1/login",
-            None,
-            json!({"login": "admin", "password": server.admin_password}),
-        )
-        .await;
-    let admin = admin.access_token;
+    let admin = server.admin_token(&api).await;
     let district: Created = api
         .post("/api/v1/districts", Some(&admin), json!({"name": "长宁区"}))
         .await;
@@ -856,21 +861,8 @@ struct FirstSync {
 /// The big station's staff member enrols a new phone, which syncs until it holds every
 /// case file of the station.
 async fn big_station_first_sync(server: &ServerProcess, api: &Api, big: &BigStation) -> FirstSync {
-    let admin: Token = api
-        .post(
-            "/api/v1/login",
-            None,
-            json!({"login": "admin", "password": server.admin_password}),
-        )
-        .await;
-    let mut phone = staff_phone(
-        api,
-        &admin.access_token,
-        "big-station-staff",
-        big.district,
-        big.station,
-    )
-    .await;
+    let admin = server.admin_token(api).await;
+    let mut phone = staff_phone(api, &admin, "big-station-staff", big.district, big.station).await;
     let pid = server.pid();
     let peak_rss_window = reset_peak_rss(pid);
     let started = Instant::now();
