@@ -244,8 +244,6 @@ struct Step<'a, S> {
     /// receipt goes out only in a response whose cursor reaches it (see
     /// [`Step::hold_back_early_receipts`]).
     receipt_floor: BTreeMap<DocId, u64>,
-    /// The heads of the upload being checked, echoed if it is refused.
-    rejected_heads: BTreeMap<DocId, Vec<Hash>>,
     /// The district's catalog, once loaded (inner `None`: the district has none).
     catalog: Option<Option<Arc<Catalog>>>,
     /// What checking an upload needs, shared with checks running elsewhere.
@@ -431,7 +429,6 @@ impl<'a, S: ServerStore> Step<'a, S> {
             accepted: BTreeSet::new(),
             created: BTreeSet::new(),
             receipt_floor: BTreeMap::new(),
-            rejected_heads: BTreeMap::new(),
             catalog: None,
             checker: Arc::new(Checker {
                 principal: auth.principal.clone(),
@@ -447,14 +444,16 @@ impl<'a, S: ServerStore> Step<'a, S> {
         DocId::from(self.auth.principal.scope.district())
     }
 
+    /// Refuses `bytes` for `doc`: quarantined (but a busy or erased document's), and
+    /// answered with `heads`, the refused upload's heads (none for a sync message).
     async fn reject(
         &mut self,
         doc: DocId,
+        heads: Vec<Hash>,
         code: &str,
         reason: String,
         bytes: Vec<Vec<u8>>,
     ) -> Result<(), S::Error> {
-        let heads = self.rejected_heads.remove(&doc).unwrap_or_default();
         let mut rejection = Rejection {
             doc,
             code: code.to_owned(),
@@ -494,9 +493,16 @@ impl<'a, S: ServerStore> Step<'a, S> {
         Ok(())
     }
 
-    fn raise_floor(&mut self, doc: DocId, seq: u64) {
-        let floor = self.receipt_floor.entry(doc).or_default();
-        *floor = (*floor).max(seq);
+    /// Notes that the phone's changes to `doc` are stored, in feed entry `floor` or
+    /// before: the phone holds the document, and its receipt waits for that entry.
+    fn stored(&mut self, doc: DocId, floor: u64) {
+        let held_back = self.receipt_floor.entry(doc).or_default();
+        *held_back = (*held_back).max(floor);
+        self.accepted.insert(doc);
+        if doc == self.catalog_id() {
+            // The catalog changed: visits later in the request see it.
+            self.catalog = None;
+        }
     }
 
     /// Keeps back the receipts whose changes sit in feed entries beyond the response's
@@ -526,7 +532,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
     /// Every retry found the document moved by another writer.
     async fn busy(&mut self, doc: DocId, raw: Vec<Vec<u8>>) -> Result<(), S::Error> {
         let reason = BUSY_REASON.to_owned();
-        self.reject(doc, codes::BUSY, reason, raw).await
+        self.reject(doc, Vec::new(), codes::BUSY, reason, raw).await
     }
 
     /// Loads a document, migrating it forward (as the server) if it is old.
@@ -703,12 +709,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 if created {
                     self.created.insert(id);
                 }
-                self.raise_floor(id, floor);
-                self.accepted.insert(id);
-                if id == self.catalog_id() {
-                    // The catalog changed: visits later in the request see it.
-                    self.catalog = None;
-                }
+                self.stored(id, floor);
                 self.response.receipts.push(Receipt { doc: id, heads });
                 Ok(())
             }
@@ -717,9 +718,9 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 Ok(())
             }
             Uploaded::Refused(code, reason) => {
-                self.rejected_heads.insert(id, upload.heads.clone());
                 let raw = upload.changes.iter().map(|b| b.0.clone()).collect();
-                self.reject(id, &code, reason, raw).await
+                self.reject(id, upload.heads.clone(), &code, reason, raw)
+                    .await
             }
         }
     }
@@ -779,6 +780,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 return self
                     .reject(
                         id,
+                        Vec::new(),
                         codes::MALFORMED,
                         format!("the sync message does not parse: {e}"),
                         raw,
@@ -791,12 +793,14 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let existed = !doc.is_empty();
             if !existed && self.store.is_erased(id).await? {
                 return self
-                    .reject(id, codes::ERASED, ERASED_REASON.to_owned(), raw)
+                    .reject(id, Vec::new(), codes::ERASED, ERASED_REASON.to_owned(), raw)
                     .await;
             }
             if existed && !self.in_scope(&doc) {
                 let v = Violation::OutOfScope;
-                return self.reject(id, v.code(), v.to_string(), raw).await;
+                return self
+                    .reject(id, Vec::new(), v.code(), v.to_string(), raw)
+                    .await;
             }
             let before = doc.get_heads();
             let mut state = State::new();
@@ -804,6 +808,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 return self
                     .reject(
                         id,
+                        Vec::new(),
                         codes::MALFORMED,
                         format!("the sync message does not apply: {e}"),
                         raw,
@@ -830,7 +835,9 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     before = doc.get_heads();
                     if let Err(e) = untrusted(|| doc.apply_changes(keep)) {
                         let reason = format!("the changes do not apply: {e}");
-                        return self.reject(id, codes::MALFORMED, reason, raw).await;
+                        return self
+                            .reject(id, Vec::new(), codes::MALFORMED, reason, raw)
+                            .await;
                     }
                     if doc.get_missing_deps(&[]).is_empty() {
                         break;
@@ -845,11 +852,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let stored = self.store_vetted(id, &doc, &before, vetted).await?;
             match stored {
                 Ok(Checked::Stored(floor)) => {
-                    self.raise_floor(id, floor);
-                    self.accepted.insert(id);
-                    if id == self.catalog_id() {
-                        self.catalog = None;
-                    }
+                    self.stored(id, floor);
                     if !doc.is_empty() && !self.in_scope(&doc) {
                         return Ok(());
                     }
@@ -861,7 +864,9 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     return Ok(());
                 }
                 Err((code, _)) if code == codes::BUSY => continue,
-                Err((code, reason)) => return self.reject(id, &code, reason, raw).await,
+                Err((code, reason)) => {
+                    return self.reject(id, Vec::new(), &code, reason, raw).await;
+                }
             }
         }
         self.busy(id, raw).await
