@@ -463,36 +463,34 @@ impl ServerStore for SqlStore {
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
         // One query per sync: the district's catalog documents, plus the open case
-        // files of the scope's stations or residents (each part on an index).
+        // files of the scope's stations (on the place index) or residents (on the
+        // primary key, see `residents_in_scope`).
         const CATALOG: &str = "SELECT id FROM documents WHERE district = $1 AND station IS NULL";
         let district = scope.district().0.as_bytes().to_vec();
-        let (column, members): (&str, Vec<Vec<u8>>) = match scope {
+        let stations: Vec<Vec<u8>> = match scope {
             Scope::District(_) => {
                 let sql = "SELECT id FROM documents WHERE district = $1 AND closed = FALSE";
                 return Ok(self.ids(sql, &[district]).await?.into_iter().collect());
             }
-            Scope::Stations { stations, .. } => (
-                "station",
-                stations.iter().map(|s| s.0.as_bytes().to_vec()).collect(),
-            ),
-            Scope::Residents { residents, .. } => {
-                if residents.is_empty() {
-                    return Ok(self.ids(CATALOG, &[district]).await?.into_iter().collect());
-                }
+            Scope::Residents { residents, .. } if !residents.is_empty() => {
                 return self.residents_in_scope(district, residents).await;
             }
+            Scope::Residents { .. } => Vec::new(),
+            Scope::Stations { stations, .. } => {
+                stations.iter().map(|s| s.0.as_bytes().to_vec()).collect()
+            }
         };
-        if members.is_empty() {
+        if stations.is_empty() {
             return Ok(self.ids(CATALOG, &[district]).await?.into_iter().collect());
         }
-        let placeholders: Vec<String> = (2..members.len() + 2).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> = (2..stations.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND closed = FALSE AND {column} IN ({})",
+            "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND closed = FALSE AND station IN ({})",
             placeholders.join(", ")
         );
-        let mut params = Vec::with_capacity(members.len() + 1);
+        let mut params = Vec::with_capacity(stations.len() + 1);
         params.push(district);
-        params.extend(members);
+        params.extend(stations);
         Ok(self.ids(&sql, &params).await?.into_iter().collect())
     }
 
