@@ -52,6 +52,9 @@
 // In a benchmark an unwrap is an assertion: a panic fails the run with its message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "load/peer.rs"]
+mod peer;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -63,7 +66,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sync_core::automerge::ActorId;
+use sync_core::automerge::{ActorId, ChangeHash};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::ids::*;
 use sync_core::model::*;
@@ -101,6 +104,8 @@ struct Settings {
     rate: u32,
     /// Case files of the big station.
     case_files: usize,
+    /// Phones in the samod comparison (the first of Linli's phones).
+    peer_phones: usize,
     postgres: Option<String>,
 }
 
@@ -127,6 +132,10 @@ fn settings() -> Settings {
             "LINLI_LOAD_CASE_FILES",
             if test { 2_000.0 } else { 100_000.0 },
         ) as usize,
+        // The smoke keeps samod's set-up short (see `peer::SETUP_TIMEOUT`).
+        peer_phones: (env_number("LINLI_LOAD_PEER_PHONES", if test { 20.0 } else { 200.0 })
+            as usize)
+            .min(phones),
         postgres: std::env::var("LINLI_TEST_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty()),
@@ -299,6 +308,16 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Bytes received on the loopback interface so far (`/proc/net/dev`; on `lo` every
+/// byte sent is also received, so this counts each byte once).
+fn loopback_bytes() -> u64 {
+    let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+    dev.lines()
+        .find_map(|l| l.trim_start().strip_prefix("lo:"))
+        .and_then(|counters| counters.split_whitespace().next()?.parse().ok())
+        .expect("no lo in /proc/net/dev")
 }
 
 /// Resets the process's peak RSS (`VmHWM`) to its current RSS, so that the peak of a
@@ -499,9 +518,9 @@ impl Phone {
         VisitId::new_v7(now, random)
     }
 
-    /// Logs one visit to the next resident in turn and saves it; returns the document
-    /// and the change to see receipted.
-    fn log_visit(&mut self) -> (DocId, Hash) {
+    /// Writes one visit to the next resident in turn (the rules' check included);
+    /// returns which of `files` and the new change.
+    fn write_visit(&mut self) -> (usize, ChangeHash) {
         let now = now_ms();
         let visit = self.visit_id(now);
         let i = (self.visits as usize) % self.files.len();
@@ -509,11 +528,18 @@ impl Phone {
             principal: &self.principal,
             now,
         };
-        let file = &mut self.files[i];
-        let hash = file
+        let hash = self.files[i]
             .log_visit(&editor, visit, &record(now))
             .unwrap()
             .unwrap();
+        (i, hash)
+    }
+
+    /// Logs one visit (see [`Phone::write_visit`]) and saves it; returns the document
+    /// and the change to see receipted.
+    fn log_visit(&mut self) -> (DocId, Hash) {
+        let (i, hash) = self.write_visit();
+        let file = &self.files[i];
         self.replica.save_case_file(file).unwrap();
         (file.id().into(), Hash::from(hash))
     }
@@ -941,6 +967,8 @@ struct Run {
     /// refused the reset), kB.
     peak_rss_kb: u64,
     peak_rss_window: bool,
+    /// Bytes that crossed loopback in the window (TCP/IP headers included).
+    wire_bytes: u64,
 }
 
 impl Run {
@@ -960,6 +988,16 @@ impl Run {
         let rank =
             ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
         f64::from(self.latencies[rank - 1]) / 1000.0
+    }
+
+    /// Bytes on the wire per sync, both ways.
+    fn wire_per_sync(&self) -> f64 {
+        self.wire_bytes as f64 / self.syncs() as f64
+    }
+
+    /// Server (and database) CPU per sync, ms.
+    fn cpu_per_sync_ms(&self) -> f64 {
+        1000.0 * (self.server_cpu + self.db_cpu.unwrap_or(0.0)) / self.syncs() as f64
     }
 
     fn max_ms(&self) -> f64 {
@@ -998,6 +1036,7 @@ async fn measure(
     } else {
         0.0
     };
+    let wire = loopback_bytes();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -1056,6 +1095,7 @@ async fn measure(
         Load::Paced(_) => secs,
         _ => started.elapsed().as_secs_f64(),
     };
+    let wire = loopback_bytes() - wire;
     let server_cpu = cpu_seconds(&pid.to_string(), ticks) - server_cpu;
     let client_cpu = cpu_seconds("self", ticks) - client_cpu;
     let db_cpu = postgres.then(|| postgres_cpu_seconds(ticks) - db_cpu);
@@ -1074,12 +1114,16 @@ async fn measure(
         client_cpu,
         peak_rss_kb: status_kb(pid, "VmHWM"),
         peak_rss_window,
+        wire_bytes: wire,
     };
     (phones, run)
 }
 
 /// One backend: start the server, set up, run the baseline and the visit load, stop.
-async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> (Vec<Run>, FirstSync) {
+async fn bench_backend(
+    settings: &Settings,
+    database_url: Option<&str>,
+) -> (Vec<Run>, FirstSync, Vec<Phone>) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), database_url);
     eprintln!(
@@ -1113,7 +1157,7 @@ async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> (Vec<
     )
     .await;
     let (phones, visits) = measure(&server, &api, phones, Load::NewVisit, settings.secs).await;
-    let (_, paced) = measure(
+    let (phones, paced) = measure(
         &server,
         &api,
         phones,
@@ -1127,7 +1171,7 @@ async fn bench_backend(settings: &Settings, database_url: Option<&str>) -> (Vec<
     );
     let first = big_station_first_sync(&server, &api, &big).await;
     server.stop();
-    (vec![baseline, visits, paced], first)
+    (vec![baseline, visits, paced], first, phones)
 }
 
 // ---- the report ----------------------------------------------------------------------
@@ -1161,7 +1205,10 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
+/// The peer's set-up: its time in seconds, or how far it got.
+type PeerSetup = Result<f64, peer::Unfinished>;
+
+fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync], peer: &PeerSetup) {
     let cores = cores() as f64;
     let share = |cpu: f64, r: &Run| 100.0 * cpu / (r.elapsed * cores);
     println!();
@@ -1172,12 +1219,12 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
     println!("machine: {}", machine());
     println!();
     println!(
-        "| backend | load | window | syncs | syncs/s | p50 | p99 | max | errors | late starts | server CPU, % of machine | PostgreSQL CPU, % of machine | load generator CPU, % of machine | server peak RSS |"
+        "| backend | load | window | syncs | syncs/s | p50 | p99 | max | errors | late starts | server CPU, % of machine | PostgreSQL CPU, % of machine | load generator CPU, % of machine | server peak RSS | loopback bytes per sync |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
         println!(
-            "| {} | {} | {:.1} s | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0} % | {} | {:.0} % | {:.1} MiB{} |",
+            "| {} | {} | {:.1} s | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0} % | {} | {:.0} % | {:.1} MiB{} | {:.0} |",
             r.backend,
             r.load.name(),
             r.elapsed,
@@ -1198,6 +1245,7 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
             } else {
                 " (whole life)"
             },
+            r.wire_per_sync(),
         );
     }
     println!();
@@ -1206,8 +1254,7 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
         let (Some(baseline), Some(visits)) = (find(Load::NothingNew), find(Load::NewVisit)) else {
             continue;
         };
-        let cpu_per_sync =
-            |r: &Run| 1000.0 * (r.server_cpu + r.db_cpu.unwrap_or(0.0)) / r.syncs() as f64;
+        let cpu_per_sync = Run::cpu_per_sync_ms;
         println!(
             "{backend}: one new visit vs nothing new (closed loops): throughput {:.2}×, p50 {:.2}×, p99 {:.2}×, server+database CPU per sync {:.2}× ({:.2} ms vs {:.2} ms)",
             visits.per_sec() / baseline.per_sec(),
@@ -1227,6 +1274,36 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
         runs.iter()
             .find(|r| r.backend == "sqlite" && r.load == load)
     };
+    // The peer (issue 14): Linli's goal is ≥ 5× samod on the same workload.
+    let samod = runs.iter().find(|r| r.backend == "samod");
+    match peer {
+        Ok(secs) => println!(
+            "peer: samod took {} phones' case files in {secs:.1} s",
+            settings.peer_phones
+        ),
+        Err(u) => println!(
+            "peer: samod had taken {} of {} phones' {} case files when its set-up limit ran out after {:.0} s; no window ran",
+            u.taken, u.phones, u.case_files, u.secs
+        ),
+    }
+    if let (Some(linli), Some(samod)) = (sqlite(Load::NewVisit), samod) {
+        println!(
+            "peer, one new visit, closed loop (Linli with {} phones, samod with {}), Linli (SQLite) / samod:",
+            settings.phones, settings.peer_phones
+        );
+        println!(
+            "  throughput {:.2}× ({:.0} vs {:.0} syncs/s); loopback bytes per visit {:.2}× fewer ({:.0} vs {:.0}); server CPU per visit {:.2}× less ({:.2} ms vs {:.2} ms); goal ≥ 5×",
+            linli.per_sec() / samod.per_sec(),
+            linli.per_sec(),
+            samod.per_sec(),
+            samod.wire_per_sync() / linli.wire_per_sync(),
+            linli.wire_per_sync(),
+            samod.wire_per_sync(),
+            samod.cpu_per_sync_ms() / linli.cpu_per_sync_ms(),
+            linli.cpu_per_sync_ms(),
+            samod.cpu_per_sync_ms(),
+        );
+    }
     if let (Some(closed), Some(paced)) =
         (sqlite(Load::NewVisit), sqlite(Load::Paced(settings.rate)))
     {
@@ -1302,18 +1379,30 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync]) {
 }
 
 fn main() {
+    if let Ok(dir) = std::env::var(peer::SERVE_ENV) {
+        peer::serve(&dir);
+    }
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (runs, firsts) = runtime.block_on(async {
-        let (mut runs, first) = bench_backend(&settings, None).await;
+    let (runs, firsts, peer) = runtime.block_on(async {
+        let (mut runs, first, phones) = bench_backend(&settings, None).await;
+        // The peer, with the same phones and case files, right after Linli's windows.
+        let peer_phones = phones.into_iter().take(settings.peer_phones).collect();
+        let peer = match peer::closed_loop(peer_phones, settings.secs).await {
+            Ok((run, setup)) => {
+                runs.push(run);
+                Ok(setup)
+            }
+            Err(unfinished) => Err(unfinished),
+        };
         let mut firsts = vec![first];
         match &settings.postgres {
             Some(admin) => {
                 let (name, url) = create_database(admin).await;
-                let (more, first) = bench_backend(&settings, Some(&url)).await;
+                let (more, first, _) = bench_backend(&settings, Some(&url)).await;
                 runs.extend(more);
                 firsts.push(first);
                 drop_database(admin, &name).await;
@@ -1322,10 +1411,16 @@ fn main() {
                 "PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set; scripts/postgres-env sets it)"
             ),
         }
-        (runs, firsts)
+        (runs, firsts, peer)
     });
-    print_report(&settings, &runs, &firsts);
+    print_report(&settings, &runs, &firsts, &peer);
     if settings.test {
+        if let Err(u) = &peer {
+            panic!(
+                "samod held {} of {} case files after {:.0} s",
+                u.taken, u.case_files, u.secs
+            );
+        }
         for r in &runs {
             assert_eq!(
                 r.errors,
