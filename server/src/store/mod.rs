@@ -117,11 +117,21 @@ fn check_threads() -> usize {
 /// still counts the connection as inside one: its next `BEGIN IMMEDIATE` would be
 /// refused, and a savepoint taken in its place would leave SQLite inside a
 /// transaction that nothing ends, failing every later write on that connection.
-/// Runs after the rollback a dropped `Transaction` queued, on the same worker.
+///
+/// sqlx counts its transactions itself, and only its worker thread lowers the count,
+/// when it runs a rollback or a commit. A connection that counts none was given back by
+/// plain reads (every release but a few) and is kept without asking the worker: the
+/// question was a round trip to its thread on every release, a quarter of a sync's.
+/// One that counts some had a `Transaction` dropped, whose rollback is queued: waiting
+/// for the worker to answer a ping runs it, and the count is then true. The group
+/// commit's own transaction, begun by hand and not counted, closes its connection
+/// itself on any failure ([`write::write_group`]).
 async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
-    // SQLite refuses a BEGIN inside a transaction: the error closes the connection.
-    sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *conn).await?;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
     Ok(!conn.is_in_transaction())
 }
 

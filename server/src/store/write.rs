@@ -319,7 +319,7 @@ async fn write_group(
     };
     // A failure before the transaction opens fails every job.
     let mut conn = match opened {
-        Ok(conn) => conn,
+        Ok(conn) => InTransaction(Some(conn)),
         Err(e) => {
             for (job, reply) in group {
                 done.push((Err(StoreError::GroupCommit(e.to_string())), job, reply));
@@ -327,20 +327,48 @@ async fn write_group(
             return Err(e);
         }
     };
-    let written = write_jobs(&mut conn, group, done).await;
+    let written = write_jobs(conn.get(), group, done).await;
     let committed = match written {
         Ok(()) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
+            .execute(conn.get())
             .await
             .map(|_| ())
             .map_err(StoreError::from),
         Err(e) => Err(e),
     };
-    if committed.is_err() {
-        // Closing ends whatever SQLite left open; the pool opens a fresh connection.
-        let _ = conn.close().await;
+    if committed.is_ok() {
+        conn.committed();
     }
     committed
+}
+
+/// The group's connection while its transaction, begun by hand, is open. sqlx does not
+/// count that transaction, so the pool's release check cannot see it: unless
+/// [`InTransaction::committed`] gives the connection back, dropping this (a failed
+/// group, or a panic unwinding) closes it, which ends whatever SQLite left open; the
+/// pool opens a fresh one.
+struct InTransaction(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+
+impl InTransaction {
+    fn get(&mut self) -> &mut SqliteConnection {
+        // Some until `committed` or drop, which both consume it.
+        self.0
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("the group's connection is gone"))
+    }
+
+    /// Back to the pool, outside any transaction.
+    fn committed(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Writes each job of a group under its own savepoint, in the open transaction.
