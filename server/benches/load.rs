@@ -33,11 +33,16 @@
 //!    server holding a district's worth of residents; and after the windows, **the
 //!    big station's first sync**: its staff member's new phone syncs until it holds
 //!    every one of them, in as many exchanges as the server's response budget needs;
-//! 5. reports syncs per second, latency percentiles of the HTTP round trip, errors, the
+//! 5. after SQLite's windows, hands the same phones to a samod sync server (the peer,
+//!    see `load/peer.rs`; `LINLI_LOAD_PEER_PHONES` of them, default all, 20 with
+//!    `--test`) and runs the one-new-visit closed loop against it, reporting the
+//!    ratios of throughput, bytes and server CPU per visit;
+//! 6. reports syncs per second, latency percentiles of the HTTP round trip, errors, the
 //!    server's CPU (from `/proc/<pid>/stat`), PostgreSQL's CPU (every `postgres`
-//!    process), the server's peak memory (`VmHWM`, reset at the start of each window)
-//!    and the load generator's own CPU (it shares the machine), then stops the server
-//!    with SIGTERM and checks it exits cleanly.
+//!    process), the server's peak memory (`VmHWM`, reset at the start of each window),
+//!    the bytes that crossed loopback (`/proc/net/dev`) and the load generator's own
+//!    CPU (it shares the machine), then stops the server with SIGTERM and checks it
+//!    exits cleanly.
 //!
 //! The target (≥ 300 syncs/s on SQLite with p99 under 200 ms) counts as met
 //! when the closed loop sustains the rate and the paced run at that rate keeps p99
@@ -1282,8 +1287,8 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync], peer: &
             settings.peer_phones
         ),
         Err(u) => println!(
-            "peer: samod had taken {} of {} phones' {} case files when its set-up limit ran out after {:.0} s; no window ran",
-            u.taken, u.phones, u.case_files, u.secs
+            "peer: samod had taken {} of the {} case files of {} phones when its set-up limit ran out after {:.0} s; no window ran",
+            u.taken, u.case_files, u.phones, u.secs
         ),
     }
     if let (Some(linli), Some(samod)) = (sqlite(Load::NewVisit), samod) {

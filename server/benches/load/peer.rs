@@ -33,8 +33,8 @@ use samod::{BackoffConfig, ConnectionId, DocHandle, PeerId, Repo, ShareConfig};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_core::automerge::ReadDoc;
 
@@ -159,11 +159,19 @@ struct PeerPhone {
 impl PeerPhone {
     /// Connects `phone` to the server and hands it its case files, waiting until the
     /// server has every one.
-    async fn connect(phone: Phone, server: SocketAddr, taken: Arc<AtomicUsize>) -> Self {
+    /// `repos` gets the phone's repo as soon as it exists, so that a set-up cut short
+    /// can still stop it.
+    async fn connect(
+        phone: Phone,
+        server: SocketAddr,
+        taken: Arc<AtomicUsize>,
+        repos: Arc<Mutex<Vec<Repo>>>,
+    ) -> Self {
         let repo = Repo::build_tokio()
             .with_peer_id(PeerId::from(format!("phone-{}", phone.n)))
             .load()
             .await;
+        repos.lock().unwrap().push(repo.clone());
         let dialer = repo
             .dial(BackoffConfig::default(), Arc::new(NoDelayDialer(server)))
             .unwrap();
@@ -234,17 +242,24 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
     );
     let setup = Instant::now();
     let taken = Arc::new(AtomicUsize::new(0));
+    let repos = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(8));
     for phone in phones {
-        let (gate, taken) = (gate.clone(), taken.clone());
+        let (gate, taken, repos) = (gate.clone(), taken.clone(), repos.clone());
         let address = server.address;
         tasks.spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            PeerPhone::connect(phone, address, taken).await
+            PeerPhone::connect(phone, address, taken, repos).await
         });
     }
     let Ok(phones) = tokio::time::timeout(SETUP_LIMIT, tasks.join_all()).await else {
+        // The phones' repos run tasks of their own: stop them, or they would go on
+        // dialling the stopped server through the windows that follow.
+        let repos = std::mem::take(&mut *repos.lock().unwrap());
+        for repo in repos {
+            repo.stop().await;
+        }
         return Err(Unfinished {
             phones: count,
             case_files,
