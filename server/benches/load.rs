@@ -1021,6 +1021,21 @@ struct PhoneTally {
     first_error: Option<String>,
 }
 
+impl PhoneTally {
+    /// One exchange: its round-trip time, or what went wrong.
+    fn record(&mut self, exchange: Result<Duration, String>) {
+        match exchange {
+            Ok(took) => self
+                .latencies
+                .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
 /// Runs every phone in a closed loop for `secs`, measuring the server.
 async fn measure(
     server: &ServerProcess,
@@ -1070,15 +1085,7 @@ async fn measure(
                 } else if Instant::now() >= deadline {
                     break;
                 }
-                match phone.exchange(&api, load).await {
-                    Ok(took) => tally
-                        .latencies
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
-                    Err(e) => {
-                        tally.errors += 1;
-                        tally.first_error.get_or_insert(e);
-                    }
-                }
+                tally.record(phone.exchange(&api, load).await);
             }
             (phone, tally)
         });

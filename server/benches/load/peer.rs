@@ -283,15 +283,7 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
         tasks.spawn(async move {
             let mut tally = PhoneTally::default();
             while Instant::now() < deadline {
-                match phone.exchange().await {
-                    Ok(took) => tally
-                        .latencies
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX)),
-                    Err(e) => {
-                        tally.errors += 1;
-                        tally.first_error.get_or_insert(e);
-                    }
-                }
+                tally.record(phone.exchange().await);
             }
             (phone, tally)
         });
