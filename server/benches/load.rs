@@ -612,7 +612,25 @@ fn profile(n: usize) -> Profile {
     }
 }
 
-/// Everything set up: the phones, each current with its residents.
+/// An enrolment code for `user`, issued by `admin` through `api`, redeemed for a device
+/// credential through `enrol_api` (which may sign in from another loopback address).
+async fn enrol(api: &Api, enrol_api: &Api, admin: &str, user: Uuid, device: &str) -> Credential {
+    let code: Code = api
+        .post(
+            "/api/v1/enrolment-codes",
+            Some(admin),
+            json!({"user": user}),
+        )
+        .await;
+    enrol_api
+        .post(
+            "/api/v1/enrol",
+            None,
+            json!({"code": code.code, "device_name": device}),
+        )
+        .await
+}
+
 /// A station staff member's account (`login`) and enrolled phone, made by the admin.
 async fn staff_phone(
     api: &Api,
@@ -629,20 +647,7 @@ async fn staff_phone(
                    "district": district.0, "stations": [station.0]}),
         )
         .await;
-    let code: Code = api
-        .post(
-            "/api/v1/enrolment-codes",
-            Some(admin),
-            json!({"user": staff.id}),
-        )
-        .await;
-    let credential: Credential = api
-        .post(
-            "/api/v1/enrol",
-            None,
-            json!({"code": code.code, "device_name": format!("{login}'s phone")}),
-        )
-        .await;
+    let credential = enrol(api, api, admin, staff.id, &format!("{login}'s phone")).await;
     let principal = Principal {
         user: UserId(staff.id),
         role: Role::StationStaff,
@@ -755,20 +760,8 @@ async fn set_up(
                            "role": "volunteer"}),
                 )
                 .await;
-            let code: Code = api
-                .post(
-                    "/api/v1/enrolment-codes",
-                    Some(&admin_token),
-                    json!({"user": user.id}),
-                )
-                .await;
-            let credential: Credential = enrol_api
-                .post(
-                    "/api/v1/enrol",
-                    None,
-                    json!({"code": code.code, "device_name": format!("phone {n}")}),
-                )
-                .await;
+            let credential =
+                enrol(&api, &enrol_api, &admin_token, user.id, &format!("phone {n}")).await;
             for r in &mine {
                 api.put(
                     &format!("/api/v1/volunteers/{}/residents/{}", user.id, r.0),

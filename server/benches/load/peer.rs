@@ -150,7 +150,6 @@ impl samod::Dialer for NoDelayDialer {
 /// A Linli load phone speaking samod: its case files as samod documents.
 struct PeerPhone {
     phone: Phone,
-    repo: Repo,
     connection: ConnectionId,
     /// One per case file, in the order of `phone.files`.
     documents: Vec<DocHandle>,
@@ -189,7 +188,6 @@ impl PeerPhone {
         }
         PeerPhone {
             phone,
-            repo,
             connection,
             documents,
         }
@@ -254,12 +252,7 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
         });
     }
     let Ok(phones) = tokio::time::timeout(SETUP_LIMIT, tasks.join_all()).await else {
-        // The phones' repos run tasks of their own: stop them, or they would go on
-        // dialling the stopped server through the windows that follow.
-        let repos = std::mem::take(&mut *repos.lock().unwrap());
-        for repo in repos {
-            repo.stop().await;
-        }
+        stop(&repos).await;
         return Err(Unfinished {
             phones: count,
             case_files,
@@ -285,15 +278,13 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
             while Instant::now() < deadline {
                 tally.record(phone.exchange().await);
             }
-            (phone, tally)
+            tally
         });
     }
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0, None);
-    let mut repos = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        let (phone, tally) = done.unwrap();
-        repos.push(phone.repo);
+        let tally = done.unwrap();
         latencies.extend(tally.latencies);
         errors += tally.errors;
         first_error = first_error.or(tally.first_error);
@@ -303,9 +294,7 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
     let server_cpu = cpu_seconds(&pid.to_string(), ticks) - server_cpu;
     let client_cpu = cpu_seconds("self", ticks) - client_cpu;
     let peak_rss_kb = status_kb(pid, "VmHWM");
-    for repo in repos {
-        repo.stop().await;
-    }
+    stop(&repos).await;
     latencies.sort_unstable();
     let run = Run {
         backend: "samod".into(),
@@ -323,4 +312,13 @@ pub async fn closed_loop(phones: Vec<Phone>, secs: f64) -> Result<(Run, f64), Un
         wire_bytes: wire,
     };
     Ok((run, setup))
+}
+
+/// Stops the phones' repos. They run tasks of their own, which would otherwise go on
+/// dialling the stopped server through the windows that follow.
+async fn stop(repos: &Mutex<Vec<Repo>>) {
+    let repos = std::mem::take(&mut *repos.lock().unwrap());
+    for repo in repos {
+        repo.stop().await;
+    }
 }
