@@ -125,7 +125,7 @@ fn check_threads() -> usize {
 /// One that counts some had a `Transaction` dropped, whose rollback is queued: waiting
 /// for the worker to answer a ping runs it, and the count is then true. The group
 /// commit's own transaction, begun by hand and not counted, closes its connection
-/// itself on any failure ([`write::write_group`]).
+/// itself whenever it is dropped uncommitted (`write::InTransaction`).
 async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
     if !conn.is_in_transaction() {

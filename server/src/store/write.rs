@@ -319,7 +319,10 @@ async fn write_group(
     };
     // A failure before the transaction opens fails every job.
     let mut conn = match opened {
-        Ok(conn) => InTransaction(Some(conn)),
+        Ok(conn) => InTransaction {
+            conn,
+            committed: false,
+        },
         Err(e) => {
             for (job, reply) in group {
                 done.push((Err(StoreError::GroupCommit(e.to_string())), job, reply));
@@ -344,29 +347,29 @@ async fn write_group(
 
 /// The group's connection while its transaction, begun by hand, is open. sqlx does not
 /// count that transaction, so the pool's release check cannot see it: unless
-/// [`InTransaction::committed`] gives the connection back, dropping this (a failed
-/// group, or a panic unwinding) closes it, which ends whatever SQLite left open; the
-/// pool opens a fresh one.
-struct InTransaction(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+/// [`InTransaction::committed`] was called, dropping this (a failed group, or a panic
+/// unwinding) closes the connection instead of pooling it, which ends whatever SQLite
+/// left open; the pool opens a fresh one.
+struct InTransaction {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
 
 impl InTransaction {
     fn get(&mut self) -> &mut SqliteConnection {
-        // Some until `committed` or drop, which both consume it.
-        self.0
-            .as_deref_mut()
-            .unwrap_or_else(|| unreachable!("the group's connection is gone"))
+        &mut self.conn
     }
 
-    /// Back to the pool, outside any transaction.
+    /// Back to the pool on drop, outside any transaction.
     fn committed(mut self) {
-        drop(self.0.take());
+        self.committed = true;
     }
 }
 
 impl Drop for InTransaction {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(conn.detach());
+        if !self.committed {
+            self.conn.close_on_drop();
         }
     }
 }
