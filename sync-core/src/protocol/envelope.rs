@@ -267,7 +267,7 @@ impl SyncResponse {
     }
 }
 
-fn encode<T: Serialize>(version: u8, kind: u8, body: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(version: u8, kind: u8, body: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&MAGIC);
     out.push(version);
@@ -277,7 +277,7 @@ fn encode<T: Serialize>(version: u8, kind: u8, body: &T) -> Vec<u8> {
 }
 
 /// Checks the header and returns the envelope's version.
-fn header(bytes: &[u8], kind: u8, name: &'static str) -> Result<u8, DecodeError> {
+pub(super) fn header(bytes: &[u8], kind: u8, name: &'static str) -> Result<u8, DecodeError> {
     if bytes.len() < 6 {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -297,7 +297,7 @@ fn header(bytes: &[u8], kind: u8, name: &'static str) -> Result<u8, DecodeError>
 }
 
 /// Decodes the body after a checked header.
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
+pub(super) fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (body, rest) =
         postcard::take_from_bytes(&bytes[6..]).map_err(|e| DecodeError::Body(e.to_string()))?;
     if !rest.is_empty() {

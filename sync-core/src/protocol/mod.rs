@@ -5,7 +5,9 @@
 pub mod envelope;
 pub mod export;
 pub mod fixtures;
+pub mod forward;
 pub mod replica;
+pub mod seal;
 pub mod server;
 pub mod store;
 

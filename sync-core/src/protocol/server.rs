@@ -4,10 +4,11 @@
 //! quarantine, receipts, deliveries, purges and the new cursor.
 
 use super::envelope::*;
+use super::forward::Taken;
 use super::store::*;
 use crate::doc::catalog::CatalogDoc;
 use crate::doc::{DocKind, header, migrate};
-use crate::ids::{DeviceId, DocId, Timestamp};
+use crate::ids::{DeviceId, DocId, StationId, Timestamp};
 use crate::model::{Catalog, Principal};
 use crate::rules::{self, Editor, Violation};
 use automerge::sync::{Message, State, SyncDoc};
@@ -98,7 +99,7 @@ pub async fn accept_refused<S: ServerStore>(
         }
     }
     let clock = changes.iter().map(Change::timestamp).max().unwrap_or(now);
-    let mut step = Step::new(store, auth, now, clock, Limits::default());
+    let mut step = Step::new(store, auth, now, clock, Limits::default(), None);
     if let Err(reason) = step.checker.check_authorship(&changes) {
         return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
     }
@@ -160,7 +161,7 @@ pub async fn handle_sync<S: ServerStore>(
     now: Timestamp,
     limits: Limits,
 ) -> Result<SyncResponse, S::Error> {
-    let mut step = Step::new(store, auth, now, request.clock, limits);
+    let mut step = Step::new(store, auth, now, request.clock, limits, None);
 
     let recorded = store.device_docs(auth.device).await?;
     let known = match &request.held {
@@ -169,44 +170,7 @@ pub async fn handle_sync<S: ServerStore>(
         None => None,
     };
 
-    // The district's catalog first: visits in the same request may name its new
-    // entries.
-    let catalog_doc = step.catalog_id();
-    let (catalogs, cases): (Vec<&DocUpload>, Vec<&DocUpload>) =
-        request.uploads.iter().partition(|u| u.doc == catalog_doc);
-    for upload in catalogs {
-        let catalog = step.district_catalog().await?;
-        let (hashes, uploaded) = step.upload(upload, catalog.as_ref()).await?;
-        step.record(upload, hashes, uploaded).await?;
-    }
-    // Case files are independent of each other: several are checked and stored at
-    // once, so that a station's first upload of hundreds of them shares commits (one
-    // group commit on SQLite, a connection each on PostgreSQL) instead of paying one
-    // each. The answers are recorded in the request's order.
-    let catalog = step.district_catalog().await?;
-    // With several, each one's rules run where the host says (on another core).
-    step.offload = cases.len() > 1;
-    let mut uploaded = Vec::with_capacity(cases.len());
-    {
-        // A loop rather than a stream combinator: a closure over the borrowed uploads
-        // would not be general enough for the host's `Send` future.
-        let mut running = FuturesOrdered::new();
-        for upload in &cases {
-            if running.len() == UPLOADS_AT_ONCE
-                && let Some(done) = running.next().await
-            {
-                uploaded.push(done);
-            }
-            running.push_back(step.upload(upload, catalog.as_ref()));
-        }
-        while let Some(done) = running.next().await {
-            uploaded.push(done);
-        }
-    }
-    for (upload, result) in cases.into_iter().zip(uploaded) {
-        let (hashes, uploaded) = result?;
-        step.record(upload, hashes, uploaded).await?;
-    }
+    step.take_uploads(&request.uploads).await?;
     for message in &request.fallback {
         step.fallback(message).await?;
     }
@@ -225,6 +189,31 @@ pub async fn handle_sync<S: ServerStore>(
     }
     step.hold_back_early_receipts();
     Ok(step.response)
+}
+
+/// A phone's request that a station hub took while the district server was out of
+/// reach, and now forwards. The host has checked that the phone sealed it
+/// ([`super::seal`]) and hands in the phone's device, so authorship stays the
+/// phone's: its uploads are checked and stored exactly as if the phone had synced
+/// here (every rule, the device's actors, the user's scope, judged by the phone's
+/// clock), restricted to the hub's `station`. Refusals are quarantined here, under the
+/// device. Nothing is delivered and the device's cursor and held documents are left
+/// alone: the phone talks to the hub, which has its own feed. Receipts are final.
+pub async fn handle_forwarded<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    station: StationId,
+    request: &SyncRequest,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<Taken, S::Error> {
+    let mut step = Step::new(store, auth, now, request.clock, limits, Some(station));
+    step.take_uploads(&request.uploads).await?;
+    Ok(Taken {
+        receipts: step.response.receipts,
+        rejections: step.response.rejections,
+        missing: step.response.fallback.iter().map(|f| f.doc).collect(),
+    })
 }
 
 struct Step<'a, S> {
@@ -264,6 +253,9 @@ struct Checker {
     /// visit; the host records the skew for coordinators). A slow clock needs nothing:
     /// its times are in the past.
     now: Timestamp,
+    /// The one station whose case files the changes may touch, for a request a
+    /// station's hub forwards (the user's scope may reach further).
+    station: Option<StationId>,
 }
 
 /// Case files checked and stored at once within one request.
@@ -325,6 +317,15 @@ impl Checker {
         }
     }
 
+    /// Whether a document sitting at `place` lies within the station a forwarded
+    /// request is restricted to (the district's catalog always does).
+    fn within_station(&self, place: &DocPlace) -> bool {
+        match (self.station, place.station) {
+            (Some(only), Some(station)) => only == station,
+            _ => true,
+        }
+    }
+
     fn check_authorship(&self, changes: &[Change]) -> Result<(), String> {
         for c in changes {
             if !self.actors.contains(c.actor_id()) {
@@ -382,6 +383,10 @@ impl Checker {
                 };
                 return Err((v.code().to_owned(), v.to_string()));
             };
+            if !self.within_station(&place) {
+                let v = Violation::OutOfScope;
+                return Err((v.code().to_owned(), v.to_string()));
+            }
             Ok(Vetted::Ready { new, place })
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(vet)).unwrap_or_else(|_| {
@@ -418,6 +423,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
         now: Timestamp,
         clock: Timestamp,
         limits: Limits,
+        station: Option<StationId>,
     ) -> Self {
         Step {
             store,
@@ -434,9 +440,53 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 principal: auth.principal.clone(),
                 actors: auth.actors.clone(),
                 now: now.max(clock),
+                station,
             }),
             offload: false,
         }
+    }
+
+    /// Checks and stores a request's uploads, recording each one's receipt or refusal.
+    async fn take_uploads(&mut self, uploads: &[DocUpload]) -> Result<(), S::Error> {
+        // The district's catalog first: visits in the same request may name its new
+        // entries.
+        let catalog_doc = self.catalog_id();
+        let (catalogs, cases): (Vec<&DocUpload>, Vec<&DocUpload>) =
+            uploads.iter().partition(|u| u.doc == catalog_doc);
+        for upload in catalogs {
+            let catalog = self.district_catalog().await?;
+            let (hashes, uploaded) = self.upload(upload, catalog.as_ref()).await?;
+            self.record(upload, hashes, uploaded).await?;
+        }
+        // Case files are independent of each other: several are checked and stored at
+        // once, so that a station's first upload of hundreds of them shares commits (one
+        // group commit on SQLite, a connection each on PostgreSQL) instead of paying one
+        // each. The answers are recorded in the request's order.
+        let catalog = self.district_catalog().await?;
+        // With several, each one's rules run where the host says (on another core).
+        self.offload = cases.len() > 1;
+        let mut uploaded = Vec::with_capacity(cases.len());
+        {
+            // A loop rather than a stream combinator: a closure over the borrowed uploads
+            // would not be general enough for the host's `Send` future.
+            let mut running = FuturesOrdered::new();
+            for upload in &cases {
+                if running.len() == UPLOADS_AT_ONCE
+                    && let Some(done) = running.next().await
+                {
+                    uploaded.push(done);
+                }
+                running.push_back(self.upload(upload, catalog.as_ref()));
+            }
+            while let Some(done) = running.next().await {
+                uploaded.push(done);
+            }
+        }
+        for (upload, result) in cases.into_iter().zip(uploaded) {
+            let (hashes, uploaded) = result?;
+            self.record(upload, hashes, uploaded).await?;
+        }
+        Ok(())
     }
 
     /// The caller's district's catalog document.
@@ -592,7 +642,10 @@ impl<'a, S: ServerStore> Step<'a, S> {
     /// Whether an existing document lies in the caller's scope.
     fn in_scope(&self, doc: &Automerge) -> bool {
         match (header(doc), place_of(doc)) {
-            (Ok(Some(h)), Some(place)) => place.in_scope(DocId(h.id), &self.auth.principal.scope),
+            (Ok(Some(h)), Some(place)) => {
+                place.in_scope(DocId(h.id), &self.auth.principal.scope)
+                    && self.checker.within_station(&place)
+            }
             _ => false,
         }
     }

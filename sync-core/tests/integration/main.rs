@@ -11,6 +11,7 @@ mod convergence;
 mod crafted;
 mod envelope;
 mod exchange;
+mod forward;
 mod protocol_doc;
 mod refusals;
 mod rules;

@@ -1,0 +1,162 @@
+//! Keys a phone derives from its device's export key, and the seal it puts on every
+//! sync request.
+//!
+//! A station hub (see `ARCHITECTURE.md`, "Station hubs") takes a phone's request while
+//! the district server is out of reach and hands it on later. The district server must
+//! then know that the phone wrote it, not the hub: a hub holds its station's residents
+//! and could otherwise upload a visit under any of its phones' names. So the phone
+//! seals each request body with a key that only it and the district server hold, and
+//! the server checks the seal of every body a hub forwards.
+//!
+//! Both keys come from the device's export key (32 random bytes, given to the phone
+//! once at enrolment and kept beside the device on the server), as HMAC-SHA256 under
+//! a label, so each key serves one purpose:
+//!
+//! - the **upload key** seals request bodies (the district server checks it);
+//! - a **hub key**, one per hub, lets a phone prove to that hub which device it is.
+//!   The district server gives each hub the hub keys of its station's devices; a hub
+//!   learns no other hub's key and cannot make an upload key's seal.
+//!
+//! Sans-I/O: the hosts keep the export key and carry the seal in an HTTP header
+//! ([`HEADER`]).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The HTTP header that carries a request body's seal, as 64 lowercase hex digits.
+pub const HEADER: &str = "linli-seal";
+
+const UPLOAD_LABEL: &[u8] = b"linli upload key v1";
+const HUB_LABEL: &[u8] = b"linli hub key v1 ";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A seal: HMAC-SHA256 of a request body under the device's upload key.
+pub type Seal = [u8; 32];
+
+/// A key is not the 32 bytes an export key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an export key is 32 bytes")]
+pub struct BadKey;
+
+/// The keys derived from one device's export key.
+#[derive(Clone)]
+pub struct DeviceKeys {
+    export: [u8; 32],
+}
+
+impl std::fmt::Debug for DeviceKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceKeys([redacted])")
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl DeviceKeys {
+    /// The keys of the device whose export key is `export_key`.
+    pub fn new(export_key: &[u8]) -> Result<Self, BadKey> {
+        Ok(DeviceKeys {
+            export: export_key.try_into().map_err(|_| BadKey)?,
+        })
+    }
+
+    fn upload_key(&self) -> [u8; 32] {
+        hmac(&self.export, &[UPLOAD_LABEL])
+    }
+
+    /// The key this device proves itself with to the hub `hub` (the hub's id).
+    pub fn hub_key(&self, hub: uuid::Uuid) -> [u8; 32] {
+        hmac(&self.export, &[HUB_LABEL, hub.as_bytes()])
+    }
+
+    /// The seal of a request body.
+    pub fn seal(&self, body: &[u8]) -> Seal {
+        hmac(&self.upload_key(), &[body])
+    }
+
+    /// Whether `seal` is this device's seal of `body` (compared in constant time).
+    pub fn verify(&self, body: &[u8], seal: &[u8]) -> bool {
+        let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(&self.upload_key()) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(seal).is_ok()
+    }
+}
+
+/// A seal as the header carries it.
+pub fn to_header(seal: &Seal) -> String {
+    seal.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A seal from the header's value; `None` unless it is 64 hex digits.
+pub fn from_header(value: &str) -> Option<Seal> {
+    let value = value.trim().as_bytes();
+    if value.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| char::from(b).to_digit(16);
+    let mut seal = [0u8; 32];
+    for (byte, pair) in seal.iter_mut().zip(value.chunks_exact(2)) {
+        // Each digit is below 16, so the byte fits.
+        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(seal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(byte: u8) -> DeviceKeys {
+        DeviceKeys::new(&[byte; 32]).expect("32 bytes")
+    }
+
+    #[test]
+    fn a_seal_verifies_only_for_its_body_and_device() {
+        let body = b"LNSY\x02\x01 a request";
+        let seal = keys(1).seal(body);
+        assert!(keys(1).verify(body, &seal));
+        assert!(!keys(2).verify(body, &seal), "another device's key");
+        assert!(
+            !keys(1).verify(b"LNSY\x02\x01 another", &seal),
+            "another body"
+        );
+        assert!(!keys(1).verify(body, &seal[..31]), "a short seal");
+        let mut flipped = seal;
+        flipped[0] ^= 1;
+        assert!(!keys(1).verify(body, &flipped));
+    }
+
+    #[test]
+    fn hub_keys_differ_per_hub_and_from_the_upload_key() {
+        let a = uuid::Uuid::from_u128(1);
+        let b = uuid::Uuid::from_u128(2);
+        let k = keys(7);
+        assert_ne!(k.hub_key(a), k.hub_key(b));
+        assert_ne!(k.hub_key(a), k.upload_key());
+        assert_ne!(k.hub_key(a), keys(8).hub_key(a));
+        // A hub key cannot make the device's seal.
+        let body = b"body";
+        assert!(!k.verify(body, &hmac(&k.hub_key(a), &[body])));
+    }
+
+    #[test]
+    fn the_header_round_trips_and_refuses_what_is_not_a_seal() {
+        let seal = keys(3).seal(b"x");
+        assert_eq!(from_header(&to_header(&seal)), Some(seal));
+        assert_eq!(from_header(&format!(" {} ", to_header(&seal))), Some(seal));
+        assert_eq!(from_header("abc"), None);
+        assert_eq!(from_header(&"zz".repeat(32)), None);
+        assert_eq!(from_header(&"é".repeat(32)), None);
+        assert_eq!(from_header(&"+1".repeat(32)), None);
+        assert!(DeviceKeys::new(&[0; 31]).is_err());
+    }
+}
