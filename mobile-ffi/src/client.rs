@@ -20,6 +20,7 @@ use sync_core::model::{self, DueOn, LocalDay, Principal, Role, Scope, VisitDue};
 use sync_core::protocol::envelope::SyncResponse;
 use sync_core::protocol::export::Export;
 use sync_core::protocol::replica::Replica;
+use sync_core::protocol::seal::{self, DeviceKeys};
 use sync_core::protocol::store::ReplicaStore;
 use sync_core::rules::{self, Editor};
 
@@ -1076,6 +1077,15 @@ impl LinliClient {
             Err(LinliError::Revoked) => return Err(self.purge_everything()),
             Err(e) => return Err(e),
         };
+        // Every request goes up sealed under the device's upload key, so that a
+        // station hub can hand it on and the district server still knows the phone
+        // wrote it. A device enrolled before export keys existed sends none.
+        let keys = self
+            .lock()
+            .replica
+            .store()
+            .meta(EXPORT_KEY)?
+            .and_then(|key| DeviceKeys::new(&key).ok());
         let mut outcome = SyncOutcome {
             sent_changes: 0,
             received_changes: 0,
@@ -1098,14 +1108,22 @@ impl LinliClient {
                 let sent: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
                 (request.encode(), sent)
             };
-            let mut token = self.access_token(&http, false)?;
-            let mut answer = http.post("/api/v1/sync", Some(&token), ENVELOPE, &body)?;
+            let seal = keys.as_ref().map(|k| seal::to_header(&k.seal(&body)));
+            let post = |token: &str| {
+                http.post_with(
+                    "/api/v1/sync",
+                    Some(token),
+                    ENVELOPE,
+                    &body,
+                    seal.as_deref(),
+                )
+            };
+            let mut answer = post(&self.access_token(&http, false)?)?;
             if let Err(r) = &answer
                 && r.status == 401
                 && matches!(r.code.as_str(), "token_expired" | "invalid_token")
             {
-                token = self.access_token(&http, true)?;
-                answer = http.post("/api/v1/sync", Some(&token), ENVELOPE, &body)?;
+                answer = post(&self.access_token(&http, true)?)?;
             }
             let bytes = match answer {
                 Ok(bytes) => bytes,

@@ -97,12 +97,27 @@ impl Http {
         content_type: &str,
         body: &[u8],
     ) -> Result<Answer, LinliError> {
+        self.post_with(path, bearer, content_type, body, None)
+    }
+
+    /// [`Http::post`] with the body's seal (`sync_core::protocol::seal`), if given.
+    pub(crate) fn post_with(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+        seal: Option<&str>,
+    ) -> Result<Answer, LinliError> {
         let mut request = self
             .agent
             .post(format!("{}{path}", self.base))
             .header("Content-Type", content_type);
         if let Some(token) = bearer {
             request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(seal) = seal {
+            request = request.header(sync_core::protocol::seal::HEADER, seal);
         }
         let mut response = request.send(body).map_err(transport)?;
         let status = response.status().as_u16();

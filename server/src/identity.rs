@@ -11,6 +11,7 @@ use sync_core::automerge::ActorId;
 use sync_core::doc::schema::limits;
 use sync_core::ids::{DeviceId, DistrictId, ResidentId, StationId, Timestamp, UserId};
 use sync_core::model::{Principal, Role, Scope};
+use sync_core::protocol::seal::DeviceKeys;
 use uuid::Uuid;
 
 /// A user account.
@@ -65,7 +66,7 @@ impl User {
 }
 
 /// A device and what it may write as.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Device {
     /// The device.
     pub id: DeviceId,
@@ -79,6 +80,9 @@ pub struct Device {
     pub last_seen_at: Option<Timestamp>,
     /// How far its clock ran ahead (+) or behind (-) the server's at its last sync.
     pub clock_skew_ms: Option<i64>,
+    /// The keys derived from its export key, which check its seals; `None` for a
+    /// device enrolled before export keys existed.
+    pub keys: Option<DeviceKeys>,
 }
 
 /// How far a phone's clock may be off before the devices page flags it.
@@ -805,22 +809,25 @@ impl SqlStore {
 
     /// A device by id.
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>> {
-        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms FROM devices WHERE id = $1")
+        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key FROM devices WHERE id = $1")
             .bind(bytes(id.0)).fetch_optional(p).await?
             .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("user_id")?, r.try_get::<String, _>("name")?,
                 r.try_get::<Option<i64>, _>("revoked_at")?, r.try_get::<Option<i64>, _>("last_seen_at")?,
-                r.try_get::<Option<i64>, _>("clock_skew_ms")?)))
+                r.try_get::<Option<i64>, _>("clock_skew_ms")?, r.try_get::<Option<Vec<u8>>, _>("export_key")?)))
             .transpose()?);
-        row.map(|(user, name, revoked_at, last_seen_at, clock_skew_ms)| {
-            Ok(Device {
-                id,
-                user: UserId(uuid_of(&user)?),
-                name,
-                revoked_at,
-                last_seen_at,
-                clock_skew_ms,
-            })
-        })
+        row.map(
+            |(user, name, revoked_at, last_seen_at, clock_skew_ms, export_key)| {
+                Ok(Device {
+                    id,
+                    user: UserId(uuid_of(&user)?),
+                    name,
+                    revoked_at,
+                    last_seen_at,
+                    clock_skew_ms,
+                    keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
+                })
+            },
+        )
         .transpose()
     }
 

@@ -8,11 +8,13 @@ use crate::error::{Error, Result};
 use crate::now_ms;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use sync_core::protocol::envelope::SyncRequest;
+use sync_core::protocol::seal;
 use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
 
 /// The media type of sync envelopes.
@@ -24,10 +26,11 @@ pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
 /// kept in quarantine for a coordinator's decision.
 #[utoipa::path(post, path = "/api/v1/sync", tag = "sync",
     security(("bearer" = [])),
+    params(("linli-seal" = Option<String>, Header, description = "The device's seal of the body: HMAC-SHA256 under the upload key derived from its export key, 64 hex digits. Optional (older phones send none); checked when present")),
     request_body(content = super::ops::Binary, content_type = "application/vnd.linli.sync", description = "A sync request envelope"),
     responses(
         (status = 200, description = "A sync response envelope", content_type = "application/vnd.linli.sync", body = super::ops::Binary),
-        (status = 400, description = "The body is not a sync request (code `malformed`)", body = crate::error::ErrorBody),
+        (status = 400, description = "The body is not a sync request (code `malformed`), or its `linli-seal` header is not the device's seal of it (code `bad_seal`)", body = crate::error::ErrorBody),
         (status = 401, description = "Not authenticated; `device_revoked` carries `purge: true`", body = crate::error::ErrorBody),
         (status = 403, description = "Not an enrolled device", body = crate::error::ErrorBody),
         (status = 413, description = "The body is larger than the server accepts"),
@@ -36,10 +39,14 @@ pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
 pub(crate) async fn sync(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     let started = Instant::now();
-    let result = step(&state, &caller, &body).await;
+    let result = match check_seal(&caller, &headers, &body) {
+        Ok(()) => step(&state, &caller, &body).await,
+        Err(e) => Err(e),
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(Error::BadRequest { .. }) => "malformed",
@@ -58,6 +65,28 @@ pub(crate) async fn sync(
     let bytes = result?;
     state.metrics.sync_response_bytes.inc_by(bytes.len() as u64);
     Ok(([(CONTENT_TYPE, ENVELOPE)], bytes).into_response())
+}
+
+/// A sealed request must carry the device's own seal of its body
+/// (`sync_core::protocol::seal`). The bearer token already says who is calling; the
+/// check here makes sure the phone's sealing works on every sync, so that the requests
+/// a station hub forwards (which only the seal vouches for) are not the first to try
+/// it. An unsealed request is an older phone's, and is taken.
+fn check_seal(caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<()> {
+    let Some(value) = headers.get(seal::HEADER) else {
+        return Ok(());
+    };
+    let bad = |why: &str| Err(Error::bad_request("bad_seal", why.to_owned()));
+    let Some(seal) = value.to_str().ok().and_then(seal::from_header) else {
+        return bad("the linli-seal header is not 64 hex digits");
+    };
+    let Some(keys) = caller.device.as_ref().and_then(|d| d.keys.as_ref()) else {
+        return bad("this device has no export key to check a seal with");
+    };
+    if !keys.verify(body, &seal) {
+        return bad("the request's seal does not match its body under this device's key");
+    }
+    Ok(())
 }
 
 async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>> {

@@ -966,8 +966,49 @@ async fn an_unknown_district_is_a_clear_400(t: TestStore) {
     );
 }
 
+/// A request whose seal is not its device's seal of the body (another device's, an
+/// altered body's, or not a seal at all) is refused before anything is read, and the
+/// phone keeps its visit; an unsealed request (an older phone) is taken.
+async fn a_request_sealed_wrongly_is_refused_and_loses_nothing(t: TestStore) {
+    let Scene {
+        w, resident, mut v, ..
+    } = scene(t).await;
+    let other = w.volunteer("zhang").await;
+    let before = stored(&w.server, resident).await;
+    let visit = v.log_visit(resident, "读报");
+    let body = v.replica.prepare(v.now()).unwrap().encode();
+    let mut altered = body.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    for (why, body, seal) in [
+        ("another device's seal", body.clone(), other.seal(&body)),
+        ("a seal of another body", body.clone(), v.seal(&altered)),
+        ("an altered body", altered.clone(), v.seal(&body)),
+        ("not hex", body.clone(), "z".repeat(64)),
+        ("too short", body.clone(), v.seal(&body)[..62].to_owned()),
+    ] {
+        let refused = v.post_sync_sealed(body, Some(&seal)).await.unwrap_err();
+        refused.refused().expect_error(400, "bad_seal");
+        assert_eq!(stored(&w.server, resident).await, before, "{why}");
+    }
+    assert!(v.pending() > 0, "the visit waits on the phone");
+
+    // Unsealed, as an older phone sends it: taken.
+    let bytes = v.post_sync_sealed(body, None).await.unwrap();
+    let report = v
+        .replica
+        .apply(&sync_core::protocol::envelope::SyncResponse::decode(&bytes).unwrap())
+        .unwrap();
+    assert_eq!(report.receipted, vec![DocId::from(resident)]);
+    // And the sealed path, as every other test's phone uses it.
+    v.sync().await.unwrap();
+    assert!(v.resident(resident).visits.iter().any(|x| x.id == visit));
+    assert_eq!(v.pending(), 0);
+}
+
 conformance!(
     an_unknown_district_is_a_clear_400,
+    a_request_sealed_wrongly_is_refused_and_loses_nothing,
     offline_edits_converge_and_the_review_reaches_both_phones,
     a_change_under_another_devices_actor_is_refused,
     a_volunteer_cannot_write_review_fields,

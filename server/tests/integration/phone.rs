@@ -12,6 +12,7 @@ use sync_core::ids::*;
 use sync_core::model::*;
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
 use sync_core::protocol::replica::{Replica, SyncReport};
+use sync_core::protocol::seal::{self, DeviceKeys};
 use sync_core::protocol::store::{MemoryReplicaStore, ReplicaStore};
 use sync_core::rules::Editor;
 use uuid::Uuid;
@@ -255,13 +256,33 @@ impl Phone {
         self.replica.pending_changes().unwrap()
     }
 
-    /// POSTs raw bytes to the sync endpoint.
+    /// This device's seal of `body`, as the phone library sends it.
+    pub fn seal(&self, body: &[u8]) -> String {
+        let keys = DeviceKeys::new(&self.export_key).unwrap();
+        seal::to_header(&keys.seal(body))
+    }
+
+    /// POSTs raw bytes to the sync endpoint, sealed as the phone library seals them.
     pub async fn post_sync(&self, body: Vec<u8>) -> Result<Vec<u8>, Failure> {
-        let response = self
+        let seal = self.seal(&body);
+        self.post_sync_sealed(body, Some(&seal)).await
+    }
+
+    /// POSTs raw bytes to the sync endpoint with any seal header, or none.
+    pub async fn post_sync_sealed(
+        &self,
+        body: Vec<u8>,
+        seal: Option<&str>,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut request = self
             .http
             .post(format!("{}/api/v1/sync", self.base))
             .bearer_auth(&self.access)
-            .header(CONTENT_TYPE, "application/vnd.linli.sync")
+            .header(CONTENT_TYPE, "application/vnd.linli.sync");
+        if let Some(seal) = seal {
+            request = request.header(seal::HEADER, seal);
+        }
+        let response = request
             .body(body)
             .send()
             .await
