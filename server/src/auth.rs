@@ -19,6 +19,9 @@ pub const ACCESS_TOKEN_SECS: u64 = 15 * 60;
 /// How long an enrolment code stays usable, in milliseconds.
 pub const ENROLMENT_CODE_MS: i64 = 15 * 60 * 1000;
 const AUDIENCE: &str = "linli";
+/// The audience of a station hub's tokens: a hub's token is refused wherever a user's
+/// is taken, and the reverse.
+const HUB_AUDIENCE: &str = "linli-hub";
 const MIN_KEY_BYTES: usize = 32;
 
 /// What an access token says.
@@ -43,6 +46,7 @@ pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    hub_validation: Validation,
 }
 
 impl fmt::Debug for Keys {
@@ -60,14 +64,18 @@ impl Keys {
             )));
         }
         // Only HS256 verifies: `alg: none` and every other algorithm are refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        validation.leeway = 5;
+        let validation = |audience: &str| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+            validation.leeway = 5;
+            validation
+        };
         Ok(Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            validation: validation(AUDIENCE),
+            hub_validation: validation(HUB_AUDIENCE),
         })
     }
 
@@ -94,20 +102,38 @@ impl Keys {
 
     /// Signs an access token for `user` (and `device`) issued at `now_secs`.
     pub fn issue(&self, user: Uuid, device: Option<Uuid>, now_secs: u64) -> Result<String> {
+        self.sign(user, device, AUDIENCE, now_secs)
+    }
+
+    /// Signs an access token for the station hub `hub`, issued at `now_secs`.
+    pub fn issue_hub(&self, hub: Uuid, now_secs: u64) -> Result<String> {
+        self.sign(hub, None, HUB_AUDIENCE, now_secs)
+    }
+
+    fn sign(&self, sub: Uuid, dev: Option<Uuid>, aud: &str, now_secs: u64) -> Result<String> {
         let claims = Claims {
-            sub: user,
-            dev: device,
+            sub,
+            dev,
             iat: now_secs,
             exp: now_secs + ACCESS_TOKEN_SECS,
-            aud: AUDIENCE.into(),
+            aud: aud.into(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("signing a token: {e}")))
     }
 
-    /// Verifies a token's signature, algorithm, audience and expiry.
+    /// Verifies a user's or device's token: signature, algorithm, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthFailure> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        self.check(token, &self.validation)
+    }
+
+    /// Verifies a station hub's token; its `sub` is the hub.
+    pub fn verify_hub(&self, token: &str) -> Result<Claims, AuthFailure> {
+        self.check(token, &self.hub_validation)
+    }
+
+    fn check(&self, token: &str, validation: &Validation) -> Result<Claims, AuthFailure> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthFailure::Expired,
@@ -213,6 +239,19 @@ mod tests {
             .unwrap();
         assert_eq!(keys.verify(&old), Err(AuthFailure::Expired));
         assert_eq!(keys.verify("not.a.token"), Err(AuthFailure::Invalid));
+    }
+
+    #[test]
+    fn hub_tokens_and_user_tokens_do_not_open_each_others_doors() {
+        let keys = Keys::new(&[7; 32]).unwrap();
+        let hub = Uuid::from_u128(5);
+        let hub_token = keys.issue_hub(hub, now()).unwrap();
+        assert_eq!(keys.verify_hub(&hub_token).unwrap().sub, hub);
+        assert_eq!(keys.verify(&hub_token), Err(AuthFailure::Invalid));
+        let user_token = keys.issue(hub, None, now()).unwrap();
+        assert_eq!(keys.verify_hub(&user_token), Err(AuthFailure::Invalid));
+        let old = keys.issue_hub(hub, now() - 2 * ACCESS_TOKEN_SECS).unwrap();
+        assert_eq!(keys.verify_hub(&old), Err(AuthFailure::Expired));
     }
 
     #[test]

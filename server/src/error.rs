@@ -18,6 +18,8 @@ pub enum AuthFailure {
     Expired,
     /// The device was revoked: purge the local data.
     Revoked,
+    /// The station hub was revoked: it stops serving phones.
+    HubRevoked,
     /// The user is disabled or gone.
     UserDisabled,
     /// Wrong login or password, or an unknown, used or expired enrolment code, or an
@@ -33,6 +35,7 @@ impl AuthFailure {
             AuthFailure::Invalid => "invalid_token",
             AuthFailure::Expired => "token_expired",
             AuthFailure::Revoked => "device_revoked",
+            AuthFailure::HubRevoked => "hub_revoked",
             AuthFailure::UserDisabled => "user_disabled",
             AuthFailure::BadCredentials => "bad_credentials",
         }
@@ -45,6 +48,9 @@ impl AuthFailure {
             AuthFailure::Expired => "the access token has expired; refresh it",
             AuthFailure::Revoked => {
                 "this device was revoked; delete its local data and enrol again"
+            }
+            AuthFailure::HubRevoked => {
+                "this station hub was revoked; its phones sync with the district server"
             }
             AuthFailure::UserDisabled => "this account is disabled",
             AuthFailure::BadCredentials => "the credentials were not accepted",

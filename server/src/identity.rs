@@ -53,6 +53,17 @@ impl User {
         self.role == Role::Admin
     }
 
+    /// Whether this user may set up and revoke the station hubs of `district`:
+    /// admins, and the district's coordinators. A hub holds a station's residents, so
+    /// it is a district decision, not a station's.
+    pub fn may_manage_hubs(&self, district: DistrictId) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Coordinator => self.district == Some(district),
+            Role::StationStaff | Role::Volunteer => false,
+        }
+    }
+
     /// Whether this user may create a user with `role` in `district`.
     pub fn may_create(&self, role: Role, district: Option<DistrictId>) -> bool {
         let own = self.district.is_some() && self.district == district;
@@ -133,15 +144,33 @@ pub struct Bootstrap {
     pub password: String,
 }
 
-fn uuid_of(bytes: &[u8]) -> Result<Uuid> {
+/// What holds a rotating refresh token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Holder {
+    /// A phone.
+    Device,
+    /// A station hub.
+    Hub,
+}
+
+impl Holder {
+    fn table(self) -> &'static str {
+        match self {
+            Holder::Device => "devices",
+            Holder::Hub => "hubs",
+        }
+    }
+}
+
+pub(crate) fn uuid_of(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(|_| corrupt("a stored id is not 16 bytes".into()))
 }
 
-fn new_id(now: Timestamp) -> Result<Uuid> {
+pub(crate) fn new_id(now: Timestamp) -> Result<Uuid> {
     Ok(UserId::new_v7(now, auth::random_bytes::<10>()?).0)
 }
 
-fn bytes(id: Uuid) -> Vec<u8> {
+pub(crate) fn bytes(id: Uuid) -> Vec<u8> {
     id.as_bytes().to_vec()
 }
 
@@ -775,36 +804,57 @@ impl SqlStore {
     /// token before the current one also works until the current one is first used,
     /// so a phone whose last refresh response was lost is not locked out.
     pub async fn rotate_refresh(&self, token: &str) -> Result<(Device, String)> {
+        let (id, next) = self
+            .rotate_secret(Holder::Device, token, AuthFailure::Revoked)
+            .await?;
+        let device = self
+            .device(DeviceId(id))
+            .await?
+            .ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
+        Ok((device, next))
+    }
+
+    /// Rotates the refresh token of a device or a hub: the holder's id and the new
+    /// token. A revoked holder gets `revoked`.
+    pub(crate) async fn rotate_secret(
+        &self,
+        holder: Holder,
+        token: &str,
+        revoked: AuthFailure,
+    ) -> Result<(Uuid, String)> {
+        let table = holder.table();
         let presented = secret_hash(token);
-        let row = with_pool!(self, p => sqlx::query(
-            "SELECT id, refresh_hash, revoked_at FROM devices WHERE refresh_hash = $1 OR previous_refresh_hash = $1")
+        let select = format!(
+            "SELECT id, refresh_hash, revoked_at FROM {table} WHERE refresh_hash = $1 OR previous_refresh_hash = $1"
+        );
+        let row = with_pool!(self, p => sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
             .bind(presented.clone()).fetch_optional(p).await?
             .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("id")?, r.try_get::<Vec<u8>, _>("refresh_hash")?, r.try_get::<Option<i64>, _>("revoked_at")?)))
             .transpose()?);
-        let Some((id, current, revoked)) = row else {
+        let Some((id, current, revoked_at)) = row else {
             return Err(Error::Unauthenticated(AuthFailure::BadCredentials));
         };
-        if revoked.is_some() {
-            return Err(Error::Unauthenticated(AuthFailure::Revoked));
+        if revoked_at.is_some() {
+            return Err(Error::Unauthenticated(revoked));
         }
         let next = auth::new_secret()?;
-        let sql = if current == presented {
-            "UPDATE devices SET previous_refresh_hash = refresh_hash, refresh_hash = $2 WHERE id = $1 AND refresh_hash = $3"
+        let update = if current == presented {
+            format!(
+                "UPDATE {table} SET previous_refresh_hash = refresh_hash, refresh_hash = $2 WHERE id = $1 AND refresh_hash = $3"
+            )
         } else {
-            "UPDATE devices SET refresh_hash = $2 WHERE id = $1 AND previous_refresh_hash = $3"
+            format!(
+                "UPDATE {table} SET refresh_hash = $2 WHERE id = $1 AND previous_refresh_hash = $3"
+            )
         };
-        let updated = with_pool!(self, p => sqlx::query(sql)
+        let updated = with_pool!(self, p => sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
             .bind(id.clone()).bind(secret_hash(&next)).bind(presented)
             .execute(p).await?.rows_affected());
         if updated != 1 {
             // A concurrent refresh with the same token won.
             return Err(Error::Unauthenticated(AuthFailure::BadCredentials));
         }
-        let device = self
-            .device(DeviceId(uuid_of(&id)?))
-            .await?
-            .ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
-        Ok((device, next))
+        Ok((uuid_of(&id)?, next))
     }
 
     /// A device by id.

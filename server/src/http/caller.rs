@@ -35,7 +35,7 @@ impl Caller {
     }
 }
 
-fn bearer(parts: &Parts) -> Result<&str, AuthFailure> {
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, AuthFailure> {
     let value = parts
         .headers
         .get(AUTHORIZATION)

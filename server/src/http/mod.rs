@@ -5,6 +5,7 @@ mod accounts;
 mod caller;
 mod events;
 mod extract;
+mod hubs; // Station hubs (issue 15).
 mod metrics;
 mod ops;
 mod recover; // A revoked phone's sealed export (issue 12).
@@ -138,6 +139,11 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
             put(accounts::assign).delete(accounts::unassign),
         )
         .route("/api/v1/sync", post(sync::sync))
+        .route("/api/v1/hub-codes", post(hubs::issue_code))
+        .route("/api/v1/hubs/enrol", post(hubs::enrol))
+        .route("/api/v1/hubs/token", post(hubs::refresh))
+        .route("/api/v1/hubs/forward", post(hubs::forward))
+        .route("/api/v1/hubs/{hub}/revoke", post(hubs::revoke))
         .route("/api/v1/recover", post(recover::recover))
         .route("/api/v1/events", get(events::events))
         .layer(axum::Extension(events::Recheck(limits.events_recheck)))

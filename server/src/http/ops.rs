@@ -1,7 +1,7 @@
 //! For operators and tools: liveness, readiness, metrics, the OpenAPI document.
 
 use super::AppState;
-use super::{accounts, events, recover, sync};
+use super::{accounts, events, hubs, recover, sync};
 use crate::error::{Error, Result};
 use axum::Json;
 use axum::extract::State;
@@ -179,6 +179,7 @@ impl Modify for SharedErrors {
         accounts::create_district, accounts::create_station, accounts::create_user,
         accounts::issue_code, accounts::revoke, accounts::assign, accounts::unassign,
         sync::sync, recover::recover, events::events,
+        hubs::issue_code, hubs::enrol, hubs::refresh, hubs::revoke, hubs::forward,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

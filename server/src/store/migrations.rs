@@ -70,6 +70,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "erasures",
             include_str!("../../migrations/sqlite/0011_erasures.sql"),
         ),
+        migration(
+            12,
+            "hubs",
+            include_str!("../../migrations/sqlite/0012_hubs.sql"),
+        ),
     ]
 }
 
@@ -129,6 +134,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             11,
             "erasures",
             include_str!("../../migrations/postgres/0011_erasures.sql"),
+        ),
+        migration(
+            12,
+            "hubs",
+            include_str!("../../migrations/postgres/0012_hubs.sql"),
         ),
     ]
 }

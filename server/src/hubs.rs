@@ -1,0 +1,173 @@
+//! Station hubs on the district server: their one-time enrolment codes, their
+//! rotating credentials and their revocation. A hub enrols like a phone (a code a
+//! coordinator issues for one station, exchanged once for a refresh token) but is no
+//! user's device: its tokens carry their own audience, so a hub's token opens no
+//! user's endpoint and a user's token no hub's. See `ARCHITECTURE.md`, "Station hubs".
+
+use crate::auth::{self, code_hash, secret_hash};
+use crate::error::{AuthFailure, Error, Result};
+use crate::identity::{Holder, bytes, new_id, uuid_of};
+use crate::store::{SqlStore, with_pool};
+use sync_core::ids::{DistrictId, StationId, Timestamp, UserId};
+use uuid::Uuid;
+
+/// A station hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hub {
+    /// The hub.
+    pub id: Uuid,
+    /// The station it serves.
+    pub station: StationId,
+    /// The station's district.
+    pub district: DistrictId,
+    /// A name for people ("Huasha station's hub").
+    pub name: String,
+    /// When it enrolled.
+    pub enrolled_at: Timestamp,
+    /// When it last called (to the minute or so).
+    pub last_seen_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A newly enrolled hub and its first refresh token (shown once).
+#[derive(Debug)]
+pub struct HubEnrolment {
+    /// The hub.
+    pub hub: Hub,
+    /// Its refresh token.
+    pub refresh_token: String,
+}
+
+/// The `hubs` columns a [`HubRow`] holds, joined with the station for its district.
+const HUB_COLUMNS: &str =
+    "h.id, h.station, s.district, h.name, h.enrolled_at, h.last_seen_at, h.revoked_at";
+
+type HubRow = (
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn hub_from_row(
+    (id, station, district, name, enrolled_at, last_seen_at, revoked_at): HubRow,
+) -> Result<Hub> {
+    Ok(Hub {
+        id: uuid_of(&id)?,
+        station: StationId(uuid_of(&station)?),
+        district: DistrictId(uuid_of(&district)?),
+        name,
+        enrolled_at,
+        last_seen_at,
+        revoked_at,
+    })
+}
+
+impl SqlStore {
+    /// Issues a one-time code that enrols a hub for `station`, valid for 15 minutes.
+    pub async fn issue_hub_code(
+        &self,
+        issued_by: UserId,
+        station: StationId,
+        now: Timestamp,
+    ) -> Result<(String, Timestamp)> {
+        let code = auth::new_enrolment_code()?;
+        let expires_at = now + auth::ENROLMENT_CODE_MS;
+        with_pool!(self, p => sqlx::query("INSERT INTO hub_codes (code_hash, station, issued_by, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(code_hash(&code)).bind(bytes(station.0)).bind(bytes(issued_by.0)).bind(now).bind(expires_at)
+            .execute(p).await.map(|_| ())?);
+        Ok((code, expires_at))
+    }
+
+    /// Exchanges a hub code for a new hub and its refresh token. The code works once,
+    /// before it expires.
+    pub async fn enrol_hub(&self, code: &str, name: &str, now: Timestamp) -> Result<HubEnrolment> {
+        let id = new_id(now)?;
+        let refresh_token = auth::new_secret()?;
+        let name: String = name.trim().chars().take(100).collect();
+        let enrolled: bool = with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let row: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                "UPDATE hub_codes SET used_at = $2, hub = $3
+                 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING station, issued_by")
+                .bind(code_hash(code)).bind(now).bind(bytes(id))
+                .fetch_optional(&mut *tx).await?;
+            if let Some((station, issued_by)) = &row {
+                sqlx::query("INSERT INTO hubs (id, station, name, enrolled_at, enrolled_by, refresh_hash) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(bytes(id)).bind(station.clone()).bind(&name).bind(now).bind(issued_by.clone())
+                    .bind(secret_hash(&refresh_token))
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            row.is_some()
+        });
+        if !enrolled {
+            return Err(Error::Unauthenticated(AuthFailure::BadCredentials));
+        }
+        let hub = self
+            .hub(id)
+            .await?
+            .ok_or_else(|| Error::Internal("an enrolled hub is missing".into()))?;
+        Ok(HubEnrolment { hub, refresh_token })
+    }
+
+    /// Exchanges a hub's refresh token for a new one (rotation, with one token of
+    /// grace as for phones). A revoked hub gets `hub_revoked`.
+    pub async fn rotate_hub_refresh(&self, token: &str) -> Result<(Hub, String)> {
+        let (id, next) = self
+            .rotate_secret(Holder::Hub, token, AuthFailure::HubRevoked)
+            .await?;
+        let hub = self
+            .hub(id)
+            .await?
+            .ok_or(Error::Unauthenticated(AuthFailure::BadCredentials))?;
+        Ok((hub, next))
+    }
+
+    /// A hub by id.
+    pub async fn hub(&self, id: Uuid) -> Result<Option<Hub>> {
+        let sql = format!(
+            "SELECT {HUB_COLUMNS} FROM hubs h JOIN stations s ON s.id = h.station WHERE h.id = $1"
+        );
+        let row: Option<HubRow> = with_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(bytes(id)).fetch_optional(p).await?);
+        row.map(hub_from_row).transpose()
+    }
+
+    /// The hubs of `district`'s stations, newest first.
+    pub async fn hubs_in(&self, district: DistrictId) -> Result<Vec<Hub>> {
+        let sql = format!(
+            "SELECT {HUB_COLUMNS} FROM hubs h JOIN stations s ON s.id = h.station
+             WHERE s.district = $1 ORDER BY h.enrolled_at DESC"
+        );
+        let rows: Vec<HubRow> = with_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(bytes(district.0)).fetch_all(p).await?);
+        rows.into_iter().map(hub_from_row).collect()
+    }
+
+    /// Revokes a hub: its tokens stop working at once. Idempotent.
+    pub async fn revoke_hub(&self, id: Uuid, by: UserId, now: Timestamp) -> Result<()> {
+        let updated = with_pool!(self, p => sqlx::query(
+            "UPDATE hubs SET revoked_at = COALESCE(revoked_at, $2), revoked_by = COALESCE(revoked_by, $3) WHERE id = $1")
+            .bind(bytes(id)).bind(now).bind(bytes(by.0))
+            .execute(p).await?.rows_affected());
+        if updated == 0 {
+            return Err(Error::NotFound(format!("no hub {id}")));
+        }
+        Ok(())
+    }
+
+    /// Notes that a hub called; written at most once a minute.
+    pub async fn touch_hub(&self, hub: &Hub, now: Timestamp) -> Result<()> {
+        if hub.last_seen_at.is_some_and(|seen| now - seen < 60_000) {
+            return Ok(());
+        }
+        with_pool!(self, p => sqlx::query("UPDATE hubs SET last_seen_at = $2 WHERE id = $1")
+            .bind(bytes(hub.id)).bind(now).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+}
