@@ -193,10 +193,40 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run a station hub (or enrol one first): phones at the station sync with it over
+    /// the LAN, and it forwards what they send to the district server whenever the
+    /// uplink works.
+    Hub {
+        /// Enrol this hub first.
+        #[command(subcommand)]
+        action: Option<HubAction>,
+        /// Seconds between exchanges with the district server while nothing happens
+        /// (a phone's upload starts one at once).
+        #[arg(long, env = "LINLI_HUB_EVERY", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        every_secs: u64,
+    },
     /// Rebuild the read-side projections from the documents.
     RebuildProjections,
     /// Check the database: every document loads and matches its stored heads.
     Check,
+}
+
+/// What `server hub` does besides serving.
+#[derive(Debug, Subcommand)]
+pub enum HubAction {
+    /// Exchange a hub code (from the station's page on the district server) for this
+    /// hub's credential, kept in the data directory.
+    Enrol {
+        /// The district server's address, e.g. `https://linli.example.org`.
+        #[arg(long, env = "LINLI_HUB_UPSTREAM")]
+        upstream: String,
+        /// The one-time hub code.
+        #[arg(long)]
+        code: Secret,
+        /// A name for people.
+        #[arg(long, default_value = "station hub")]
+        name: String,
+    },
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::error::{AuthFailure, Error, Result};
 use crate::identity::{Holder, bytes, new_id, uuid_of};
 use crate::store::{SqlStore, with_pool};
 use sync_core::ids::{DistrictId, StationId, Timestamp, UserId};
+use sync_core::protocol::seal::DeviceKeys;
 use uuid::Uuid;
 
 /// A station hub.
@@ -169,5 +170,147 @@ impl SqlStore {
         with_pool!(self, p => sqlx::query("UPDATE hubs SET last_seen_at = $2 WHERE id = $1")
             .bind(bytes(hub.id)).bind(now).execute(p).await.map(|_| ())?);
         Ok(())
+    }
+}
+
+/// What a hub needs to know about the people who may sync with it: the station's
+/// district's users with their scope narrowed to the station, and their devices with
+/// the keys they prove themselves with to this hub. Relational, like identity on the
+/// district server; the hub replaces its copy with each roster it fetches.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Roster {
+    /// The hub's station.
+    pub station: Uuid,
+    /// Its name.
+    pub station_name: String,
+    /// The station's district.
+    pub district: Uuid,
+    /// Its name.
+    pub district_name: String,
+    /// The district's users.
+    pub users: Vec<RosterUser>,
+    /// Their devices that can prove themselves to a hub (enrolled with an export key).
+    pub devices: Vec<RosterDevice>,
+}
+
+/// A user as a hub sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RosterUser {
+    /// The user.
+    pub id: Uuid,
+    /// The login name.
+    pub login: String,
+    /// The name shown to others.
+    pub display_name: String,
+    /// The role's code.
+    pub role: String,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+    /// Station staff: whether they cover the hub's station.
+    pub covers_station: bool,
+    /// Volunteers: their residents at the hub's station.
+    pub residents: Vec<Uuid>,
+}
+
+/// A device as a hub sees it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RosterDevice {
+    /// The device.
+    pub id: Uuid,
+    /// Its user.
+    pub user: Uuid,
+    /// A name for people.
+    pub name: String,
+    /// The Automerge actors registered to it, hex.
+    pub actors: Vec<String>,
+    /// Hex: the key it proves itself with to this hub
+    /// (`sync_core::protocol::seal::DeviceKeys::hub_key`).
+    pub hub_key: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+impl std::fmt::Debug for RosterDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RosterDevice")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A device as the roster selects it: id, user, name, revoked at, export key.
+type DeviceRow = (Vec<u8>, Vec<u8>, String, Option<i64>, Option<Vec<u8>>);
+
+impl SqlStore {
+    /// The roster of `hub`'s station.
+    pub async fn hub_roster(&self, hub: &Hub) -> Result<Roster> {
+        let district = bytes(hub.district.0);
+        let station = bytes(hub.station.0);
+        let names: Option<(String, String)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT s.name, d.name FROM stations s JOIN districts d ON d.id = s.district WHERE s.id = $1")
+            .bind(station.clone()).fetch_optional(p).await?);
+        let (station_name, district_name) =
+            names.ok_or_else(|| Error::NotFound(format!("no station {}", hub.station)))?;
+        let covering: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT user_id FROM staff_stations WHERE station = $1")
+            .bind(station.clone()).fetch_all(p).await?);
+        let assigned: Vec<(Vec<u8>, Vec<u8>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT a.user_id, a.resident FROM assignments a JOIN documents d ON d.id = a.resident
+             WHERE d.station = $1")
+            .bind(station.clone()).fetch_all(p).await?);
+        let mut users = Vec::new();
+        for user in self.users_in(hub.district).await? {
+            let id = bytes(user.id.0);
+            users.push(RosterUser {
+                id: user.id.0,
+                login: user.login,
+                display_name: user.display_name,
+                role: user.role.code().to_owned(),
+                disabled: user.disabled,
+                covers_station: covering.contains(&id),
+                residents: assigned
+                    .iter()
+                    .filter(|(u, _)| *u == id)
+                    .map(|(_, r)| uuid_of(r))
+                    .collect::<Result<_>>()?,
+            });
+        }
+        let rows: Vec<DeviceRow> = with_pool!(self, p => sqlx::query_as(
+            "SELECT d.id, d.user_id, d.name, d.revoked_at, d.export_key FROM devices d
+             JOIN users u ON u.id = d.user_id WHERE u.district = $1 AND d.export_key IS NOT NULL
+             ORDER BY d.id")
+            .bind(district.clone()).fetch_all(p).await?);
+        let actors: Vec<(Vec<u8>, Vec<u8>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT da.device, da.actor FROM device_actors da JOIN devices d ON d.id = da.device
+             JOIN users u ON u.id = d.user_id WHERE u.district = $1")
+            .bind(district).fetch_all(p).await?);
+        let mut devices = Vec::with_capacity(rows.len());
+        for (id, user, name, revoked_at, export_key) in rows {
+            let Some(keys) = export_key.and_then(|k| DeviceKeys::new(&k).ok()) else {
+                continue;
+            };
+            devices.push(RosterDevice {
+                id: uuid_of(&id)?,
+                user: uuid_of(&user)?,
+                name,
+                actors: actors
+                    .iter()
+                    .filter(|(d, _)| *d == id)
+                    .map(|(_, a)| hex::encode(a))
+                    .collect(),
+                hub_key: hex::encode(keys.hub_key(hub.id)),
+                revoked: revoked_at.is_some(),
+            });
+        }
+        Ok(Roster {
+            station: hub.station.0,
+            station_name,
+            district: hub.district.0,
+            district_name,
+            users,
+            devices,
+        })
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod hubs;
 pub mod identity;
 pub mod store;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use server::auth::Keys;
-use server::config::{Cli, Command, Config, LogFormat};
+use server::config::{Cli, Command, Config, HubAction, LogFormat};
 use server::error::{Error, Result};
 use server::http::{AppState, HttpLimits};
 use server::now_ms;
@@ -70,6 +70,9 @@ async fn open(config: &Config) -> Result<SqlStore> {
 async fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     tracing::debug!(?config, "configuration");
+    if let Some(Command::Hub { action, every_secs }) = cli.command {
+        return hub(&config, action, every_secs).await;
+    }
     let store = open(&config).await?;
     let now = now_ms();
     match cli.command.unwrap_or(Command::Serve) {
@@ -151,6 +154,71 @@ async fn serve(config: &Config, store: SqlStore) -> Result<()> {
     Ok(())
 }
 
+/// `server hub`: enrols the hub, or serves the station's phones and keeps the link to
+/// the district server.
+async fn hub(config: &Config, action: Option<HubAction>, every_secs: u64) -> Result<()> {
+    use server::hub::upstream;
+    if let Some(HubAction::Enrol {
+        upstream: address,
+        code,
+        name,
+    }) = action
+    {
+        let credential = upstream::enrol(&address, code.expose(), &name, &config.data_dir).await?;
+        println!(
+            "Enrolled hub {} for station {} of {}; start it with: server hub --data-dir {}",
+            credential.hub,
+            credential.station,
+            credential.upstream,
+            config.data_dir.display()
+        );
+        return Ok(());
+    }
+    survive_file_size_limits();
+    let credential = upstream::load_credential(&config.data_dir)?;
+    let store = open(config).await?;
+    let keys = Keys::load_or_create(
+        config.signing_key.as_ref().map(|k| k.expose()),
+        &config.data_dir,
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("no local address: {e}")))?;
+    let side = server::hub::HubSide::new(credential.hub, StationId(credential.station));
+    let upstream = upstream::Upstream::new(&config.data_dir, credential.clone());
+    let state = AppState::for_hub(store, keys, side);
+    println!(
+        "Linli station hub {} listening on http://{address}, forwarding to {}",
+        credential.hub, credential.upstream
+    );
+    let link = tokio::spawn(server::hub::keep_linked(
+        state.clone(),
+        upstream,
+        std::time::Duration::from_secs(every_secs),
+        state.stopping.subscribe(),
+    ));
+    let limits = HttpLimits {
+        max_body: config.max_body,
+        timeout: config.request_timeout(),
+        ..HttpLimits::default()
+    };
+    let router = server::http::hub_app(state.clone(), limits);
+    let stopping = state.clone();
+    server::http::serve_router(listener, router, async move {
+        shutdown_signal().await;
+        stopping.stopping.send_replace(true);
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("serving: {e}")))?;
+    let _ = link.await;
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 /// A write past the process's file size limit (`ulimit -f`, a quota) sends SIGXFSZ,
 /// whose default action ends the process. Handling it instead makes such a write fail
 /// with EFBIG like any full disk: the append is refused with 503 and nothing is lost.
@@ -193,7 +261,7 @@ async fn shutdown_signal() {
 
 async fn operate(store: &SqlStore, command: Command, now: i64) -> Result<()> {
     match command {
-        Command::Serve => {}
+        Command::Serve | Command::Hub { .. } => {}
         Command::CreateDistrict { name } => {
             let id = store.create_district(&name, now).await?;
             println!("district {name:?}: {id}");

@@ -22,12 +22,13 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use sync_core::ids::StationId;
+use sync_core::ids::{DeviceId, StationId, UserId};
+use sync_core::model::{Principal, Role, Scope};
 use sync_core::protocol::envelope::{Rejection, SyncRequest};
 use sync_core::protocol::forward::{
     ForwardItem, ForwardOutcome, ForwardRequest, ForwardResponse, ForwardResult, Taken, codes,
 };
-use sync_core::protocol::server::{DeviceAuth, Limits, handle_forwarded};
+use sync_core::protocol::server::{DeviceAuth, Limits, handle_forwarded, handle_sync};
 use sync_core::protocol::store::{Quarantined, ServerStore};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -380,4 +381,59 @@ async fn quarantine_all(
         });
     }
     Ok(taken)
+}
+
+/// The hub's roster: the district's users with their scope narrowed to the hub's
+/// station, and their devices with the keys they prove themselves with to this hub.
+#[utoipa::path(get, path = "/api/v1/hubs/roster", tag = "hubs", security(("bearer" = [])),
+    responses((status = 200, body = crate::hubs::Roster),
+        (status = 401, description = "Not a hub's token, or the hub was revoked (`hub_revoked`)", body = crate::error::ErrorBody)))]
+pub(crate) async fn roster(
+    State(state): State<Arc<AppState>>,
+    HubCaller(hub): HubCaller,
+) -> Result<Json<crate::hubs::Roster>> {
+    Ok(Json(state.store.hub_roster(&hub).await?))
+}
+
+/// The hub's own sync with the district server: what its station holds (every case
+/// file of the station and the district's catalog), by the same feed and cursor a
+/// phone's sync uses, with the hub as a station's staff member who writes nothing. The
+/// phones' uploads go up through `/api/v1/hubs/forward`, never here.
+#[utoipa::path(post, path = "/api/v1/hubs/sync", tag = "hubs",
+    security(("bearer" = [])),
+    request_body(content = super::ops::Binary, content_type = "application/vnd.linli.sync", description = "A sync request envelope without uploads"),
+    responses(
+        (status = 200, description = "A sync response envelope", content_type = "application/vnd.linli.sync", body = super::ops::Binary),
+        (status = 400, description = "Not a sync request, or one with uploads (`malformed`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Not a hub's token, or the hub was revoked (`hub_revoked`)", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is larger than the server accepts"),
+        (status = 503, description = "Storage unavailable; retry", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn pull(
+    State(state): State<Arc<AppState>>,
+    HubCaller(hub): HubCaller,
+    body: Bytes,
+) -> Result<Response> {
+    let (request, version) = SyncRequest::decode_versioned(&body)
+        .map_err(|e| Error::bad_request("malformed", format!("not a sync request: {e}")))?;
+    if !request.uploads.is_empty() || !request.fallback.is_empty() {
+        return Err(Error::bad_request(
+            "malformed",
+            "a hub uploads nothing here: its phones' requests go to /api/v1/hubs/forward",
+        ));
+    }
+    let auth = DeviceAuth {
+        device: DeviceId(hub.id),
+        principal: Principal {
+            user: UserId(hub.id),
+            role: Role::StationStaff,
+            scope: Scope::Stations {
+                district: hub.district,
+                stations: [hub.station].into(),
+            },
+        },
+        actors: Vec::new(),
+    };
+    let response = handle_sync(&state.store, &auth, &request, now_ms(), Limits::default()).await?;
+    Ok(([(CONTENT_TYPE, ENVELOPE)], response.encode_version(version)).into_response())
 }

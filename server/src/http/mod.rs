@@ -5,7 +5,8 @@ mod accounts;
 mod caller;
 mod events;
 mod extract;
-mod hubs; // Station hubs (issue 15).
+mod hub_side; // What a station hub serves its phones (issue 15).
+mod hubs; // Station hubs on the district server (issue 15).
 mod metrics;
 mod ops;
 mod recover; // A revoked phone's sealed export (issue 12).
@@ -96,6 +97,8 @@ pub struct AppState {
     /// Settings of the web pages.
     pub web: crate::web::WebSettings,
     pub(crate) rate_limits: RateLimits,
+    /// Set when this server is a station hub (`server hub`).
+    pub hub: Option<crate::hub::HubSide>,
 }
 
 impl AppState {
@@ -114,6 +117,21 @@ impl AppState {
             stopping: tokio::sync::watch::channel(false).0,
             web,
             rate_limits: RateLimits::new(),
+            hub: None,
+        })
+    }
+
+    /// State for a station hub over its own store.
+    pub fn for_hub(store: SqlStore, keys: Keys, hub: crate::hub::HubSide) -> Arc<Self> {
+        Arc::new(AppState {
+            store,
+            keys,
+            metrics: Metrics::new(),
+            events: broadcast::channel(1024).0,
+            stopping: tokio::sync::watch::channel(false).0,
+            web: crate::web::WebSettings::default(),
+            rate_limits: RateLimits::new(),
+            hub: Some(hub),
         })
     }
 }
@@ -143,6 +161,8 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/api/v1/hubs/enrol", post(hubs::enrol))
         .route("/api/v1/hubs/token", post(hubs::refresh))
         .route("/api/v1/hubs/forward", post(hubs::forward))
+        .route("/api/v1/hubs/sync", post(hubs::pull))
+        .route("/api/v1/hubs/roster", get(hubs::roster))
         .route("/api/v1/hubs/{hub}/revoke", post(hubs::revoke))
         .route("/api/v1/recover", post(recover::recover))
         .route("/api/v1/events", get(events::events))
@@ -156,6 +176,44 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A station hub's service: what phones call, nothing else. Phones prove which device
+/// they are with their key for this hub (`/api/v1/hub`, `/api/v1/hub/session`) and then
+/// sync as with the district server. Sign-in, enrolment, administration and the web
+/// pages stay on the district server.
+pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/hub", get(hub_side::challenge))
+        .route("/api/v1/hub/session", post(hub_side::session))
+        .route("/api/v1/me", get(accounts::me))
+        .route("/api/v1/sync", post(sync::sync))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the requests in
+/// flight finish.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in

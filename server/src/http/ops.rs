@@ -179,7 +179,8 @@ impl Modify for SharedErrors {
         accounts::create_district, accounts::create_station, accounts::create_user,
         accounts::issue_code, accounts::revoke, accounts::assign, accounts::unassign,
         sync::sync, recover::recover, events::events,
-        hubs::issue_code, hubs::enrol, hubs::refresh, hubs::revoke, hubs::forward,
+        hubs::issue_code, hubs::enrol, hubs::refresh, hubs::revoke, hubs::forward, hubs::pull,
+        hubs::roster,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

@@ -43,7 +43,11 @@ pub(crate) async fn sync(
     body: Bytes,
 ) -> Result<Response> {
     let started = Instant::now();
-    let result = match check_seal(&caller, &headers, &body) {
+    let checked = match &state.hub {
+        None => check_seal(&caller, &headers, &body),
+        Some(hub) => hold(&state, hub, &caller, &headers, &body).await,
+    };
+    let result = match checked {
         Ok(()) => step(&state, &caller, &body).await,
         Err(e) => Err(e),
     };
@@ -86,6 +90,45 @@ fn check_seal(caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<()> {
     if !keys.verify(body, &seal) {
         return bad("the request's seal does not match its body under this device's key");
     }
+    Ok(())
+}
+
+/// At a station hub: keeps a request with uploads in the outbox, byte for byte with
+/// its seal, before the hub acts on it, for the district server to take as the
+/// phone's. The hub cannot check the seal (only the phone and the district server
+/// hold its key) but will not take uploads without one: it could never hand them on.
+async fn hold(
+    state: &AppState,
+    hub: &crate::hub::HubSide,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<()> {
+    let device = caller.device()?;
+    let Ok((request, _)) = SyncRequest::decode_versioned(body) else {
+        // The step answers it as malformed.
+        return Ok(());
+    };
+    if request.uploads.is_empty() {
+        return Ok(());
+    }
+    let seal = headers
+        .get(seal::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(seal::from_header)
+        .ok_or_else(|| {
+            Error::bad_request(
+                "seal_required",
+                "a station hub takes only sealed uploads, which it can hand on to the \
+                 district server; update the app, or sync at the district server"
+                    .to_owned(),
+            )
+        })?;
+    state
+        .store
+        .outbox_push(device.id, now_ms(), body, &seal)
+        .await?;
+    hub.wake.notify_one();
     Ok(())
 }
 

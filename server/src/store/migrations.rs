@@ -75,6 +75,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "hubs",
             include_str!("../../migrations/sqlite/0012_hubs.sql"),
         ),
+        migration(
+            13,
+            "hub side",
+            include_str!("../../migrations/sqlite/0013_hub_side.sql"),
+        ),
     ]
 }
 
@@ -139,6 +144,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             12,
             "hubs",
             include_str!("../../migrations/postgres/0012_hubs.sql"),
+        ),
+        migration(
+            13,
+            "hub side",
+            include_str!("../../migrations/postgres/0013_hub_side.sql"),
         ),
     ]
 }

@@ -28,6 +28,7 @@ pub const HEADER: &str = "linli-seal";
 
 const UPLOAD_LABEL: &[u8] = b"linli upload key v1";
 const HUB_LABEL: &[u8] = b"linli hub key v1 ";
+const HUB_PROOF_LABEL: &[u8] = b"linli hub proof v1 ";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -91,6 +92,29 @@ impl DeviceKeys {
     }
 }
 
+/// A phone's proof to a hub that it is `device`: HMAC-SHA256 under the device's key
+/// for that hub ([`DeviceKeys::hub_key`]) of the hub's one-time `challenge` and the
+/// device's id. The hub, which holds the hub key, checks it with [`verify_hub_proof`].
+pub fn hub_proof(hub_key: &[u8; 32], challenge: &[u8], device: uuid::Uuid) -> [u8; 32] {
+    hmac(hub_key, &[HUB_PROOF_LABEL, device.as_bytes(), challenge])
+}
+
+/// Whether `proof` is [`hub_proof`] of `challenge` for `device` (in constant time).
+pub fn verify_hub_proof(
+    hub_key: &[u8; 32],
+    challenge: &[u8],
+    device: uuid::Uuid,
+    proof: &[u8],
+) -> bool {
+    let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(hub_key) else {
+        return false;
+    };
+    mac.update(HUB_PROOF_LABEL);
+    mac.update(device.as_bytes());
+    mac.update(challenge);
+    mac.verify_slice(proof).is_ok()
+}
+
 /// A seal as the header carries it.
 pub fn to_header(seal: &Seal) -> String {
     seal.iter().map(|b| format!("{b:02x}")).collect()
@@ -146,6 +170,25 @@ mod tests {
         // A hub key cannot make the device's seal.
         let body = b"body";
         assert!(!k.verify(body, &hmac(&k.hub_key(a), &[body])));
+    }
+
+    #[test]
+    fn a_hub_proof_verifies_only_for_its_device_challenge_and_key() {
+        let hub = uuid::Uuid::from_u128(9);
+        let device = uuid::Uuid::from_u128(4);
+        let key = keys(5).hub_key(hub);
+        let proof = hub_proof(&key, b"challenge", device);
+        assert!(verify_hub_proof(&key, b"challenge", device, &proof));
+        assert!(!verify_hub_proof(&key, b"challengf", device, &proof));
+        assert!(!verify_hub_proof(
+            &key,
+            b"challenge",
+            uuid::Uuid::from_u128(3),
+            &proof
+        ));
+        let other = keys(6).hub_key(hub);
+        assert!(!verify_hub_proof(&other, b"challenge", device, &proof));
+        assert!(!verify_hub_proof(&key, b"challenge", device, &proof[..16]));
     }
 
     #[test]

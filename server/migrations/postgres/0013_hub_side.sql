@@ -1,0 +1,34 @@
+-- A station hub's own tables (issue 15). Empty on a district server.
+
+-- Small values the hub keeps: its cursor on the district server's feed.
+CREATE TABLE hub_state (
+    key   TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+
+-- The documents the district server has delivered to this hub (what it believes the
+-- hub holds), as a phone's held set.
+CREATE TABLE hub_mirrored (
+    doc BYTEA PRIMARY KEY
+);
+
+-- The keys the station's phones prove themselves with to this hub.
+CREATE TABLE hub_device_keys (
+    device BYTEA PRIMARY KEY,
+    key    BYTEA NOT NULL
+);
+
+-- Every request with uploads a phone sent this hub, byte for byte with its seal, in
+-- the order received, until the district server has taken it.
+CREATE TABLE hub_outbox (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device       BYTEA NOT NULL,
+    received_at  BIGINT NOT NULL,
+    body         BYTEA NOT NULL,
+    seal         BYTEA NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    forwarded_at BIGINT,           -- when the district server answered for it
+    outcome      BYTEA               -- postcard of its ForwardResult
+);
+CREATE INDEX hub_outbox_pending ON hub_outbox (id) WHERE forwarded_at IS NULL;
+CREATE INDEX hub_outbox_device ON hub_outbox (device, id);

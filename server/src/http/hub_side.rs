@@ -1,0 +1,133 @@
+//! What a station hub serves its phones besides sync: a one-time challenge, and a
+//! session token for a phone that answers it with its key for this hub. The phone
+//! derives that key from its export key (`sync_core::protocol::seal`); the hub holds
+//! it from its roster. Phones never sign in or enrol at a hub, and their tokens from
+//! the district server mean nothing here.
+
+use super::AppState;
+use super::extract::Json;
+use crate::auth::ACCESS_TOKEN_SECS;
+use crate::error::{AuthFailure, Error, Result};
+use crate::now_ms;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use sync_core::ids::DeviceId;
+use sync_core::protocol::seal;
+use uuid::Uuid;
+
+/// How long a challenge may be answered, in milliseconds.
+const CHALLENGE_MS: i64 = 5 * 60 * 1000;
+/// Challenges outstanding at once; beyond this the oldest are dropped.
+const MAX_CHALLENGES: usize = 10_000;
+
+fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
+    state
+        .hub
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("this server is not a station hub".into()))
+}
+
+/// Who this hub is, and a challenge to answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct HubInfo {
+    /// The hub's id: phones derive their key for this hub from it.
+    hub: Uuid,
+    /// Its station.
+    station: Uuid,
+    /// Hex: answer it within five minutes, once.
+    challenge: String,
+}
+
+/// `GET /api/v1/hub`: the hub's id and a one-time challenge.
+pub(crate) async fn challenge(State(state): State<Arc<AppState>>) -> Result<Json<HubInfo>> {
+    let hub = hub(&state)?;
+    let nonce = Uuid::from_bytes(crate::auth::random_bytes::<16>()?);
+    let now = now_ms();
+    let mut open = hub
+        .challenges
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    open.retain(|_, until| *until > now);
+    if open.len() >= MAX_CHALLENGES {
+        // Someone is asking without answering: forget the oldest.
+        let oldest = open
+            .iter()
+            .min_by_key(|(_, until)| **until)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            open.remove(&k);
+        }
+    }
+    open.insert(nonce, now + CHALLENGE_MS);
+    Ok(Json(HubInfo {
+        hub: hub.id,
+        station: hub.station.0,
+        challenge: hex::encode(nonce.as_bytes()),
+    }))
+}
+
+/// A phone's answer to a challenge.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SessionRequest {
+    device: Uuid,
+    /// Hex, as given.
+    challenge: String,
+    /// Hex: `sync_core::protocol::seal::hub_proof` of the challenge's bytes.
+    proof: String,
+}
+
+/// A session at this hub.
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionResponse {
+    /// Bearer token for this hub's `/api/v1/sync`.
+    access_token: String,
+    /// Seconds it lives.
+    expires_in: u64,
+}
+
+/// `POST /api/v1/hub/session`: a session token for a device that proves itself.
+pub(crate) async fn session(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<SessionRequest>,
+) -> Result<Json<SessionResponse>> {
+    let hub = hub(&state)?;
+    let refused = || Error::Unauthenticated(AuthFailure::BadCredentials);
+    let challenge = hex::decode(request.challenge.trim())
+        .ok()
+        .and_then(|b| Uuid::from_slice(&b).ok())
+        .ok_or_else(refused)?;
+    // A challenge works once, whatever the answer.
+    let fresh = hub
+        .challenges
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&challenge)
+        .is_some_and(|until| until > now_ms());
+    if !fresh {
+        return Err(refused());
+    }
+    let device = DeviceId(request.device);
+    let key = state
+        .store
+        .hub_device_key(device)
+        .await?
+        .ok_or_else(refused)?;
+    let proof = hex::decode(request.proof.trim()).map_err(|_| refused())?;
+    if !seal::verify_hub_proof(&key, challenge.as_bytes(), device.0, &proof) {
+        return Err(refused());
+    }
+    let found = state.store.device(device).await?.ok_or_else(refused)?;
+    if found.revoked_at.is_some() {
+        return Err(Error::Unauthenticated(AuthFailure::Revoked));
+    }
+    let user = state.store.user(found.user).await?.ok_or_else(refused)?;
+    if user.disabled {
+        return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
+    }
+    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    Ok(Json(SessionResponse {
+        access_token: state.keys.issue(user.id.0, Some(device.0), now_secs)?,
+        expires_in: ACCESS_TOKEN_SECS,
+    }))
+}

@@ -1,0 +1,297 @@
+//! A station hub: the same server, run at a station on a small machine, that the
+//! station's phones sync with when its uplink to the district server is slow or down
+//! (issue 15). See `ARCHITECTURE.md`, "Station hubs".
+//!
+//! - It serves phones the ordinary sync protocol over its own store, with the core's
+//!   rules and its station's scope, and keeps every request with uploads in an outbox,
+//!   as the phone sent and sealed it.
+//! - While the uplink works it mirrors its station from the district server (the
+//!   roster of users and devices, and every case file of the station with the
+//!   district's catalog, by the same feed a phone reads), and forwards the outbox in
+//!   the order received; the district server checks every request again as its
+//!   phone's.
+
+pub mod store;
+pub mod upstream;
+
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::now_ms;
+use crate::store::SqlStore;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use sync_core::automerge::{Automerge, Change, ChangeHash};
+use sync_core::ids::StationId;
+use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncRequest, SyncResponse, held_digest};
+use sync_core::protocol::forward::{ForwardItem, ForwardRequest, ForwardResponse, ForwardResult};
+use sync_core::protocol::server::place_of;
+use sync_core::protocol::store::{Append, AppendOutcome, ServerStore};
+use tokio::sync::Notify;
+use upstream::{Upstream, UpstreamError};
+use uuid::Uuid;
+
+/// Requests forwarded per batch.
+const BATCH: i64 = 50;
+/// Forward a request this many times while the district server lacks what it builds
+/// on, then leave it waiting for a person (it stays in the outbox).
+const MAX_ATTEMPTS: i64 = 20;
+/// Pull rounds per cycle (each answers up to the server's response limit).
+const MAX_PULL_ROUNDS: usize = 64;
+
+/// What the serving side of a hub shares with its links to the district server.
+#[derive(Debug)]
+pub struct HubSide {
+    /// The hub's id (phones derive their key for it from this).
+    pub id: Uuid,
+    /// Its station.
+    pub station: StationId,
+    /// Wakes the forwarder when a phone's request lands in the outbox.
+    pub wake: Notify,
+    /// Challenges handed out and not yet used, with their expiry (ms): each works once.
+    pub(crate) challenges: Mutex<HashMap<Uuid, i64>>,
+}
+
+impl HubSide {
+    /// The serving side of hub `id` at `station`.
+    pub fn new(id: Uuid, station: StationId) -> Self {
+        HubSide {
+            id,
+            station,
+            wake: Notify::new(),
+            challenges: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// What one cycle with the district server did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cycle {
+    /// Case files and catalogs that received changes.
+    pub pulled_docs: usize,
+    /// Requests the district server answered for.
+    pub forwarded: usize,
+    /// Requests still waiting in the outbox.
+    pub waiting: i64,
+}
+
+/// One exchange with the district server: the roster, what the station's documents
+/// gained there, every request waiting in the outbox (oldest first), then the
+/// documents again (a forwarded visit the district server merged, a review made since).
+pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
+    let roster = upstream.roster().await?;
+    state.store.apply_roster(&roster, now_ms()).await?;
+    let mut done = Cycle {
+        pulled_docs: pull(&state.store, upstream).await?,
+        ..Cycle::default()
+    };
+    done.forwarded = forward(&state.store, upstream).await?;
+    if done.forwarded > 0 {
+        done.pulled_docs += pull(&state.store, upstream).await?;
+    }
+    done.waiting = state.store.outbox_counts().await?.waiting;
+    Ok(done)
+}
+
+/// Keeps the hub's link to the district server: a cycle at once, then whenever a
+/// phone's request arrives or `every` passes, until `stop` says so. A failed cycle
+/// (the uplink is down) is tried again at the next turn; nothing is lost meanwhile.
+pub async fn keep_linked(
+    state: Arc<AppState>,
+    upstream: Upstream,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(hub) = state.hub.as_ref() else {
+        return;
+    };
+    loop {
+        match cycle(&state, &upstream).await {
+            Ok(done) => tracing::debug!(?done, "hub cycle"),
+            Err(UpstreamError::Revoked) => {
+                tracing::error!("this hub was revoked on the district server; it stops forwarding");
+                return;
+            }
+            Err(e) => tracing::info!(error = %e, "hub cycle did not finish; trying again later"),
+        }
+        tokio::select! {
+            () = hub.wake.notified() => {}
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Pulls what the district server holds for the station into the hub's store; how
+/// many documents gained something.
+async fn pull(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamError> {
+    let mut changed = 0;
+    let mut send_held = false;
+    for _ in 0..MAX_PULL_ROUNDS {
+        let mirrored = store.hub_mirrored().await?;
+        let request = SyncRequest {
+            cursor: store.hub_cursor().await?,
+            held_digest: held_digest(&mirrored),
+            held: send_held.then(|| mirrored.iter().copied().collect()),
+            clock: now_ms(),
+            ..SyncRequest::default()
+        };
+        let bytes = upstream.pull(request.encode()).await?;
+        let response = SyncResponse::decode(&bytes).map_err(|e| {
+            UpstreamError::Unreachable(format!("the district server's answer does not decode: {e}"))
+        })?;
+        if !response.fallback.is_empty() {
+            // The district server lost track of what we hold (it was restored from a
+            // backup): start the mirror again; what comes merges into what is here.
+            store.reset_hub_mirror().await?;
+            return Ok(changed);
+        }
+        let mut delivered = Vec::with_capacity(response.docs.len());
+        for delivery in &response.docs {
+            if merge(store, delivery).await? {
+                changed += 1;
+            }
+            delivered.push(delivery.doc);
+        }
+        store
+            .set_hub_mirror(response.cursor, &delivered, &response.purge)
+            .await?;
+        send_held = response.need_held;
+        if !response.more && !response.need_held {
+            return Ok(changed);
+        }
+    }
+    Ok(changed)
+}
+
+/// Merges what the district server delivered of one document (a saved document, or
+/// changes) into the hub's copy and stores what was new; whether anything was.
+async fn merge(store: &SqlStore, delivery: &DocDelivery) -> Result<bool, UpstreamError> {
+    let doc = delivery.doc;
+    for _ in 0..8 {
+        let mut merged = store.load(doc).await?.unwrap_or_else(Automerge::new);
+        let before = merged.get_heads();
+        // The district server checked these bytes; still, nothing here may panic.
+        let apply = |merged: &mut Automerge| -> bool {
+            if let Some(saved) = &delivery.snapshot {
+                let Ok(mut saved) = Automerge::load(&saved.0) else {
+                    return false;
+                };
+                if merged.merge(&mut saved).is_err() {
+                    return false;
+                }
+            }
+            let mut changes = Vec::with_capacity(delivery.changes.len());
+            for bytes in &delivery.changes {
+                match Change::from_bytes(bytes.0.clone()) {
+                    Ok(change) => changes.push(change),
+                    Err(_) => return false,
+                }
+            }
+            merged.apply_changes(changes).is_ok()
+        };
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut merged)));
+        if !matches!(applied, Ok(true)) {
+            return Err(UpstreamError::Unreachable(format!(
+                "the district server sent changes to {doc} that do not apply"
+            )));
+        }
+        let new = merged.get_changes(&before);
+        if new.is_empty() {
+            return Ok(false);
+        }
+        let Some(place) = place_of(&merged) else {
+            return Ok(false);
+        };
+        let outcome = store
+            .append(Append {
+                doc,
+                place,
+                expected_heads: &before,
+                changes: new.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                hashes: new.iter().map(|c| c.hash()).collect::<Vec<ChangeHash>>(),
+                after: &merged,
+                device: None,
+                user: None,
+                received_at: now_ms(),
+            })
+            .await?;
+        if let AppendOutcome::Stored(_) = outcome {
+            return Ok(true);
+        }
+        // A phone wrote to the document meanwhile: merge again.
+    }
+    Err(UpstreamError::Local(Error::Internal(format!(
+        "document {doc} kept moving while the hub merged it"
+    ))))
+}
+
+/// Forwards the outbox, oldest first, in batches; how many requests the district
+/// server answered for.
+async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamError> {
+    let mut answered = 0;
+    let mut skip = BTreeSet::new();
+    loop {
+        let waiting: Vec<_> = store
+            .outbox_waiting(BATCH + i64::try_from(skip.len()).unwrap_or(i64::MAX))
+            .await?
+            .into_iter()
+            .filter(|item| !skip.contains(&item.id))
+            .take(usize::try_from(BATCH).unwrap_or(50))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(answered);
+        }
+        let batch = ForwardRequest {
+            items: waiting
+                .iter()
+                .map(|item| ForwardItem {
+                    id: u64::try_from(item.id).unwrap_or_default(),
+                    device: item.device,
+                    received_at: item.received_at,
+                    body: Bytes(item.body.clone()),
+                    seal: item.seal,
+                })
+                .collect(),
+        };
+        let bytes = upstream.forward(batch.encode()).await?;
+        let answer = ForwardResponse::decode(&bytes).map_err(|e| {
+            UpstreamError::Unreachable(format!("the forward answer does not decode: {e}"))
+        })?;
+        let now = now_ms();
+        for outcome in &answer.items {
+            let Some(item) = waiting
+                .iter()
+                .find(|i| u64::try_from(i.id).ok() == Some(outcome.id))
+            else {
+                continue;
+            };
+            // Uploads that build on what the district server lacks go again later
+            // (what they build on may be further down this batch); the rest is done.
+            let again = matches!(&outcome.result, ForwardResult::Taken(t) if !t.missing.is_empty())
+                && item.attempts + 1 < MAX_ATTEMPTS;
+            if again {
+                store.outbox_record(item.id, None, now).await?;
+                skip.insert(item.id);
+            } else {
+                store
+                    .outbox_record(item.id, Some(&outcome.result), now)
+                    .await?;
+                answered += 1;
+            }
+        }
+        // An item the answer left out would be asked about again forever.
+        for item in &waiting {
+            if !answer
+                .items
+                .iter()
+                .any(|o| u64::try_from(item.id).ok() == Some(o.id))
+            {
+                skip.insert(item.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The station hub's story (issue 15): a district server, a hub at station A reached
+//! through an uplink the test can cut, and phones that sync with the hub over the
+//! station's LAN while the uplink is down. The hub runs in this process on its own
+//! SQLite store, as `server hub` runs it.
+
+use crate::backends::{TestStore, conformance};
+use crate::phone::Phone;
+use crate::world::{World, stored};
+use serde_json::json;
+use server::auth::Keys;
+use server::http::{AppState, HttpLimits};
+use server::hub::upstream::{self, Upstream, UpstreamError};
+use server::hub::{HubSide, cycle};
+use server::store::{SqlStore, StoreOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use sync_core::ids::*;
+use sync_core::model::ReviewStatus;
+use sync_core::protocol::seal::{self, DeviceKeys};
+use sync_core::protocol::store::{ReplicaStore, ServerStore};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The station's uplink: a TCP relay to the district server that can be cut. Cut, it
+/// closes every connection at once, as a dead uplink would.
+struct Uplink {
+    up: Arc<AtomicBool>,
+    base: String,
+}
+
+impl Uplink {
+    async fn to(target: &str) -> Uplink {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let open = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !open.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = async {
+                            while open.load(Ordering::SeqCst) {
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            }
+                        } => {}
+                    }
+                });
+            }
+        });
+        Uplink { up, base }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A hub serving on its own port, with its link to the district server.
+struct Hub {
+    state: Arc<AppState>,
+    upstream: Upstream,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    /// Enrols a hub for `station` through `uplink` and starts serving.
+    async fn start(w: &World, uplink: &Uplink, station: StationId) -> Hub {
+        let answer = w
+            .server
+            .post(
+                "/api/v1/hub-codes",
+                Some(&w.coordinator_token),
+                &json!({ "station": station.0 }),
+            )
+            .await;
+        answer.expect(201);
+        let code = answer.json()["code"].as_str().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let credential = upstream::enrol(&uplink.base, &code, "华沙站", dir.path())
+            .await
+            .unwrap();
+        assert_eq!(credential.station, station.0);
+        // What a restart reads back.
+        let credential = upstream::load_credential(dir.path()).unwrap();
+        let url = format!("sqlite://{}", dir.path().join("linli.db").display());
+        let store = SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap();
+        let state = AppState::for_hub(
+            store,
+            Keys::new(&server::auth::random_bytes::<32>().unwrap()).unwrap(),
+            HubSide::new(credential.hub, StationId(credential.station)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = server::http::hub_app(state.clone(), HttpLimits::default());
+        tokio::spawn(server::http::serve_router(
+            listener,
+            router,
+            std::future::pending(),
+        ));
+        Hub {
+            upstream: Upstream::new(dir.path(), credential),
+            state,
+            base,
+            _dir: dir,
+        }
+    }
+
+    async fn cycle(&self) -> Result<server::hub::Cycle, UpstreamError> {
+        cycle(&self.state, &self.upstream).await
+    }
+
+    fn id(&self) -> uuid::Uuid {
+        self.state.hub.as_ref().unwrap().id
+    }
+
+    /// Moves `phone` to this hub, as the phone library does when it finds the hub on
+    /// the station's network: it answers the hub's challenge with its key for this
+    /// hub, gets a session, and keeps a cursor of its own for this server.
+    async fn welcome(&self, phone: &mut Phone) -> Result<(), crate::serving::Answer> {
+        let http = reqwest::Client::new();
+        let info: serde_json::Value = http
+            .get(format!("{}/api/v1/hub", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["hub"].as_str().unwrap(), self.id().to_string());
+        let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
+        let key = DeviceKeys::new(&phone.export_key)
+            .unwrap()
+            .hub_key(self.id());
+        let proof = seal::hub_proof(&key, &challenge, phone.device.0);
+        let answer = crate::serving::Answer::read(
+            http.post(format!("{}/api/v1/hub/session", self.base))
+                .json(&json!({
+                    "device": phone.device.0,
+                    "challenge": hex::encode(&challenge),
+                    "proof": hex::encode(proof),
+                }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if answer.status != 200 {
+            return Err(answer);
+        }
+        phone.access = answer.json()["access_token"].as_str().unwrap().to_owned();
+        phone.base = self.base.clone();
+        phone.replica.store_mut().set_cursor(0).unwrap();
+        Ok(())
+    }
+}
+
+fn visits_of(doc: &sync_core::automerge::Automerge) -> usize {
+    sync_core::doc::casefile::CaseFile::from_doc(doc.clone())
+        .unwrap()
+        .hydrate()
+        .unwrap()
+        .visits
+        .len()
+}
+
+/// The whole exchange happens with the uplink cut: a volunteer logs a visit at the
+/// hub and is told it is held at the station, the station's staff receive it from the
+/// hub and approve it. The uplink returns: the hub forwards both, the district server
+/// takes them as the phones' own, and what the district's coordinator changes flows
+/// back down through the hub. Nothing is lost or stored twice; a revocation at the
+/// district server reaches the hub.
+async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
+    let w = World::new(t).await;
+    let staff = w.user("staff", "station_staff", &[w.station_a]).await;
+    let mut s = w.phone(staff).await;
+    let resident = w.resident(&mut s, w.station_a, "李老伯").await;
+    let mut v = w.volunteer("wang").await;
+    w.assign(v.user, resident).await;
+    v.sync().await.unwrap();
+    s.sync().await.unwrap();
+
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    let first = hub.cycle().await.unwrap();
+    assert!(
+        first.pulled_docs >= 1,
+        "the hub mirrors its station: {first:?}"
+    );
+    assert!(
+        hub.state
+            .store
+            .load(resident.into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The uplink goes down; the phones reach the hub over the station's Wi-Fi.
+    uplink.cut();
+    let before = stored(&w.server, resident).await;
+    hub.welcome(&mut v).await.unwrap();
+    v.sync().await.unwrap();
+    let visit = v.log_visit(resident, "读报，量血压 135/85");
+    let report = v.sync().await.unwrap();
+    assert_eq!(
+        report.receipted,
+        vec![DocId::from(resident)],
+        "held at the station"
+    );
+    assert_eq!(v.pending(), 0);
+    assert_eq!(
+        stored(&w.server, resident).await,
+        before,
+        "the district server has nothing yet"
+    );
+    assert!(matches!(
+        hub.cycle().await,
+        Err(UpstreamError::Unreachable(_))
+    ));
+
+    hub.welcome(&mut s).await.unwrap();
+    s.sync().await.unwrap();
+    assert!(
+        s.resident(resident).visits.iter().any(|x| x.id == visit),
+        "the station's staff see the visit through the hub"
+    );
+    assert_eq!(s.approve_all(&[resident]), 1);
+    s.sync().await.unwrap();
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 2);
+
+    // The uplink returns: the hub forwards what it holds.
+    uplink.restore();
+    let done = hub.cycle().await.unwrap();
+    assert_eq!((done.forwarded, done.waiting), (2, 0), "{done:?}");
+    let after = stored(&w.server, resident).await;
+    assert_eq!(after.quarantined, 0);
+    let central = w
+        .server
+        .store()
+        .load(resident.into())
+        .await
+        .unwrap()
+        .unwrap();
+    let held = sync_core::doc::casefile::CaseFile::from_doc(central.clone())
+        .unwrap()
+        .hydrate()
+        .unwrap();
+    let logged = held
+        .visits
+        .iter()
+        .find(|x| x.id == visit)
+        .expect("the visit is held");
+    assert_eq!(logged.volunteer, v.user);
+    assert_eq!(
+        logged.review.as_ref().map(|r| r.status),
+        Some(ReviewStatus::Approved)
+    );
+    // Authorship is the phones': each new change is under its own phone's actor.
+    for change in central.get_changes(&before.heads) {
+        assert!(
+            change.actor_id() == v.replica.actor() || change.actor_id() == s.replica.actor(),
+            "a change under {} reached the district server",
+            change.actor_id()
+        );
+    }
+    // Forwarding again changes nothing: each request was taken once.
+    assert_eq!(hub.cycle().await.unwrap().forwarded, 0);
+    assert_eq!(visits_of(&central), 1);
+
+    // The coordinator changes the resident's file at the district server; it reaches
+    // the volunteer through the hub.
+    let mut coordinator = w.coordinator_phone().await;
+    coordinator.sync().await.unwrap();
+    coordinator.edit(resident, |file, editor| {
+        let mut profile = file.profile().unwrap();
+        profile.needs = "需要助听器".into();
+        file.edit_profile(editor, &profile).unwrap();
+    });
+    coordinator.sync().await.unwrap();
+    assert!(hub.cycle().await.unwrap().pulled_docs >= 1);
+    v.sync().await.unwrap();
+    assert_eq!(v.resident(resident).profile.needs, "需要助听器");
+    let heads = w
+        .server
+        .store()
+        .load(resident.into())
+        .await
+        .unwrap()
+        .unwrap()
+        .get_heads();
+    v.assert_converged(resident, &heads);
+
+    // The staff phone is revoked at the district server: at the hub's next exchange
+    // it is refused there too, and told to purge.
+    w.server
+        .post(
+            &format!("/api/v1/devices/{}/revoke", s.device.0),
+            Some(&w.coordinator_token),
+            &json!({}),
+        )
+        .await
+        .expect(204);
+    hub.cycle().await.unwrap();
+    let refused = s.sync().await.unwrap_err().refused();
+    refused.expect_error(401, "device_revoked");
+    assert_eq!(refused.json()["purge"], json!(true));
+    hub.welcome(&mut s)
+        .await
+        .unwrap_err()
+        .expect_error(401, "device_revoked");
+}
+
+conformance!(phones_sync_at_the_hub_while_the_uplink_is_down);
