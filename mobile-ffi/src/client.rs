@@ -26,6 +26,17 @@ use sync_core::rules::{self, Editor};
 
 /// The most round trips one `sync` call makes before it returns (`complete: false`).
 const MAX_ROUNDS: i32 = 32;
+/// Which server the store's cursor belongs to (`district`, or a hub's id).
+const SYNC_SERVER: &str = "sync_server";
+const DISTRICT: &str = "district";
+
+/// Where a sync goes.
+enum Link {
+    /// The district server, with the device's refreshable token.
+    District,
+    /// A station hub, with the session it gave.
+    Hub { id: uuid::Uuid, token: String },
+}
 /// Refresh the access token when it has less than this left (ms).
 const REFRESH_MARGIN_MS: i64 = 60_000;
 
@@ -933,6 +944,18 @@ impl LinliClient {
     pub fn sync(&self, cancel: Arc<CancelToken>) -> Result<SyncOutcome> {
         guarded(|| self.sync_rounds(&cancel))
     }
+
+    /// Syncs with the station hub at `address` (what the app found on the station's
+    /// network, e.g. `http://192.168.1.20:8080`) instead of the district server, when
+    /// the station's uplink is slow or down. The same exchange as `sync`: the phone
+    /// proves which device it is with its key for this hub (nothing to configure), and
+    /// keeps a cursor of its own for it. Receipts from a hub mean the visit is held at
+    /// the station (`SyncOutcome.hub` names it); the hub hands it on to the district
+    /// server when it can. A resident the hub does not hold (another station's) stays
+    /// pending on the phone for the district server. `Revoked` as with `sync`.
+    pub fn sync_at_hub(&self, address: String, cancel: Arc<CancelToken>) -> Result<SyncOutcome> {
+        guarded(|| self.hub_rounds(&address, &cancel))
+    }
 }
 
 impl LinliClient {
@@ -1019,6 +1042,27 @@ impl LinliClient {
         }
     }
 
+    /// The bearer token for `link`: the district server's (refreshed when due), or a
+    /// hub's session (a new one when `force`).
+    fn token(&self, http: &Http, link: &mut Link, force: bool) -> Result<String> {
+        match link {
+            Link::District => self.access_token(http, force),
+            Link::Hub { token, .. } if !force => Ok(token.clone()),
+            Link::Hub { id, token } => {
+                let (hub, fresh) = self.hub_session(http)?;
+                if hub != *id {
+                    return Err(LinliError::Refused {
+                        code: "another_hub".into(),
+                        detail: "a different station hub answered at this address; sync again"
+                            .into(),
+                    });
+                }
+                token.clone_from(&fresh);
+                Ok(fresh)
+            }
+        }
+    }
+
     /// A fresh access token, refreshing it first if it is about to expire (or `force`).
     fn access_token(&self, http: &Http, force: bool) -> Result<String> {
         let creds = self.creds()?;
@@ -1077,6 +1121,115 @@ impl LinliClient {
             Err(LinliError::Revoked) => return Err(self.purge_everything()),
             Err(e) => return Err(e),
         };
+        self.rounds(&http, Link::District, recovered, cancel)
+    }
+
+    fn hub_rounds(&self, address: &str, cancel: &CancelToken) -> Result<SyncOutcome> {
+        self.creds()?;
+        let http = Http::new(address, self.timeouts);
+        let (hub, token) = self.hub_session(&http)?;
+        self.rounds(&http, Link::Hub { id: hub, token }, 0, cancel)
+    }
+
+    /// Proves this device to the hub behind `http` with its key for that hub: the
+    /// hub's id and a session token.
+    fn hub_session(&self, http: &Http) -> Result<(uuid::Uuid, String)> {
+        let creds = self.creds()?;
+        let keys = self
+            .lock()
+            .replica
+            .store()
+            .meta(EXPORT_KEY)?
+            .and_then(|key| DeviceKeys::new(&key).ok())
+            .ok_or_else(|| LinliError::Refused {
+                code: "no_export_key".into(),
+                detail: "this phone was enrolled before station hubs; sync at the district \
+                         server, or enrol it again"
+                    .into(),
+            })?;
+        let malformed = |what: &str| LinliError::Malformed {
+            detail: format!("the hub's answer lacks {what}"),
+        };
+        let info = http.get("/api/v1/hub")?.map_err(Refusal::into_error)?;
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap_or_default();
+        let hub: uuid::Uuid = info["hub"]
+            .as_str()
+            .and_then(|h| h.parse().ok())
+            .ok_or_else(|| malformed("its id"))?;
+        let challenge = info["challenge"]
+            .as_str()
+            .and_then(|c| hex::decode(c).ok())
+            .ok_or_else(|| malformed("a challenge"))?;
+        let proof = seal::hub_proof(&keys.hub_key(hub), &challenge, creds.device);
+        let answer = http.post_json(
+            "/api/v1/hub/session",
+            None,
+            &serde_json::json!({
+                "device": creds.device,
+                "challenge": hex::encode(&challenge),
+                "proof": hex::encode(proof),
+            }),
+        )?;
+        let body = match answer {
+            Ok(body) => body,
+            Err(refusal) => {
+                return Err(match refusal.into_error() {
+                    LinliError::Revoked => self.purge_everything(),
+                    other => other,
+                });
+            }
+        };
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let token = json["access_token"]
+            .as_str()
+            .ok_or_else(|| malformed("a token"))?;
+        Ok((hub, token.to_owned()))
+    }
+
+    /// Keeps one cursor (and held-list flag) per server: the district server's feed
+    /// numbers mean nothing to a hub, nor a hub's to it.
+    fn use_cursor_of(&self, server: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let store = inner.replica.store_mut();
+        let current = store.meta(SYNC_SERVER)?.map_or_else(
+            || DISTRICT.to_owned(),
+            |b| String::from_utf8_lossy(&b).into_owned(),
+        );
+        if current == server {
+            return Ok(());
+        }
+        let cursor = store.cursor()?;
+        let need_held = store.need_held()?;
+        store.set_meta(&format!("cursor@{current}"), &cursor.to_le_bytes())?;
+        store.set_meta(&format!("need_held@{current}"), &[u8::from(need_held)])?;
+        let cursor = store
+            .meta(&format!("cursor@{server}"))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        // A server met for the first time gets the full list of what the phone holds.
+        let need_held = store
+            .meta(&format!("need_held@{server}"))?
+            .is_none_or(|b| b.first() == Some(&1));
+        store.set_cursor(cursor)?;
+        store.set_need_held(need_held)?;
+        store.set_meta(SYNC_SERVER, server.as_bytes())?;
+        Ok(())
+    }
+
+    fn rounds(
+        &self,
+        http: &Http,
+        mut link: Link,
+        recovered: i64,
+        cancel: &CancelToken,
+    ) -> Result<SyncOutcome> {
+        let server = match &link {
+            Link::District => DISTRICT.to_owned(),
+            Link::Hub { id, .. } => id.to_string(),
+        };
+        self.use_cursor_of(&server)?;
+        // Residents a hub left to the district server: they stay pending.
+        let mut parked = BTreeSet::new();
         // Every request goes up sealed under the device's upload key, so that a
         // station hub can hand it on and the district server still knows the phone
         // wrote it. A device enrolled before export keys existed sends none.
@@ -1097,6 +1250,10 @@ impl LinliClient {
             bytes_received: 0,
             complete: false,
             recovered,
+            hub: match &link {
+                Link::District => None,
+                Link::Hub { id, .. } => Some(id.to_string()),
+            },
         };
         while outcome.rounds < MAX_ROUNDS {
             if cancel.is_cancelled() {
@@ -1118,12 +1275,12 @@ impl LinliClient {
                     seal.as_deref(),
                 )
             };
-            let mut answer = post(&self.access_token(&http, false)?)?;
+            let mut answer = post(&self.token(http, &mut link, false)?)?;
             if let Err(r) = &answer
                 && r.status == 401
                 && matches!(r.code.as_str(), "token_expired" | "invalid_token")
             {
-                answer = post(&self.access_token(&http, true)?)?;
+                answer = post(&self.token(http, &mut link, true)?)?;
             }
             let bytes = match answer {
                 Ok(bytes) => bytes,
@@ -1168,8 +1325,17 @@ impl LinliClient {
             outcome
                 .purged
                 .extend(report.purged.iter().map(ToString::to_string));
+            parked.extend(
+                report
+                    .rejections
+                    .iter()
+                    .filter(|r| r.code == sync_core::protocol::server::codes::NOT_HERE)
+                    .map(|r| r.doc),
+            );
             let store = inner.replica.store();
-            let quiet = !report.more && !store.need_held()? && store.pending_docs()?.is_empty();
+            let waiting = store.pending_docs()?;
+            let quiet =
+                !report.more && !store.need_held()? && waiting.iter().all(|d| parked.contains(d));
             if quiet {
                 outcome.complete = true;
                 break;

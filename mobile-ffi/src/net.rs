@@ -89,6 +89,16 @@ impl Http {
         }
     }
 
+    /// GETs `path`, without credentials.
+    pub(crate) fn get(&self, path: &str) -> Result<Answer, LinliError> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(transport)?;
+        Self::answer(response)
+    }
+
     /// POSTs `body` with `content_type`, and a bearer token if given.
     pub(crate) fn post(
         &self,
@@ -119,7 +129,11 @@ impl Http {
         if let Some(seal) = seal {
             request = request.header(sync_core::protocol::seal::HEADER, seal);
         }
-        let mut response = request.send(body).map_err(transport)?;
+        let response = request.send(body).map_err(transport)?;
+        Self::answer(response)
+    }
+
+    fn answer(mut response: ureq::http::Response<ureq::Body>) -> Result<Answer, LinliError> {
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()

@@ -630,6 +630,10 @@ pub struct SyncOutcome {
     pub recovered: i64,
     /// Nothing is left to exchange (false: the round limit was reached; sync again).
     pub complete: bool,
+    /// The station hub this sync went to (`sync_at_hub`), or none for the district
+    /// server. A hub's receipts mean the visits are held at the station; it hands them
+    /// on to the district server when its uplink works.
+    pub hub: Option<String>,
 }
 
 /// A visit id made on the phone (UUIDv7, sorted by time).

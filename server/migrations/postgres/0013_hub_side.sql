@@ -26,6 +26,7 @@ CREATE TABLE hub_outbox (
     received_at  BIGINT NOT NULL,
     body         BYTEA NOT NULL,
     seal         BYTEA NOT NULL,
+    docs         BYTEA,            -- postcard of the documents the hub took; NULL: not settled yet
     attempts     INTEGER NOT NULL DEFAULT 0,
     forwarded_at BIGINT,           -- when the district server answered for it
     outcome      BYTEA               -- postcard of its ForwardResult

@@ -4,17 +4,46 @@
 //! it from its roster. Phones never sign in or enrol at a hub, and their tokens from
 //! the district server mean nothing here.
 
-use super::AppState;
 use super::extract::Json;
+use super::{AppState, HttpLimits};
 use crate::auth::ACCESS_TOKEN_SECS;
 use crate::error::{AuthFailure, Error, Result};
 use crate::now_ms;
-use axum::extract::State;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use sync_core::ids::DeviceId;
 use sync_core::protocol::seal;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use uuid::Uuid;
+
+/// A station hub's service: what phones call, nothing else. Phones prove which device
+/// they are with their key for this hub (`/api/v1/hub`, `/api/v1/hub/session`) and then
+/// sync as with the district server. Sign-in, enrolment, administration and the web
+/// pages stay on the district server.
+pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    Router::new()
+        .route("/healthz", get(super::ops::healthz))
+        .route("/readyz", get(super::ops::readyz))
+        .route("/metrics", get(super::ops::metrics))
+        .route("/api/v1/hub", get(challenge))
+        .route("/api/v1/hub/session", post(session))
+        .route("/api/v1/me", get(super::accounts::me))
+        .route("/api/v1/sync", post(super::sync::sync))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
 
 /// How long a challenge may be answered, in milliseconds.
 const CHALLENGE_MS: i64 = 5 * 60 * 1000;

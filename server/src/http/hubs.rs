@@ -311,9 +311,12 @@ async fn take(state: &AppState, hub: &Hub, item: &ForwardItem) -> Result<Forward
             "the seal is not this device's seal of the body",
         ));
     }
-    let Ok((request, _)) = SyncRequest::decode_versioned(&item.body.0) else {
+    let Ok((mut request, _)) = SyncRequest::decode_versioned(&item.body.0) else {
         return Ok(refused(codes::MALFORMED, "the body is not a sync request"));
     };
+    // Only what the hub took: what it left to this server the phone still holds, and
+    // sends here itself.
+    request.uploads.retain(|u| item.docs.contains(&u.doc));
     let now = now_ms();
     // The phone wrote this, but its device or account was shut off meanwhile: nothing
     // is taken, and nothing is lost either. Every upload waits in quarantine for a

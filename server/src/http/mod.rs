@@ -13,6 +13,7 @@ mod recover; // A revoked phone's sealed export (issue 12).
 mod sync;
 
 pub use events::Changed;
+pub use hub_side::hub_app;
 pub use metrics::Metrics;
 
 pub(crate) use accounts::limited;
@@ -168,29 +169,6 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/api/v1/events", get(events::events))
         .layer(axum::Extension(events::Recheck(limits.events_recheck)))
         .merge(crate::web::routes())
-        .layer(DefaultBodyLimit::max(limits.max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            limits.timeout,
-        ))
-        .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// A station hub's service: what phones call, nothing else. Phones prove which device
-/// they are with their key for this hub (`/api/v1/hub`, `/api/v1/hub/session`) and then
-/// sync as with the district server. Sign-in, enrolment, administration and the web
-/// pages stay on the district server.
-pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/v1/hub", get(hub_side::challenge))
-        .route("/api/v1/hub/session", post(hub_side::session))
-        .route("/api/v1/me", get(accounts::me))
-        .route("/api/v1/sync", post(sync::sync))
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use sync_core::protocol::envelope::SyncRequest;
 use sync_core::protocol::seal;
-use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync};
+use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync, handle_sync_at_hub};
 
 /// The media type of sync envelopes.
 pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
@@ -43,12 +43,19 @@ pub(crate) async fn sync(
     body: Bytes,
 ) -> Result<Response> {
     let started = Instant::now();
-    let checked = match &state.hub {
-        None => check_seal(&caller, &headers, &body),
-        Some(hub) => hold(&state, hub, &caller, &headers, &body).await,
+    let held = match &state.hub {
+        None => check_seal(&caller, &headers, &body).map(|()| None),
+        Some(_) => hold(&state, &caller, &headers, &body).await,
     };
-    let result = match checked {
-        Ok(()) => step(&state, &caller, &body).await,
+    let result = match held {
+        Ok(held) => {
+            let result = step(&state, &caller, &body, held).await;
+            if let (Err(_), Some(held)) = (&result, held) {
+                // The phone gets an error and sends the request again.
+                let _ = state.store.outbox_drop(held).await;
+            }
+            result
+        }
         Err(e) => Err(e),
     };
     let outcome = match &result {
@@ -95,22 +102,22 @@ fn check_seal(caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<()> {
 
 /// At a station hub: keeps a request with uploads in the outbox, byte for byte with
 /// its seal, before the hub acts on it, for the district server to take as the
-/// phone's. The hub cannot check the seal (only the phone and the district server
-/// hold its key) but will not take uploads without one: it could never hand them on.
+/// phone's; the outbox entry's number. The hub cannot check the seal (only the phone
+/// and the district server hold its key) but will not take uploads without one: it
+/// could never hand them on.
 async fn hold(
     state: &AppState,
-    hub: &crate::hub::HubSide,
     caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let device = caller.device()?;
     let Ok((request, _)) = SyncRequest::decode_versioned(body) else {
         // The step answers it as malformed.
-        return Ok(());
+        return Ok(None);
     };
     if request.uploads.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let seal = headers
         .get(seal::HEADER)
@@ -124,15 +131,49 @@ async fn hold(
                     .to_owned(),
             )
         })?;
-    state
+    let id = state
         .store
         .outbox_push(device.id, now_ms(), body, &seal)
         .await?;
-    hub.wake.notify_one();
+    Ok(Some(id))
+}
+
+/// After the hub's step: records which uploads of the held request it took (stored,
+/// or refused into its quarantine); what it left to the district server is not
+/// forwarded, since the phone keeps it. A failed step forgets the entry: the phone
+/// sends the request again.
+async fn settle(
+    state: &AppState,
+    held: i64,
+    response: Option<&sync_core::protocol::envelope::SyncResponse>,
+) -> Result<()> {
+    let Some(response) = response else {
+        return state.store.outbox_drop(held).await;
+    };
+    let took = response.receipts.iter().map(|r| r.doc).chain(
+        response
+            .rejections
+            .iter()
+            .filter(|r| r.quarantine != 0)
+            .map(|r| r.doc),
+    );
+    let docs: std::collections::BTreeSet<_> = took.collect();
+    let docs: Vec<_> = docs.into_iter().collect();
+    state.store.outbox_settle(held, &docs).await?;
+    if let Some(hub) = &state.hub
+        && !docs.is_empty()
+    {
+        hub.wake.notify_one();
+    }
     Ok(())
 }
 
-async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>> {
+async fn step(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+    held: Option<i64>,
+) -> Result<Vec<u8>> {
     let device = caller.device()?;
     let (request, version) = SyncRequest::decode_versioned(body)
         .map_err(|e| Error::bad_request("malformed", format!("not a sync request: {e}")))?;
@@ -148,7 +189,17 @@ async fn step(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Vec<u8>>
         store: &state.store,
         events: &state.events,
     };
-    let response = handle_sync(&store, &auth, &request, now, Limits::default()).await?;
+    let response = match &state.hub {
+        None => handle_sync(&store, &auth, &request, now, Limits::default()).await,
+        Some(hub) => {
+            let limits = Limits::default();
+            handle_sync_at_hub(&store, &auth, hub.station, &request, now, limits).await
+        }
+    };
+    if let Some(held) = held {
+        settle(state, held, response.as_ref().ok()).await?;
+    }
+    let response = response?;
     state
         .metrics
         .receipts

@@ -29,6 +29,9 @@ pub struct OutboxItem {
     pub seal: [u8; 32],
     /// How often it was forwarded without being taken whole.
     pub attempts: i64,
+    /// The documents whose uploads the hub took; `None` if the hub stopped before it
+    /// recorded them (then every upload of the request goes up).
+    pub docs: Option<Vec<DocId>>,
 }
 
 /// How far the outbox has got.
@@ -41,7 +44,7 @@ pub struct OutboxCounts {
 }
 
 /// A `hub_outbox` row as [`SqlStore::outbox_waiting`] selects it.
-type OutboxRow = (i64, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64);
+type OutboxRow = (i64, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>);
 
 fn doc_of(bytes: &[u8]) -> Result<DocId> {
     uuid_of(bytes).map(DocId)
@@ -222,11 +225,11 @@ impl SqlStore {
     /// The oldest requests not yet taken, at most `limit`.
     pub async fn outbox_waiting(&self, limit: i64) -> Result<Vec<OutboxItem>> {
         let rows: Vec<OutboxRow> = with_pool!(self, p => sqlx::query_as(
-            "SELECT id, device, received_at, body, seal, attempts FROM hub_outbox
+            "SELECT id, device, received_at, body, seal, attempts, docs FROM hub_outbox
              WHERE forwarded_at IS NULL ORDER BY id LIMIT $1")
             .bind(limit).fetch_all(p).await?);
         rows.into_iter()
-            .map(|(id, device, received_at, body, seal, attempts)| {
+            .map(|(id, device, received_at, body, seal, attempts, docs)| {
                 Ok(OutboxItem {
                     id,
                     device: DeviceId(uuid_of(&device)?),
@@ -235,9 +238,34 @@ impl SqlStore {
                     seal: <[u8; 32]>::try_from(seal.as_slice())
                         .map_err(|_| Error::Internal("a stored seal is not 32 bytes".into()))?,
                     attempts,
+                    docs: docs
+                        .map(|d| postcard::from_bytes(&d))
+                        .transpose()
+                        .map_err(|_| Error::Internal("a stored outbox entry is damaged".into()))?,
                 })
             })
             .collect()
+    }
+
+    /// Records which documents' uploads the hub took from a request it keeps; one it
+    /// took nothing of leaves the outbox.
+    pub async fn outbox_settle(&self, id: i64, docs: &[DocId]) -> Result<()> {
+        if docs.is_empty() {
+            return self.outbox_drop(id).await;
+        }
+        let encoded = postcard::to_stdvec(docs)
+            .map_err(|e| Error::Internal(format!("encoding documents: {e}")))?;
+        with_pool!(self, p => sqlx::query("UPDATE hub_outbox SET docs = $2 WHERE id = $1")
+            .bind(id).bind(encoded).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Forgets a request the hub did not act on (its step failed; the phone sends it
+    /// again).
+    pub async fn outbox_drop(&self, id: i64) -> Result<()> {
+        with_pool!(self, p => sqlx::query("DELETE FROM hub_outbox WHERE id = $1 AND forwarded_at IS NULL")
+            .bind(id).execute(p).await.map(|_| ())?);
+        Ok(())
     }
 
     /// Records the district server's answer for a request: `Some` when it is done

@@ -196,6 +196,11 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
     let resident = w.resident(&mut s, w.station_a, "李老伯").await;
     let mut v = w.volunteer("wang").await;
     w.assign(v.user, resident).await;
+    // The volunteer also visits a resident of station B, which this hub does not hold.
+    let staff_b = w.user("staff_b", "station_staff", &[w.station_b]).await;
+    let mut sb = w.phone(staff_b).await;
+    let elsewhere = w.resident(&mut sb, w.station_b, "赵阿姨").await;
+    w.assign(v.user, elsewhere).await;
     v.sync().await.unwrap();
     s.sync().await.unwrap();
 
@@ -237,6 +242,22 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         hub.cycle().await,
         Err(UpstreamError::Unreachable(_))
     ));
+    // A visit to the station-B resident: the hub leaves it to the district server,
+    // and the phone keeps it pending (and its copy of that file) without a refusal.
+    let far_visit = v.log_visit(elsewhere, "送药");
+    let report = v.sync().await.unwrap();
+    assert!(report.receipted.is_empty(), "{report:?}");
+    assert_eq!(report.rejections.len(), 1);
+    assert_eq!(report.rejections[0].code, "not_here");
+    assert_eq!(report.rejections[0].quarantine, 0);
+    assert!(v.holds(elsewhere));
+    assert!(v.pending() > 0);
+    assert!(
+        v.resident(elsewhere)
+            .visits
+            .iter()
+            .any(|x| x.id == far_visit)
+    );
 
     hub.welcome(&mut s).await.unwrap();
     s.sync().await.unwrap();
@@ -309,6 +330,26 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         .unwrap()
         .get_heads();
     v.assert_converged(resident, &heads);
+
+    // Back at the district server, the volunteer's phone hands over the station-B
+    // visit it kept.
+    v.base = w.server.base.clone();
+    v.refresh().await.unwrap();
+    v.replica.store_mut().set_cursor(0).unwrap();
+    let report = v.sync().await.unwrap();
+    assert!(
+        report.receipted.contains(&DocId::from(elsewhere)),
+        "{report:?}"
+    );
+    assert_eq!(v.pending(), 0);
+    let far = w
+        .server
+        .store()
+        .load(elsewhere.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(visits_of(&far), 1);
 
     // The staff phone is revoked at the district server: at the hub's next exchange
     // it is refused there too, and told to purge.

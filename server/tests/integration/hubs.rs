@@ -11,7 +11,7 @@ use crate::world::{Scene, World, login, scene, stored};
 use reqwest::Method;
 use serde_json::json;
 use sync_core::ids::*;
-use sync_core::protocol::envelope::Bytes;
+use sync_core::protocol::envelope::{Bytes, SyncRequest};
 use sync_core::protocol::forward::{
     ForwardItem, ForwardRequest, ForwardResponse, ForwardResult, Taken,
 };
@@ -69,13 +69,18 @@ fn held_request(phone: &Phone) -> (Vec<u8>, [u8; 32]) {
     (body, seal)
 }
 
+/// A forwarded request whose every upload the hub took.
 fn item(id: u64, device: DeviceId, body: Vec<u8>, seal: [u8; 32]) -> ForwardItem {
+    let docs = SyncRequest::decode(&body)
+        .map(|r| r.uploads.iter().map(|u| u.doc).collect())
+        .unwrap_or_default();
     ForwardItem {
         id,
         device,
         received_at: server::now_ms(),
         body: Bytes(body),
         seal,
+        docs,
     }
 }
 

@@ -304,18 +304,30 @@ impl Phone {
     /// every round, merged.
     pub async fn sync(&mut self) -> Result<SyncReport, Failure> {
         let mut total = SyncReport::default();
+        // What a station hub left to the district server stays pending; asking again
+        // would not change that.
+        let mut parked = BTreeSet::new();
         for _ in 0..32 {
             let request = self.replica.prepare(self.now()).unwrap();
             let report = self.send(&request).await?;
             total.sent_changes += report.sent_changes;
             total.received_changes += report.received_changes;
             total.receipted.extend(report.receipted);
-            total.rejections.extend(report.rejections);
+            total.rejections.extend(report.rejections.clone());
             total.purged.extend(report.purged);
             total.repairing.extend(report.repairing);
             total.more = report.more;
-            let quiet =
-                !report.more && !self.replica.store().need_held().unwrap() && self.pending() == 0;
+            parked.extend(
+                report
+                    .rejections
+                    .iter()
+                    .filter(|r| r.code == "not_here")
+                    .map(|r| r.doc),
+            );
+            let waiting = self.replica.store().pending_docs().unwrap();
+            let quiet = !report.more
+                && !self.replica.store().need_held().unwrap()
+                && waiting.iter().all(|d| parked.contains(d));
             if quiet {
                 return Ok(total);
             }

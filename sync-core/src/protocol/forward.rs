@@ -50,6 +50,10 @@ pub struct ForwardItem {
     pub body: Bytes,
     /// The phone's seal of the body.
     pub seal: [u8; 32],
+    /// The documents whose uploads the hub took (stored, or refused into its
+    /// quarantine). The district server takes only these: the rest the hub left to
+    /// it (`not_here`, `busy`), and the phone still holds them for its next sync.
+    pub docs: Vec<DocId>,
 }
 
 /// The district server's answer, one outcome per item in the request's order.
@@ -139,6 +143,7 @@ mod tests {
                 received_at: 1_700_000_000_000,
                 body: Bytes(SyncRequest::default().encode()),
                 seal: [9; 32],
+                docs: vec![DocId(uuid::Uuid::from_u128(4))],
             }],
         };
         let bytes = request.encode();

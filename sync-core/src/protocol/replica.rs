@@ -301,7 +301,12 @@ impl<S: ReplicaStore> Replica<S> {
         let mut settled = BTreeSet::new();
         for rejection in &response.rejections {
             report.rejections.push(rejection.clone());
-            if rejection.code == super::server::codes::BUSY {
+            // Busy, or a station hub that does not hold the document: nothing was
+            // taken or kept; the changes stay pending for the next sync (or the
+            // district server).
+            if rejection.code == super::server::codes::BUSY
+                || rejection.code == super::server::codes::NOT_HERE
+            {
                 continue;
             }
             // The resident's data was erased by a person's decision: the phone lets

@@ -70,6 +70,36 @@ pub mod codes {
     /// The document was erased (a person's decision, at the resident's request or by
     /// the retention rule): nothing of it is taken or kept, and the phone deletes it.
     pub const ERASED: &str = "erased";
+    /// A station hub does not hold this document (another station's resident, or one
+    /// whose history it lacks): nothing was stored and nothing quarantined, and the
+    /// phone keeps its changes for the district server.
+    pub const NOT_HERE: &str = "not_here";
+}
+
+/// Why a station hub leaves an upload to the district server.
+const NOT_HERE_REASON: &str = "this station hub does not hold this resident's file; the phone keeps the changes for the district server";
+
+/// How much of the district a server holds, and for whom it checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// The district server: everything.
+    District,
+    /// The district server taking a request a station's hub forwarded: only that
+    /// station's case files may be written; anything else is refused (quarantined).
+    Forwarded(StationId),
+    /// A station hub: it holds one station's case files (and the district's catalog).
+    /// What it does not hold is left to the district server: neither taken nor
+    /// refused, and a phone's copy of it neither repaired nor purged.
+    Hub(StationId),
+}
+
+impl Reach {
+    fn station(self) -> Option<StationId> {
+        match self {
+            Reach::District => None,
+            Reach::Forwarded(s) | Reach::Hub(s) => Some(s),
+        }
+    }
 }
 
 /// Why an upload to an erased document is refused.
@@ -99,7 +129,7 @@ pub async fn accept_refused<S: ServerStore>(
         }
     }
     let clock = changes.iter().map(Change::timestamp).max().unwrap_or(now);
-    let mut step = Step::new(store, auth, now, clock, Limits::default(), None);
+    let mut step = Step::new(store, auth, now, clock, Limits::default(), Reach::District);
     if let Err(reason) = step.checker.check_authorship(&changes) {
         return Ok(Err((codes::FOREIGN_ACTOR.to_owned(), reason)));
     }
@@ -161,7 +191,36 @@ pub async fn handle_sync<S: ServerStore>(
     now: Timestamp,
     limits: Limits,
 ) -> Result<SyncResponse, S::Error> {
-    let mut step = Step::new(store, auth, now, request.clock, limits, None);
+    sync_step(store, auth, request, now, limits, Reach::District).await
+}
+
+/// One sync exchange on a station hub, which holds `station`'s case files and the
+/// district's catalog. Everything is as on the district server but for what the hub
+/// does not hold: an upload to a document it has no trace of that is not a new case
+/// file of its station (another station's resident, or one whose history it lacks) is
+/// answered `not_here` (nothing stored or quarantined: the phone keeps it for the
+/// district server), and the phone's copies of such documents are neither repaired
+/// nor purged.
+pub async fn handle_sync_at_hub<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    station: StationId,
+    request: &SyncRequest,
+    now: Timestamp,
+    limits: Limits,
+) -> Result<SyncResponse, S::Error> {
+    sync_step(store, auth, request, now, limits, Reach::Hub(station)).await
+}
+
+async fn sync_step<S: ServerStore>(
+    store: &S,
+    auth: &DeviceAuth,
+    request: &SyncRequest,
+    now: Timestamp,
+    limits: Limits,
+    reach: Reach,
+) -> Result<SyncResponse, S::Error> {
+    let mut step = Step::new(store, auth, now, request.clock, limits, reach);
 
     let recorded = store.device_docs(auth.device).await?;
     let known = match &request.held {
@@ -207,7 +266,14 @@ pub async fn handle_forwarded<S: ServerStore>(
     now: Timestamp,
     limits: Limits,
 ) -> Result<Taken, S::Error> {
-    let mut step = Step::new(store, auth, now, request.clock, limits, Some(station));
+    let mut step = Step::new(
+        store,
+        auth,
+        now,
+        request.clock,
+        limits,
+        Reach::Forwarded(station),
+    );
     step.take_uploads(&request.uploads).await?;
     Ok(Taken {
         receipts: step.response.receipts,
@@ -217,6 +283,7 @@ pub async fn handle_forwarded<S: ServerStore>(
 }
 
 struct Step<'a, S> {
+    reach: Reach,
     store: &'a S,
     auth: &'a DeviceAuth,
     now: Timestamp,
@@ -254,8 +321,12 @@ struct Checker {
     /// its times are in the past.
     now: Timestamp,
     /// The one station whose case files the changes may touch, for a request a
-    /// station's hub forwards (the user's scope may reach further).
+    /// station's hub forwards, or on the station's hub (the user's scope may reach
+    /// further).
     station: Option<StationId>,
+    /// On a station hub: a document beyond its station is left to the district
+    /// server (`not_here`) rather than refused.
+    hub: bool,
 }
 
 /// Case files checked and stored at once within one request.
@@ -384,6 +455,9 @@ impl Checker {
                 return Err((v.code().to_owned(), v.to_string()));
             };
             if !self.within_station(&place) {
+                if self.hub {
+                    return Err((codes::NOT_HERE.to_owned(), NOT_HERE_REASON.to_owned()));
+                }
                 let v = Violation::OutOfScope;
                 return Err((v.code().to_owned(), v.to_string()));
             }
@@ -423,9 +497,10 @@ impl<'a, S: ServerStore> Step<'a, S> {
         now: Timestamp,
         clock: Timestamp,
         limits: Limits,
-        station: Option<StationId>,
+        reach: Reach,
     ) -> Self {
         Step {
+            reach,
             store,
             auth,
             now,
@@ -440,7 +515,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 principal: auth.principal.clone(),
                 actors: auth.actors.clone(),
                 now: now.max(clock),
-                station,
+                station: reach.station(),
+                hub: matches!(reach, Reach::Hub(_)),
             }),
             offload: false,
         }
@@ -512,7 +588,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             quarantine: 0,
         };
         // An erased document's changes are not kept anywhere: erasing was the decision.
-        if code != codes::BUSY && code != codes::ERASED {
+        if code != codes::BUSY && code != codes::ERASED && code != codes::NOT_HERE {
             let kept = self
                 .store
                 .quarantine(Quarantined {
@@ -734,9 +810,15 @@ impl<'a, S: ServerStore> Step<'a, S> {
             },
             Ok(Applied::MissingDeps) => {
                 // We lack what these changes build on (a restored backup, say): repair
-                // with Automerge's own protocol, starting from what we hold.
+                // with Automerge's own protocol, starting from what we hold. A station
+                // hub that holds nothing of the document leaves it to the district
+                // server instead.
                 let stored = self.load(id).await?;
-                Uploaded::MissingDeps(stored.generate_sync_message(&mut State::new()))
+                if stored.is_empty() && matches!(self.reach, Reach::Hub(_)) {
+                    Uploaded::Refused(codes::NOT_HERE.into(), NOT_HERE_REASON.into())
+                } else {
+                    Uploaded::MissingDeps(stored.generate_sync_message(&mut State::new()))
+                }
             }
             Err((code, reason)) => Uploaded::Refused(code, reason),
         };
@@ -844,6 +926,12 @@ impl<'a, S: ServerStore> Step<'a, S> {
         for _ in 0..=self.limits.append_retries {
             let mut doc = self.load(id).await?;
             let existed = !doc.is_empty();
+            if !existed && matches!(self.reach, Reach::Hub(_)) {
+                let reason = NOT_HERE_REASON.to_owned();
+                return self
+                    .reject(id, Vec::new(), codes::NOT_HERE, reason, raw)
+                    .await;
+            }
             if !existed && self.store.is_erased(id).await? {
                 return self
                     .reject(id, Vec::new(), codes::ERASED, ERASED_REASON.to_owned(), raw)
@@ -934,13 +1022,23 @@ impl<'a, S: ServerStore> Step<'a, S> {
         let scope = self.store.docs_in_scope(&self.auth.principal.scope).await?;
         known.extend(self.accepted.iter().copied());
         let mut purge = Vec::new();
+        let mut elsewhere = BTreeSet::new();
         for doc in known.difference(&scope).copied().collect::<Vec<_>>() {
+            let untraced =
+                self.store.load(doc).await?.is_none() && !self.store.is_erased(doc).await?;
+            // A station hub holds one station: the phone's other documents are the
+            // district server's business. They stay recorded as held, so the phone's
+            // digest still matches.
+            if untraced && matches!(self.reach, Reach::Hub(_)) {
+                elsewhere.insert(doc);
+                continue;
+            }
             // A document the phone holds that this server has no trace of (neither
             // stored nor erased) was lost here: the server was restored from a backup
             // older than the document. Purging the phone's copy could lose its last
             // copy; ask the phone to hand it over again instead (Automerge's sync from
             // an empty document), as its authors' devices sync.
-            if self.store.load(doc).await?.is_none() && !self.store.is_erased(doc).await? {
+            if untraced {
                 self.push_fallback(
                     doc,
                     Automerge::new().generate_sync_message(&mut State::new()),
@@ -951,7 +1049,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             purge.push(doc);
         }
         self.response.purge = purge;
-        known.retain(|d| scope.contains(d));
+        known.retain(|d| scope.contains(d) || elsewhere.contains(d));
 
         // Read the head first: entries committed after it are left for the next sync.
         let head = self.store.feed_head().await?;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod hostile;
+mod hub; // A station hub with the phone library (issue 15).
 mod kill;
 mod stories;
 mod world;

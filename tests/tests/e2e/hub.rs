@@ -1,0 +1,145 @@
+//! A station hub with the real phone library (issue 15): phones enrolled at the
+//! district server sync at the hub with `sync_at_hub` and nothing else configured; the
+//! hub hands their visits on; the same phones sync at the district server afterwards
+//! and agree with it.
+
+use crate::world::{Phone, World};
+use mobile_ffi::{CancelToken, LinliError};
+use serde_json::json;
+use server::auth::Keys;
+use server::http::{AppState, HttpLimits};
+use server::hub::upstream::{self, Upstream};
+use server::hub::{HubSide, cycle};
+use server::store::{SqlStore, StoreOptions};
+use std::sync::Arc;
+use sync_core::ids::StationId;
+
+/// A hub for the world's station, serving on a runtime of its own.
+struct Hub {
+    rt: tokio::runtime::Runtime,
+    state: Arc<AppState>,
+    upstream: Upstream,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    fn start(w: &World) -> Hub {
+        let (status, body) = w.server.call(
+            "POST",
+            "/api/v1/hub-codes",
+            Some(&w.coordinator_token),
+            Some(json!({ "station": w.station })),
+        );
+        assert_eq!(status, 201, "{body}");
+        let code = body["code"].as_str().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (state, upstream, base) = rt.block_on(async {
+            let credential = upstream::enrol(&w.server.base, &code, "华沙站", dir.path())
+                .await
+                .unwrap();
+            let url = format!("sqlite://{}", dir.path().join("linli.db").display());
+            let store = SqlStore::connect(&url, StoreOptions::default())
+                .await
+                .unwrap();
+            let state = AppState::for_hub(
+                store,
+                Keys::new(&server::auth::random_bytes::<32>().unwrap()).unwrap(),
+                HubSide::new(credential.hub, StationId(credential.station)),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(server::http::serve_router(
+                listener,
+                server::http::hub_app(state.clone(), HttpLimits::default()),
+                std::future::pending(),
+            ));
+            (state, Upstream::new(dir.path(), credential), base)
+        });
+        Hub {
+            rt,
+            state,
+            upstream,
+            base,
+            _dir: dir,
+        }
+    }
+
+    /// One exchange with the district server.
+    fn cycle(&self) -> server::hub::Cycle {
+        self.rt
+            .block_on(cycle(&self.state, &self.upstream))
+            .unwrap()
+    }
+
+    fn sync(&self, phone: &Phone) -> Result<mobile_ffi::SyncOutcome, LinliError> {
+        phone
+            .client
+            .sync_at_hub(self.base.clone(), CancelToken::new())
+    }
+}
+
+#[test]
+fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_after() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("李老伯");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let zhao = w.volunteer("zhao");
+    w.assign(&zhao, &resident);
+    let z = w.phone(&zhao);
+    z.sync().unwrap();
+
+    let hub = Hub::start(&w);
+    assert!(hub.cycle().pulled_docs >= 1);
+
+    // At the station: the volunteer's visit is held at the hub.
+    let visit = v.log(&resident, "读报，量血压");
+    let outcome = hub.sync(&v).unwrap();
+    assert_eq!(
+        outcome.hub.as_deref(),
+        Some(&*hub.state.hub.as_ref().unwrap().id.to_string())
+    );
+    assert_eq!(outcome.receipted, vec![resident.clone()], "{outcome:?}");
+    assert!(outcome.complete);
+    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+    // Another volunteer at the station receives it from the hub.
+    hub.sync(&z).unwrap();
+    assert!(z.visit_ids(&resident).contains(&visit));
+
+    // The hub hands it on; the coordinator, at the district server, sees it.
+    let done = hub.cycle();
+    assert_eq!((done.forwarded, done.waiting), (1, 0), "{done:?}");
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+
+    // Back at the district server the phone's own cursor there still works, and a
+    // second trip to the hub picks up where it left off.
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.hub, None);
+    assert!(outcome.complete);
+    let second = v.log(&resident, "陪聊");
+    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+    assert_eq!(hub.cycle().forwarded, 1);
+    coordinator.sync().unwrap();
+    assert_eq!(
+        coordinator.visit_ids(&resident),
+        v.visit_ids(&resident),
+        "{second}"
+    );
+    assert_eq!(v.sync().unwrap().rejections.len(), 0);
+
+    // A revoked phone is refused at the hub too, once the hub has heard of it, and
+    // its residents' data leaves the phone.
+    w.revoke(&z.device());
+    hub.cycle();
+    assert!(matches!(hub.sync(&z), Err(LinliError::Revoked)));
+    assert!(z.client.residents().unwrap_or_default().is_empty());
+}
