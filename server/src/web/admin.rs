@@ -71,12 +71,12 @@ pub(crate) fn administers(user: &User) -> Result<DistrictId> {
 }
 
 /// A page's answer, or the error as a page in the user's language.
-fn page(lang: Lang, result: Result<Response>) -> Result<Response, WebError> {
+pub(crate) fn page(lang: Lang, result: Result<Response>) -> Result<Response, WebError> {
     result.map_err(|e| WebError::new(lang, e))
 }
 
 /// A form: refused as unreadable only once the user is known to administer.
-fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T> {
+pub(crate) fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T> {
     form.map(|Form(f)| f)
         .map_err(|e| Error::bad_request("malformed", e.to_string()))
 }
@@ -945,6 +945,13 @@ async fn one_user(
 pub(crate) struct CsrfOnly {
     #[serde(default)]
     csrf: String,
+}
+
+impl CsrfOnly {
+    /// The form's CSRF token.
+    pub(crate) fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Debug, Template)]

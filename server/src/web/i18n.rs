@@ -1103,6 +1103,19 @@ pub(crate) struct AdminMsgs {
     pub create_coordinator: &'static str,
     pub coordinator_password: &'static str,
     pub coordinator_created: &'static str,
+    pub hubs_title: &'static str,
+    pub hubs_help: &'static str,
+    pub hub_name: &'static str,
+    pub hub_enrolled: &'static str,
+    pub hub_last_seen: &'static str,
+    pub hub_never: &'static str,
+    pub hub_revoke: &'static str,
+    pub hub_is_revoked: &'static str,
+    pub hub_revoked: &'static str,
+    pub hub_new: &'static str,
+    pub hub_code_title: &'static str,
+    pub hub_code_help: &'static str,
+    pub back_to_hubs: &'static str,
 }
 
 impl Lang {
@@ -1185,6 +1198,19 @@ pub(crate) const ADMIN_ZH: AdminMsgs = AdminMsgs {
     create_coordinator: "创建协调员",
     coordinator_password: "网页登录密码（至少 10 个字符）",
     coordinator_created: "已创建协调员：现在可以用该登录名和密码登录网页。",
+    hubs_title: "站点中继",
+    hubs_help: "站点中继是放在服务站的一台小电脑：外网不通时，站内手机照常与它同步，它在外网恢复后把记录转交区服务器，区服务器逐条重新核查。",
+    hub_name: "名称",
+    hub_enrolled: "登记时间",
+    hub_last_seen: "最近联系",
+    hub_never: "尚未联系",
+    hub_revoke: "停用",
+    hub_is_revoked: "已停用",
+    hub_revoked: "已停用该中继：它的下一次联系将被拒绝。",
+    hub_new: "为服务站登记新中继",
+    hub_code_title: "中继登记码",
+    hub_code_help: "在服务站的中继电脑上运行下面两条命令（登记码只能使用一次，此页面关闭后不再显示）。之后站内手机在应用中选择该中继的地址即可同步。",
+    back_to_hubs: "返回站点中继",
 };
 
 pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
@@ -1257,6 +1283,19 @@ pub(crate) const ADMIN_EN: AdminMsgs = AdminMsgs {
     create_coordinator: "Create coordinator",
     coordinator_password: "Web password (at least 10 characters)",
     coordinator_created: "Coordinator created: they can sign in on the web with this login and password now.",
+    hubs_title: "Station hubs",
+    hubs_help: "A station hub is a small machine at a station: when the uplink is down the station's phones sync with it as usual, and it hands their records on to the district server once the uplink returns, where each is checked again.",
+    hub_name: "Name",
+    hub_enrolled: "Enrolled",
+    hub_last_seen: "Last contact",
+    hub_never: "Not yet",
+    hub_revoke: "Revoke",
+    hub_is_revoked: "Revoked",
+    hub_revoked: "Hub revoked: its next call will be refused.",
+    hub_new: "Enrol a new hub for a station",
+    hub_code_title: "Hub code",
+    hub_code_help: "Run these two commands on the station's hub machine (the code works once and is not shown again once this page is closed). The station's phones then sync with the hub at its address.",
+    back_to_hubs: "Back to station hubs",
 };
 
 impl AdminMsgs {

@@ -12,6 +12,7 @@ mod conflicts;
 mod export;
 mod follow_ups; // Follow-up tickets (issue 5).
 mod history;
+mod hubs; // Station hubs (issue 15).
 mod i18n;
 mod lists;
 mod quarantine; // Refused changes (issue 12).
@@ -145,6 +146,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/web/admin/users/{user}", get(admin::user_page))
         .route("/web/admin/users/{user}/code", post(admin::issue_code))
+        .route("/web/admin/hubs", get(hubs::hubs))
+        .route("/web/admin/hubs/code", post(hubs::issue_code))
+        .route("/web/admin/hubs/{hub}/revoke", post(hubs::revoke))
         .route("/web/admin/users/{user}/edit", post(accounts::edit))
         .route("/web/admin/users/{user}/disabled", post(accounts::disabled))
         .route(

@@ -36,6 +36,7 @@ mod web_client; // The one HTTP client every web test uses.
 mod web_closure; // Closing and reopening case files (issue 16).
 mod web_erasure; // Erasing personal data and the retention command (issue 16).
 mod web_follow_ups; // Follow-up tickets (issue 5).
+mod web_hubs; // Station hubs on the coordinators' pages (issue 15).
 mod web_quarantine; // Refused changes and drifted clocks (issue 12).
 mod web_roster; // Roster import (issue 5).
 mod web_stats;
