@@ -22,13 +22,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The station's uplink: a TCP relay to the district server that can be cut. Cut, it
 /// closes every connection at once, as a dead uplink would.
-struct Uplink {
+pub(crate) struct Uplink {
     up: Arc<AtomicBool>,
-    base: String,
+    pub base: String,
 }
 
 impl Uplink {
-    async fn to(target: &str) -> Uplink {
+    pub async fn to(target: &str) -> Uplink {
         let target = target.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -63,11 +63,11 @@ impl Uplink {
         Uplink { up, base }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
@@ -129,49 +129,47 @@ impl Hub {
         cycle(&self.state, &self.upstream).await
     }
 
-    fn id(&self) -> uuid::Uuid {
-        self.state.hub.as_ref().unwrap().id
-    }
-
-    /// Moves `phone` to this hub, as the phone library does when it finds the hub on
-    /// the station's network: it answers the hub's challenge with its key for this
-    /// hub, gets a session, and keeps a cursor of its own for this server.
     async fn welcome(&self, phone: &mut Phone) -> Result<(), crate::serving::Answer> {
-        let http = reqwest::Client::new();
-        let info: serde_json::Value = http
-            .get(format!("{}/api/v1/hub", self.base))
+        welcome(&self.base, phone).await
+    }
+}
+
+/// Moves `phone` to the hub at `base`, as the phone library does when it finds the hub
+/// on the station's network: it answers the hub's challenge with its key for this hub,
+/// gets a session, and keeps a cursor of its own for this server.
+pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::serving::Answer> {
+    let http = reqwest::Client::new();
+    let info: serde_json::Value = http
+        .get(format!("{base}/api/v1/hub"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hub: uuid::Uuid = info["hub"].as_str().unwrap().parse().unwrap();
+    let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
+    let key = DeviceKeys::new(&phone.export_key).unwrap().hub_key(hub);
+    let proof = seal::hub_proof(&key, &challenge, phone.device.0);
+    let answer = crate::serving::Answer::read(
+        http.post(format!("{base}/api/v1/hub/session"))
+            .json(&json!({
+                "device": phone.device.0,
+                "challenge": hex::encode(&challenge),
+                "proof": hex::encode(proof),
+            }))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(info["hub"].as_str().unwrap(), self.id().to_string());
-        let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
-        let key = DeviceKeys::new(&phone.export_key)
-            .unwrap()
-            .hub_key(self.id());
-        let proof = seal::hub_proof(&key, &challenge, phone.device.0);
-        let answer = crate::serving::Answer::read(
-            http.post(format!("{}/api/v1/hub/session", self.base))
-                .json(&json!({
-                    "device": phone.device.0,
-                    "challenge": hex::encode(&challenge),
-                    "proof": hex::encode(proof),
-                }))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        if answer.status != 200 {
-            return Err(answer);
-        }
-        phone.access = answer.json()["access_token"].as_str().unwrap().to_owned();
-        phone.base = self.base.clone();
-        phone.replica.store_mut().set_cursor(0).unwrap();
-        Ok(())
+            .unwrap(),
+    )
+    .await;
+    if answer.status != 200 {
+        return Err(answer);
     }
+    phone.access = answer.json()["access_token"].as_str().unwrap().to_owned();
+    phone.base = base.to_owned();
+    phone.replica.store_mut().set_cursor(0).unwrap();
+    Ok(())
 }
 
 fn visits_of(doc: &sync_core::automerge::Automerge) -> usize {

@@ -15,6 +15,7 @@ mod browser_quarantine; // Refused changes in a browser (issue 12).
 mod demo;
 mod faults; // A full disk and the database away, on both backends (issue 16).
 mod http;
+mod hub_binary; // The hub binary killed mid-forward (issue 15).
 mod hub_story; // A station hub with the uplink cut and restored (issue 15).
 mod hubs; // Station hubs on the district server (issue 15).
 mod instances; // Three server processes on one PostgreSQL (issue 14).
