@@ -1228,7 +1228,8 @@ impl LinliClient {
             Link::Hub { id, .. } => id.to_string(),
         };
         self.use_cursor_of(&server)?;
-        // Residents a hub left to the district server: they stay pending.
+        // Residents refused with nothing kept (a hub leaves them to the district
+        // server): they stay pending.
         let mut parked = BTreeSet::new();
         // Every request goes up sealed under the device's upload key, so that a
         // station hub can hand it on and the district server still knows the phone
@@ -1325,11 +1326,15 @@ impl LinliClient {
             outcome
                 .purged
                 .extend(report.purged.iter().map(ToString::to_string));
+            // Refused with nothing kept (a hub leaves it to the district server, or the
+            // device's quarantine is full): asking again in this sync changes nothing.
             parked.extend(
                 report
                     .rejections
                     .iter()
-                    .filter(|r| r.code == sync_core::protocol::server::codes::NOT_HERE)
+                    .filter(|r| {
+                        r.quarantine == 0 && r.code != sync_core::protocol::server::codes::BUSY
+                    })
                     .map(|r| r.doc),
             );
             let store = inner.replica.store();

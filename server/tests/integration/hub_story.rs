@@ -369,4 +369,85 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         .expect_error(401, "device_revoked");
 }
 
-conformance!(phones_sync_at_the_hub_while_the_uplink_is_down);
+/// The hub's roster lags the district server's while the uplink is down, both ways.
+/// A resident newly assigned at the district server: the hub refuses the volunteer's
+/// visit with nothing kept, the phone keeps it (and the file), and hands it over at
+/// the district server. A resident unassigned at the district server: the hub takes
+/// the visit (it does not know yet), and the district server, checking it again,
+/// keeps it in quarantine under the volunteer's device for a coordinator. Nothing is
+/// lost, nothing stored twice.
+async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
+    let w = World::new(t).await;
+    let staff = w.user("staff", "station_staff", &[w.station_a]).await;
+    let mut s = w.phone(staff).await;
+    let kept = w.resident(&mut s, w.station_a, "李老伯").await;
+    let added = w.resident(&mut s, w.station_a, "王阿婆").await;
+    let mut v = w.volunteer("wang").await;
+    w.assign(v.user, kept).await;
+    v.sync().await.unwrap();
+
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    hub.cycle().await.unwrap();
+    // The district server changes the volunteer's scope; the hub does not hear of it.
+    uplink.cut();
+    w.assign(v.user, added).await;
+    v.sync().await.unwrap();
+    assert!(v.holds(added));
+    w.unassign(v.user, kept).await;
+    let before_kept = stored(&w.server, kept).await;
+    let before_added = stored(&w.server, added).await;
+
+    hub.welcome(&mut v).await.unwrap();
+    let on_added = v.log_visit(added, "新分配的探访");
+    v.log_visit(kept, "已撤销分配后的探访");
+    let report = v.sync().await.unwrap();
+    assert_eq!(report.receipted, vec![DocId::from(kept)], "{report:?}");
+    let refused: Vec<_> = report
+        .rejections
+        .iter()
+        .map(|r| (r.doc, r.code.as_str(), r.quarantine))
+        .collect();
+    assert!(
+        refused.contains(&(DocId::from(added), "out_of_scope", 0)),
+        "{refused:?}"
+    );
+    assert!(v.holds(added), "the refused file stays on the phone");
+    assert!(v.resident(added).visits.iter().any(|x| x.id == on_added));
+    assert!(v.pending() > 0);
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 1);
+
+    // The uplink returns. The visit to the unassigned resident is checked again and
+    // kept in quarantine under the volunteer's device; the other was never forwarded.
+    uplink.restore();
+    assert_eq!(hub.cycle().await.unwrap().forwarded, 1);
+    let after_kept = stored(&w.server, kept).await;
+    assert_eq!(after_kept.heads, before_kept.heads);
+    assert_eq!(after_kept.quarantined, before_kept.quarantined + 1);
+    assert_eq!(
+        w.server
+            .store()
+            .quarantine_open_for_doc(kept.into())
+            .await
+            .unwrap(),
+        1,
+        "kept for a coordinator"
+    );
+    assert_eq!(stored(&w.server, added).await.heads, before_added.heads);
+
+    // At the district server the phone hands over what the hub left to it.
+    v.base = w.server.base.clone();
+    v.refresh().await.unwrap();
+    v.replica.store_mut().set_cursor(0).unwrap();
+    let report = v.sync().await.unwrap();
+    assert!(report.receipted.contains(&DocId::from(added)), "{report:?}");
+    let central = w.server.store().load(added.into()).await.unwrap().unwrap();
+    assert_eq!(visits_of(&central), 1);
+    let open = w.server.store().quarantine_open_for_doc(added.into()).await;
+    assert_eq!(open.unwrap(), 0, "nothing of it quarantined");
+}
+
+conformance!(
+    phones_sync_at_the_hub_while_the_uplink_is_down,
+    the_hub_and_the_district_server_disagree_on_scope,
+);

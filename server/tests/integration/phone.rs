@@ -304,8 +304,8 @@ impl Phone {
     /// every round, merged.
     pub async fn sync(&mut self) -> Result<SyncReport, Failure> {
         let mut total = SyncReport::default();
-        // What a station hub left to the district server stays pending; asking again
-        // would not change that.
+        // What was refused with nothing kept (a station hub leaves it to the district
+        // server) stays pending; asking again would not change that.
         let mut parked = BTreeSet::new();
         for _ in 0..32 {
             let request = self.replica.prepare(self.now()).unwrap();
@@ -321,7 +321,7 @@ impl Phone {
                 report
                     .rejections
                     .iter()
-                    .filter(|r| r.code == "not_here")
+                    .filter(|r| r.quarantine == 0 && r.code != "busy")
                     .map(|r| r.doc),
             );
             let waiting = self.replica.store().pending_docs().unwrap();

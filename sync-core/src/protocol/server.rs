@@ -195,12 +195,15 @@ pub async fn handle_sync<S: ServerStore>(
 }
 
 /// One sync exchange on a station hub, which holds `station`'s case files and the
-/// district's catalog. Everything is as on the district server but for what the hub
-/// does not hold: an upload to a document it has no trace of that is not a new case
-/// file of its station (another station's resident, or one whose history it lacks) is
-/// answered `not_here` (nothing stored or quarantined: the phone keeps it for the
-/// district server), and the phone's copies of such documents are neither repaired
-/// nor purged.
+/// district's catalog. Everything is as on the district server but for two things.
+/// What the hub does not hold (an upload to a document it has no trace of that is not
+/// a new case file of its station: another station's resident, or one whose history
+/// it lacks) is answered `not_here`, and the phone's copies of such documents are
+/// neither repaired nor purged. And the hub quarantines nothing: a refusal (with the
+/// rules' code and reason) carries quarantine number 0, so the phone keeps the changes
+/// and hands them to the district server, where a person can decide; the hub's copy of
+/// scope may lag the district server's, so nor does it purge a document it just
+/// refused.
 pub async fn handle_sync_at_hub<S: ServerStore>(
     store: &S,
     auth: &DeviceAuth,
@@ -588,7 +591,11 @@ impl<'a, S: ServerStore> Step<'a, S> {
             quarantine: 0,
         };
         // An erased document's changes are not kept anywhere: erasing was the decision.
-        if code != codes::BUSY && code != codes::ERASED && code != codes::NOT_HERE {
+        // A station hub keeps nothing either: its scope and catalog are copies that may
+        // lag, and a person decides only on the district server. The phone keeps the
+        // refused changes (quarantine number 0) and hands them over there.
+        let hub = matches!(self.reach, Reach::Hub(_));
+        if code != codes::BUSY && code != codes::ERASED && code != codes::NOT_HERE && !hub {
             let kept = self
                 .store
                 .quarantine(Quarantined {
@@ -1047,6 +1054,12 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 continue;
             }
             purge.push(doc);
+        }
+        if matches!(self.reach, Reach::Hub(_)) {
+            // What the hub just refused stays on the phone for the district server: no
+            // purge may take it away first.
+            purge.retain(|d| !self.response.rejections.iter().any(|r| r.doc == *d));
+            elsewhere.extend(self.response.rejections.iter().map(|r| r.doc));
         }
         self.response.purge = purge;
         known.retain(|d| scope.contains(d) || elsewhere.contains(d));
