@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use sync_core::automerge::{ActorId, Automerge};
+use sync_core::automerge::{ActorId, Automerge, ChangeHash};
 use sync_core::doc::casefile::{CaseFile, listing};
 use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
@@ -29,6 +29,8 @@ const MAX_ROUNDS: i32 = 32;
 /// Which server the store's cursor belongs to (`district`, or a hub's id).
 const SYNC_SERVER: &str = "sync_server";
 const DISTRICT: &str = "district";
+/// What station hubs hold that the district server has not confirmed yet.
+const STATION_HELD: &str = "station_held";
 
 /// Where a sync goes.
 enum Link {
@@ -860,9 +862,29 @@ impl LinliClient {
                 }
             }
             unreceipted.sort();
+            let mut at_station = Vec::new();
+            if let Some(bytes) = inner.replica.store().meta(STATION_HELD)? {
+                let markers: Vec<([u8; 16], Vec<[u8; 32]>)> =
+                    postcard::from_bytes(&bytes).unwrap_or_default();
+                for (doc, heads) in markers {
+                    let doc = DocId(uuid::Uuid::from_bytes(doc));
+                    let heads: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
+                    let waiting = inner.replica.unreceipted_visits(doc)?;
+                    for visit in inner.replica.visits_written_since(doc, &heads)? {
+                        if !waiting.contains(&visit) {
+                            at_station.push(VisitRef {
+                                resident_id: doc.to_string(),
+                                visit_id: visit.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+            at_station.sort();
             Ok(SyncStatus {
                 pending_changes: count(pending),
                 unreceipted_visits: unreceipted,
+                held_at_station: at_station,
                 refused: count(inner.replica.refused()?.len()),
             })
         })
@@ -1121,14 +1143,98 @@ impl LinliClient {
             Err(LinliError::Revoked) => return Err(self.purge_everything()),
             Err(e) => return Err(e),
         };
-        self.rounds(&http, Link::District, recovered, cancel)
+        self.rounds(&http, &mut Link::District, recovered, cancel)
     }
 
     fn hub_rounds(&self, address: &str, cancel: &CancelToken) -> Result<SyncOutcome> {
         self.creds()?;
         let http = Http::new(address, self.timeouts);
         let (hub, token) = self.hub_session(&http)?;
-        self.rounds(&http, Link::Hub { id: hub, token }, 0, cancel)
+        let mut link = Link::Hub { id: hub, token };
+        let mut outcome = self.rounds(&http, &mut link, 0, cancel)?;
+        // What the district server already holds of what this hub took, and what it
+        // refused: "held at the station" becomes "held by the district server".
+        let token = self.token(&http, &mut link, false)?;
+        let held = match http.get_with("/api/v1/hub/held", Some(&token))? {
+            Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            Err(refusal) => return Err(refusal.into_error()),
+        };
+        let mut markers = self.station_held()?;
+        let inner = self.lock();
+        for receipt in held["receipts"].as_array().into_iter().flatten() {
+            let Some(doc) = receipt["doc"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .map(DocId)
+            else {
+                continue;
+            };
+            let Some(marker) = markers.get_mut(&doc) else {
+                continue;
+            };
+            let heads = receipt["heads"].as_array().into_iter().flatten();
+            marker.extend(
+                heads
+                    .filter_map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
+                    .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                    .map(ChangeHash),
+            );
+        }
+        let mut confirmed = Vec::new();
+        for (doc, marker) in &markers {
+            if inner.replica.receipted_within(*doc, marker)? {
+                confirmed.push(*doc);
+            }
+        }
+        for doc in &confirmed {
+            markers.remove(doc);
+        }
+        Self::save_station_held(&inner, &markers)?;
+        drop(inner);
+        outcome.held_by_district = confirmed.iter().map(ToString::to_string).collect();
+        outcome.refused_by_district = held["refused"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| RejectionInfo {
+                doc_id: r["doc"].as_str().unwrap_or_default().to_owned(),
+                code: r["code"].as_str().unwrap_or_default().to_owned(),
+                reason: r["message"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        Ok(outcome)
+    }
+
+    /// Per document, the heads a station hub holds that the district server has not
+    /// confirmed: what it is known to hold, plus the final receipts relayed since.
+    fn station_held(&self) -> Result<BTreeMap<DocId, Vec<ChangeHash>>> {
+        let Some(bytes) = self.lock().replica.store().meta(STATION_HELD)? else {
+            return Ok(BTreeMap::new());
+        };
+        let stored: Vec<([u8; 16], Vec<[u8; 32]>)> =
+            postcard::from_bytes(&bytes).map_err(|_| LinliError::Storage {
+                detail: "the record of what stations hold is damaged".into(),
+            })?;
+        Ok(stored
+            .into_iter()
+            .map(|(d, hs)| {
+                (
+                    DocId(uuid::Uuid::from_bytes(d)),
+                    hs.into_iter().map(ChangeHash).collect(),
+                )
+            })
+            .collect())
+    }
+
+    fn save_station_held(inner: &Inner, markers: &BTreeMap<DocId, Vec<ChangeHash>>) -> Result<()> {
+        let stored: Vec<([u8; 16], Vec<[u8; 32]>)> = markers
+            .iter()
+            .map(|(d, hs)| (*d.0.as_bytes(), hs.iter().map(|h| h.0).collect()))
+            .collect();
+        let bytes = postcard::to_stdvec(&stored).map_err(|e| LinliError::Internal {
+            detail: format!("encoding what stations hold: {e}"),
+        })?;
+        Ok(inner.replica.store().set_meta(STATION_HELD, &bytes)?)
     }
 
     /// Proves this device to the hub behind `http` with its key for that hub: the
@@ -1219,10 +1325,11 @@ impl LinliClient {
     fn rounds(
         &self,
         http: &Http,
-        mut link: Link,
+        link: &mut Link,
         recovered: i64,
         cancel: &CancelToken,
     ) -> Result<SyncOutcome> {
+        let at_hub = matches!(link, Link::Hub { .. });
         let server = match &link {
             Link::District => DISTRICT.to_owned(),
             Link::Hub { id, .. } => id.to_string(),
@@ -1255,16 +1362,26 @@ impl LinliClient {
                 Link::District => None,
                 Link::Hub { id, .. } => Some(id.to_string()),
             },
+            held_by_district: Vec::new(),
+            refused_by_district: Vec::new(),
         };
         while outcome.rounds < MAX_ROUNDS {
             if cancel.is_cancelled() {
                 return Err(LinliError::Cancelled);
             }
-            let (body, sent) = {
+            let (body, sent, acked_before) = {
                 let inner = self.lock();
                 let request = inner.replica.prepare(self.now())?;
                 let sent: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
-                (request.encode(), sent)
+                // What the server of record held of each uploaded document before this
+                // round: a hub's receipt marks what lies beyond it as held at the
+                // station only.
+                let mut before = BTreeMap::new();
+                for upload in &request.uploads {
+                    let acked = inner.replica.store().sync_state(upload.doc)?;
+                    before.insert(upload.doc, acked.map(|s| s.acked).unwrap_or_default());
+                }
+                (request.encode(), sent, before)
             };
             let seal = keys.as_ref().map(|k| seal::to_header(&k.seal(&body)));
             let post = |token: &str| {
@@ -1276,12 +1393,12 @@ impl LinliClient {
                     seal.as_deref(),
                 )
             };
-            let mut answer = post(&self.token(http, &mut link, false)?)?;
+            let mut answer = post(&self.token(http, link, false)?)?;
             if let Err(r) = &answer
                 && r.status == 401
                 && matches!(r.code.as_str(), "token_expired" | "invalid_token")
             {
-                answer = post(&self.token(http, &mut link, true)?)?;
+                answer = post(&self.token(http, link, true)?)?;
             }
             let bytes = match answer {
                 Ok(bytes) => bytes,
@@ -1312,6 +1429,20 @@ impl LinliClient {
             let report = applied.map_err(|_| LinliError::Malformed {
                 detail: "Automerge could not apply what the server sent".into(),
             })??;
+            drop(inner);
+            if !report.receipted.is_empty() {
+                let mut markers = self.station_held()?;
+                for doc in &report.receipted {
+                    if at_hub {
+                        let known = acked_before.get(doc).cloned().unwrap_or_default();
+                        markers.entry(*doc).or_insert(known);
+                    } else {
+                        markers.remove(doc);
+                    }
+                }
+                Self::save_station_held(&self.lock(), &markers)?;
+            }
+            let inner = self.lock();
             outcome.received_changes += count(report.received_changes);
             outcome
                 .receipted

@@ -91,12 +91,16 @@ impl Http {
 
     /// GETs `path`, without credentials.
     pub(crate) fn get(&self, path: &str) -> Result<Answer, LinliError> {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .map_err(transport)?;
-        Self::answer(response)
+        self.get_with(path, None)
+    }
+
+    /// GETs `path`, with a bearer token if given.
+    pub(crate) fn get_with(&self, path: &str, bearer: Option<&str>) -> Result<Answer, LinliError> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::answer(request.call().map_err(transport)?)
     }
 
     /// POSTs `body` with `content_type`, and a bearer token if given.

@@ -553,6 +553,10 @@ pub struct SyncStatus {
     pub pending_changes: i64,
     /// Visits with writes the server has not receipted.
     pub unreceipted_visits: Vec<VisitRef>,
+    /// Visits a station hub holds (its receipt came) that the district server has
+    /// not confirmed yet: "held at the station", not yet "held by the district
+    /// server".
+    pub held_at_station: Vec<VisitRef>,
     /// Refused uploads kept on the phone (see `refusedChanges`): awaiting a
     /// coordinator's decision, or dismissed and not yet acknowledged.
     pub refused: i64,
@@ -634,6 +638,12 @@ pub struct SyncOutcome {
     /// server. A hub's receipts mean the visits are held at the station; it hands them
     /// on to the district server when its uplink works.
     pub hub: Option<String>,
+    /// At a hub: residents whose changes held at a station the district server now
+    /// confirms holding.
+    pub held_by_district: Vec<String>,
+    /// At a hub: uploads the district server refused after the hub took them, kept
+    /// in its quarantine for a coordinator.
+    pub refused_by_district: Vec<RejectionInfo>,
 }
 
 /// A visit id made on the phone (UUIDv7, sorted by time).

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use sync_core::ids::DeviceId;
+use sync_core::protocol::forward::ForwardResult;
 use sync_core::protocol::seal;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -33,6 +34,7 @@ pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/metrics", get(super::ops::metrics))
         .route("/api/v1/hub", get(challenge))
         .route("/api/v1/hub/session", post(session))
+        .route("/api/v1/hub/held", get(held))
         .route("/api/v1/me", get(super::accounts::me))
         .route("/api/v1/sync", post(super::sync::sync))
         .layer(DefaultBodyLimit::max(limits.max_body))
@@ -159,4 +161,70 @@ pub(crate) async fn session(
         access_token: state.keys.issue(user.id.0, Some(device.0), now_secs)?,
         expires_in: ACCESS_TOKEN_SECS,
     }))
+}
+
+/// What the district server holds of a phone's uploads through this hub.
+#[derive(Debug, Serialize)]
+pub(crate) struct Held {
+    /// The district server's receipts for what this hub forwarded: per document, heads
+    /// it now holds (hex change hashes).
+    receipts: Vec<HeldReceipt>,
+    /// Uploads the district server refused after this hub took them: kept in its
+    /// quarantine under the device, for a coordinator.
+    refused: Vec<HeldRefusal>,
+    /// Requests of this device still waiting to be forwarded.
+    waiting: i64,
+}
+
+/// One final receipt.
+#[derive(Debug, Serialize)]
+pub(crate) struct HeldReceipt {
+    doc: Uuid,
+    heads: Vec<String>,
+}
+
+/// One refusal on the district server.
+#[derive(Debug, Serialize)]
+pub(crate) struct HeldRefusal {
+    doc: Uuid,
+    code: String,
+    message: String,
+    quarantine: u64,
+}
+
+/// How many of a device's latest forwarded requests the answer covers.
+const HELD_LIMIT: i64 = 500;
+
+/// `GET /api/v1/hub/held`: the district server's answers for what this hub took from
+/// the calling device, so the phone can tell "held at the station" from "held by the
+/// district server".
+pub(crate) async fn held(
+    State(state): State<Arc<AppState>>,
+    caller: super::caller::Caller,
+) -> Result<Json<Held>> {
+    let device = caller.device()?;
+    let (waiting, answers) = state.store.outbox_of(device.id, HELD_LIMIT).await?;
+    let mut held = Held {
+        receipts: Vec::new(),
+        refused: Vec::new(),
+        waiting,
+    };
+    for answer in answers {
+        let ForwardResult::Taken(taken) = answer else {
+            continue;
+        };
+        held.receipts
+            .extend(taken.receipts.into_iter().map(|r| HeldReceipt {
+                doc: r.doc.0,
+                heads: r.heads.iter().map(|h| hex::encode(h.0)).collect(),
+            }));
+        held.refused
+            .extend(taken.rejections.into_iter().map(|r| HeldRefusal {
+                doc: r.doc.0,
+                code: r.code,
+                message: r.message,
+                quarantine: r.quarantine,
+            }));
+    }
+    Ok(Json(held))
 }

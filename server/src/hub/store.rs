@@ -292,6 +292,28 @@ impl SqlStore {
         Ok(())
     }
 
+    /// What became of `device`'s requests: how many still wait, and the district
+    /// server's answers for the latest `limit` it answered, newest first.
+    pub async fn outbox_of(
+        &self,
+        device: DeviceId,
+        limit: i64,
+    ) -> Result<(i64, Vec<ForwardResult>)> {
+        let waiting: i64 = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM hub_outbox WHERE device = $1 AND forwarded_at IS NULL")
+            .bind(bytes(device.0)).fetch_one(p).await?);
+        let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT outcome FROM hub_outbox WHERE device = $1 AND outcome IS NOT NULL
+             ORDER BY id DESC LIMIT $2")
+            .bind(bytes(device.0)).bind(limit).fetch_all(p).await?);
+        let answers = rows
+            .iter()
+            .map(|r| postcard::from_bytes(r))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::Internal("a stored outbox outcome is damaged".into()))?;
+        Ok((waiting, answers))
+    }
+
     /// How far the outbox has got.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
         let (waiting, forwarded): (i64, i64) = with_pool!(self, p => sqlx::query_as(

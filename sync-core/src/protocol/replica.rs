@@ -168,6 +168,42 @@ impl<S: ReplicaStore> Replica<S> {
         Ok(written(&d, &d.get_changes(&state.acked))?.visits)
     }
 
+    /// Visits of a case file with writes beyond `heads` (hashes the phone does not hold
+    /// are ignored): what a station hub holds but the district server has not yet
+    /// confirmed, say.
+    pub fn visits_written_since(
+        &self,
+        doc: DocId,
+        heads: &[ChangeHash],
+    ) -> R<BTreeSet<VisitId>, S::Error> {
+        let Some(d) = self.load(doc)? else {
+            return Ok(BTreeSet::new());
+        };
+        let known: Vec<ChangeHash> = heads
+            .iter()
+            .filter(|h| d.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        Ok(written(&d, &d.get_changes(&known))?.visits)
+    }
+
+    /// Whether every change of `doc` the server receipted lies within `heads` (hashes
+    /// the phone does not hold are ignored).
+    pub fn receipted_within(&self, doc: DocId, heads: &[ChangeHash]) -> R<bool, S::Error> {
+        let state = self.state(doc)?;
+        let Some(d) = self.load(doc)? else {
+            return Ok(true);
+        };
+        let known: Vec<ChangeHash> = heads
+            .iter()
+            .filter(|h| d.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        // An acked head within `heads`' history brings its own history along.
+        let beyond: BTreeSet<ChangeHash> = d.get_changes(&known).iter().map(|c| c.hash()).collect();
+        Ok(state.acked.iter().all(|h| !beyond.contains(h)))
+    }
+
     /// The uploads the server refused that wait for a person's decision, or whose
     /// dismissal the volunteer has not yet acknowledged. Nothing written on this phone
     /// is deleted without a person's decision: a refused upload stays here, with its

@@ -109,7 +109,17 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
     );
     assert_eq!(outcome.receipted, vec![resident.clone()], "{outcome:?}");
     assert!(outcome.complete);
-    assert_eq!(v.client.sync_status().unwrap().pending_changes, 0);
+    let status = v.client.sync_status().unwrap();
+    assert_eq!(status.pending_changes, 0);
+    assert_eq!(
+        status
+            .held_at_station
+            .iter()
+            .map(|r| r.visit_id.clone())
+            .collect::<Vec<_>>(),
+        vec![visit.clone()],
+        "held at the station, not yet by the district server"
+    );
     // Another volunteer at the station receives it from the hub.
     hub.sync(&z).unwrap();
     assert!(z.visit_ids(&resident).contains(&visit));
@@ -119,6 +129,11 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
     assert_eq!((done.forwarded, done.waiting), (1, 0), "{done:?}");
     coordinator.sync().unwrap();
     assert!(coordinator.visit_ids(&resident).contains(&visit));
+    // At its next contact with the hub the phone learns the district server holds it.
+    let outcome = hub.sync(&v).unwrap();
+    assert_eq!(outcome.held_by_district, vec![resident.clone()]);
+    assert!(outcome.refused_by_district.is_empty());
+    assert!(v.client.sync_status().unwrap().held_at_station.is_empty());
 
     // Back at the district server the phone's own cursor there still works, and a
     // second trip to the hub picks up where it left off.
