@@ -57,6 +57,8 @@
 // In a benchmark an unwrap is an assertion: a panic fails the run with its message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "load/hub.rs"]
+mod hub;
 #[path = "load/peer.rs"]
 mod peer;
 
@@ -77,6 +79,7 @@ use sync_core::ids::*;
 use sync_core::model::*;
 use sync_core::protocol::envelope::{Hash, SyncResponse};
 use sync_core::protocol::replica::Replica;
+use sync_core::protocol::seal::{self, DeviceKeys};
 use sync_core::protocol::store::{MemoryReplicaStore, ReplicaStore};
 use sync_core::rules::Editor;
 use tokio::sync::Semaphore;
@@ -384,8 +387,10 @@ struct Code {
 
 #[derive(Deserialize)]
 struct Credential {
+    device_id: Uuid,
     actors: Vec<String>,
     access_token: String,
+    export_key: String,
 }
 
 impl Api {
@@ -435,9 +440,15 @@ impl Api {
         );
     }
 
-    /// One sync exchange: the request envelope out, the response envelope back.
-    async fn sync(&self, token: &str, body: Vec<u8>) -> Result<SyncResponse, String> {
-        self.sync_sized(token, body)
+    /// One sync exchange: the request envelope out, sealed as the phone library seals
+    /// it, the response envelope back.
+    async fn sync(
+        &self,
+        token: &str,
+        keys: &DeviceKeys,
+        body: Vec<u8>,
+    ) -> Result<SyncResponse, String> {
+        self.sync_sized(token, keys, body)
             .await
             .map(|(response, _)| response)
     }
@@ -446,13 +457,16 @@ impl Api {
     async fn sync_sized(
         &self,
         token: &str,
+        keys: &DeviceKeys,
         body: Vec<u8>,
     ) -> Result<(SyncResponse, usize), String> {
+        let seal = seal::to_header(&keys.seal(&body));
         let response = self
             .http
             .post(format!("{}/api/v1/sync", self.base))
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, ENVELOPE)
+            .header(seal::HEADER, seal)
             .body(body)
             .send()
             .await
@@ -478,6 +492,10 @@ struct Phone {
     replica: Replica<MemoryReplicaStore>,
     principal: Principal,
     token: String,
+    /// The device.
+    device: Uuid,
+    /// The keys from its export key: the seal on every request, its key for a hub.
+    keys: DeviceKeys,
     /// The phone's case files, kept open between visits (the app keeps what it shows).
     files: Vec<CaseFile>,
     visits: u64,
@@ -491,6 +509,8 @@ impl Phone {
             replica: Replica::new(MemoryReplicaStore::new(), actor),
             principal,
             token: credential.access_token,
+            device: credential.device_id,
+            keys: DeviceKeys::new(&hex::decode(&credential.export_key).unwrap()).unwrap(),
             files: Vec::new(),
             visits: 0,
         }
@@ -500,7 +520,7 @@ impl Phone {
     async fn settle(&mut self, api: &Api) {
         for _ in 0..20 {
             let request = self.replica.prepare(now_ms()).unwrap().encode();
-            let response = api.sync(&self.token, request).await.unwrap();
+            let response = api.sync(&self.token, &self.keys, request).await.unwrap();
             let report = self.replica.apply(&response).unwrap();
             assert!(report.rejections.is_empty(), "{report:?}");
             if !report.more
@@ -557,7 +577,7 @@ impl Phone {
         };
         let request = self.replica.prepare(now_ms()).unwrap().encode();
         let started = Instant::now();
-        let response = api.sync(&self.token, request).await?;
+        let response = api.sync(&self.token, &self.keys, request).await?;
         let took = started.elapsed();
         let report = self.replica.apply(&response).map_err(|e| e.to_string())?;
         if !report.rejections.is_empty() {
@@ -672,7 +692,7 @@ async fn set_up(
     server: &ServerProcess,
     database_url: &str,
     settings: &Settings,
-) -> (Api, Vec<Phone>, BigStation) {
+) -> (Api, Vec<Phone>, BigStation, StationId) {
     let phones = settings.phones;
     let api = Api::new(&server.base, None, phones + 16);
     let admin = server.admin_token(&api).await;
@@ -790,7 +810,7 @@ async fn set_up(
     }
     let mut all: Vec<Phone> = tasks.join_all().await;
     all.sort_by_key(|p| p.n);
-    (api, all, big)
+    (api, all, big, station)
 }
 
 /// Writes the big station's case files into the server's database from this process,
@@ -893,7 +913,10 @@ async fn big_station_first_sync(server: &ServerProcess, api: &Api, big: &BigStat
     let (mut exchanges, mut bytes) = (0, 0);
     loop {
         let request = phone.replica.prepare(now_ms()).unwrap().encode();
-        let (response, size) = api.sync_sized(&phone.token, request).await.unwrap();
+        let (response, size) = api
+            .sync_sized(&phone.token, &phone.keys, request)
+            .await
+            .unwrap();
         let report = phone.replica.apply(&response).unwrap();
         assert!(report.rejections.is_empty(), "{report:?}");
         exchanges += 1;
@@ -1128,7 +1151,7 @@ async fn measure(
 async fn bench_backend(
     settings: &Settings,
     database_url: Option<&str>,
-) -> (Vec<Run>, FirstSync, Vec<Phone>) {
+) -> (Vec<Run>, FirstSync, Vec<Phone>, Option<hub::Drain>) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), database_url);
     eprintln!(
@@ -1145,7 +1168,7 @@ async fn bench_backend(
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}", dir.path().join("linli.db").display()),
     };
-    let (api, phones, big) = set_up(&server, &url, settings).await;
+    let (api, phones, big, station) = set_up(&server, &url, settings).await;
     eprintln!(
         "{}: set up in {:.1} s; measuring ({} s nothing new, then {} s one new visit)",
         server.backend,
@@ -1175,8 +1198,18 @@ async fn bench_backend(
         server.backend, big.case_files
     );
     let first = big_station_first_sync(&server, &api, &big).await;
+    let mut runs = vec![baseline, visits, paced];
+    // A station hub in front of the same server, on SQLite (issue 15).
+    let (phones, drain) = if database_url.is_none() {
+        let (phones, hub_runs, drain) =
+            hub::windows(&server, &api, station, phones, settings).await;
+        runs.extend(hub_runs);
+        (phones, Some(drain))
+    } else {
+        (phones, None)
+    };
     server.stop();
-    (vec![baseline, visits, paced], first, phones)
+    (runs, first, phones, drain)
 }
 
 // ---- the report ----------------------------------------------------------------------
@@ -1392,8 +1425,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (runs, firsts, peer) = runtime.block_on(async {
-        let (mut runs, first, phones) = bench_backend(&settings, None).await;
+    let (runs, firsts, peer, drain) = runtime.block_on(async {
+        let (mut runs, first, phones, drain) = bench_backend(&settings, None).await;
         // The peer, with the same phones and case files, right after Linli's windows.
         let peer_phones = phones.into_iter().take(settings.peer_phones).collect();
         let peer = match peer::closed_loop(peer_phones, settings.secs).await {
@@ -1407,7 +1440,7 @@ fn main() {
         match &settings.postgres {
             Some(admin) => {
                 let (name, url) = create_database(admin).await;
-                let (more, first, _) = bench_backend(&settings, Some(&url)).await;
+                let (more, first, _, _) = bench_backend(&settings, Some(&url)).await;
                 runs.extend(more);
                 firsts.push(first);
                 drop_database(admin, &name).await;
@@ -1416,9 +1449,12 @@ fn main() {
                 "PostgreSQL: skipped (LINLI_TEST_POSTGRES_URL is not set; scripts/postgres-env sets it)"
             ),
         }
-        (runs, firsts, peer)
+        (runs, firsts, peer, drain)
     });
     print_report(&settings, &runs, &firsts, &peer);
+    if let Some(drain) = &drain {
+        drain.report();
+    }
     if settings.test {
         if let Err(u) = &peer {
             panic!(
