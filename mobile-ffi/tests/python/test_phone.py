@@ -349,6 +349,70 @@ class PhoneStories(unittest.TestCase):
         self.assertTrue(str(error.exception).startswith("the server could not be reached; try again later"))
         self.assertIsNone(phone.identity())
 
+    def test_a_station_hub_holds_the_visit_until_the_district_server_does(self):
+        resident = self.resident("钱老伯")
+        user = self.w.volunteer()
+        self.w.assign(user, resident)
+        phone, _, _ = self.w.phone(user)
+        sync(phone)
+        code = self.w.server.expect(
+            201, "POST", "/api/v1/hub-codes", self.w.token, {"station": self.w.station}
+        )["code"]
+        hub_dir = tempfile.mkdtemp(prefix="linli-hub-")
+        self.w.folders.append(hub_dir)
+        # The README's two commands.
+        subprocess.run(
+            [SERVER_BIN, "--data-dir", hub_dir, "hub", "enrol", "--upstream", self.w.server.base, "--code", code],
+            check=True,
+            capture_output=True,
+        )
+        with open(os.path.join(hub_dir, "hub.log"), "wb") as log:
+            hub = subprocess.Popen(
+                [SERVER_BIN, "--data-dir", hub_dir, "--bind", "127.0.0.1:0", "hub", "--every-secs", "1"],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        try:
+            address = re.search(r"listening on (http://[^,\s]+)", hub.stdout.readline()).group(1)
+
+            def at_hub():
+                return phone.sync_at_hub(address, linli.CancelToken())
+
+            # Until the hub has mirrored the station it leaves the resident to the
+            # district server, and the visit waits on the phone.
+            v = phone.log_visit(resident, visit("在服务站同步", self.project))
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    outcome = at_hub()
+                except linli.LinliError.BadCredentials:
+                    # The hub has not fetched its roster yet: it does not know the phone.
+                    self.assertLess(time.monotonic(), deadline, "the hub never learned of the phone")
+                    time.sleep(0.2)
+                    continue
+                if outcome.receipted == [resident]:
+                    break
+                self.assertEqual([r.code for r in outcome.rejections], ["not_here"])
+                self.assertLess(time.monotonic(), deadline, "the hub never mirrored the station")
+                time.sleep(0.2)
+            self.assertIsNotNone(outcome.hub)
+            status = phone.sync_status()
+            self.assertEqual(status.pending_changes, 0)
+            self.assertEqual([h.visit_id for h in status.held_at_station], [v])
+            # The hub hands the visit on; at its next contact the phone hears that the
+            # district server holds it.
+            while resident not in at_hub().held_by_district:
+                self.assertLess(time.monotonic(), deadline, "the hub never forwarded the visit")
+                time.sleep(0.2)
+            self.assertEqual(phone.sync_status().held_at_station, [])
+            sync(self.coordinator)
+            self.assertIn(v, [x.id for x in self.coordinator.resident(resident).visits])
+        finally:
+            hub.terminate()
+            self.assertEqual(hub.wait(timeout=30), 0)
+            hub.stdout.close()
+
 
 if __name__ == "__main__":
     unittest.main()
