@@ -68,6 +68,16 @@ impl Data {
 
     /// [`Data::start`] with more options (`--db-connections 1`, say).
     pub async fn start_with(&self, args: &[&str]) -> Process {
+        self.spawn(args, |line| {
+            line.strip_prefix("Linli server listening on ")
+                .and_then(|rest| rest.split(' ').next())
+        })
+        .await
+    }
+
+    /// Runs the binary with `args` and waits for its first line, from which `address`
+    /// reads where it listens.
+    pub async fn spawn(&self, args: &[&str], address: fn(&str) -> Option<&str>) -> Process {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,9 +108,7 @@ impl Data {
                     self.log().display()
                 )
             });
-        let base = line
-            .strip_prefix("Linli server listening on ")
-            .and_then(|rest| rest.split(' ').next())
+        let base = address(&line)
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Process { child, base }

@@ -12,45 +12,18 @@ use crate::phone::Phone;
 use serde_json::json;
 use server::store::{SqlStore, StoreOptions};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 use sync_core::ids::*;
 use sync_core::protocol::store::ServerStore;
 
 /// Starts `server hub` on `hub`'s data folder and waits for its "listening" line.
 async fn start_hub(hub: &Data) -> Process {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(hub.log())
-        .unwrap();
-    let mut child = hub
-        .command()
-        .args(["hub", "--every-secs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the hub did not start ({e}); see {}", hub.log().display()));
-    let base = line
-        .split(" listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Process { child, base }
+    hub.spawn(&["hub", "--every-secs", "1"], |line| {
+        line.split(" listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+    })
+    .await
 }
 
 /// Waits until `check` holds, for at most 30 s.
