@@ -43,19 +43,12 @@ pub(crate) async fn sync(
     body: Bytes,
 ) -> Result<Response> {
     let started = Instant::now();
-    let held = match &state.hub {
+    let sealed = match &state.hub {
         None => check_seal(&caller, &headers, &body).map(|()| None),
-        Some(_) => hold(&state, &caller, &headers, &body).await,
+        Some(_) => sealed_uploads(&headers, &body),
     };
-    let result = match held {
-        Ok(held) => {
-            let result = step(&state, &caller, &body, held).await;
-            if let (Err(_), Some(held)) = (&result, held) {
-                // The phone gets an error and sends the request again.
-                let _ = state.store.outbox_drop(held).await;
-            }
-            result
-        }
+    let result = match sealed {
+        Ok(sealed) => step(&state, &caller, &body, sealed).await,
         Err(e) => Err(e),
     };
     let outcome = match &result {
@@ -100,18 +93,10 @@ fn check_seal(caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// At a station hub: keeps a request with uploads in the outbox, byte for byte with
-/// its seal, before the hub acts on it, for the district server to take as the
-/// phone's; the outbox entry's number. The hub cannot check the seal (only the phone
-/// and the district server hold its key) but will not take uploads without one: it
-/// could never hand them on.
-async fn hold(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Option<i64>> {
-    let device = caller.device()?;
+/// At a station hub: the seal of a request with uploads. The hub cannot check it
+/// (only the phone and the district server hold its key) but will not take uploads
+/// without one: it could never hand them on.
+fn sealed_uploads(headers: &HeaderMap, body: &[u8]) -> Result<Option<[u8; 32]>> {
     let Ok((request, _)) = SyncRequest::decode_versioned(body) else {
         // The step answers it as malformed.
         return Ok(None);
@@ -119,10 +104,11 @@ async fn hold(
     if request.uploads.is_empty() {
         return Ok(None);
     }
-    let seal = headers
+    headers
         .get(seal::HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(seal::from_header)
+        .map(Some)
         .ok_or_else(|| {
             Error::bad_request(
                 "seal_required",
@@ -130,41 +116,33 @@ async fn hold(
                  district server; update the app, or sync at the district server"
                     .to_owned(),
             )
-        })?;
-    let id = state
-        .store
-        .outbox_push(device.id, now_ms(), body, &seal)
-        .await?;
-    Ok(Some(id))
+        })
 }
 
-/// After the hub's step: records which uploads of the held request it took (stored,
-/// or refused into its quarantine); what it left to the district server is not
-/// forwarded, since the phone keeps it. A failed step forgets the entry: the phone
-/// sends the request again.
-async fn settle(
+/// After a hub's step: keeps the request in the outbox, byte for byte with its seal
+/// and the documents whose uploads the hub took, for the district server to take as
+/// the phone's. Written before the answer leaves, so no receipt goes out for what the
+/// outbox does not hold; if the hub stops first, the phone never had a receipt and
+/// sends the changes again. What the hub refused or left to the district server is
+/// not forwarded: the phone keeps it.
+async fn hold(
     state: &AppState,
-    held: i64,
-    response: Option<&sync_core::protocol::envelope::SyncResponse>,
+    hub: &crate::hub::HubSide,
+    device: &crate::identity::Device,
+    body: &[u8],
+    seal: &[u8; 32],
+    response: &sync_core::protocol::envelope::SyncResponse,
 ) -> Result<()> {
-    let Some(response) = response else {
-        return state.store.outbox_drop(held).await;
-    };
-    let took = response.receipts.iter().map(|r| r.doc).chain(
-        response
-            .rejections
-            .iter()
-            .filter(|r| r.quarantine != 0)
-            .map(|r| r.doc),
-    );
-    let docs: std::collections::BTreeSet<_> = took.collect();
-    let docs: Vec<_> = docs.into_iter().collect();
-    state.store.outbox_settle(held, &docs).await?;
-    if let Some(hub) = &state.hub
-        && !docs.is_empty()
-    {
-        hub.wake.notify_one();
+    let docs: std::collections::BTreeSet<_> = response.receipts.iter().map(|r| r.doc).collect();
+    if docs.is_empty() {
+        return Ok(());
     }
+    let docs: Vec<_> = docs.into_iter().collect();
+    state
+        .store
+        .outbox_push(device.id, now_ms(), body, seal, &docs)
+        .await?;
+    hub.wake.notify_one();
     Ok(())
 }
 
@@ -172,7 +150,7 @@ async fn step(
     state: &AppState,
     caller: &Caller,
     body: &[u8],
-    held: Option<i64>,
+    sealed: Option<[u8; 32]>,
 ) -> Result<Vec<u8>> {
     let device = caller.device()?;
     let (request, version) = SyncRequest::decode_versioned(body)
@@ -196,10 +174,10 @@ async fn step(
             handle_sync_at_hub(&store, &auth, hub.station, &request, now, limits).await
         }
     };
-    if let Some(held) = held {
-        settle(state, held, response.as_ref().ok()).await?;
-    }
     let response = response?;
+    if let (Some(hub), Some(seal)) = (&state.hub, &sealed) {
+        hold(state, hub, device, body, seal, &response).await?;
+    }
     state
         .metrics
         .receipts

@@ -269,7 +269,7 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
         let answer = ForwardResponse::decode(&bytes).map_err(|e| {
             UpstreamError::Unreachable(format!("the forward answer does not decode: {e}"))
         })?;
-        let now = now_ms();
+        let mut record = Vec::with_capacity(answer.items.len());
         for outcome in &answer.items {
             let Some(item) = waiting
                 .iter()
@@ -282,15 +282,14 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
             let again = matches!(&outcome.result, ForwardResult::Taken(t) if !t.missing.is_empty())
                 && item.attempts + 1 < MAX_ATTEMPTS;
             if again {
-                store.outbox_record(item.id, None, now).await?;
+                record.push((item.id, None));
                 skip.insert(item.id);
             } else {
-                store
-                    .outbox_record(item.id, Some(&outcome.result), now)
-                    .await?;
+                record.push((item.id, Some(&outcome.result)));
                 answered += 1;
             }
         }
+        store.outbox_record(&record, now_ms()).await?;
         // An item the answer left out would be asked about again forever.
         for item in &waiting {
             if !answer

@@ -29,8 +29,8 @@ pub struct OutboxItem {
     pub seal: [u8; 32],
     /// How often it was forwarded without being taken whole.
     pub attempts: i64,
-    /// The documents whose uploads the hub took; `None` if the hub stopped before it
-    /// recorded them (then every upload of the request goes up).
+    /// The documents whose uploads the hub took (`None` in an entry written before
+    /// they were recorded with it: then every upload of the request goes up).
     pub docs: Option<Vec<DocId>>,
 }
 
@@ -207,17 +207,21 @@ impl SqlStore {
         Ok(key.and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()))
     }
 
-    /// Keeps a phone's request in the outbox; its number.
+    /// Keeps a phone's request in the outbox, with the documents whose uploads the hub
+    /// took; its number.
     pub async fn outbox_push(
         &self,
         device: DeviceId,
         received_at: Timestamp,
         body: &[u8],
         seal: &[u8; 32],
+        docs: &[DocId],
     ) -> Result<i64> {
+        let docs = postcard::to_stdvec(docs)
+            .map_err(|e| Error::Internal(format!("encoding documents: {e}")))?;
         let id: i64 = with_pool!(self, p => sqlx::query_scalar(
-            "INSERT INTO hub_outbox (device, received_at, body, seal) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(bytes(device.0)).bind(received_at).bind(body.to_vec()).bind(seal.to_vec())
+            "INSERT INTO hub_outbox (device, received_at, body, seal, docs) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(bytes(device.0)).bind(received_at).bind(body.to_vec()).bind(seal.to_vec()).bind(docs)
             .fetch_one(p).await?);
         Ok(id)
     }
@@ -247,48 +251,35 @@ impl SqlStore {
             .collect()
     }
 
-    /// Records which documents' uploads the hub took from a request it keeps; one it
-    /// took nothing of leaves the outbox.
-    pub async fn outbox_settle(&self, id: i64, docs: &[DocId]) -> Result<()> {
-        if docs.is_empty() {
-            return self.outbox_drop(id).await;
-        }
-        let encoded = postcard::to_stdvec(docs)
-            .map_err(|e| Error::Internal(format!("encoding documents: {e}")))?;
-        with_pool!(self, p => sqlx::query("UPDATE hub_outbox SET docs = $2 WHERE id = $1")
-            .bind(id).bind(encoded).execute(p).await.map(|_| ())?);
-        Ok(())
-    }
-
-    /// Forgets a request the hub did not act on (its step failed; the phone sends it
-    /// again).
-    pub async fn outbox_drop(&self, id: i64) -> Result<()> {
-        with_pool!(self, p => sqlx::query("DELETE FROM hub_outbox WHERE id = $1 AND forwarded_at IS NULL")
-            .bind(id).execute(p).await.map(|_| ())?);
-        Ok(())
-    }
-
-    /// Records the district server's answer for a request: `Some` when it is done
-    /// with it (taken whole, or refused), `None` to forward it again later.
+    /// Records the district server's answers for a batch, in one transaction: for each
+    /// request, `Some` when it is done with it (taken whole, or refused), `None` to
+    /// forward it again later.
     pub async fn outbox_record(
         &self,
-        id: i64,
-        outcome: Option<&ForwardResult>,
+        answers: &[(i64, Option<&ForwardResult>)],
         now: Timestamp,
     ) -> Result<()> {
-        match outcome {
-            Some(result) => {
-                let encoded = postcard::to_stdvec(result)
-                    .map_err(|e| Error::Internal(format!("encoding an outcome: {e}")))?;
-                with_pool!(self, p => sqlx::query(
-                    "UPDATE hub_outbox SET forwarded_at = $2, outcome = $3, attempts = attempts + 1 WHERE id = $1")
-                    .bind(id).bind(now).bind(encoded).execute(p).await.map(|_| ())?);
-            }
-            None => {
-                with_pool!(self, p => sqlx::query("UPDATE hub_outbox SET attempts = attempts + 1 WHERE id = $1")
-                    .bind(id).execute(p).await.map(|_| ())?);
-            }
+        let mut encoded = Vec::with_capacity(answers.len());
+        for (id, outcome) in answers {
+            let bytes = outcome
+                .map(postcard::to_stdvec)
+                .transpose()
+                .map_err(|e| Error::Internal(format!("encoding an outcome: {e}")))?;
+            encoded.push((*id, bytes));
         }
+        with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for (id, outcome) in &encoded {
+                match outcome {
+                    Some(bytes) => sqlx::query(
+                        "UPDATE hub_outbox SET forwarded_at = $2, outcome = $3, attempts = attempts + 1 WHERE id = $1")
+                        .bind(*id).bind(now).bind(bytes.clone()).execute(&mut *tx).await?,
+                    None => sqlx::query("UPDATE hub_outbox SET attempts = attempts + 1 WHERE id = $1")
+                        .bind(*id).execute(&mut *tx).await?,
+                };
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
