@@ -80,7 +80,10 @@ pub struct Cycle {
 /// documents again (a forwarded visit the district server merged, a review made since).
 pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
     let roster = upstream.roster().await?;
-    state.store.apply_roster(&roster, now_ms()).await?;
+    state
+        .store
+        .apply_roster_if_changed(&roster, now_ms())
+        .await?;
     let mut done = Cycle {
         pulled_docs: pull(&state.store, upstream).await?,
         ..Cycle::default()

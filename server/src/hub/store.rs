@@ -13,6 +13,8 @@ use sync_core::model::Role;
 use sync_core::protocol::forward::ForwardResult;
 
 const CURSOR: &str = "cursor";
+/// The digest of the roster applied last.
+const ROSTER: &str = "roster";
 
 /// One phone request waiting in the outbox.
 #[derive(Clone, Debug)]
@@ -196,6 +198,26 @@ impl SqlStore {
                 .bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
         });
+        Ok(())
+    }
+
+    /// [`SqlStore::apply_roster`], unless the roster is the one applied last (the
+    /// steady state, at every exchange with the district server, writes nothing).
+    pub async fn apply_roster_if_changed(&self, roster: &Roster, now: Timestamp) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let encoded = serde_json::to_vec(roster)
+            .map_err(|e| Error::Internal(format!("encoding the roster: {e}")))?;
+        let digest = Sha256::digest(&encoded).to_vec();
+        let last: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT value FROM hub_state WHERE key = $1")
+            .bind(ROSTER).fetch_optional(p).await?);
+        if last.as_deref() == Some(digest.as_slice()) {
+            return Ok(());
+        }
+        self.apply_roster(roster, now).await?;
+        with_pool!(self, p => sqlx::query("INSERT INTO hub_state (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(ROSTER).bind(digest).execute(p).await.map(|_| ())?);
         Ok(())
     }
 
