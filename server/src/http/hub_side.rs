@@ -53,10 +53,21 @@ const CHALLENGE_MS: i64 = 5 * 60 * 1000;
 const MAX_CHALLENGES: usize = 10_000;
 
 fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
-    state
+    let hub = state
         .hub
         .as_ref()
-        .ok_or_else(|| Error::NotFound("this server is not a station hub".into()))
+        .ok_or_else(|| Error::NotFound("this server is not a station hub".into()))?;
+    refuse_if_revoked(hub)?;
+    Ok(hub)
+}
+
+/// A revoked hub takes nothing more: the phones keep their visits for the district
+/// server (`hub_revoked`, which the phone library reports without purging anything).
+pub(crate) fn refuse_if_revoked(hub: &crate::hub::HubSide) -> Result<()> {
+    if hub.revoked.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Unauthenticated(AuthFailure::HubRevoked));
+    }
+    Ok(())
 }
 
 /// Who this hub is, and a challenge to answer.

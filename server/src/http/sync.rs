@@ -45,7 +45,9 @@ pub(crate) async fn sync(
     let started = Instant::now();
     let sealed = match &state.hub {
         None => check_seal(&caller, &headers, &body).map(|()| None),
-        Some(_) => sealed_uploads(&headers, &body),
+        Some(hub) => {
+            super::hub_side::refuse_if_revoked(hub).and_then(|()| sealed_uploads(&headers, &body))
+        }
     };
     let result = match sealed {
         Ok(sealed) => step(&state, &caller, &body, sealed).await,

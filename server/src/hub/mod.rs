@@ -19,6 +19,7 @@ use crate::http::AppState;
 use crate::now_ms;
 use crate::store::SqlStore;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_core::automerge::{Automerge, Change, ChangeHash};
@@ -50,6 +51,9 @@ pub struct HubSide {
     pub wake: Notify,
     /// Challenges handed out and not yet used, with their expiry (ms): each works once.
     pub(crate) challenges: Mutex<HashMap<Uuid, i64>>,
+    /// The district server revoked this hub: it takes nothing more from phones, which
+    /// keep their visits for the district server.
+    pub revoked: AtomicBool,
 }
 
 impl HubSide {
@@ -60,6 +64,7 @@ impl HubSide {
             station,
             wake: Notify::new(),
             challenges: Mutex::new(HashMap::new()),
+            revoked: AtomicBool::new(false),
         }
     }
 }
@@ -79,6 +84,14 @@ pub struct Cycle {
 /// gained there, every request waiting in the outbox (oldest first), then the
 /// documents again (a forwarded visit the district server merged, a review made since).
 pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
+    let done = exchange(state, upstream).await;
+    if let (Err(UpstreamError::Revoked), Some(hub)) = (&done, &state.hub) {
+        hub.revoked.store(true, Ordering::SeqCst);
+    }
+    done
+}
+
+async fn exchange(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
     let roster = upstream.roster().await?;
     state
         .store
@@ -112,7 +125,9 @@ pub async fn keep_linked(
         match cycle(&state, &upstream).await {
             Ok(done) => tracing::debug!(?done, "hub cycle"),
             Err(UpstreamError::Revoked) => {
-                tracing::error!("this hub was revoked on the district server; it stops forwarding");
+                tracing::error!(
+                    "this hub was revoked on the district server; it takes nothing more from phones"
+                );
                 return;
             }
             Err(e) => tracing::info!(error = %e, "hub cycle did not finish; trying again later"),

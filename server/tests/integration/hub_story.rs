@@ -139,14 +139,13 @@ impl Hub {
 /// gets a session, and keeps a cursor of its own for this server.
 pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::serving::Answer> {
     let http = reqwest::Client::new();
-    let info: serde_json::Value = http
-        .get(format!("{base}/api/v1/hub"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info =
+        crate::serving::Answer::read(http.get(format!("{base}/api/v1/hub")).send().await.unwrap())
+            .await;
+    if info.status != 200 {
+        return Err(info);
+    }
+    let info = info.json();
     let hub: uuid::Uuid = info["hub"].as_str().unwrap().parse().unwrap();
     let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
     let key = DeviceKeys::new(&phone.export_key).unwrap().hub_key(hub);
@@ -367,6 +366,31 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         .await
         .unwrap_err()
         .expect_error(401, "device_revoked");
+
+    // The hub itself is revoked at the district server: at its next exchange it stops
+    // taking anything, and the volunteer's next visit stays on the phone.
+    hub.welcome(&mut v).await.unwrap();
+    let store = w.server.store();
+    let district = store.station_district(w.station_a).await.unwrap().unwrap();
+    let id = store.hubs_in(district).await.unwrap()[0].id;
+    w.server
+        .post(
+            &format!("/api/v1/hubs/{id}/revoke"),
+            Some(&w.coordinator_token),
+            &json!({}),
+        )
+        .await
+        .expect(204);
+    assert!(matches!(hub.cycle().await, Err(UpstreamError::Revoked)));
+    v.log_visit(resident, "中继停用后");
+    let refused = v.sync().await.unwrap_err().refused();
+    refused.expect_error(401, "hub_revoked");
+    assert_ne!(refused.json()["purge"], json!(true), "nothing is purged");
+    assert!(v.pending() > 0, "the visit waits for the district server");
+    hub.welcome(&mut v)
+        .await
+        .unwrap_err()
+        .expect_error(401, "hub_revoked");
 }
 
 /// The hub's roster lags the district server's while the uplink is down, both ways.
