@@ -174,6 +174,12 @@ async fn pull(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamEr
             }
             delivered.push(delivery.doc);
         }
+        // What the district server no longer delivers here (a resident moved to
+        // another station, a closed file) leaves the hub without a trace: its phones'
+        // copies are then left to the district server, which purges them itself.
+        for doc in &response.purge {
+            store.forget_document(*doc).await?;
+        }
         store
             .set_hub_mirror(response.cursor, &delivered, &response.purge)
             .await?;

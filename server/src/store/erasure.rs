@@ -157,6 +157,48 @@ impl SqlStore {
         Ok(Some(erased))
     }
 
+    /// Forgets a document without a trace: what a station hub does when the district
+    /// server no longer delivers it (the resident moved to another station, or the
+    /// file was closed). Unlike an erasure nothing marks it erased, so a phone's copy
+    /// is neither refused as `erased` nor deleted: the hub, having no trace of it,
+    /// leaves it to the district server (`not_here`). Its feed entries, projection
+    /// rows and cached copy go.
+    pub async fn forget_document(&self, doc: DocId) -> Result<()> {
+        let id = doc.0.as_bytes().to_vec();
+        let rows = [
+            "DELETE FROM visit_services WHERE resident = $1",
+            "DELETE FROM visit_hazards WHERE resident = $1",
+            "DELETE FROM visit_rows WHERE resident = $1",
+        ];
+        macro_rules! forget {
+            ($tx:ident) => {{
+                for sql in rows.iter().chain(DELETE.iter()) {
+                    sqlx::query(*sql)
+                        .bind(id.clone())
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $tx.commit().await?;
+            }};
+        }
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                forget!(tx)
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                forget!(tx)
+            }
+        }
+        self.cache_lock().pop(&doc);
+        Ok(())
+    }
+
     /// The case files of every district closed before `closed_before`: what the
     /// retention rule erases.
     pub async fn closed_before(

@@ -471,7 +471,82 @@ async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
     assert_eq!(open.unwrap(), 0, "nothing of it quarantined");
 }
 
+/// A resident moved to another station at the district server leaves the hub without
+/// a trace at its next exchange: no phone at the hub receives the file any more, and a
+/// visit the volunteer logs to it stays on the phone for the district server.
+async fn a_resident_moved_away_leaves_the_hub(t: TestStore) {
+    let w = World::new(t).await;
+    let mut coordinator = w.coordinator_phone().await;
+    let resident = w.resident(&mut coordinator, w.station_a, "孙阿婆").await;
+    let mut v = w.volunteer("wang").await;
+    w.assign(v.user, resident).await;
+    v.sync().await.unwrap();
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    hub.cycle().await.unwrap();
+    assert!(
+        hub.state
+            .store
+            .load(resident.into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    coordinator.edit(resident, |file, editor| {
+        file.set_station(editor, w.station_b).unwrap();
+    });
+    coordinator.sync().await.unwrap();
+    hub.cycle().await.unwrap();
+    assert!(
+        hub.state
+            .store
+            .load(resident.into())
+            .await
+            .unwrap()
+            .is_none(),
+        "the hub forgot the file"
+    );
+    // Station A's staff, new at the hub, do not receive it there.
+    let staff = w.user("staff", "station_staff", &[w.station_a]).await;
+    let mut s = w.phone(staff).await;
+    hub.cycle().await.unwrap();
+    hub.welcome(&mut s).await.unwrap();
+    s.sync().await.unwrap();
+    assert!(!s.holds(resident));
+
+    // The volunteer, still assigned, logs a visit at the hub: it waits on the phone.
+    hub.welcome(&mut v).await.unwrap();
+    let visit = v.log_visit(resident, "搬走之后的探访");
+    let report = v.sync().await.unwrap();
+    assert_eq!(report.rejections[0].code, "not_here", "{report:?}");
+    assert!(v.holds(resident) && v.pending() > 0);
+    v.base = w.server.base.clone();
+    v.refresh().await.unwrap();
+    v.replica.store_mut().set_cursor(0).unwrap();
+    assert!(
+        v.sync()
+            .await
+            .unwrap()
+            .receipted
+            .contains(&DocId::from(resident))
+    );
+    let held = w
+        .server
+        .store()
+        .load(resident.into())
+        .await
+        .unwrap()
+        .unwrap();
+    let file = sync_core::doc::casefile::CaseFile::from_doc(held)
+        .unwrap()
+        .hydrate()
+        .unwrap();
+    assert!(file.visits.iter().any(|x| x.id == visit));
+}
+
 conformance!(
     phones_sync_at_the_hub_while_the_uplink_is_down,
     the_hub_and_the_district_server_disagree_on_scope,
+    a_resident_moved_away_leaves_the_hub,
 );
