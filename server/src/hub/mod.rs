@@ -196,7 +196,11 @@ async fn pull(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamEr
 async fn merge(store: &SqlStore, delivery: &DocDelivery) -> Result<bool, UpstreamError> {
     let doc = delivery.doc;
     for _ in 0..8 {
-        let mut merged = store.load(doc).await?.unwrap_or_else(Automerge::new);
+        let held = store.load(doc).await?;
+        // A file new to the hub starts from the saved document as it is (loaded, the
+        // compact way), not merged change by change into an empty one.
+        let fresh = held.is_none() && delivery.snapshot.is_some();
+        let mut merged = held.unwrap_or_else(Automerge::new);
         let before = merged.get_heads();
         // The district server checked these bytes; still, nothing here may panic.
         let apply = |merged: &mut Automerge| -> bool {
@@ -204,7 +208,9 @@ async fn merge(store: &SqlStore, delivery: &DocDelivery) -> Result<bool, Upstrea
                 let Ok(mut saved) = Automerge::load(&saved.0) else {
                     return false;
                 };
-                if merged.merge(&mut saved).is_err() {
+                if fresh {
+                    *merged = saved;
+                } else if merged.merge(&mut saved).is_err() {
                     return false;
                 }
             }
