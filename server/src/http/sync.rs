@@ -43,14 +43,12 @@ pub(crate) async fn sync(
     body: Bytes,
 ) -> Result<Response> {
     let started = Instant::now();
-    let sealed = match &state.hub {
+    let seal = match &state.hub {
         None => check_seal(&caller, &headers, &body).map(|()| None),
-        Some(hub) => {
-            super::hub_side::refuse_if_revoked(hub).and_then(|()| sealed_uploads(&headers, &body))
-        }
+        Some(hub) => super::hub_side::refuse_if_revoked(hub).map(|()| presented_seal(&headers)),
     };
-    let result = match sealed {
-        Ok(sealed) => step(&state, &caller, &body, sealed).await,
+    let result = match seal {
+        Ok(seal) => step(&state, &caller, &body, seal).await,
         Err(e) => Err(e),
     };
     let outcome = match &result {
@@ -95,30 +93,14 @@ fn check_seal(caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// At a station hub: the seal of a request with uploads. The hub cannot check it
-/// (only the phone and the district server hold its key) but will not take uploads
-/// without one: it could never hand them on.
-fn sealed_uploads(headers: &HeaderMap, body: &[u8]) -> Result<Option<[u8; 32]>> {
-    let Ok((request, _)) = SyncRequest::decode_versioned(body) else {
-        // The step answers it as malformed.
-        return Ok(None);
-    };
-    if request.uploads.is_empty() {
-        return Ok(None);
-    }
+/// At a station hub: the seal the request carries, if it is one. The hub cannot check
+/// it (only the phone and the district server hold its key); the step refuses uploads
+/// without one, which the hub could never hand on.
+fn presented_seal(headers: &HeaderMap) -> Option<[u8; 32]> {
     headers
         .get(seal::HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(seal::from_header)
-        .map(Some)
-        .ok_or_else(|| {
-            Error::bad_request(
-                "seal_required",
-                "a station hub takes only sealed uploads, which it can hand on to the \
-                 district server; update the app, or sync at the district server"
-                    .to_owned(),
-            )
-        })
 }
 
 /// After a hub's step: keeps the request in the outbox, byte for byte with its seal
@@ -152,11 +134,26 @@ async fn step(
     state: &AppState,
     caller: &Caller,
     body: &[u8],
-    sealed: Option<[u8; 32]>,
+    seal: Option<[u8; 32]>,
 ) -> Result<Vec<u8>> {
     let device = caller.device()?;
     let (request, version) = SyncRequest::decode_versioned(body)
         .map_err(|e| Error::bad_request("malformed", format!("not a sync request: {e}")))?;
+    // A hub hands uploads on only with the phone's seal.
+    let held = match (&state.hub, request.uploads.is_empty()) {
+        (Some(hub), false) => Some((
+            hub,
+            seal.ok_or_else(|| {
+                Error::bad_request(
+                    "seal_required",
+                    "a station hub takes only sealed uploads, which it can hand on to the \
+                     district server; update the app, or sync at the district server"
+                        .to_owned(),
+                )
+            })?,
+        )),
+        _ => None,
+    };
     let now = now_ms();
     // The phone's clock against ours, for the devices page (0: the phone did not say).
     let skew = (request.clock != 0).then(|| request.clock.saturating_sub(now));
@@ -177,8 +174,8 @@ async fn step(
         }
     };
     let response = response?;
-    if let (Some(hub), Some(seal)) = (&state.hub, &sealed) {
-        hold(state, hub, device, body, seal, &response).await?;
+    if let Some((hub, seal)) = held {
+        hold(state, hub, device, body, &seal, &response).await?;
     }
     state
         .metrics

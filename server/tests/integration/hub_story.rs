@@ -223,6 +223,23 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
     hub.welcome(&mut v).await.unwrap();
     v.sync().await.unwrap();
     let visit = v.log_visit(resident, "读报，量血压 135/85");
+    // Unsealed (an app too old to seal), the upload is refused, and nothing of it is
+    // taken or kept at the hub: the phone still holds it.
+    let unsealed = v.replica.prepare(v.now()).unwrap().encode();
+    let refused = v.post_sync_sealed(unsealed, None).await.unwrap_err();
+    refused.refused().expect_error(400, "seal_required");
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 0);
+    let mut at_hub = hub
+        .state
+        .store
+        .load(resident.into())
+        .await
+        .unwrap()
+        .unwrap()
+        .get_heads();
+    at_hub.sort();
+    assert_ne!(at_hub, v.heads(resident), "the hub stored nothing of it");
+    assert!(v.pending() > 0);
     let report = v.sync().await.unwrap();
     assert_eq!(
         report.receipted,
