@@ -26,7 +26,7 @@ CREATE TABLE hub_outbox (
     received_at  BIGINT NOT NULL,
     body         BYTEA NOT NULL,
     seal         BYTEA NOT NULL,
-    docs         BYTEA,            -- postcard of the documents the hub took; NULL: not settled yet
+    docs         BYTEA NOT NULL,   -- postcard of the documents whose uploads the hub took
     attempts     INTEGER NOT NULL DEFAULT 0,
     forwarded_at BIGINT,           -- when the district server answered for it
     outcome      BYTEA               -- postcard of its ForwardResult

@@ -26,7 +26,7 @@ CREATE TABLE hub_outbox (
     received_at  INTEGER NOT NULL,
     body         BLOB NOT NULL,
     seal         BLOB NOT NULL,
-    docs         BLOB,            -- postcard of the documents the hub took; NULL: not settled yet
+    docs         BLOB NOT NULL,   -- postcard of the documents whose uploads the hub took
     attempts     INTEGER NOT NULL DEFAULT 0,
     forwarded_at INTEGER,           -- when the district server answered for it
     outcome      BLOB               -- postcard of its ForwardResult

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_core::automerge::{Automerge, Change, ChangeHash};
-use sync_core::ids::{DocId, StationId};
+use sync_core::ids::StationId;
 use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncRequest, SyncResponse, held_digest};
 use sync_core::protocol::forward::{ForwardItem, ForwardRequest, ForwardResponse, ForwardResult};
 use sync_core::protocol::server::place_of;
@@ -259,13 +259,6 @@ async fn merge(store: &SqlStore, delivery: &DocDelivery) -> Result<bool, Upstrea
     ))))
 }
 
-/// Every document a request uploads to.
-fn uploaded(body: &[u8]) -> Vec<DocId> {
-    SyncRequest::decode_versioned(body)
-        .map(|(r, _)| r.uploads.iter().map(|u| u.doc).collect())
-        .unwrap_or_default()
-}
-
 /// Forwards the outbox, oldest first, in batches; how many requests the district
 /// server answered for.
 async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamError> {
@@ -291,7 +284,7 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
                     received_at: item.received_at,
                     body: Bytes(item.body.clone()),
                     seal: item.seal,
-                    docs: item.docs.clone().unwrap_or_else(|| uploaded(&item.body)),
+                    docs: item.docs.clone(),
                 })
                 .collect(),
         };

@@ -31,9 +31,9 @@ pub struct OutboxItem {
     pub seal: [u8; 32],
     /// How often it was forwarded without being taken whole.
     pub attempts: i64,
-    /// The documents whose uploads the hub took (`None` in an entry written before
-    /// they were recorded with it: then every upload of the request goes up).
-    pub docs: Option<Vec<DocId>>,
+    /// The documents whose uploads the hub took: the district server takes only
+    /// those.
+    pub docs: Vec<DocId>,
 }
 
 /// How far the outbox has got.
@@ -46,11 +46,7 @@ pub struct OutboxCounts {
 }
 
 /// A `hub_outbox` row as [`SqlStore::outbox_waiting`] selects it.
-type OutboxRow = (i64, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>);
-
-fn doc_of(bytes: &[u8]) -> Result<DocId> {
-    uuid_of(bytes).map(DocId)
-}
+type OutboxRow = (i64, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64, Vec<u8>);
 
 impl SqlStore {
     /// The hub's cursor on the district server's feed (0 at first).
@@ -104,7 +100,10 @@ impl SqlStore {
     pub async fn hub_mirrored(&self) -> Result<BTreeSet<DocId>> {
         let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT doc FROM hub_mirrored")
             .fetch_all(p).await?);
-        rows.iter().map(|b| doc_of(b)).collect()
+        Ok(rows
+            .iter()
+            .map(|b| crate::store::id_of(b))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Replaces the hub's copy of identity with `roster`: its district and station,
@@ -264,9 +263,7 @@ impl SqlStore {
                     seal: <[u8; 32]>::try_from(seal.as_slice())
                         .map_err(|_| Error::Internal("a stored seal is not 32 bytes".into()))?,
                     attempts,
-                    docs: docs
-                        .map(|d| postcard::from_bytes(&d))
-                        .transpose()
+                    docs: postcard::from_bytes(&docs)
                         .map_err(|_| Error::Internal("a stored outbox entry is damaged".into()))?,
                 })
             })

@@ -387,7 +387,7 @@ pub(crate) fn hashes_from(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
         .collect())
 }
 
-fn id_of(bytes: &[u8]) -> Result<DocId> {
+pub(crate) fn id_of(bytes: &[u8]) -> Result<DocId> {
     Uuid::from_slice(bytes)
         .map(DocId)
         .map_err(|_| StoreError::Corrupt("a stored id is not 16 bytes".into()))
