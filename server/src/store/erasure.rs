@@ -15,7 +15,7 @@
 //! Backups taken before the erasure still hold the data until they age out of the
 //! rotation; the server README says what an operator does after restoring one.
 
-use super::{Pool, Result, SqlStore};
+use super::{Result, SqlStore};
 use sync_core::ids::{DistrictId, DocId, ResidentId, Timestamp, UserId};
 
 /// Why a case file was erased.
@@ -136,23 +136,8 @@ impl SqlStore {
                 }
             }};
         }
-        let erased = match &self.pool {
-            Pool::Sqlite(p) => {
-                // Take the write lock at once, so no append commits between the
-                // check and the deletes.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                erase!(tx)
-            }
-            Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                // The lock every append to this document takes (`write.rs`).
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                erase!(tx)
-            }
-        };
+        // No append commits between the check and the deletes.
+        let erased = with_document_locked!(self, &id, tx => erase!(tx));
         self.cache_lock().pop(&DocId(resident.0));
         Ok(Some(erased))
     }
@@ -181,20 +166,7 @@ impl SqlStore {
                 $tx.commit().await?;
             }};
         }
-        match &self.pool {
-            Pool::Sqlite(p) => {
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                forget!(tx)
-            }
-            Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                forget!(tx)
-            }
-        }
+        with_document_locked!(self, &id, tx => forget!(tx));
         self.cache_lock().pop(&doc);
         Ok(())
     }

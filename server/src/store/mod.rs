@@ -80,6 +80,35 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Takes, in a PostgreSQL transaction, the lock every writer of document `id` holds
+/// until it commits, so writers of one document serialise across processes.
+pub(crate) async fn lock_document(conn: &mut sqlx::PgConnection, id: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
+        .bind(id.to_vec())
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Runs `$body` with `$tx` a transaction that holds document `$id`'s write lock from
+/// its start: SQLite's (`BEGIN IMMEDIATE`, so nothing commits between a check and the
+/// writes after it), or the PostgreSQL lock of [`lock_document`].
+macro_rules! with_document_locked {
+    ($store:expr, $id:expr, $tx:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(p) => {
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            $crate::store::Pool::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                $crate::store::lock_document(&mut $tx, $id).await?;
+                $body
+            }
+        }
+    };
+}
+
 /// Tuning for a [`SqlStore`].
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {

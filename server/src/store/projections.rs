@@ -1328,10 +1328,7 @@ impl SqlStore {
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
-                    .bind(doc.0.as_bytes().to_vec())
-                    .execute(&mut *tx)
-                    .await?;
+                super::lock_document(&mut tx, doc.0.as_bytes()).await?;
                 rewrite_if_unchanged!(tx, doc, heads, plan, false)
             }
         })

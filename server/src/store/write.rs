@@ -200,10 +200,7 @@ async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<Append
 pub(super) async fn append_postgres(p: &PgPool, mut job: Job) -> Result<(AppendOutcome, Job)> {
     let mut tx = p.begin().await?;
     // Serialise writers of this document across processes.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 0))")
-        .bind(job.id.clone())
-        .execute(&mut *tx)
-        .await?;
+    super::lock_document(&mut tx, &job.id).await?;
     let outcome = unique_violation_is_moved(write_postgres(&mut tx, &mut job).await)?;
     if matches!(outcome, AppendOutcome::Stored(_)) {
         unique_violation_is_moved(tx.commit().await.map(|()| outcome).map_err(Into::into))
