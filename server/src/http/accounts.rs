@@ -18,7 +18,8 @@ use sync_core::model::Role;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-fn now_secs() -> u64 {
+/// Now, in seconds since the epoch, as access tokens count time.
+pub(crate) fn now_secs() -> u64 {
     u64::try_from(now_ms() / 1000).unwrap_or(0)
 }
 

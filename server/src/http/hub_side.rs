@@ -167,9 +167,10 @@ pub(crate) async fn session(
     if user.disabled {
         return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
     }
-    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
     Ok(Json(SessionResponse {
-        access_token: state.keys.issue(user.id.0, Some(device.0), now_secs)?,
+        access_token: state
+            .keys
+            .issue(user.id.0, Some(device.0), super::accounts::now_secs())?,
         expires_in: ACCESS_TOKEN_SECS,
     }))
 }

@@ -4,7 +4,7 @@
 //! hubs".
 
 use super::AppState;
-use super::accounts::limited;
+use super::accounts::{limited, now_secs};
 use super::caller::{Caller, ClientAddr, bearer};
 use super::events::Announcing;
 use super::extract::{Json, Path};
@@ -32,10 +32,6 @@ use sync_core::protocol::server::{DeviceAuth, Limits, handle_forwarded, handle_s
 use sync_core::protocol::store::{Quarantined, ServerStore};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-fn now_secs() -> u64 {
-    u64::try_from(now_ms() / 1000).unwrap_or(0)
-}
 
 /// An authenticated station hub: its token verified, the hub loaded and checked on
 /// every request, so a revocation takes effect at once.
