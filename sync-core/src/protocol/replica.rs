@@ -179,12 +179,7 @@ impl<S: ReplicaStore> Replica<S> {
         let Some(d) = self.load(doc)? else {
             return Ok(BTreeSet::new());
         };
-        let known: Vec<ChangeHash> = heads
-            .iter()
-            .filter(|h| d.get_change_by_hash(h).is_some())
-            .copied()
-            .collect();
-        Ok(written(&d, &d.get_changes(&known))?.visits)
+        Ok(written(&d, &d.get_changes(&held_of(&d, heads)))?.visits)
     }
 
     /// Whether every change of `doc` the server receipted lies within `heads` (hashes
@@ -194,13 +189,12 @@ impl<S: ReplicaStore> Replica<S> {
         let Some(d) = self.load(doc)? else {
             return Ok(true);
         };
-        let known: Vec<ChangeHash> = heads
-            .iter()
-            .filter(|h| d.get_change_by_hash(h).is_some())
-            .copied()
-            .collect();
         // An acked head within `heads`' history brings its own history along.
-        let beyond: BTreeSet<ChangeHash> = d.get_changes(&known).iter().map(|c| c.hash()).collect();
+        let beyond: BTreeSet<ChangeHash> = d
+            .get_changes(&held_of(&d, heads))
+            .iter()
+            .map(|c| c.hash())
+            .collect();
         Ok(state.acked.iter().all(|h| !beyond.contains(h)))
     }
 
@@ -321,10 +315,7 @@ impl<S: ReplicaStore> Replica<S> {
                 continue;
             };
             let mut state = self.state(receipt.doc)?;
-            let heads: Vec<ChangeHash> = to_change_hashes(&receipt.heads)
-                .into_iter()
-                .filter(|h| doc.get_change_by_hash(h).is_some())
-                .collect();
+            let heads = held_of(&doc, &to_change_hashes(&receipt.heads));
             state.acked = merge_heads(&doc, &state.acked, &heads);
             state.known_to_server = true;
             state.pending = !doc.get_changes(&state.acked).is_empty();
@@ -601,4 +592,14 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
 /// Whether a `Result` from the core is a rules refusal.
 pub fn is_rejection(error: &Error) -> bool {
     matches!(error, Error::Rejected(_))
+}
+
+/// The hashes of `heads` that `doc` holds (a server may name changes the phone has not
+/// received).
+fn held_of(doc: &Automerge, heads: &[ChangeHash]) -> Vec<ChangeHash> {
+    heads
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .copied()
+        .collect()
 }
