@@ -863,20 +863,14 @@ impl LinliClient {
             }
             unreceipted.sort();
             let mut at_station = Vec::new();
-            if let Some(bytes) = inner.replica.store().meta(STATION_HELD)? {
-                let markers: Vec<([u8; 16], Vec<[u8; 32]>)> =
-                    postcard::from_bytes(&bytes).unwrap_or_default();
-                for (doc, heads) in markers {
-                    let doc = DocId(uuid::Uuid::from_bytes(doc));
-                    let heads: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
-                    let waiting = inner.replica.unreceipted_visits(doc)?;
-                    for visit in inner.replica.visits_written_since(doc, &heads)? {
-                        if !waiting.contains(&visit) {
-                            at_station.push(VisitRef {
-                                resident_id: doc.to_string(),
-                                visit_id: visit.to_string(),
-                            });
-                        }
+            for (doc, heads) in Self::station_held(inner)? {
+                let waiting = inner.replica.unreceipted_visits(doc)?;
+                for visit in inner.replica.visits_written_since(doc, &heads)? {
+                    if !waiting.contains(&visit) {
+                        at_station.push(VisitRef {
+                            resident_id: doc.to_string(),
+                            visit_id: visit.to_string(),
+                        });
                     }
                 }
             }
@@ -1159,8 +1153,8 @@ impl LinliClient {
             Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
             Err(refusal) => return Err(refusal.into_error()),
         };
-        let mut markers = self.station_held()?;
         let inner = self.lock();
+        let mut markers = Self::station_held(&inner)?;
         for receipt in held["receipts"].as_array().into_iter().flatten() {
             let Some(doc) = receipt["doc"]
                 .as_str()
@@ -1207,8 +1201,8 @@ impl LinliClient {
 
     /// Per document, the heads a station hub holds that the district server has not
     /// confirmed: what it is known to hold, plus the final receipts relayed since.
-    fn station_held(&self) -> Result<BTreeMap<DocId, Vec<ChangeHash>>> {
-        let Some(bytes) = self.lock().replica.store().meta(STATION_HELD)? else {
+    fn station_held(inner: &Inner) -> Result<BTreeMap<DocId, Vec<ChangeHash>>> {
+        let Some(bytes) = inner.replica.store().meta(STATION_HELD)? else {
             return Ok(BTreeMap::new());
         };
         let stored: Vec<([u8; 16], Vec<[u8; 32]>)> =
@@ -1429,9 +1423,8 @@ impl LinliClient {
             let report = applied.map_err(|_| LinliError::Malformed {
                 detail: "Automerge could not apply what the server sent".into(),
             })??;
-            drop(inner);
             if !report.receipted.is_empty() {
-                let mut markers = self.station_held()?;
+                let mut markers = Self::station_held(&inner)?;
                 for doc in &report.receipted {
                     if at_hub {
                         let known = acked_before.get(doc).cloned().unwrap_or_default();
@@ -1440,9 +1433,8 @@ impl LinliClient {
                         markers.remove(doc);
                     }
                 }
-                Self::save_station_held(&self.lock(), &markers)?;
+                Self::save_station_held(&inner, &markers)?;
             }
-            let inner = self.lock();
             outcome.received_changes += count(report.received_changes);
             outcome
                 .receipted
