@@ -171,6 +171,15 @@ pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::
     Ok(())
 }
 
+/// Moves `phone` back to the district server, as the phone library does: its own
+/// token there, and the cursor it keeps for it (here, as the test keeps none, from
+/// the start).
+async fn back_at_the_district_server(w: &World, phone: &mut Phone) {
+    phone.base = w.server.base.clone();
+    phone.refresh().await.unwrap();
+    phone.replica.store_mut().set_cursor(0).unwrap();
+}
+
 fn visits_of(doc: &sync_core::automerge::Automerge) -> usize {
     sync_core::doc::casefile::CaseFile::from_doc(doc.clone())
         .unwrap()
@@ -347,9 +356,7 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
 
     // Back at the district server, the volunteer's phone hands over the station-B
     // visit it kept.
-    v.base = w.server.base.clone();
-    v.refresh().await.unwrap();
-    v.replica.store_mut().set_cursor(0).unwrap();
+    back_at_the_district_server(&w, &mut v).await;
     let report = v.sync().await.unwrap();
     assert!(
         report.receipted.contains(&DocId::from(elsewhere)),
@@ -477,9 +484,7 @@ async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
     assert_eq!(stored(&w.server, added).await.heads, before_added.heads);
 
     // At the district server the phone hands over what the hub left to it.
-    v.base = w.server.base.clone();
-    v.refresh().await.unwrap();
-    v.replica.store_mut().set_cursor(0).unwrap();
+    back_at_the_district_server(&w, &mut v).await;
     let report = v.sync().await.unwrap();
     assert!(report.receipted.contains(&DocId::from(added)), "{report:?}");
     let central = w.server.store().load(added.into()).await.unwrap().unwrap();
@@ -538,9 +543,7 @@ async fn a_resident_moved_away_leaves_the_hub(t: TestStore) {
     let report = v.sync().await.unwrap();
     assert_eq!(report.rejections[0].code, "not_here", "{report:?}");
     assert!(v.holds(resident) && v.pending() > 0);
-    v.base = w.server.base.clone();
-    v.refresh().await.unwrap();
-    v.replica.store_mut().set_cursor(0).unwrap();
+    back_at_the_district_server(&w, &mut v).await;
     assert!(
         v.sync()
             .await
