@@ -201,6 +201,8 @@ pub(crate) struct HeldRefusal {
     doc: Uuid,
     code: String,
     message: String,
+    /// The refused upload's heads (hex change hashes).
+    heads: Vec<String>,
     quarantine: u64,
 }
 
@@ -235,6 +237,7 @@ pub(crate) async fn held(
                 doc: r.doc.0,
                 code: r.code,
                 message: r.message,
+                heads: r.heads.iter().map(|h| hex::encode(h.0)).collect(),
                 quarantine: r.quarantine,
             }));
     }

@@ -312,6 +312,24 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
                 answered += 1;
             }
         }
+        // Changes the district server refused into its quarantine are not part of
+        // the record: the hub starts its copy of those files again from the district
+        // server's (the next pull), before any phone can read the refusal, so that
+        // the phone which set them aside does not receive them back from here.
+        let refused: BTreeSet<_> = answer
+            .items
+            .iter()
+            .filter_map(|o| match &o.result {
+                ForwardResult::Taken(t) => Some(t),
+                ForwardResult::Refused { .. } => None,
+            })
+            .flat_map(|t| t.rejections.iter())
+            .filter(|r| r.quarantine != 0)
+            .map(|r| r.doc)
+            .collect();
+        for doc in refused {
+            store.reset_hub_document(doc).await?;
+        }
         store.outbox_record(&record, now_ms()).await?;
         // An item the answer left out would be asked about again forever.
         for item in &waiting {

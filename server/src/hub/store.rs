@@ -96,6 +96,19 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Drops the hub's copy of `doc` so that the next pull brings the district
+    /// server's copy whole: the district server refused changes the hub had taken
+    /// into it, and the hub must not hand them to its phones as part of the record.
+    /// The mirror forgets the document first, so a hub stopped half-way still asks
+    /// for it again (and merely merges it into what it holds).
+    pub async fn reset_hub_document(&self, doc: DocId) -> Result<()> {
+        with_pool!(self, p => {
+            sqlx::query("DELETE FROM hub_mirrored WHERE doc = $1")
+                .bind(bytes(doc.0)).execute(p).await?;
+        });
+        Ok(self.forget_document(doc).await?)
+    }
+
     /// The documents the district server believes the hub holds.
     pub async fn hub_mirrored(&self) -> Result<BTreeSet<DocId>> {
         let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT doc FROM hub_mirrored")

@@ -491,6 +491,36 @@ async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
     assert_eq!(visits_of(&central), 1);
     let open = w.server.store().quarantine_open_for_doc(added.into()).await;
     assert_eq!(open.unwrap(), 0, "nothing of it quarantined");
+    // The refusal is not part of the record, at the hub either: the hub started its
+    // copy of the file again from the district server's, so a phone at the station
+    // does not receive the refused visit from it, and the hub tells the volunteer's
+    // phone what was refused and where it stood (the refused upload's heads).
+    assert_eq!(
+        visits_of(&hub.state.store.load(kept.into()).await.unwrap().unwrap()),
+        0
+    );
+    hub.welcome(&mut s).await.unwrap();
+    s.sync().await.unwrap();
+    assert_eq!(
+        s.resident(kept).visits.len(),
+        0,
+        "the refused visit reached the staff"
+    );
+    hub.welcome(&mut v).await.unwrap();
+    let held = reqwest::Client::new()
+        .get(format!("{}/api/v1/hub/held", hub.base))
+        .bearer_auth(&v.access)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let refused = &held["refused"][0];
+    assert_eq!(refused["doc"], json!(kept.0), "{held}");
+    assert_eq!(refused["code"], "out_of_scope", "{held}");
+    assert_eq!(refused["heads"].as_array().map(Vec::len), Some(1), "{held}");
+    assert!(refused["quarantine"].as_u64().unwrap() > 0, "{held}");
 }
 
 /// A resident moved to another station at the district server leaves the hub without
