@@ -17,7 +17,7 @@ use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
 use sync_core::model::{self, DueOn, LocalDay, Principal, Role, Scope, VisitDue};
-use sync_core::protocol::envelope::SyncResponse;
+use sync_core::protocol::envelope::{Hash, Rejection, SyncResponse};
 use sync_core::protocol::export::Export;
 use sync_core::protocol::replica::Replica;
 use sync_core::protocol::seal::{self, DeviceKeys};
@@ -1145,34 +1145,70 @@ impl LinliClient {
         let http = Http::new(address, self.timeouts);
         let (hub, token) = self.hub_session(&http)?;
         let mut link = Link::Hub { id: hub, token };
+        // First what the district server answered for what this hub took earlier, so
+        // that a refused upload is set aside before the hub's answers could reset or
+        // purge the file that holds it.
+        let (confirmed, refused) = self.take_held(&http, &mut link)?;
         let mut outcome = self.rounds(&http, &mut link, 0, cancel)?;
-        // What the district server already holds of what this hub took, and what it
-        // refused: "held at the station" becomes "held by the district server".
-        let token = self.token(&http, &mut link, false)?;
+        outcome.held_by_district = confirmed;
+        outcome.refused_by_district = refused;
+        Ok(outcome)
+    }
+
+    /// Asks the hub behind `http` what the district server answered for this device's
+    /// requests it handed on (`GET /api/v1/hub/held`): "held at the station" becomes
+    /// "held by the district server" for what it receipted, and what it refused into
+    /// its quarantine is set aside here as any refusal is (`refusedChanges`), with the
+    /// district server's number and reason. The residents now confirmed, and the
+    /// refusals of uploads this phone still counted as held at the station.
+    fn take_held(&self, http: &Http, link: &mut Link) -> Result<(Vec<String>, Vec<RejectionInfo>)> {
+        let token = self.token(http, link, false)?;
         let held = match http.get_with("/api/v1/hub/held", Some(&token))? {
             Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
             Err(refusal) => return Err(refusal.into_error()),
         };
-        let inner = self.lock();
+        let doc_of =
+            |v: &serde_json::Value| v["doc"].as_str().and_then(|d| d.parse().ok()).map(DocId);
+        let heads_of = |v: &serde_json::Value| -> Vec<ChangeHash> {
+            v["heads"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
+                .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                .map(ChangeHash)
+                .collect()
+        };
+        let mut inner = self.lock();
         let mut markers = Self::station_held(&inner)?;
         for receipt in held["receipts"].as_array().into_iter().flatten() {
-            let Some(doc) = receipt["doc"]
-                .as_str()
-                .and_then(|d| d.parse().ok())
-                .map(DocId)
-            else {
+            if let Some(marker) = doc_of(receipt).and_then(|doc| markers.get_mut(&doc)) {
+                marker.extend(heads_of(receipt));
+            }
+        }
+        let mut refused = Vec::new();
+        for r in held["refused"].as_array().into_iter().flatten() {
+            let Some(doc) = doc_of(r) else {
                 continue;
             };
-            let Some(marker) = markers.get_mut(&doc) else {
+            let Some(marker) = markers.get(&doc).cloned() else {
                 continue;
             };
-            let heads = receipt["heads"].as_array().into_iter().flatten();
-            marker.extend(
-                heads
-                    .filter_map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
-                    .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-                    .map(ChangeHash),
-            );
+            let rejection = Rejection {
+                doc,
+                code: r["code"].as_str().unwrap_or_default().to_owned(),
+                message: r["message"].as_str().unwrap_or_default().to_owned(),
+                heads: heads_of(r).into_iter().map(|h| Hash(h.0)).collect(),
+                quarantine: r["quarantine"].as_u64().unwrap_or(0),
+            };
+            if inner.replica.take_relayed_refusal(&rejection, &marker)? {
+                markers.remove(&doc);
+            }
+            refused.push(RejectionInfo {
+                doc_id: doc.to_string(),
+                code: rejection.code,
+                reason: rejection.message,
+            });
         }
         let mut confirmed = Vec::new();
         for (doc, marker) in &markers {
@@ -1184,19 +1220,7 @@ impl LinliClient {
             markers.remove(doc);
         }
         Self::save_station_held(&inner, &markers)?;
-        drop(inner);
-        outcome.held_by_district = confirmed.iter().map(ToString::to_string).collect();
-        outcome.refused_by_district = held["refused"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| RejectionInfo {
-                doc_id: r["doc"].as_str().unwrap_or_default().to_owned(),
-                code: r["code"].as_str().unwrap_or_default().to_owned(),
-                reason: r["message"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect();
-        Ok(outcome)
+        Ok((confirmed.iter().map(ToString::to_string).collect(), refused))
     }
 
     /// Per document, the heads a station hub holds that the district server has not

@@ -402,6 +402,54 @@ impl<S: ReplicaStore> Replica<S> {
         Ok(report)
     }
 
+    /// A refusal the district server made of an upload a station hub had taken (and
+    /// receipted as held at the station), relayed by the hub: the phone sets the
+    /// refused changes aside as for any refusal, under the district server's
+    /// quarantine number and with its reason, and starts its copy of the document
+    /// again from the server's (at the next sync). `confirmed` are the heads the
+    /// district server is known to hold of the document; everything beyond them was
+    /// refused with the upload.
+    ///
+    /// Whether it set anything aside. Nothing happens when the refusal is already set
+    /// aside, when the phone no longer holds the refused changes, or when it wrote
+    /// more since: later changes build on the refused ones but are not in the
+    /// district server's quarantine, so the copy stays as it is, pending nothing.
+    pub fn take_relayed_refusal(
+        &mut self,
+        rejection: &Rejection,
+        confirmed: &[ChangeHash],
+    ) -> R<bool, S::Error> {
+        if rejection.quarantine == 0 || rejection.heads.is_empty() {
+            return Ok(false);
+        }
+        if self
+            .refused()?
+            .iter()
+            .any(|r| r.quarantine == rejection.quarantine)
+        {
+            return Ok(false);
+        }
+        let Some(doc) = self.load(rejection.doc)? else {
+            return Ok(false);
+        };
+        let refused = to_change_hashes(&rejection.heads);
+        if refused.iter().any(|h| doc.get_change_by_hash(h).is_none())
+            || self.written_since(rejection.doc, &rejection.heads)?
+        {
+            return Ok(false);
+        }
+        if !self.set_aside(rejection, &doc, &held_of(&doc, confirmed))? {
+            return Ok(false);
+        }
+        self.store
+            .purge(rejection.doc)
+            .map_err(ReplicaError::Store)?;
+        self.store
+            .set_need_held(true)
+            .map_err(ReplicaError::Store)?;
+        Ok(true)
+    }
+
     /// Sets a refused upload aside: the document as held, and which changes the
     /// server has not receipted. Idempotent per quarantine number.
     fn keep_refused(&mut self, rejection: &Rejection) -> R<(), S::Error> {
@@ -409,13 +457,25 @@ impl<S: ReplicaStore> Replica<S> {
             return Ok(());
         };
         let state = self.state(rejection.doc)?;
+        self.set_aside(rejection, &doc, &state.acked)?;
+        Ok(())
+    }
+
+    /// Keeps `doc` as held with its changes beyond `receipted` as the refused upload;
+    /// whether there were any.
+    fn set_aside(
+        &mut self,
+        rejection: &Rejection,
+        doc: &Automerge,
+        receipted: &[ChangeHash],
+    ) -> R<bool, S::Error> {
         let changes: Vec<ChangeHash> = doc
-            .get_changes(&state.acked)
+            .get_changes(receipted)
             .iter()
             .map(Change::hash)
             .collect();
         if changes.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.store
             .put_refused(&Refused {
@@ -427,7 +487,8 @@ impl<S: ReplicaStore> Replica<S> {
                 changes,
                 dismissed: None,
             })
-            .map_err(ReplicaError::Store)
+            .map_err(ReplicaError::Store)?;
+        Ok(true)
     }
 
     /// An accepted refusal is now on the server: forget it here. A dismissed one stays

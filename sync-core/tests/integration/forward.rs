@@ -6,8 +6,9 @@ use crate::exchange::seeded;
 use crate::support::*;
 use sync_core::ids::{DocId, VisitId};
 use sync_core::model::{Principal, Role, Scope};
+use sync_core::protocol::envelope::{Hash, Receipt, Rejection, SyncResponse};
 use sync_core::protocol::server::{Limits, handle_forwarded};
-use sync_core::protocol::store::{MemoryServerStore, ServerStore};
+use sync_core::protocol::store::{MemoryServerStore, ReplicaStore, ServerStore};
 
 fn forward(
     server: &MemoryServerStore,
@@ -142,5 +143,109 @@ fn a_hub_forwards_nothing_beyond_its_station() {
         pollster::block_on(server.load(r3.into()))
             .unwrap()
             .is_none()
+    );
+}
+
+/// The phone's half of a refusal relayed by a hub: the hub receipted the visit (held at
+/// the station), the district server refused it into its quarantine. The phone sets
+/// the refused changes aside once, under the district server's number, and starts its
+/// copy again from the server's; had it written more since, it keeps everything as it
+/// is, since the later changes build on the refused ones and are in no quarantine.
+#[test]
+fn a_refusal_relayed_by_a_hub_is_set_aside_once_unless_the_phone_wrote_more() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    let heads = |v: &Phone| {
+        v.replica
+            .case_file(r.into())
+            .unwrap()
+            .unwrap()
+            .doc()
+            .get_heads()
+    };
+    let confirmed = heads(&v);
+    let visit = VisitId(uuid(0xF1));
+    v.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    // Forwarded by a hub of another station: refused, and kept for a coordinator.
+    let taken = forward(&server, &v, STATION_B);
+    let rejection = taken.rejections[0].clone();
+    assert_ne!(rejection.quarantine, 0);
+    // Meanwhile the hub had receipted it: held at the station.
+    let held_at_station = |v: &mut Phone| {
+        let heads = heads(v).iter().map(|h| Hash(h.0)).collect();
+        v.replica
+            .apply(&SyncResponse {
+                receipts: vec![Receipt {
+                    doc: r.into(),
+                    heads,
+                }],
+                ..SyncResponse::default()
+            })
+            .unwrap();
+        assert_eq!(v.replica.pending_changes().unwrap(), 0);
+    };
+    held_at_station(&mut v);
+
+    // Written more since: nothing is set aside, nothing leaves the phone.
+    let mut later = Phone {
+        replica: sync_core::protocol::replica::Replica::new(
+            v.replica.store().clone(),
+            v.auth.actors[0].clone(),
+        ),
+        auth: v.auth.clone(),
+    };
+    later.edit(r, |f, e| {
+        f.log_visit(e, VisitId(uuid(0xF2)), &record(NOW - HOUR))
+            .unwrap();
+    });
+    held_at_station(&mut later);
+    let taken = later.replica.take_relayed_refusal(&rejection, &confirmed);
+    assert!(!taken.unwrap());
+    assert!(later.replica.refused().unwrap().is_empty());
+    assert_eq!(later.hydrate(r).visits.len(), 2);
+
+    // Nothing written since: set aside, under the district server's number.
+    let other = Rejection {
+        heads: vec![Hash([7; 32])],
+        ..rejection.clone()
+    };
+    assert!(!v.replica.take_relayed_refusal(&other, &confirmed).unwrap());
+    assert!(
+        v.replica
+            .take_relayed_refusal(&rejection, &confirmed)
+            .unwrap()
+    );
+    let refused = v.replica.refused().unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].quarantine, refused[0].code.as_str()),
+        (rejection.quarantine, "out_of_scope")
+    );
+    let (_, what) = v.replica.refused_contents(&refused[0]).unwrap();
+    assert_eq!(what.visits.into_iter().collect::<Vec<_>>(), vec![visit]);
+    let held = v.replica.doc_ids().unwrap();
+    assert!(
+        !held.contains(&r.into()),
+        "the copy starts again from the server's"
+    );
+    assert!(v.replica.store().need_held().unwrap());
+    // Told again: nothing more happens.
+    assert!(
+        !v.replica
+            .take_relayed_refusal(&rejection, &confirmed)
+            .unwrap()
+    );
+    // The next sync brings the server's copy back, without the refused visit, and
+    // the phone asks after the decision.
+    v.sync(&server);
+    assert!(v.hydrate(r).visits.is_empty());
+    assert_eq!(v.replica.pending_changes().unwrap(), 0);
+    assert_eq!(
+        v.replica.prepare(NOW).unwrap().refused,
+        vec![rejection.quarantine]
     );
 }

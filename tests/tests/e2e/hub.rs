@@ -3,7 +3,7 @@
 //! hub hands their visits on; the same phones sync at the district server afterwards
 //! and agree with it.
 
-use crate::world::{Phone, World};
+use crate::world::{COORDINATOR_PASSWORD, Phone, Web, World, field};
 use mobile_ffi::{CancelToken, LinliError};
 use serde_json::json;
 use server::auth::Keys;
@@ -157,4 +157,83 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
     hub.cycle();
     assert!(matches!(hub.sync(&z), Err(LinliError::Revoked)));
     assert!(z.client.residents().unwrap_or_default().is_empty());
+}
+
+/// The hub takes a visit the district server then refuses: the coordinator had
+/// unassigned the volunteer while the hub could not hear of it. The refusal comes back
+/// through the hub and joins the phone's refused list with the district server's
+/// quarantine number and reason, as a refusal at the district server would; the phone
+/// no longer counts the visit as held at the station, nor holds it as part of the
+/// record; nothing is quarantined twice; and the coordinator's decision reaches it.
+#[test]
+fn a_refusal_at_the_district_server_reaches_the_phone_through_the_hub() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("李老伯");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let hub = Hub::start(&w);
+    hub.cycle();
+
+    // The uplink is down: the hub does not hear that the coordinator unassigned the
+    // volunteer, and takes the visit.
+    w.unassign(&wang, &resident);
+    let visit = v.log(&resident, "查电线，换灯泡");
+    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+    let held = v.client.sync_status().unwrap().held_at_station;
+    assert_eq!(held.len(), 1, "{held:?}");
+
+    // The uplink returns; the district server checks the visit again and refuses it
+    // into its quarantine, under the volunteer's device.
+    assert_eq!(hub.cycle().forwarded, 1);
+    let outcome = hub.sync(&v).unwrap();
+    assert_eq!(outcome.refused_by_district.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.refused_by_district[0].code, "out_of_scope");
+    let refused = v.client.refused_changes().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let r = &refused[0];
+    assert_eq!(
+        (
+            r.resident_id.as_str(),
+            r.resident_name.as_str(),
+            r.code.as_str()
+        ),
+        (resident.as_str(), "李老伯", "out_of_scope")
+    );
+    assert_eq!(r.reason, outcome.refused_by_district[0].reason);
+    assert_eq!(r.visits.len(), 1);
+    assert_eq!(r.visits[0].visit_id, visit);
+    let status = v.client.sync_status().unwrap();
+    assert!(status.held_at_station.is_empty(), "{status:?}");
+    assert_eq!((status.refused, status.pending_changes), (1, 0));
+    assert!(
+        v.client.residents().unwrap().is_empty(),
+        "out of the volunteer's scope"
+    );
+    // Told again at the next contact, the phone does not set it aside twice.
+    assert!(hub.sync(&v).unwrap().refused_by_district.is_empty());
+    assert_eq!(v.client.refused_changes().unwrap(), refused);
+
+    // At the district server the phone hands nothing over again: one batch in the
+    // coordinator's list, under the number the phone shows.
+    assert!(v.sync().unwrap().rejections.is_empty());
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (status, list) = web.get("/web/quarantine");
+    assert_eq!(status, 200);
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    let page = format!("/web/quarantine/{}", r.quarantine);
+    let (status, html) = web.get(&page);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("查电线，换灯泡"), "{html}");
+
+    // The coordinator accepts it: the visit joins the record, and the phone's refused
+    // list empties at its next sync.
+    let csrf = field(&html, "csrf");
+    let (status, _) = web.post(&format!("{page}/accept"), &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    v.sync().unwrap();
+    assert!(v.client.refused_changes().unwrap().is_empty());
 }
