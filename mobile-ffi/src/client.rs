@@ -1137,7 +1137,26 @@ impl LinliClient {
             Err(LinliError::Revoked) => return Err(self.purge_everything()),
             Err(e) => return Err(e),
         };
-        self.rounds(&http, &mut Link::District, recovered, cancel)
+        let mut link = Link::District;
+        // Visits left at a station hub that the district server refused after the hub
+        // took them: set aside before the rounds could reset or purge their files.
+        let refused = if Self::station_held(&self.lock())?.is_empty() {
+            Vec::new()
+        } else {
+            let token = self.token(&http, &mut link, false)?;
+            let answer = match http.get_with("/api/v1/sync/refused", Some(&token))? {
+                Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
+                Err(refusal) => return Err(refusal.into_error()),
+            };
+            let mut inner = self.lock();
+            let mut markers = Self::station_held(&inner)?;
+            let refused = Self::take_relayed(&mut inner, &mut markers, &answer)?;
+            Self::save_station_held(&inner, &markers)?;
+            refused
+        };
+        let mut outcome = self.rounds(&http, &mut link, recovered, cancel)?;
+        outcome.refused_by_district = refused;
+        Ok(outcome)
     }
 
     fn hub_rounds(&self, address: &str, cancel: &CancelToken) -> Result<SyncOutcome> {
@@ -1167,18 +1186,6 @@ impl LinliClient {
             Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
             Err(refusal) => return Err(refusal.into_error()),
         };
-        let doc_of =
-            |v: &serde_json::Value| v["doc"].as_str().and_then(|d| d.parse().ok()).map(DocId);
-        let heads_of = |v: &serde_json::Value| -> Vec<ChangeHash> {
-            v["heads"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
-                .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-                .map(ChangeHash)
-                .collect()
-        };
         let mut inner = self.lock();
         let mut markers = Self::station_held(&inner)?;
         for receipt in held["receipts"].as_array().into_iter().flatten() {
@@ -1186,8 +1193,31 @@ impl LinliClient {
                 marker.extend(heads_of(receipt));
             }
         }
+        let refused = Self::take_relayed(&mut inner, &mut markers, &held)?;
+        let mut confirmed = Vec::new();
+        for (doc, marker) in &markers {
+            if inner.replica.receipted_within(*doc, marker)? {
+                confirmed.push(*doc);
+            }
+        }
+        for doc in &confirmed {
+            markers.remove(doc);
+        }
+        Self::save_station_held(&inner, &markers)?;
+        Ok((confirmed.iter().map(ToString::to_string).collect(), refused))
+    }
+
+    /// Sets aside what the district server refused (`answer["refused"]`, from the
+    /// hub's `/hub/held` or the district server's `/sync/refused`) of uploads a hub
+    /// took, for documents this phone still counts as held at a station; those it set
+    /// aside are held at the station no more. The refusals of such documents.
+    fn take_relayed(
+        inner: &mut Inner,
+        markers: &mut BTreeMap<DocId, Vec<ChangeHash>>,
+        answer: &serde_json::Value,
+    ) -> Result<Vec<RejectionInfo>> {
         let mut refused = Vec::new();
-        for r in held["refused"].as_array().into_iter().flatten() {
+        for r in answer["refused"].as_array().into_iter().flatten() {
             let Some(doc) = doc_of(r) else {
                 continue;
             };
@@ -1210,17 +1240,7 @@ impl LinliClient {
                 reason: rejection.message,
             });
         }
-        let mut confirmed = Vec::new();
-        for (doc, marker) in &markers {
-            if inner.replica.receipted_within(*doc, marker)? {
-                confirmed.push(*doc);
-            }
-        }
-        for doc in &confirmed {
-            markers.remove(doc);
-        }
-        Self::save_station_held(&inner, &markers)?;
-        Ok((confirmed.iter().map(ToString::to_string).collect(), refused))
+        Ok(refused)
     }
 
     /// Per document, the heads a station hub holds that the district server has not
@@ -1495,4 +1515,22 @@ impl LinliClient {
         }
         Ok(outcome)
     }
+}
+
+/// The `doc` of a JSON answer's entry.
+fn doc_of(v: &serde_json::Value) -> Option<DocId> {
+    v["doc"].as_str().and_then(|d| d.parse().ok()).map(DocId)
+}
+
+/// The `heads` (hex change hashes) of a JSON answer's entry; malformed ones are left
+/// out.
+fn heads_of(v: &serde_json::Value) -> Vec<ChangeHash> {
+    v["heads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().and_then(|h| hex::decode(h).ok()))
+        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .map(ChangeHash)
+        .collect()
 }

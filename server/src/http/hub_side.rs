@@ -183,7 +183,7 @@ pub(crate) struct Held {
     receipts: Vec<HeldReceipt>,
     /// Uploads the district server refused after this hub took them: kept in its
     /// quarantine under the device, for a coordinator.
-    refused: Vec<HeldRefusal>,
+    refused: Vec<super::sync::RefusedUpload>,
     /// Requests of this device still waiting to be forwarded.
     waiting: i64,
 }
@@ -193,17 +193,6 @@ pub(crate) struct Held {
 pub(crate) struct HeldReceipt {
     doc: Uuid,
     heads: Vec<String>,
-}
-
-/// One refusal on the district server.
-#[derive(Debug, Serialize)]
-pub(crate) struct HeldRefusal {
-    doc: Uuid,
-    code: String,
-    message: String,
-    /// The refused upload's heads (hex change hashes).
-    heads: Vec<String>,
-    quarantine: u64,
 }
 
 /// How many of a device's latest forwarded requests the answer covers.
@@ -232,14 +221,12 @@ pub(crate) async fn held(
                 doc: r.doc.0,
                 heads: r.heads.iter().map(|h| hex::encode(h.0)).collect(),
             }));
-        held.refused
-            .extend(taken.rejections.into_iter().map(|r| HeldRefusal {
-                doc: r.doc.0,
-                code: r.code,
-                message: r.message,
-                heads: r.heads.iter().map(|h| hex::encode(h.0)).collect(),
-                quarantine: r.quarantine,
-            }));
+        held.refused.extend(
+            taken
+                .rejections
+                .into_iter()
+                .map(super::sync::RefusedUpload::of),
+        );
     }
     Ok(Json(held))
 }

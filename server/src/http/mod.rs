@@ -158,6 +158,7 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
             put(accounts::assign).delete(accounts::unassign),
         )
         .route("/api/v1/sync", post(sync::sync))
+        .route("/api/v1/sync/refused", get(sync::refused))
         .route("/api/v1/hub-codes", post(hubs::issue_code))
         .route("/api/v1/hubs/enrol", post(hubs::enrol))
         .route("/api/v1/hubs/token", post(hubs::refresh))

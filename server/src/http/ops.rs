@@ -178,7 +178,7 @@ impl Modify for SharedErrors {
         accounts::login, accounts::enrol, accounts::refresh, accounts::me,
         accounts::create_district, accounts::create_station, accounts::create_user,
         accounts::issue_code, accounts::revoke, accounts::assign, accounts::unassign,
-        sync::sync, recover::recover, events::events,
+        sync::sync, sync::refused, recover::recover, events::events,
         hubs::issue_code, hubs::enrol, hubs::refresh, hubs::revoke, hubs::forward, hubs::pull,
         hubs::roster,
     ),

@@ -6,16 +6,22 @@ use super::events::Announcing;
 use super::metrics::{CodeLabel, OutcomeLabel};
 use crate::error::{Error, Result};
 use crate::now_ms;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
-use sync_core::protocol::envelope::SyncRequest;
+use sync_core::automerge::{Change, ChangeHash};
+use sync_core::protocol::envelope::{Hash, Rejection, SyncRequest};
 use sync_core::protocol::seal;
 use sync_core::protocol::server::{DeviceAuth, Limits, handle_sync, handle_sync_at_hub};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// The media type of sync envelopes.
 pub(crate) const ENVELOPE: &str = "application/vnd.linli.sync";
@@ -193,4 +199,98 @@ async fn step(
     }
     state.store.touch_device(device, now, skew).await?;
     Ok(response.encode_version(version))
+}
+
+/// An upload of the calling device that the server refused into its quarantine and
+/// no person has decided on yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RefusedUpload {
+    /// The document.
+    #[schema(value_type = String, format = Uuid)]
+    doc: Uuid,
+    /// Why, as a stable code.
+    code: String,
+    /// Why, for people.
+    message: String,
+    /// The refused upload's heads (hex change hashes).
+    heads: Vec<String>,
+    /// Its quarantine number.
+    quarantine: u64,
+}
+
+impl RefusedUpload {
+    pub(crate) fn of(rejection: Rejection) -> Self {
+        RefusedUpload {
+            doc: rejection.doc.0,
+            code: rejection.code,
+            message: rejection.message,
+            heads: rejection.heads.iter().map(|h| hex::encode(h.0)).collect(),
+            quarantine: rejection.quarantine,
+        }
+    }
+}
+
+/// The calling device's refused uploads awaiting a decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RefusedUploads {
+    refused: Vec<RefusedUpload>,
+}
+
+/// How many of a device's undecided refusals one answer lists.
+const REFUSED_LIMIT: i64 = 200;
+
+/// The calling device's refused uploads that await a coordinator's decision, newest
+/// first (at most 200). A phone that left visits at a station hub asks before it syncs
+/// here: what the district server refused after the hub took it is then set aside on
+/// the phone, with its reason, as any refusal is.
+#[utoipa::path(get, path = "/api/v1/sync/refused", tag = "sync",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The device's undecided refusals", body = RefusedUploads),
+        (status = 401, description = "Not authenticated", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an enrolled device", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn refused(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<RefusedUploads>> {
+    let device = caller.device()?;
+    let rows = state
+        .store
+        .quarantine_open_of_device(device.id, REFUSED_LIMIT)
+        .await?;
+    let refused = rows
+        .into_iter()
+        .map(|row| {
+            RefusedUpload::of(Rejection {
+                doc: row.item.doc,
+                heads: heads_of(&row.item.bytes),
+                code: row.item.code,
+                message: row.item.reason,
+                quarantine: row.number,
+            })
+        })
+        .collect();
+    Ok(Json(RefusedUploads { refused }))
+}
+
+/// The heads of a refused batch of raw changes: those no other change of the batch
+/// depends on. None for bytes that do not parse (a refused sync message, or damage).
+fn heads_of(raw: &[Vec<u8>]) -> Vec<Hash> {
+    let parse = || {
+        raw.iter()
+            .map(|b| Change::from_bytes(b.clone()).ok())
+            .collect::<Option<Vec<Change>>>()
+    };
+    // Automerge panics on some malformed changes; an answer must not.
+    let Ok(Some(changes)) = std::panic::catch_unwind(parse) else {
+        return Vec::new();
+    };
+    let deps: BTreeSet<ChangeHash> = changes.iter().flat_map(|c| c.deps().to_vec()).collect();
+    changes
+        .iter()
+        .map(Change::hash)
+        .filter(|h| !deps.contains(h))
+        .map(|h| Hash(h.0))
+        .collect()
 }

@@ -189,6 +189,28 @@ impl SqlStore {
             .collect())
     }
 
+    /// A device's batches awaiting a decision, newest first: its phone sets aside
+    /// those a station hub took and the district server refused.
+    pub async fn quarantine_open_of_device(
+        &self,
+        device: DeviceId,
+        limit: i64,
+    ) -> Result<Vec<QuarantineRow>> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM quarantine WHERE device = $1 AND decision IS NULL ORDER BY id DESC LIMIT $2"
+        );
+        with_pool!(self, p => sqlx::query(sql)
+            .bind(device.0.as_bytes().to_vec())
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(read_row)
+            .collect())
+    }
+
     /// How many of a district's batches await a decision.
     pub async fn quarantine_open_count(&self, district: DistrictId) -> Result<i64> {
         Ok(with_pool!(self, p => sqlx::query_scalar(

@@ -392,7 +392,75 @@ async fn a_revoked_phones_forwarded_visit_waits_for_a_coordinator(t: TestStore) 
     assert_eq!(after.quarantined, before.quarantined + 1);
 }
 
+/// What the district server refused of a hub's forwarded request, a phone reads back
+/// at the district server (`GET /api/v1/sync/refused`), to set it aside; only its own
+/// undecided batches, and only with a device's token.
+async fn a_phone_reads_its_own_refusals_and_no_one_elses(t: TestStore) {
+    let Scene {
+        w, resident, mut v, ..
+    } = scene(t).await;
+    let hub = enrol_hub(&w, w.station_a).await;
+    let mut other = w.volunteer("zhao").await;
+    w.assign(other.user, resident).await;
+    other.sync().await.unwrap();
+    w.unassign(v.user, resident).await;
+    v.log_visit(resident, "撤销分配后的探访");
+    let heads: Vec<String> = v.heads(resident).iter().map(ToString::to_string).collect();
+    let (body, seal) = held_request(&v);
+    let results = forward(&w.server, &hub, vec![item(1, v.device, body, seal)]).await;
+    let number = taken(&results[0]).rejections[0].quarantine;
+    assert_ne!(number, 0);
+
+    let answer = w.server.get("/api/v1/sync/refused", Some(&v.access)).await;
+    answer.expect(200);
+    let refused = answer.json()["refused"].clone();
+    assert_eq!(refused.as_array().map(Vec::len), Some(1), "{refused}");
+    assert_eq!(refused[0]["doc"], json!(resident.0));
+    assert_eq!(refused[0]["code"], "out_of_scope");
+    assert_eq!(refused[0]["quarantine"], json!(number));
+    assert_eq!(
+        refused[0]["heads"],
+        json!(heads),
+        "the refused upload's heads"
+    );
+
+    // Another volunteer's phone, a coordinator's sign-in, a hub and no one at all.
+    let answer = w
+        .server
+        .get("/api/v1/sync/refused", Some(&other.access))
+        .await;
+    answer.expect(200);
+    assert_eq!(answer.json()["refused"], json!([]));
+    w.server
+        .get("/api/v1/sync/refused", Some(&w.coordinator_token))
+        .await
+        .expect(403);
+    w.server
+        .get("/api/v1/sync/refused", Some(&hub.access))
+        .await
+        .expect(401);
+    w.server.get("/api/v1/sync/refused", None).await.expect(401);
+
+    // Decided, it is no longer listed.
+    let decided = server::store::quarantine::QuarantineDecision {
+        accepted: false,
+        by: w.coordinator,
+        at: 0,
+        note: "已转给别人".into(),
+    };
+    assert!(
+        w.server
+            .store()
+            .decide_quarantined(number, &decided)
+            .await
+            .unwrap()
+    );
+    let answer = w.server.get("/api/v1/sync/refused", Some(&v.access)).await;
+    assert_eq!(answer.json()["refused"], json!([]));
+}
+
 conformance!(
+    a_phone_reads_its_own_refusals_and_no_one_elses,
     a_hub_forwards_a_phones_visit_as_the_phones,
     a_hub_cannot_upload_under_a_phones_name,
     hub_tokens_and_codes_are_kept_to_their_doors,

@@ -160,13 +160,9 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
 }
 
 /// The hub takes a visit the district server then refuses: the coordinator had
-/// unassigned the volunteer while the hub could not hear of it. The refusal comes back
-/// through the hub and joins the phone's refused list with the district server's
-/// quarantine number and reason, as a refusal at the district server would; the phone
-/// no longer counts the visit as held at the station, nor holds it as part of the
-/// record; nothing is quarantined twice; and the coordinator's decision reaches it.
-#[test]
-fn a_refusal_at_the_district_server_reaches_the_phone_through_the_hub() {
+/// unassigned the volunteer while the hub could not hear of it. The world, the
+/// coordinator's phone, the resident, the volunteer's phone, the hub and the visit.
+fn refused_after_the_hub_took_it() -> (World, Phone, String, Phone, Hub, String) {
     let w = World::new();
     let (coordinator, resident) = w.coordinator_with_resident("李老伯");
     let wang = w.volunteer("wang");
@@ -187,21 +183,24 @@ fn a_refusal_at_the_district_server_reaches_the_phone_through_the_hub() {
     // The uplink returns; the district server checks the visit again and refuses it
     // into its quarantine, under the volunteer's device.
     assert_eq!(hub.cycle().forwarded, 1);
-    let outcome = hub.sync(&v).unwrap();
-    assert_eq!(outcome.refused_by_district.len(), 1, "{outcome:?}");
-    assert_eq!(outcome.refused_by_district[0].code, "out_of_scope");
+    (w, coordinator, resident, v, hub, visit)
+}
+
+/// The refused visit is on the phone's refused list, with the district server's
+/// number and reason, and no longer held at the station nor part of the record.
+fn set_aside(v: &Phone, resident: &str, visit: &str, reason: &str) -> mobile_ffi::RefusedChange {
     let refused = v.client.refused_changes().unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
-    let r = &refused[0];
+    let r = refused[0].clone();
     assert_eq!(
         (
             r.resident_id.as_str(),
             r.resident_name.as_str(),
             r.code.as_str()
         ),
-        (resident.as_str(), "李老伯", "out_of_scope")
+        (resident, "李老伯", "out_of_scope")
     );
-    assert_eq!(r.reason, outcome.refused_by_district[0].reason);
+    assert_eq!(r.reason, reason);
     assert_eq!(r.visits.len(), 1);
     assert_eq!(r.visits[0].visit_id, visit);
     let status = v.client.sync_status().unwrap();
@@ -211,29 +210,74 @@ fn a_refusal_at_the_district_server_reaches_the_phone_through_the_hub() {
         v.client.residents().unwrap().is_empty(),
         "out of the volunteer's scope"
     );
-    // Told again at the next contact, the phone does not set it aside twice.
-    assert!(hub.sync(&v).unwrap().refused_by_district.is_empty());
-    assert_eq!(v.client.refused_changes().unwrap(), refused);
+    r
+}
 
-    // At the district server the phone hands nothing over again: one batch in the
-    // coordinator's list, under the number the phone shows.
-    assert!(v.sync().unwrap().rejections.is_empty());
+/// The coordinator's list holds the batch once, under the number the phone shows;
+/// they accept it, the visit joins the record, and the phone's list empties.
+fn accepted_once(
+    w: &World,
+    coordinator: &Phone,
+    v: &Phone,
+    number: i64,
+    resident: &str,
+    visit: &str,
+) {
     let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
     let (status, list) = web.get("/web/quarantine");
     assert_eq!(status, 200);
     assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
-    let page = format!("/web/quarantine/{}", r.quarantine);
+    let page = format!("/web/quarantine/{number}");
     let (status, html) = web.get(&page);
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("查电线，换灯泡"), "{html}");
-
-    // The coordinator accepts it: the visit joins the record, and the phone's refused
-    // list empties at its next sync.
     let csrf = field(&html, "csrf");
     let (status, _) = web.post(&format!("{page}/accept"), &[("csrf", &csrf)]);
     assert_eq!(status, 303);
     coordinator.sync().unwrap();
-    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    assert!(coordinator.visit_ids(resident).contains(&visit.to_owned()));
     v.sync().unwrap();
     assert!(v.client.refused_changes().unwrap().is_empty());
+}
+
+/// The refusal comes back through the hub and joins the phone's refused list, as a
+/// refusal at the district server would; nothing is quarantined twice, and the
+/// coordinator's decision reaches the phone.
+#[test]
+fn a_refusal_at_the_district_server_reaches_the_phone_through_the_hub() {
+    let (w, coordinator, resident, v, hub, visit) = refused_after_the_hub_took_it();
+    let outcome = hub.sync(&v).unwrap();
+    assert_eq!(outcome.refused_by_district.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.refused_by_district[0].code, "out_of_scope");
+    let r = set_aside(
+        &v,
+        &resident,
+        &visit,
+        &outcome.refused_by_district[0].reason,
+    );
+    // Told again at the next contact, the phone does not set it aside twice.
+    assert!(hub.sync(&v).unwrap().refused_by_district.is_empty());
+    assert_eq!(v.client.refused_changes().unwrap(), vec![r.clone()]);
+    // At the district server the phone hands nothing over again.
+    assert!(v.sync().unwrap().rejections.is_empty());
+    accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
+}
+
+/// The volunteer's next contact is the district server itself, not the hub: the phone
+/// asks it what it refused of what the hub took before it syncs, and sets it aside
+/// before the resident leaves the phone with the volunteer's scope.
+#[test]
+fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
+    let (w, coordinator, resident, v, _hub, visit) = refused_after_the_hub_took_it();
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.refused_by_district.len(), 1, "{outcome:?}");
+    assert!(outcome.rejections.is_empty(), "nothing handed over twice");
+    let r = set_aside(
+        &v,
+        &resident,
+        &visit,
+        &outcome.refused_by_district[0].reason,
+    );
+    assert!(v.sync().unwrap().refused_by_district.is_empty());
+    accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
 }
