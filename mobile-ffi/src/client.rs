@@ -1138,11 +1138,12 @@ impl LinliClient {
             Err(e) => return Err(e),
         };
         let mut link = Link::District;
-        // Visits left at a station hub that the district server refused after the hub
-        // took them: set aside before the rounds could reset or purge their files.
         let refused = if Self::station_held(&self.lock())?.is_empty() {
             Vec::new()
         } else {
+            // Visits left at a station hub that the district server refused after the
+            // hub took them: set aside before the rounds could reset or purge their
+            // files.
             let token = self.token(&http, &mut link, false)?;
             let answer = match http.get_with("/api/v1/sync/refused", Some(&token))? {
                 Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
@@ -1152,6 +1153,12 @@ impl LinliClient {
             let mut markers = Self::station_held(&inner)?;
             let refused = Self::take_relayed(&mut inner, &mut markers, &answer)?;
             Self::save_station_held(&inner, &markers)?;
+            // The rest goes up again: a hub that never forwards (its disk died, it
+            // was revoked or taken) must not be the only way a visit reaches the
+            // record. What the hub did forward is stored once.
+            for (doc, heads) in &markers {
+                inner.replica.hand_over_beyond(*doc, heads)?;
+            }
             refused
         };
         let mut outcome = self.rounds(&http, &mut link, recovered, cancel)?;

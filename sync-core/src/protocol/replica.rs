@@ -402,6 +402,22 @@ impl<S: ReplicaStore> Replica<S> {
         Ok(report)
     }
 
+    /// The server this phone syncs with now is known to hold only `heads` of `doc`
+    /// (hashes the phone does not hold are ignored), whatever another server (a
+    /// station hub) receipted: the changes beyond them are pending again, so the next
+    /// request hands them over. The server stores what it holds already only once.
+    pub fn hand_over_beyond(&mut self, doc: DocId, heads: &[ChangeHash]) -> R<(), S::Error> {
+        let Some(d) = self.load(doc)? else {
+            return Ok(());
+        };
+        let mut state = self.state(doc)?;
+        state.acked = held_of(&d, heads);
+        state.pending = !d.get_changes(&state.acked).is_empty();
+        self.store
+            .save_sync_state(doc, &state)
+            .map_err(ReplicaError::Store)
+    }
+
     /// A refusal the district server made of an upload a station hub had taken (and
     /// receipted as held at the station), relayed by the hub: the phone sets the
     /// refused changes aside as for any refusal, under the district server's

@@ -281,3 +281,39 @@ fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
     assert!(v.sync().unwrap().refused_by_district.is_empty());
     accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
 }
+
+/// The hub takes a visit and has not handed it on when the volunteer next meets the
+/// district server (its uplink is still down; or its disk died, or it was taken, and
+/// it never will). The phone still holds the visit, and that sync hands it over: held
+/// at the station no more. A hub that forwards it afterwards stores nothing twice.
+#[test]
+fn a_visit_a_hub_never_hands_on_reaches_the_district_server_from_the_phone() {
+    let w = World::new();
+    let (coordinator, resident) = w.coordinator_with_resident("李老伯");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let hub = Hub::start(&w);
+    hub.cycle();
+    let visit = v.log(&resident, "量血压 135/85");
+    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+    assert_eq!(v.client.sync_status().unwrap().held_at_station.len(), 1);
+
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.receipted, vec![resident.clone()], "{outcome:?}");
+    assert!(outcome.rejections.is_empty());
+    assert!(v.client.sync_status().unwrap().held_at_station.is_empty());
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    // Nothing more goes up at the next sync.
+    assert_eq!(v.sync().unwrap().sent_changes, 0);
+
+    // The hub forwards it after all: taken, stored once.
+    assert_eq!(hub.cycle().forwarded, 1);
+    coordinator.sync().unwrap();
+    assert_eq!(coordinator.visit_ids(&resident), v.visit_ids(&resident));
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 0, "{list}");
+}
