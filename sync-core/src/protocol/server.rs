@@ -74,7 +74,15 @@ pub mod codes {
     /// whose history it lacks): nothing was stored and nothing quarantined, and the
     /// phone keeps its changes for the district server.
     pub const NOT_HERE: &str = "not_here";
+    /// Changes under repair build on another device's that this server lacks (a
+    /// station hub took both and has not handed them on yet): nothing of them was
+    /// stored or quarantined; the phone keeps them and the repair goes on at its next
+    /// sync.
+    pub const NEEDS_OTHERS: &str = "needs_others";
 }
+
+/// Why repaired changes wait.
+const NEEDS_OTHERS_REASON: &str = "these changes build on another device's that this server does not hold yet; the phone keeps them and hands them over once that device (or the station hub) has";
 
 /// Why a station hub leaves an upload to the district server.
 const NOT_HERE_REASON: &str = "this station hub does not hold this resident's file; the phone keeps the changes for the district server";
@@ -595,7 +603,13 @@ impl<'a, S: ServerStore> Step<'a, S> {
         // lag, and a person decides only on the district server. The phone keeps the
         // refused changes (quarantine number 0) and hands them over there.
         let hub = matches!(self.reach, Reach::Hub(_));
-        if code != codes::BUSY && code != codes::ERASED && code != codes::NOT_HERE && !hub {
+        let kept_nowhere = [
+            codes::BUSY,
+            codes::ERASED,
+            codes::NOT_HERE,
+            codes::NEEDS_OTHERS,
+        ];
+        if !kept_nowhere.contains(&code) && !hub {
             let kept = self
                 .store
                 .quarantine(Quarantined {
@@ -972,11 +986,15 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let foreign = received
                 .iter()
                 .any(|c| !self.auth.actors.contains(c.actor_id()));
+            // This device's changes that build on another device's we lack: they wait
+            // until that device (or a station hub) hands those over.
+            let mut waiting_on_others = false;
             if foreign || !doc.get_missing_deps(&[]).is_empty() {
                 let mut keep: Vec<Change> = received
                     .into_iter()
                     .filter(|c| self.auth.actors.contains(c.actor_id()))
                     .collect();
+                let own = keep.len();
                 // At most twice: the second pass keeps only what applied in the first.
                 loop {
                     doc = self.load(id).await?;
@@ -992,12 +1010,20 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     }
                     keep = doc.get_changes(&before);
                 }
+                waiting_on_others = foreign && doc.get_changes(&before).len() < own;
             }
             let catalog = self.district_catalog().await?;
             let vetted = self
                 .checker
                 .vet(id, &doc, &before, false, catalog.as_deref());
             let stored = self.store_vetted(id, &doc, &before, vetted).await?;
+            if waiting_on_others && let Ok(Checked::Stored(floor)) = stored {
+                self.stored(id, floor);
+                let reason = NEEDS_OTHERS_REASON.to_owned();
+                return self
+                    .reject(id, Vec::new(), codes::NEEDS_OTHERS, reason, raw)
+                    .await;
+            }
             match stored {
                 Ok(Checked::Stored(floor)) => {
                     self.stored(id, floor);

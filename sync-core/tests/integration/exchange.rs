@@ -173,17 +173,21 @@ fn a_server_restored_from_backup_is_repaired_by_the_phones() {
         f.log_visit(e, z, &record(NOW - 3 * HOUR)).unwrap();
     });
 
-    // v2 cannot hand over X (it is v1's): Y waits, nothing is rejected or lost.
-    // (its repair stays open until then, so sync a few single rounds)
+    // v2 cannot hand over X (it is v1's): Y waits, nothing is stored, quarantined or
+    // lost, and the server says why (its repair stays open until then, so sync a few
+    // single rounds).
     let reports: Vec<_> = (0..3).map(|_| v2.sync_once(&restored)).collect();
+    let waits = |r: &sync_core::protocol::replica::SyncReport| {
+        r.rejections
+            .iter()
+            .all(|j| j.code == "needs_others" && j.quarantine == 0)
+    };
+    assert!(reports.iter().all(waits), "{reports:#?}");
     assert!(
-        reports.iter().all(|r| r.rejections.is_empty()),
+        reports.iter().skip(1).all(|r| r.rejections.len() == 1),
         "{reports:#?}"
     );
-    assert!(
-        reports.iter().all(|r| !r.repairing.is_empty()),
-        "{reports:#?}"
-    );
+    assert!(restored.quarantined().is_empty());
     assert_eq!(v2.replica.pending_changes().unwrap(), 1);
 
     // v1 repairs the server with X and Z; then v2's Y goes through.
