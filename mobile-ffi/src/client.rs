@@ -1520,6 +1520,29 @@ impl LinliClient {
                 break;
             }
         }
+        if !at_hub {
+            // What the district server now holds whole (receipted, repaired or
+            // delivered) is held at a station no more.
+            let inner = self.lock();
+            let mut markers = Self::station_held(&inner)?;
+            let before = markers.len();
+            let store = inner.replica.store();
+            let mut settled = Vec::new();
+            for doc in markers.keys() {
+                if store
+                    .sync_state(*doc)?
+                    .is_none_or(|s| !s.pending && s.fallback.is_none())
+                {
+                    settled.push(*doc);
+                }
+            }
+            for doc in settled {
+                markers.remove(&doc);
+            }
+            if markers.len() != before {
+                Self::save_station_held(&inner, &markers)?;
+            }
+        }
         Ok(outcome)
     }
 }

@@ -4,7 +4,7 @@
 //! and agree with it.
 
 use crate::world::{COORDINATOR_PASSWORD, Phone, Web, World, field};
-use mobile_ffi::{CancelToken, LinliError};
+use mobile_ffi::{CancelToken, LinliError, ReviewStatus};
 use serde_json::json;
 use server::auth::Keys;
 use server::http::{AppState, HttpLimits};
@@ -316,4 +316,66 @@ fn a_visit_a_hub_never_hands_on_reaches_the_district_server_from_the_phone() {
     let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
     let (_, list) = web.get("/web/quarantine");
     assert_eq!(list.matches("id=\"refusal-").count(), 0, "{list}");
+}
+
+/// A reviewer at the station approves a visit the hub holds, then meets the district
+/// server before the hub has handed either on. The review builds on a visit only its
+/// author's phone (or the hub) may hand over: nothing is refused or quarantined, and
+/// once the hub forwards, the visit and its review are in the record and reach the
+/// volunteer.
+#[test]
+fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
+    let w = World::new();
+    let (reviewer, resident) = w.coordinator_with_resident("李老伯");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let hub = Hub::start(&w);
+    hub.cycle();
+    let visit = v.log(&resident, "读报");
+    hub.sync(&v).unwrap();
+    hub.sync(&reviewer).unwrap();
+    reviewer
+        .client
+        .review_visit(
+            resident.clone(),
+            visit.clone(),
+            ReviewStatus::Approved,
+            "很好".into(),
+        )
+        .unwrap();
+    assert_eq!(
+        hub.sync(&reviewer).unwrap().receipted,
+        vec![resident.clone()]
+    );
+
+    let outcome = reviewer.sync().unwrap();
+    assert!(outcome.complete && outcome.rounds <= 3, "{outcome:?}");
+    assert!(
+        outcome.rejections.iter().all(|r| r.code == "needs_others"),
+        "{outcome:?}"
+    );
+    // The review still waits on the phone, for the district server.
+    let status = reviewer.client.sync_status().unwrap();
+    assert_eq!(status.pending_changes, 1, "{status:?}");
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 0, "{list}");
+
+    assert_eq!(hub.cycle().forwarded, 2);
+    let outcome = reviewer.sync().unwrap();
+    assert!(
+        outcome.complete && outcome.rejections.is_empty(),
+        "{outcome:?}"
+    );
+    let status = reviewer.client.sync_status().unwrap();
+    assert!(
+        status.held_at_station.is_empty() && status.pending_changes == 0,
+        "{status:?}"
+    );
+    v.sync().unwrap();
+    let feedback = v.client.feedback().unwrap();
+    assert_eq!(feedback.reviews.len(), 1, "{feedback:?}");
+    assert_eq!(feedback.reviews[0].review.status, ReviewStatus::Approved);
 }
