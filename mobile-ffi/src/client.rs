@@ -1301,7 +1301,18 @@ impl LinliClient {
         let malformed = |what: &str| LinliError::Malformed {
             detail: format!("the hub's answer lacks {what}"),
         };
-        let info = http.get("/api/v1/hub")?.map_err(Refusal::into_error)?;
+        let not_genuine = |hub: &str| LinliError::Refused {
+            code: "hub_not_genuine".into(),
+            detail: format!(
+                "the station hub at this address could not prove it is the district's hub \
+                 {hub}; nothing was sent to it"
+            ),
+        };
+        // Only a hub that proved itself may tell the phone it was revoked.
+        let info = http.get("/api/v1/hub")?.map_err(|r| match r.into_error() {
+            LinliError::Revoked => not_genuine("it claims to be"),
+            other => other,
+        })?;
         let info: serde_json::Value = serde_json::from_slice(&info).unwrap_or_default();
         let hub: uuid::Uuid = info["hub"]
             .as_str()
@@ -1311,7 +1322,14 @@ impl LinliClient {
             .as_str()
             .and_then(|c| hex::decode(c).ok())
             .ok_or_else(|| malformed("a challenge"))?;
-        let proof = seal::hub_proof(&keys.hub_key(hub), &challenge, creds.device);
+        let key = keys.hub_key(hub);
+        let proof = seal::hub_proof(&key, &challenge, creds.device);
+        // The hub proves itself in turn, over a nonce of ours, before anything of this
+        // phone's is sent to it.
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| LinliError::Internal {
+            detail: format!("no randomness for the hub's proof: {e}"),
+        })?;
         let answer = http.post_json(
             "/api/v1/hub/session",
             None,
@@ -1319,18 +1337,29 @@ impl LinliClient {
                 "device": creds.device,
                 "challenge": hex::encode(&challenge),
                 "proof": hex::encode(proof),
+                "nonce": hex::encode(nonce),
             }),
         )?;
+        let genuine = |proof: Option<&str>| {
+            proof.and_then(|p| hex::decode(p).ok()).is_some_and(|p| {
+                seal::verify_hub_answer(&key, hub, creds.device, &nonce, &challenge, &p)
+            })
+        };
         let body = match answer {
             Ok(body) => body,
             Err(refusal) => {
+                let proved = genuine(refusal.hub_proof.as_deref());
                 return Err(match refusal.into_error() {
-                    LinliError::Revoked => self.purge_everything(),
+                    LinliError::Revoked if proved => self.purge_everything(),
+                    LinliError::Revoked => not_genuine(&hub.to_string()),
                     other => other,
                 });
             }
         };
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if !genuine(json["hub_proof"].as_str()) {
+            return Err(not_genuine(&hub.to_string()));
+        }
         let token = json["access_token"]
             .as_str()
             .ok_or_else(|| malformed("a token"))?;

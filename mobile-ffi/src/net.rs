@@ -23,6 +23,8 @@ pub(crate) struct Refusal {
     pub code: String,
     pub message: String,
     pub purge: bool,
+    /// A station hub's proof of itself, where it sent one with the refusal.
+    pub hub_proof: Option<String>,
 }
 
 impl Refusal {
@@ -158,6 +160,7 @@ impl Http {
                 m => m,
             },
             purge: json["purge"].as_bool().unwrap_or(false),
+            hub_proof: json["hub_proof"].as_str().map(str::to_owned),
         }))
     }
 

@@ -41,7 +41,7 @@ impl AuthFailure {
         }
     }
 
-    fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             AuthFailure::Missing => "send an access token: Authorization: Bearer <token>",
             AuthFailure::Invalid => "the access token is not valid; sign in or enrol again",

@@ -12,6 +12,7 @@ use crate::now_ms;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -117,6 +118,10 @@ pub(crate) struct SessionRequest {
     challenge: String,
     /// Hex: `sync_core::protocol::seal::hub_proof` of the challenge's bytes.
     proof: String,
+    /// Hex, 16 to 64 bytes the phone chose: the hub answers with its own proof of them
+    /// (`hub_proof` in the answer), so the phone knows it talks to the district's hub.
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 /// A session at this hub.
@@ -126,13 +131,17 @@ pub(crate) struct SessionResponse {
     access_token: String,
     /// Seconds it lives.
     expires_in: u64,
+    /// Hex: `sync_core::protocol::seal::hub_answer` of the phone's nonce, when it sent
+    /// one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub_proof: Option<String>,
 }
 
 /// `POST /api/v1/hub/session`: a session token for a device that proves itself.
 pub(crate) async fn session(
     State(state): State<Arc<AppState>>,
     Json(request): Json<SessionRequest>,
-) -> Result<Json<SessionResponse>> {
+) -> Result<Response> {
     let hub = hub(&state)?;
     let refused = || Error::Unauthenticated(AuthFailure::BadCredentials);
     let challenge = hex::decode(request.challenge.trim())
@@ -159,9 +168,37 @@ pub(crate) async fn session(
     if !seal::verify_hub_proof(&key, challenge.as_bytes(), device.0, &proof) {
         return Err(refused());
     }
+    let nonce = match request.nonce.as_deref().map(|n| hex::decode(n.trim())) {
+        None => None,
+        Some(Ok(n)) if (16..=64).contains(&n.len()) => Some(n),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "bad_nonce",
+                "the nonce is 16 to 64 bytes, in hex",
+            ));
+        }
+    };
+    let answer = |nonce: &[u8]| {
+        hex::encode(seal::hub_answer(
+            &key,
+            hub.id,
+            device.0,
+            nonce,
+            challenge.as_bytes(),
+        ))
+    };
     let found = state.store.device(device).await?.ok_or_else(refused)?;
     if found.revoked_at.is_some() {
-        return Err(Error::Unauthenticated(AuthFailure::Revoked));
+        // The phone deletes its residents' data on this answer, so the hub proves it
+        // is the district's hub here too: a device posing as one cannot wipe phones.
+        let failure = AuthFailure::Revoked;
+        let body = serde_json::json!({
+            "code": failure.code(),
+            "message": failure.message(),
+            "purge": true,
+            "hub_proof": nonce.as_deref().map(answer),
+        });
+        return Ok((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response());
     }
     let user = state.store.user(found.user).await?.ok_or_else(refused)?;
     if user.disabled {
@@ -172,7 +209,9 @@ pub(crate) async fn session(
             .keys
             .issue(user.id.0, Some(device.0), super::accounts::now_secs())?,
         expires_in: ACCESS_TOKEN_SECS,
-    }))
+        hub_proof: nonce.as_deref().map(answer),
+    })
+    .into_response())
 }
 
 /// What the district server holds of a phone's uploads through this hub.

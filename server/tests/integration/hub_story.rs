@@ -150,18 +150,27 @@ pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::
     let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
     let key = DeviceKeys::new(&phone.export_key).unwrap().hub_key(hub);
     let proof = seal::hub_proof(&key, &challenge, phone.device.0);
+    let nonce = server::auth::random_bytes::<16>().unwrap();
     let answer = crate::serving::Answer::read(
         http.post(format!("{base}/api/v1/hub/session"))
             .json(&json!({
                 "device": phone.device.0,
                 "challenge": hex::encode(&challenge),
                 "proof": hex::encode(proof),
+                "nonce": hex::encode(nonce),
             }))
             .send()
             .await
             .unwrap(),
     )
     .await;
+    // The hub proves itself to the phone, on a refusal that would wipe it too.
+    let hub_proof = hex::decode(answer.json()["hub_proof"].as_str().unwrap_or_default());
+    let genuine = hub_proof
+        .is_ok_and(|p| seal::verify_hub_answer(&key, hub, phone.device.0, &nonce, &challenge, &p));
+    if answer.status == 200 || answer.code() == "device_revoked" {
+        assert!(genuine, "the hub did not prove itself: {:?}", answer.json());
+    }
     if answer.status != 200 {
         return Err(answer);
     }

@@ -29,6 +29,7 @@ pub const HEADER: &str = "linli-seal";
 const UPLOAD_LABEL: &[u8] = b"linli upload key v1";
 const HUB_LABEL: &[u8] = b"linli hub key v1 ";
 const HUB_PROOF_LABEL: &[u8] = b"linli hub proof v1 ";
+const HUB_ANSWER_LABEL: &[u8] = b"linli hub answer v1 ";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -84,11 +85,7 @@ impl DeviceKeys {
 
     /// Whether `seal` is this device's seal of `body` (compared in constant time).
     pub fn verify(&self, body: &[u8], seal: &[u8]) -> bool {
-        let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(&self.upload_key()) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(seal).is_ok()
+        verify_hmac(&self.upload_key(), &[body], seal)
     }
 }
 
@@ -106,13 +103,69 @@ pub fn verify_hub_proof(
     device: uuid::Uuid,
     proof: &[u8],
 ) -> bool {
-    let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(hub_key) else {
+    verify_hmac(
+        hub_key,
+        &[HUB_PROOF_LABEL, device.as_bytes(), challenge],
+        proof,
+    )
+}
+
+/// The hub's proof to the phone that it is hub `hub` of the district: HMAC-SHA256,
+/// under the same per-hub key (which a hub receives from the district server with its
+/// roster, and nobody else holds but the phone), of the phone's own `nonce` and the
+/// hub's `challenge`. A device on the station's network posing as the hub cannot
+/// make it, so the phone sends nothing to it. (It does not stop a relay between the
+/// phone and the real hub: that needs TLS.)
+pub fn hub_answer(
+    hub_key: &[u8; 32],
+    hub: uuid::Uuid,
+    device: uuid::Uuid,
+    nonce: &[u8],
+    challenge: &[u8],
+) -> [u8; 32] {
+    hmac(
+        hub_key,
+        &[
+            HUB_ANSWER_LABEL,
+            hub.as_bytes(),
+            device.as_bytes(),
+            nonce,
+            challenge,
+        ],
+    )
+}
+
+/// Whether `answer` is [`hub_answer`] of these (in constant time).
+pub fn verify_hub_answer(
+    hub_key: &[u8; 32],
+    hub: uuid::Uuid,
+    device: uuid::Uuid,
+    nonce: &[u8],
+    challenge: &[u8],
+    answer: &[u8],
+) -> bool {
+    verify_hmac(
+        hub_key,
+        &[
+            HUB_ANSWER_LABEL,
+            hub.as_bytes(),
+            device.as_bytes(),
+            nonce,
+            challenge,
+        ],
+        answer,
+    )
+}
+
+/// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, in constant time.
+fn verify_hmac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(key) else {
         return false;
     };
-    mac.update(HUB_PROOF_LABEL);
-    mac.update(device.as_bytes());
-    mac.update(challenge);
-    mac.verify_slice(proof).is_ok()
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_slice(tag).is_ok()
 }
 
 /// A seal as the header carries it.
@@ -189,6 +242,73 @@ mod tests {
         let other = keys(6).hub_key(hub);
         assert!(!verify_hub_proof(&other, b"challenge", device, &proof));
         assert!(!verify_hub_proof(&key, b"challenge", device, &proof[..16]));
+    }
+
+    #[test]
+    fn a_hub_answer_verifies_only_for_its_hub_device_nonce_challenge_and_key() {
+        let (hub, device) = (uuid::Uuid::from_u128(9), uuid::Uuid::from_u128(4));
+        let key = keys(5).hub_key(hub);
+        let answer = hub_answer(&key, hub, device, b"nonce", b"challenge");
+        assert!(verify_hub_answer(
+            &key,
+            hub,
+            device,
+            b"nonce",
+            b"challenge",
+            &answer
+        ));
+        let other = uuid::Uuid::from_u128(3);
+        assert!(!verify_hub_answer(
+            &key,
+            other,
+            device,
+            b"nonce",
+            b"challenge",
+            &answer
+        ));
+        assert!(!verify_hub_answer(
+            &key,
+            hub,
+            other,
+            b"nonce",
+            b"challenge",
+            &answer
+        ));
+        assert!(!verify_hub_answer(
+            &key,
+            hub,
+            device,
+            b"noncf",
+            b"challenge",
+            &answer
+        ));
+        assert!(!verify_hub_answer(
+            &key,
+            hub,
+            device,
+            b"nonce",
+            b"challengf",
+            &answer
+        ));
+        let wrong = keys(6).hub_key(hub);
+        assert!(!verify_hub_answer(
+            &wrong,
+            hub,
+            device,
+            b"nonce",
+            b"challenge",
+            &answer
+        ));
+        // The phone's own proof is no answer: a hub cannot echo it back.
+        let proof = hub_proof(&key, b"challenge", device);
+        assert!(!verify_hub_answer(
+            &key,
+            hub,
+            device,
+            b"",
+            b"challenge",
+            &proof
+        ));
     }
 
     #[test]

@@ -379,3 +379,96 @@ fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
     assert_eq!(feedback.reviews.len(), 1, "{feedback:?}");
     assert_eq!(feedback.reviews[0].review.status, ReviewStatus::Approved);
 }
+
+/// Something on the station's network posing as the hub at the address the app found:
+/// it knows the real hub's id (anyone can ask the hub), but not the key the district
+/// shares with the real hub for this phone. It answers the session with a made-up
+/// proof, or claims the phone was revoked. How many sync requests reached it.
+fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = syncs.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, answer) = match path.as_str() {
+                "/api/v1/hub" => (
+                    "200 OK",
+                    json!({ "hub": hub, "station": hub, "challenge": "00112233445566778899aabbccddeeff" }),
+                ),
+                "/api/v1/hub/session" if claim_revoked => (
+                    "401 Unauthorized",
+                    json!({ "code": "device_revoked", "message": "revoked", "purge": true }),
+                ),
+                "/api/v1/hub/session" => (
+                    "200 OK",
+                    json!({ "access_token": "t", "expires_in": 900, "hub_proof": "00".repeat(32) }),
+                ),
+                _ => {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (
+                        "404 Not Found",
+                        json!({ "code": "not_found", "message": "" }),
+                    )
+                }
+            };
+            let answer = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (base, syncs)
+}
+
+/// The phone syncs only with a hub that proves it is the district's: to an impostor it
+/// sends nothing of its records, and an impostor's claim that the phone was revoked
+/// deletes nothing. The genuine hub then takes the visit.
+#[test]
+fn an_impostor_on_the_station_network_gets_nothing_and_wipes_nothing() {
+    let w = World::new();
+    let (_coordinator, resident) = w.coordinator_with_resident("李老伯");
+    let wang = w.volunteer("wang");
+    w.assign(&wang, &resident);
+    let v = w.phone(&wang);
+    v.sync().unwrap();
+    let hub = Hub::start(&w);
+    hub.cycle();
+    let id = hub.state.hub.as_ref().unwrap().id;
+    let visit = v.log(&resident, "检查燃气灶");
+
+    for claim_revoked in [false, true] {
+        let (base, syncs) = impostor(id, claim_revoked);
+        let refused = v.client.sync_at_hub(base, CancelToken::new()).unwrap_err();
+        assert!(
+            matches!(&refused, LinliError::Refused { code, .. } if code == "hub_not_genuine"),
+            "{refused:?}"
+        );
+        assert_eq!(syncs.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(v.client.sync_status().unwrap().pending_changes, 1);
+        assert!(v.visit_ids(&resident).contains(&visit), "nothing deleted");
+    }
+
+    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+}
