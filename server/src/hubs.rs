@@ -191,6 +191,10 @@ pub struct Roster {
     pub users: Vec<RosterUser>,
     /// Their devices that can prove themselves to a hub (enrolled with an export key).
     pub devices: Vec<RosterDevice>,
+    /// The largest forward body the district server takes, in bytes (0: not said): the
+    /// hub sizes its batches to it, and never sends a request it could not take.
+    #[serde(default)]
+    pub forward_limit: u64,
 }
 
 /// A user as a hub sees it.
@@ -311,6 +315,7 @@ impl SqlStore {
             district_name,
             users,
             devices,
+            forward_limit: 0,
         })
     }
 }

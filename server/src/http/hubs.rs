@@ -14,6 +14,7 @@ use crate::error::{AuthFailure, Error, Result};
 use crate::hubs::Hub;
 use crate::identity::Device;
 use crate::now_ms;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -390,9 +391,16 @@ async fn quarantine_all(
 pub(crate) async fn roster(
     State(state): State<Arc<AppState>>,
     HubCaller(hub): HubCaller,
+    Extension(limit): Extension<ForwardLimit>,
 ) -> Result<Json<crate::hubs::Roster>> {
-    Ok(Json(state.store.hub_roster(&hub).await?))
+    let mut roster = state.store.hub_roster(&hub).await?;
+    roster.forward_limit = limit.0;
+    Ok(Json(roster))
 }
+
+/// The largest body `/api/v1/hubs/forward` takes, for the roster to tell hubs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ForwardLimit(pub u64);
 
 /// The hub's own sync with the district server: what its station holds (every case
 /// file of the station and the district's catalog), by the same feed and cursor a

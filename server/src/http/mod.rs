@@ -23,10 +23,10 @@ pub(crate) use metrics::OutcomeLabel;
 
 use crate::auth::Keys;
 use crate::store::SqlStore;
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -139,6 +139,9 @@ impl AppState {
 
 /// The whole HTTP API, and the web pages.
 pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    let forward_limit = limits
+        .max_body
+        .saturating_add(limits.max_body / 4 + (64 << 10));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -162,9 +165,19 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/api/v1/hub-codes", post(hubs::issue_code))
         .route("/api/v1/hubs/enrol", post(hubs::enrol))
         .route("/api/v1/hubs/token", post(hubs::refresh))
-        .route("/api/v1/hubs/forward", post(hubs::forward))
+        .route(
+            "/api/v1/hubs/forward",
+            // A hub hands on phones' requests each as large as a sync may be, with a
+            // little of its own around them.
+            post(hubs::forward).layer(DefaultBodyLimit::max(forward_limit)),
+        )
         .route("/api/v1/hubs/sync", post(hubs::pull))
-        .route("/api/v1/hubs/roster", get(hubs::roster))
+        .route(
+            "/api/v1/hubs/roster",
+            get(hubs::roster).layer(Extension(hubs::ForwardLimit(
+                u64::try_from(forward_limit).unwrap_or(u64::MAX),
+            ))),
+        )
         .route("/api/v1/hubs/{hub}/revoke", post(hubs::revoke))
         .route("/api/v1/recover", post(recover::recover))
         .route("/api/v1/events", get(events::events))

@@ -101,7 +101,7 @@ async fn exchange(state: &AppState, upstream: &Upstream) -> Result<Cycle, Upstre
         pulled_docs: pull(&state.store, upstream).await?,
         ..Cycle::default()
     };
-    done.forwarded = forward(&state.store, upstream).await?;
+    done.forwarded = forward(&state.store, upstream, roster.forward_limit).await?;
     if done.forwarded > 0 {
         done.pulled_docs += pull(&state.store, upstream).await?;
     }
@@ -259,19 +259,51 @@ async fn merge(store: &SqlStore, delivery: &DocDelivery) -> Result<bool, Upstrea
     ))))
 }
 
-/// Forwards the outbox, oldest first, in batches; how many requests the district
-/// server answered for.
-async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, UpstreamError> {
+/// Forwards the outbox, oldest first, in batches that fit the uplink and the district
+/// server's `limit` (bytes of a forward body, 0 if not known); how many requests the
+/// district server answered for.
+async fn forward(
+    store: &SqlStore,
+    upstream: &Upstream,
+    limit: u64,
+) -> Result<usize, UpstreamError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    // Room for the batch's own envelope.
+    let budget = match limit {
+        0 => upstream.forward_bytes(),
+        limit => upstream.forward_bytes().min(limit.saturating_sub(1 << 10)),
+    };
     let mut answered = 0;
     let mut skip = BTreeSet::new();
+    // After the district server found a batch too large: one request at a time.
+    let mut one_at_a_time = false;
     loop {
-        let waiting: Vec<_> = store
+        let most = if one_at_a_time { 1 } else { BATCH };
+        let mut waiting: Vec<_> = store
             .outbox_waiting(BATCH + i64::try_from(skip.len()).unwrap_or(i64::MAX))
             .await?
             .into_iter()
             .filter(|item| !skip.contains(&item.id))
-            .take(usize::try_from(BATCH).unwrap_or(50))
             .collect();
+        if let Some(first) = waiting.first()
+            && limit > 0
+            && item_bytes(first) > budget
+        {
+            too_large(
+                store,
+                first.id,
+                "it is larger than the district server takes",
+            )
+            .await?;
+            answered += 1;
+            continue;
+        }
+        let take = batch_len(
+            waiting.iter().map(item_bytes),
+            usize::try_from(most).unwrap_or(1),
+            budget,
+        );
+        waiting.truncate(take);
         if waiting.is_empty() {
             return Ok(answered);
         }
@@ -288,7 +320,22 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
                 })
                 .collect(),
         };
-        let bytes = upstream.forward(batch.encode()).await?;
+        let bytes = match upstream.forward(batch.encode()).await {
+            Ok(bytes) => bytes,
+            Err(UpstreamError::Refused { status: 413, .. }) if waiting.len() > 1 => {
+                one_at_a_time = true;
+                continue;
+            }
+            Err(UpstreamError::Refused {
+                status: 413,
+                message,
+            }) => {
+                too_large(store, waiting[0].id, &message).await?;
+                answered += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let answer = ForwardResponse::decode(&bytes).map_err(|e| {
             UpstreamError::Unreachable(format!("the forward answer does not decode: {e}"))
         })?;
@@ -341,5 +388,62 @@ async fn forward(store: &SqlStore, upstream: &Upstream) -> Result<usize, Upstrea
                 skip.insert(item.id);
             }
         }
+    }
+}
+
+/// The bytes an outbox request takes in a forward body: the phone's request, its
+/// seal, ids and the documents the hub took.
+fn item_bytes(item: &store::OutboxItem) -> usize {
+    item.body.len() + 128 + 17 * item.docs.len()
+}
+
+/// A request larger than the district server takes can never be handed on, and must
+/// not hold up every one behind it: it is answered as refused. The phone that sent it
+/// still holds its changes, and hands them over itself at the district server (it
+/// counts them as held at the station until then).
+async fn too_large(store: &SqlStore, id: i64, why: &str) -> Result<(), UpstreamError> {
+    tracing::warn!(
+        id,
+        why,
+        "an outbox request is too large for the district server"
+    );
+    let refused = ForwardResult::Refused {
+        code: "too_large".into(),
+        message: format!("the district server would not take this request: {why}"),
+    };
+    store
+        .outbox_record(&[(id, Some(&refused))], now_ms())
+        .await?;
+    Ok(())
+}
+
+/// How many of the waiting requests (their body sizes, oldest first) the next batch
+/// takes: at most `most`, and no more than `budget` bytes, but never none: a request
+/// larger than the budget goes alone.
+fn batch_len(sizes: impl IntoIterator<Item = usize>, most: usize, budget: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut take = 0;
+    for size in sizes {
+        if take >= most || (take > 0 && bytes.saturating_add(size) > budget) {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        take += 1;
+    }
+    take
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_len;
+
+    #[test]
+    fn a_batch_keeps_to_its_count_and_bytes_and_a_large_request_goes_alone() {
+        assert_eq!(batch_len([10; 80], 50, 1 << 20), 50);
+        assert_eq!(batch_len([400, 400, 400, 10], 50, 1000), 2);
+        assert_eq!(batch_len([5000, 10, 10], 50, 1000), 1, "alone");
+        assert_eq!(batch_len([10, 5000, 10], 50, 1000), 1, "not with another");
+        assert_eq!(batch_len([10, 10], 1, 1000), 1);
+        assert_eq!(batch_len([], 50, 1000), 0);
     }
 }

@@ -109,14 +109,27 @@ pub fn save_credential(data_dir: &Path, credential: &Credential) -> Result<()> {
     write().map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
 }
 
+/// The slowest uplink a hub still hands its outbox over on, in bytes a second: a
+/// body's send time is allowed for at this rate (a station's first upload of a few
+/// megabytes over a poor mobile link takes minutes, and must not time out forever).
+const SLOW_UPLINK: u64 = 16 << 10;
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_global(Some(Duration::from_secs(120)))
+        .timeout_send_request(Some(Duration::from_secs(30)))
+        // The district server answers within its own request timeout (60 s).
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .timeout_recv_body(Some(Duration::from_secs(600)))
         .user_agent("linli-hub/0.1")
         .build()
         .into()
+}
+
+/// How long sending `len` bytes may take over the slowest uplink a hub serves.
+fn send_time(len: usize) -> Duration {
+    Duration::from_secs(60 + u64::try_from(len).unwrap_or(u64::MAX) / SLOW_UPLINK)
 }
 
 /// A blocking call: the status and body, or no answer at all.
@@ -129,7 +142,12 @@ fn call(
     let unreachable = |e: ureq::Error| UpstreamError::Unreachable(e.to_string());
     let mut response = match body {
         Some((content_type, bytes)) => {
-            let mut request = agent.post(url).header("Content-Type", content_type);
+            let mut request = agent
+                .post(url)
+                .config()
+                .timeout_send_body(Some(send_time(bytes.len())))
+                .build()
+                .header("Content-Type", content_type);
             if let Some(token) = bearer {
                 request = request.header("Authorization", format!("Bearer {token}"));
             }
@@ -220,12 +238,17 @@ struct Session {
     access: Option<(String, Instant)>,
 }
 
+/// The bytes of phones' requests one forwarded batch carries at most (a single larger
+/// request goes alone): small enough to cross a poor uplink well within its timeout.
+pub const FORWARD_BYTES: usize = 1 << 20;
+
 /// The hub's client for the district server. Cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
     agent: ureq::Agent,
     data_dir: PathBuf,
     session: Arc<Mutex<Session>>,
+    forward_bytes: usize,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -244,7 +267,20 @@ impl Upstream {
                 credential,
                 access: None,
             })),
+            forward_bytes: FORWARD_BYTES,
         }
+    }
+
+    /// The same client, forwarding batches of at most `bytes` of phones' requests.
+    #[must_use]
+    pub fn with_forward_bytes(mut self, bytes: usize) -> Upstream {
+        self.forward_bytes = bytes;
+        self
+    }
+
+    /// The bytes of phones' requests one forwarded batch carries at most.
+    pub fn forward_bytes(&self) -> usize {
+        self.forward_bytes
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Session> {

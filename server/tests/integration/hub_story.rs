@@ -604,7 +604,95 @@ async fn a_resident_moved_away_leaves_the_hub(t: TestStore) {
     assert!(file.visits.iter().any(|x| x.id == visit));
 }
 
+/// Text that does not compress, `len` characters long.
+fn noise(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,";
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(ALPHABET[usize::try_from(x % 64).unwrap()])
+        })
+        .collect()
+}
+
+/// The district server takes smaller requests than the hub (its operator set a lower
+/// limit): a volunteer's long day of notes, held at the hub as one request, can never
+/// be handed on. It must not hold up the requests behind it in the outbox, and the
+/// hub hands those on in batches that fit.
+async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestStore) {
+    let limits = HttpLimits {
+        max_body: 128 << 10,
+        ..HttpLimits::default()
+    };
+    let w = World::with_limits(t, limits).await;
+    let staff = w.user("staff", "station_staff", &[w.station_a]).await;
+    let mut s = w.phone(staff).await;
+    let resident = w.resident(&mut s, w.station_a, "李老伯").await;
+    let other = w.resident(&mut s, w.station_a, "王阿婆").await;
+    let mut v = w.volunteer("wang").await;
+    let mut u = w.volunteer("zhao").await;
+    w.assign(v.user, resident).await;
+    w.assign(u.user, other).await;
+    v.sync().await.unwrap();
+    u.sync().await.unwrap();
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    hub.cycle().await.unwrap();
+    uplink.cut();
+
+    // Another volunteer's visits before and after the long day, in the outbox's order.
+    hub.welcome(&mut u).await.unwrap();
+    let first = u.log_visit(other, "陪聊");
+    u.sync().await.unwrap();
+    hub.welcome(&mut v).await.unwrap();
+    for n in 0..80 {
+        v.log_visit(resident, &noise(3_900, n + 1));
+    }
+    let big = v.replica.prepare(v.now()).unwrap().encode().len();
+    assert!(
+        big > 224 << 10,
+        "more than the district server takes: {big}"
+    );
+    assert!(!v.sync().await.unwrap().receipted.is_empty());
+    let second = u.log_visit(other, "读报");
+    u.sync().await.unwrap();
+    let third = u.log_visit(other, "量血压");
+    u.sync().await.unwrap();
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 4);
+
+    uplink.restore();
+    let done = hub.cycle().await.unwrap();
+    assert_eq!((done.forwarded, done.waiting), (4, 0), "{done:?}");
+    assert_eq!(
+        visits_of(
+            &w.server
+                .store()
+                .load(resident.into())
+                .await
+                .unwrap()
+                .unwrap()
+        ),
+        0
+    );
+    let central = w.server.store().load(other.into()).await.unwrap().unwrap();
+    let ids: Vec<_> = sync_core::doc::casefile::CaseFile::from_doc(central)
+        .unwrap()
+        .hydrate()
+        .unwrap()
+        .visits
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(ids, vec![first, second, third], "the others went through");
+    // The volunteer's long day is still on the phone, for the district server.
+    assert_eq!(v.resident(resident).visits.len(), 80);
+}
+
 conformance!(
+    a_request_too_large_for_the_district_server_holds_up_nothing,
     phones_sync_at_the_hub_while_the_uplink_is_down,
     the_hub_and_the_district_server_disagree_on_scope,
     a_resident_moved_away_leaves_the_hub,
