@@ -1445,7 +1445,11 @@ impl LinliClient {
             }
             let (body, sent, acked_before) = {
                 let inner = self.lock();
-                let request = inner.replica.prepare(self.now())?;
+                let request = inner.replica.prepare_within(
+                    self.now(),
+                    sync_core::protocol::replica::UPLOAD_BUDGET,
+                    &parked,
+                )?;
                 let sent: usize = request.uploads.iter().map(|u| u.changes.len()).sum();
                 // What the server of record held of each uploaded document before this
                 // round: a hub's receipt marks what lies beyond it as held at the

@@ -30,6 +30,12 @@ pub enum ReplicaError<E: std::error::Error + 'static> {
 
 type R<T, E> = std::result::Result<T, ReplicaError<E>>;
 
+/// The bytes of changes one request uploads at most (whole documents; a larger
+/// document goes alone): half a server's default body limit (16 MiB), so that a phone
+/// back from weeks offline, or a station's first upload of its records, is never
+/// refused as too large.
+pub const UPLOAD_BUDGET: usize = 8 << 20;
+
 /// What one sync did, for the app to show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -258,8 +264,23 @@ impl<S: ReplicaStore> Replica<S> {
     }
 
     /// Builds the next request. `now` is the phone's clock (Unix ms): the server judges
-    /// the times this phone wrote by it if it runs ahead of the server's.
+    /// the times this phone wrote by it if it runs ahead of the server's. Its uploads
+    /// keep to [`UPLOAD_BUDGET`]; what waits beyond goes in the next request.
     pub fn prepare(&self, now: Timestamp) -> R<SyncRequest, S::Error> {
+        self.prepare_within(now, UPLOAD_BUDGET, &BTreeSet::new())
+    }
+
+    /// [`Replica::prepare`] with uploads (and repair messages) of at most `budget`
+    /// bytes, whole documents at a time, but never none while something waits: a
+    /// request never outgrows what a server takes because much waited, and one
+    /// document's changes are never split. Documents in `parked` (refused earlier in
+    /// this sync with nothing kept, so asking again changes nothing) are left out.
+    pub fn prepare_within(
+        &self,
+        now: Timestamp,
+        budget: usize,
+        parked: &BTreeSet<DocId>,
+    ) -> R<SyncRequest, S::Error> {
         let known = self.store.known_docs().map_err(ReplicaError::Store)?;
         let mut request = SyncRequest {
             cursor: self.store.cursor().map_err(ReplicaError::Store)?,
@@ -278,9 +299,17 @@ impl<S: ReplicaStore> Replica<S> {
         if self.store.need_held().map_err(ReplicaError::Store)? {
             request.held = Some(known);
         }
+        let mut bytes = 0usize;
         for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
+            if parked.contains(&id) {
+                continue;
+            }
             let state = self.state(id)?;
             if let Some((_, message)) = &state.fallback {
+                if bytes > 0 && bytes.saturating_add(message.len()) > budget {
+                    continue;
+                }
+                bytes = bytes.saturating_add(message.len());
                 request.fallback.push(FallbackMessage {
                     doc: id,
                     message: Bytes(message.clone()),
@@ -292,6 +321,11 @@ impl<S: ReplicaStore> Replica<S> {
             if changes.is_empty() {
                 continue;
             }
+            let size: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+            if bytes > 0 && bytes.saturating_add(size) > budget {
+                continue;
+            }
+            bytes = bytes.saturating_add(size);
             request.uploads.push(DocUpload {
                 doc: id,
                 heads: to_wire_hashes(&doc.get_heads()),

@@ -633,3 +633,52 @@ fn a_station_first_upload_is_checked_together_and_its_refusals_stay_apart() {
         .collect();
     assert_eq!(kept, BTreeSet::from([elsewhere, damaged]));
 }
+
+/// A phone back from weeks offline, or a station's first upload of its records: what
+/// waits goes up in requests of bounded size, whole documents at a time (never none),
+/// and every change goes up once; documents parked earlier in a sync are left out.
+#[test]
+fn a_large_backlog_goes_up_in_requests_of_bounded_size() {
+    use sync_core::ids::DocId;
+    use sync_core::protocol::envelope::SyncRequest;
+    let residents = [resident(1), resident(2), resident(3)];
+    let server = seeded(&residents);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &residents));
+    v.sync(&server);
+    for (n, r) in (0xF1..).zip(residents) {
+        v.edit(r, |f, e| {
+            f.log_visit(e, sync_core::ids::VisitId(uuid(n)), &record(NOW - HOUR))
+                .unwrap();
+        });
+    }
+    let size = |request: &SyncRequest| -> usize {
+        let changes = request.uploads.iter().flat_map(|u| &u.changes);
+        changes.map(|c| c.0.len()).sum()
+    };
+    let none = BTreeSet::new();
+    let all = v.replica.prepare(NOW).unwrap();
+    assert_eq!(all.uploads.len(), 3);
+    let two = v
+        .replica
+        .prepare_within(NOW, size(&all) - 1, &none)
+        .unwrap();
+    assert_eq!(two.uploads.len(), 2);
+    let one = v.replica.prepare_within(NOW, 1, &none).unwrap();
+    assert_eq!(one.uploads.len(), 1, "never none");
+    let parked: BTreeSet<DocId> = [DocId::from(residents[0])].into();
+    let rest = v.replica.prepare_within(NOW, usize::MAX, &parked).unwrap();
+    let docs: Vec<DocId> = rest.uploads.iter().map(|u| u.doc).collect();
+    assert_eq!(docs, vec![residents[1].into(), residents[2].into()]);
+
+    // One document a request: three requests, and everything is up, once.
+    for _ in 0..3 {
+        let request = v.replica.prepare_within(NOW, 1, &none).unwrap();
+        assert_eq!(request.uploads.len(), 1);
+        let response = v.serve(&server, &request);
+        v.replica.apply(&response).unwrap();
+    }
+    assert_eq!(v.replica.pending_changes().unwrap(), 0);
+    for r in residents {
+        assert_eq!(stored_resident(&server, r).visits.len(), 1);
+    }
+}
