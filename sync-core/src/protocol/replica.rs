@@ -31,10 +31,10 @@ pub enum ReplicaError<E: std::error::Error + 'static> {
 type R<T, E> = std::result::Result<T, ReplicaError<E>>;
 
 /// The bytes of changes one request uploads at most (whole documents; a larger
-/// document goes alone): half a server's default body limit (16 MiB), so that a phone
-/// back from weeks offline, or a station's first upload of its records, is never
-/// refused as too large.
-pub const UPLOAD_BUDGET: usize = 8 << 20;
+/// document goes alone): three quarters of a server's default body limit (16 MiB),
+/// leaving room for the envelope, so that a phone back from weeks offline, or a
+/// station's first upload of its records, is never refused as too large.
+pub const UPLOAD_BUDGET: usize = 12 << 20;
 
 /// What one sync did, for the app to show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -303,6 +303,9 @@ impl<S: ReplicaStore> Replica<S> {
         for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
             if parked.contains(&id) {
                 continue;
+            }
+            if bytes >= budget {
+                break;
             }
             let state = self.state(id)?;
             if let Some((_, message)) = &state.fallback {
