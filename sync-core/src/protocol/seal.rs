@@ -125,13 +125,7 @@ pub fn hub_answer(
 ) -> [u8; 32] {
     hmac(
         hub_key,
-        &[
-            HUB_ANSWER_LABEL,
-            hub.as_bytes(),
-            device.as_bytes(),
-            nonce,
-            challenge,
-        ],
+        &answered(hub.as_bytes(), device.as_bytes(), nonce, challenge),
     )
 }
 
@@ -144,17 +138,18 @@ pub fn verify_hub_answer(
     challenge: &[u8],
     answer: &[u8],
 ) -> bool {
-    verify_hmac(
-        hub_key,
-        &[
-            HUB_ANSWER_LABEL,
-            hub.as_bytes(),
-            device.as_bytes(),
-            nonce,
-            challenge,
-        ],
-        answer,
-    )
+    let parts = answered(hub.as_bytes(), device.as_bytes(), nonce, challenge);
+    verify_hmac(hub_key, &parts, answer)
+}
+
+/// What a hub's answer is an HMAC of.
+fn answered<'a>(
+    hub: &'a [u8],
+    device: &'a [u8],
+    nonce: &'a [u8],
+    challenge: &'a [u8],
+) -> [&'a [u8]; 5] {
+    [HUB_ANSWER_LABEL, hub, device, nonce, challenge]
 }
 
 /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, in constant time.

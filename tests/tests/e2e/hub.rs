@@ -84,6 +84,39 @@ impl Hub {
     }
 }
 
+/// A station with a hub, mirrored once: the coordinator's phone with one resident,
+/// and a volunteer (`wang`) assigned to them, whose phone has synced at the district
+/// server.
+struct Station {
+    w: World,
+    coordinator: Phone,
+    resident: String,
+    wang: String,
+    v: Phone,
+    hub: Hub,
+}
+
+impl Station {
+    fn new() -> Station {
+        let w = World::new();
+        let (coordinator, resident) = w.coordinator_with_resident("李老伯");
+        let wang = w.volunteer("wang");
+        w.assign(&wang, &resident);
+        let v = w.phone(&wang);
+        v.sync().unwrap();
+        let hub = Hub::start(&w);
+        hub.cycle();
+        Station {
+            w,
+            coordinator,
+            resident,
+            wang,
+            v,
+            hub,
+        }
+    }
+}
+
 #[test]
 fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_after() {
     let w = World::new();
@@ -163,14 +196,15 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
 /// unassigned the volunteer while the hub could not hear of it. The world, the
 /// coordinator's phone, the resident, the volunteer's phone, the hub and the visit.
 fn refused_after_the_hub_took_it() -> (World, Phone, String, Phone, Hub, String) {
-    let w = World::new();
-    let (coordinator, resident) = w.coordinator_with_resident("李老伯");
-    let wang = w.volunteer("wang");
-    w.assign(&wang, &resident);
-    let v = w.phone(&wang);
-    v.sync().unwrap();
-    let hub = Hub::start(&w);
-    hub.cycle();
+    let Station {
+        w,
+        coordinator,
+        resident,
+        wang,
+        v,
+        hub,
+        ..
+    } = Station::new();
 
     // The uplink is down: the hub does not hear that the coordinator unassigned the
     // volunteer, and takes the visit.
@@ -288,14 +322,14 @@ fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
 /// at the station no more. A hub that forwards it afterwards stores nothing twice.
 #[test]
 fn a_visit_a_hub_never_hands_on_reaches_the_district_server_from_the_phone() {
-    let w = World::new();
-    let (coordinator, resident) = w.coordinator_with_resident("李老伯");
-    let wang = w.volunteer("wang");
-    w.assign(&wang, &resident);
-    let v = w.phone(&wang);
-    v.sync().unwrap();
-    let hub = Hub::start(&w);
-    hub.cycle();
+    let Station {
+        w,
+        coordinator,
+        resident,
+        v,
+        hub,
+        ..
+    } = Station::new();
     let visit = v.log(&resident, "量血压 135/85");
     assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
     assert_eq!(v.client.sync_status().unwrap().held_at_station.len(), 1);
@@ -325,14 +359,14 @@ fn a_visit_a_hub_never_hands_on_reaches_the_district_server_from_the_phone() {
 /// volunteer.
 #[test]
 fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
-    let w = World::new();
-    let (reviewer, resident) = w.coordinator_with_resident("李老伯");
-    let wang = w.volunteer("wang");
-    w.assign(&wang, &resident);
-    let v = w.phone(&wang);
-    v.sync().unwrap();
-    let hub = Hub::start(&w);
-    hub.cycle();
+    let Station {
+        w,
+        coordinator: reviewer,
+        resident,
+        v,
+        hub,
+        ..
+    } = Station::new();
     let visit = v.log(&resident, "读报");
     hub.sync(&v).unwrap();
     hub.sync(&reviewer).unwrap();
@@ -447,14 +481,9 @@ fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::ato
 /// deletes nothing. The genuine hub then takes the visit.
 #[test]
 fn an_impostor_on_the_station_network_gets_nothing_and_wipes_nothing() {
-    let w = World::new();
-    let (_coordinator, resident) = w.coordinator_with_resident("李老伯");
-    let wang = w.volunteer("wang");
-    w.assign(&wang, &resident);
-    let v = w.phone(&wang);
-    v.sync().unwrap();
-    let hub = Hub::start(&w);
-    hub.cycle();
+    let Station {
+        resident, v, hub, ..
+    } = Station::new();
     let id = hub.state.hub.as_ref().unwrap().id;
     let visit = v.log(&resident, "检查燃气灶");
 
