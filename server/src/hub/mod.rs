@@ -267,12 +267,12 @@ async fn forward(
     upstream: &Upstream,
     limit: u64,
 ) -> Result<usize, UpstreamError> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    // Room for the batch's own envelope.
-    let budget = match limit {
-        0 => upstream.forward_bytes(),
-        limit => upstream.forward_bytes().min(limit.saturating_sub(1 << 10)),
+    // The most one request may take, leaving room for the batch's own envelope.
+    let ceiling = match usize::try_from(limit).unwrap_or(usize::MAX) {
+        0 => usize::MAX,
+        limit => limit.saturating_sub(1 << 10),
     };
+    let budget = upstream.forward_bytes().min(ceiling);
     let mut answered = 0;
     let mut skip = BTreeSet::new();
     // After the district server found a batch too large: one request at a time.
@@ -286,8 +286,7 @@ async fn forward(
             .filter(|item| !skip.contains(&item.id))
             .collect();
         if let Some(first) = waiting.first()
-            && limit > 0
-            && item_bytes(first) > budget
+            && item_bytes(first) > ceiling
         {
             too_large(
                 store,

@@ -639,7 +639,9 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
     v.sync().await.unwrap();
     u.sync().await.unwrap();
     let uplink = Uplink::to(&w.server.base).await;
-    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    let mut hub = Hub::start(&w, &uplink, w.station_a).await;
+    // Batches of 8 KiB: a request larger than that goes alone.
+    hub.upstream = hub.upstream.clone().with_forward_bytes(8 << 10);
     hub.cycle().await.unwrap();
     uplink.cut();
 
@@ -659,13 +661,21 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
     assert!(!v.sync().await.unwrap().receipted.is_empty());
     let second = u.log_visit(other, "读报");
     u.sync().await.unwrap();
+    // More than a batch, less than the district server takes.
+    let mut medium = Vec::new();
+    for n in 0..6 {
+        medium.push(u.log_visit(other, &noise(3_900, 100 + n)));
+    }
+    let size = u.replica.prepare(u.now()).unwrap().encode().len();
+    assert!((8 << 10..224 << 10).contains(&size), "{size}");
+    u.sync().await.unwrap();
     let third = u.log_visit(other, "量血压");
     u.sync().await.unwrap();
-    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 4);
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 5);
 
     uplink.restore();
     let done = hub.cycle().await.unwrap();
-    assert_eq!((done.forwarded, done.waiting), (4, 0), "{done:?}");
+    assert_eq!((done.forwarded, done.waiting), (5, 0), "{done:?}");
     assert_eq!(
         visits_of(
             &w.server
@@ -686,7 +696,10 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
         .into_iter()
         .map(|x| x.id)
         .collect();
-    assert_eq!(ids, vec![first, second, third], "the others went through");
+    let mut expected = vec![first, second];
+    expected.extend(medium);
+    expected.push(third);
+    assert_eq!(ids, expected, "the others went through");
     // The volunteer's long day is still on the phone, for the district server.
     assert_eq!(v.resident(resident).visits.len(), 80);
 }
