@@ -92,6 +92,22 @@ impl SqlStore {
     /// 24 hours; returns its quarantine number.
     pub(super) async fn keep_quarantined(&self, item: Quarantined) -> Result<Option<u64>> {
         let device = item.device.0.as_bytes().to_vec();
+        // The same batch refused again (a station hub forwards what its phone already
+        // handed over itself, or forwards it twice): one batch for a coordinator, under
+        // the number the phone already keeps.
+        let bytes =
+            postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let same: Option<i64> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL AND bytes = $3
+             ORDER BY id LIMIT 1")
+            .bind(device.clone())
+            .bind(item.doc.0.as_bytes().to_vec())
+            .bind(bytes)
+            .fetch_optional(p)
+            .await?);
+        if let Some(id) = same {
+            return Ok(u64::try_from(id).ok());
+        }
         let since = item.at.saturating_sub(DAY_MS);
         let (batches, size): (i64, i64) = with_pool!(self, p => sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM quarantine WHERE device = $1 AND at > $2")

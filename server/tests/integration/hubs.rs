@@ -381,7 +381,7 @@ async fn a_revoked_phones_forwarded_visit_waits_for_a_coordinator(t: TestStore) 
         .await
         .expect(204);
 
-    let results = forward(&w.server, &hub, vec![item(1, v.device, body, seal)]).await;
+    let results = forward(&w.server, &hub, vec![item(1, v.device, body.clone(), seal)]).await;
     let t = taken(&results[0]);
     assert!(t.receipts.is_empty());
     assert_eq!(t.rejections.len(), 1);
@@ -390,6 +390,11 @@ async fn a_revoked_phones_forwarded_visit_waits_for_a_coordinator(t: TestStore) 
     let after = stored(&w.server, resident).await;
     assert_eq!(after.heads, before.heads);
     assert_eq!(after.quarantined, before.quarantined + 1);
+    // Forwarded again (a hub stopped before it recorded the answer): the same batch,
+    // under the same number, kept once.
+    let again = forward(&w.server, &hub, vec![item(2, v.device, body, seal)]).await;
+    assert_eq!(taken(&again[0]).rejections, t.rejections);
+    assert_eq!(stored(&w.server, resident).await, after);
 }
 
 /// What the district server refused of a hub's forwarded request, a phone reads back

@@ -652,10 +652,17 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
     // One device's garbage is bounded per day; the next day, and other devices, are not
     // held back by it.
     let allowance = sync_core::protocol::store::QUARANTINE_PER_DAY;
-    for _ in 1..allowance.batches {
-        assert!(s.quarantine(item.clone()).await.unwrap().is_some());
+    let nth = |n: u64| Quarantined {
+        bytes: vec![n.to_le_bytes().to_vec()],
+        ..item.clone()
+    };
+    for n in 1..allowance.batches {
+        let number = s.quarantine(nth(n)).await.unwrap();
+        assert!(number.is_some());
+        // The same batch refused again, undecided: the same number, kept once.
+        assert_eq!(s.quarantine(nth(n)).await.unwrap(), number);
     }
-    assert_eq!(s.quarantine(item.clone()).await.unwrap(), None);
+    assert_eq!(s.quarantine(nth(0)).await.unwrap(), None);
     let stored = s.quarantined(1_000).await.unwrap().len();
     assert_eq!(stored as u64, allowance.batches);
     let tomorrow = Quarantined {

@@ -135,7 +135,9 @@ pub trait ServerStore: Sync {
 
     /// Keeps a refused batch and returns its quarantine number (never 0), or `None`
     /// when the device has used up its quarantine allowance ([`QUARANTINE_PER_DAY`]):
-    /// the batch is then refused without being stored, and the phone keeps it.
+    /// the batch is then refused without being stored, and the phone keeps it. The
+    /// same batch again (same device, document and bytes) while the first awaits a
+    /// decision is kept once: its number comes back.
     fn quarantine(
         &self,
         item: Quarantined,
@@ -396,6 +398,15 @@ impl ServerStore for MemoryServerStore {
 
     async fn quarantine(&self, item: Quarantined) -> Result<Option<u64>, Infallible> {
         let mut inner = self.lock();
+        let same = (1u64..).zip(&inner.quarantine).find(|(number, q)| {
+            q.device == item.device
+                && q.doc == item.doc
+                && q.bytes == item.bytes
+                && !inner.decisions.contains_key(number)
+        });
+        if let Some((number, _)) = same {
+            return Ok(Some(number));
+        }
         let day = item.at.saturating_sub(24 * 3600 * 1000);
         let (batches, bytes) = inner
             .quarantine

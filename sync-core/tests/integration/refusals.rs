@@ -150,8 +150,9 @@ fn past_its_quarantine_allowance_a_device_keeps_its_changes() {
     let server = seeded(&[r]);
     let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
     v.sync(&server);
-    // The device has used its day's allowance on garbage.
-    for _ in 0..QUARANTINE_PER_DAY.batches {
+    // The device has used its day's allowance on garbage (each batch different: the
+    // same batch again would be kept once).
+    for n in 0..QUARANTINE_PER_DAY.batches {
         let kept = pollster::block_on(server.quarantine(Quarantined {
             doc: DocId(uuid(0xBAD)),
             district: DISTRICT,
@@ -159,7 +160,7 @@ fn past_its_quarantine_allowance_a_device_keeps_its_changes() {
             user: VOLUNTEER_1,
             code: codes::MALFORMED.into(),
             reason: "garbage".into(),
-            bytes: vec![vec![0; 16]],
+            bytes: vec![n.to_le_bytes().to_vec()],
             at: NOW - HOUR,
         }))
         .unwrap();

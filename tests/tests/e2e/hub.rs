@@ -316,6 +316,44 @@ fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
     accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
 }
 
+/// The volunteer meets the district server before the hub could hand the refused visit
+/// on: the phone hands it over itself, it is refused and set aside there; when the
+/// uplink returns the hub forwards the same visit, refused again, and the coordinator
+/// still has one batch to decide on, under the number the phone shows.
+#[test]
+fn a_visit_refused_from_the_phone_and_from_the_hub_is_one_batch() {
+    let Station {
+        w,
+        resident,
+        wang,
+        v,
+        hub,
+        ..
+    } = Station::new();
+    w.unassign(&wang, &resident);
+    let visit = v.log(&resident, "换灯泡");
+    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.rejections.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.rejections[0].code, "out_of_scope");
+    let refused = v.client.refused_changes().unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].visits[0].visit_id, visit);
+
+    assert_eq!(hub.cycle().forwarded, 1);
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    assert!(
+        list.contains(&format!("id=\"refusal-{}\"", refused[0].quarantine)),
+        "{list}"
+    );
+    // The hub's relayed refusal names the same batch: nothing more is set aside.
+    hub.sync(&v).unwrap();
+    assert_eq!(v.client.refused_changes().unwrap(), refused);
+}
+
 /// The hub takes a visit and has not handed it on when the volunteer next meets the
 /// district server (its uplink is still down; or its disk died, or it was taken, and
 /// it never will). The phone still holds the visit, and that sync hands it over: held
