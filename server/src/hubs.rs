@@ -29,6 +29,9 @@ pub struct Hub {
     pub last_seen_at: Option<Timestamp>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+    /// Phones' requests it still held for the district server at its last call, and
+    /// when it took the oldest of them (none reported yet: `None`).
+    pub waiting: Option<(i64, Option<Timestamp>)>,
 }
 
 /// A newly enrolled hub and its first refresh token (shown once).
@@ -41,8 +44,7 @@ pub struct HubEnrolment {
 }
 
 /// The `hubs` columns a [`HubRow`] holds, joined with the station for its district.
-const HUB_COLUMNS: &str =
-    "h.id, h.station, s.district, h.name, h.enrolled_at, h.last_seen_at, h.revoked_at";
+const HUB_COLUMNS: &str = "h.id, h.station, s.district, h.name, h.enrolled_at, h.last_seen_at, h.revoked_at, h.waiting, h.oldest_waiting_at";
 
 type HubRow = (
     Vec<u8>,
@@ -52,10 +54,12 @@ type HubRow = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 fn hub_from_row(
-    (id, station, district, name, enrolled_at, last_seen_at, revoked_at): HubRow,
+    (id, station, district, name, enrolled_at, last_seen_at, revoked_at, waiting, oldest): HubRow,
 ) -> Result<Hub> {
     Ok(Hub {
         id: uuid_of(&id)?,
@@ -65,6 +69,7 @@ fn hub_from_row(
         enrolled_at,
         last_seen_at,
         revoked_at,
+        waiting: waiting.map(|n| (n, oldest)),
     })
 }
 
@@ -159,6 +164,22 @@ impl SqlStore {
         if updated == 0 {
             return Err(Error::NotFound(format!("no hub {id}")));
         }
+        Ok(())
+    }
+
+    /// Records what a hub said it still holds for the district server.
+    pub async fn record_hub_backlog(
+        &self,
+        hub: &Hub,
+        waiting: i64,
+        oldest: Option<Timestamp>,
+    ) -> Result<()> {
+        if hub.waiting == Some((waiting, oldest)) {
+            return Ok(());
+        }
+        with_pool!(self, p => sqlx::query(
+            "UPDATE hubs SET waiting = $2, oldest_waiting_at = $3 WHERE id = $1")
+            .bind(bytes(hub.id)).bind(waiting).bind(oldest).execute(p).await.map(|_| ())?);
         Ok(())
     }
 

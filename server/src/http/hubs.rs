@@ -16,7 +16,7 @@ use crate::identity::Device;
 use crate::now_ms;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
@@ -386,16 +386,34 @@ async fn quarantine_all(
 /// The hub's roster: the district's users with their scope narrowed to the hub's
 /// station, and their devices with the keys they prove themselves with to this hub.
 #[utoipa::path(get, path = "/api/v1/hubs/roster", tag = "hubs", security(("bearer" = [])),
+    params(Backlog),
     responses((status = 200, body = crate::hubs::Roster),
         (status = 401, description = "Not a hub's token, or the hub was revoked (`hub_revoked`)", body = crate::error::ErrorBody)))]
 pub(crate) async fn roster(
     State(state): State<Arc<AppState>>,
     HubCaller(hub): HubCaller,
     Extension(limit): Extension<ForwardLimit>,
+    Query(backlog): Query<Backlog>,
 ) -> Result<Json<crate::hubs::Roster>> {
+    if let Some(waiting) = backlog.waiting {
+        state
+            .store
+            .record_hub_backlog(&hub, waiting.max(0), backlog.oldest)
+            .await?;
+    }
     let mut roster = state.store.hub_roster(&hub).await?;
     roster.forward_limit = limit.0;
     Ok(Json(roster))
+}
+
+/// What a hub still holds for the district server, as it says when it fetches its
+/// roster: shown to coordinators on the hubs page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct Backlog {
+    /// Phones' requests waiting in its outbox.
+    waiting: Option<i64>,
+    /// When it took the oldest of them (Unix ms).
+    oldest: Option<i64>,
 }
 
 /// The largest body `/api/v1/hubs/forward` takes, for the roster to tell hubs.

@@ -92,7 +92,7 @@ pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, Upstr
 }
 
 async fn exchange(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
-    let roster = upstream.roster().await?;
+    let roster = upstream.roster(state.store.outbox_counts().await?).await?;
     state
         .store
         .apply_roster_if_changed(&roster, now_ms())

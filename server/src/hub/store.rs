@@ -43,6 +43,8 @@ pub struct OutboxCounts {
     pub waiting: i64,
     /// Requests it answered for.
     pub forwarded: i64,
+    /// When the hub took the oldest request still waiting.
+    pub oldest_waiting_at: Option<Timestamp>,
 }
 
 /// A `hub_outbox` row as [`SqlStore::outbox_waiting`] selects it.
@@ -339,9 +341,14 @@ impl SqlStore {
 
     /// How far the outbox has got.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
-        let (waiting, forwarded): (i64, i64) = with_pool!(self, p => sqlx::query_as(
-            "SELECT COUNT(*) FILTER (WHERE forwarded_at IS NULL), COUNT(*) FILTER (WHERE forwarded_at IS NOT NULL) FROM hub_outbox")
+        let (waiting, forwarded, oldest_waiting_at): (i64, i64, Option<i64>) = with_pool!(self, p => sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE forwarded_at IS NULL), COUNT(*) FILTER (WHERE forwarded_at IS NOT NULL),
+                    MIN(received_at) FILTER (WHERE forwarded_at IS NULL) FROM hub_outbox")
             .fetch_one(p).await?);
-        Ok(OutboxCounts { waiting, forwarded })
+        Ok(OutboxCounts {
+            waiting,
+            forwarded,
+            oldest_waiting_at,
+        })
     }
 }

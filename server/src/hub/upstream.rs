@@ -369,11 +369,16 @@ impl Upstream {
             .map_err(|e| UpstreamError::Local(Error::Internal(format!("an upstream call: {e}"))))?
     }
 
-    /// The station's roster.
-    pub async fn roster(&self) -> std::result::Result<Roster, UpstreamError> {
-        let bytes = self
-            .blocking(|u| u.authed("/api/v1/hubs/roster", None))
-            .await?;
+    /// The station's roster, telling the district server what the outbox holds.
+    pub async fn roster(
+        &self,
+        outbox: crate::hub::store::OutboxCounts,
+    ) -> std::result::Result<Roster, UpstreamError> {
+        let mut path = format!("/api/v1/hubs/roster?waiting={}", outbox.waiting);
+        if let Some(oldest) = outbox.oldest_waiting_at {
+            path.push_str(&format!("&oldest={oldest}"));
+        }
+        let bytes = self.blocking(move |u| u.authed(&path, None)).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| UpstreamError::Unreachable(format!("a malformed roster: {e}")))
     }

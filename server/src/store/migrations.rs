@@ -80,6 +80,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "hub side",
             include_str!("../../migrations/sqlite/0013_hub_side.sql"),
         ),
+        migration(
+            14,
+            "hub backlog",
+            include_str!("../../migrations/sqlite/0014_hub_backlog.sql"),
+        ),
     ]
 }
 
@@ -149,6 +154,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             13,
             "hub side",
             include_str!("../../migrations/postgres/0013_hub_side.sql"),
+        ),
+        migration(
+            14,
+            "hub backlog",
+            include_str!("../../migrations/postgres/0014_hub_backlog.sql"),
         ),
     ]
 }

@@ -29,6 +29,8 @@ pub(crate) struct HubLine {
     pub station: String,
     pub enrolled: String,
     pub last_seen: String,
+    /// What it still held for the district server at its last call.
+    pub waiting: String,
     pub revoked: bool,
 }
 
@@ -84,6 +86,13 @@ async fn hubs_page(
                 .last_seen_at
                 .map(date_time)
                 .unwrap_or_else(|| a.hub_never.to_owned()),
+            waiting: match h.waiting {
+                None => "—".to_owned(),
+                Some((n, Some(oldest))) if n > 0 => {
+                    format!("{n} ({} {})", a.hub_waiting_since, date_time(oldest))
+                }
+                Some((n, _)) => n.to_string(),
+            },
             revoked: h.revoked_at.is_some(),
         })
         .collect();

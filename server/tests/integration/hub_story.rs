@@ -676,6 +676,14 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
     uplink.restore();
     let done = hub.cycle().await.unwrap();
     assert_eq!((done.forwarded, done.waiting), (5, 0), "{done:?}");
+    // The hub told the district server what it held when it called (the
+    // coordinators' hubs page shows it), and tells it again at its next call.
+    let id = hub.state.hub.as_ref().unwrap().id;
+    let told = w.server.store().hub(id).await.unwrap().unwrap().waiting;
+    assert!(matches!(told, Some((5, Some(_)))), "{told:?}");
+    hub.cycle().await.unwrap();
+    let told = w.server.store().hub(id).await.unwrap().unwrap().waiting;
+    assert_eq!(told, Some((0, None)));
     assert_eq!(
         visits_of(
             &w.server

@@ -73,6 +73,30 @@ async fn a_coordinator_enrols_lists_and_revokes_a_hub_from_the_page(t: TestStore
     let page = b.page("/web/admin/hubs").await;
     assert!(page.contains(&format!("id=\"hub-{hub}\"")) && page.contains("华沙站中继"));
     assert!(page.contains("华沙六村党群服务站"));
+    assert!(page.contains("在站点待转交") && page.contains("<td class=\"waiting\">—</td>"));
+
+    // What the hub still holds for the district server, as it says at each call, is
+    // on the page: a hub whose outbox does not drain is noticed.
+    let access = enrolled.json()["access_token"].as_str().unwrap().to_owned();
+    let oldest = server::now_ms() - 2 * 86_400_000;
+    w.server
+        .get(
+            &format!("/api/v1/hubs/roster?waiting=3&oldest={oldest}"),
+            Some(&access),
+        )
+        .await
+        .expect(200);
+    let page = b.page("/web/admin/hubs").await;
+    assert!(page.contains("<td class=\"waiting\">3 (最早 "), "{page}");
+    w.server
+        .get("/api/v1/hubs/roster?waiting=0", Some(&access))
+        .await
+        .expect(200);
+    assert!(
+        b.page("/web/admin/hubs")
+            .await
+            .contains("<td class=\"waiting\">0</td>")
+    );
 
     // Another district's coordinator can neither revoke it nor issue codes here.
     let mut next_door = other_district_coordinator(&w, "waiqu", "another long password").await;
