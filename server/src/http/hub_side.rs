@@ -30,6 +30,7 @@ use uuid::Uuid;
 /// pages stay on the district server.
 pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
     Router::new()
+        .route("/", get(status))
         .route("/healthz", get(super::ops::healthz))
         .route("/readyz", get(super::ops::readyz))
         .route("/metrics", get(super::ops::metrics))
@@ -268,4 +269,44 @@ pub(crate) async fn held(
         );
     }
     Ok(Json(held))
+}
+
+/// The hub's page for the station's staff: whether it reaches the district server and
+/// what it still holds for it. Counts only: no one's records.
+#[derive(Debug, askama::Template)]
+#[template(path = "hub_status.html")]
+pub(crate) struct StatusPage {
+    hub: String,
+    station: String,
+    revoked: bool,
+    last_ok: Option<String>,
+    failing: Option<(String, String)>,
+    waiting: i64,
+    oldest: Option<String>,
+    forwarded: i64,
+}
+
+/// `GET /` on a hub.
+pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Response> {
+    use crate::web::text::date_time;
+    let hub = hub(&state)?;
+    let counts = state.store.outbox_counts().await?;
+    let link = hub.link();
+    let page = StatusPage {
+        hub: hub.id.to_string(),
+        station: state
+            .store
+            .station_name(hub.station)
+            .await?
+            .unwrap_or_else(|| hub.station.0.to_string()),
+        revoked: hub.revoked.load(std::sync::atomic::Ordering::SeqCst),
+        last_ok: link.last_ok_at.map(date_time),
+        failing: link.failing.map(|(since, why)| (date_time(since), why)),
+        waiting: counts.waiting,
+        oldest: counts.oldest_waiting_at.map(date_time),
+        forwarded: counts.forwarded,
+    };
+    let html = askama::Template::render(&page)
+        .map_err(|e| Error::Internal(format!("the hub's page: {e}")))?;
+    Ok(axum::response::Html(html).into_response())
 }

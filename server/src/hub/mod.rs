@@ -54,6 +54,17 @@ pub struct HubSide {
     /// The district server revoked this hub: it takes nothing more from phones, which
     /// keep their visits for the district server.
     pub revoked: AtomicBool,
+    /// How its link to the district server has gone, for the station's staff.
+    pub(crate) link: Mutex<LinkState>,
+}
+
+/// How a hub's link to the district server has gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// When a cycle with the district server last finished.
+    pub last_ok_at: Option<i64>,
+    /// Since when cycles have failed, and why the last one did.
+    pub failing: Option<(i64, String)>,
 }
 
 impl HubSide {
@@ -65,7 +76,16 @@ impl HubSide {
             wake: Notify::new(),
             challenges: Mutex::new(HashMap::new()),
             revoked: AtomicBool::new(false),
+            link: Mutex::new(LinkState::default()),
         }
+    }
+
+    /// How its link to the district server has gone.
+    pub fn link(&self) -> LinkState {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -85,8 +105,25 @@ pub struct Cycle {
 /// documents again (a forwarded visit the district server merged, a review made since).
 pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
     let done = exchange(state, upstream).await;
-    if let (Err(UpstreamError::Revoked), Some(hub)) = (&done, &state.hub) {
-        hub.revoked.store(true, Ordering::SeqCst);
+    if let Some(hub) = &state.hub {
+        if let Err(UpstreamError::Revoked) = &done {
+            hub.revoked.store(true, Ordering::SeqCst);
+        }
+        let now = now_ms();
+        let mut link = hub
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &done {
+            Ok(_) => {
+                link.last_ok_at = Some(now);
+                link.failing = None;
+            }
+            Err(e) => {
+                let since = link.failing.as_ref().map_or(now, |(since, _)| *since);
+                link.failing = Some((since, e.to_string()));
+            }
+        }
     }
     done
 }

@@ -25,7 +25,7 @@ mod scope;
 mod session;
 mod stats;
 mod templates;
-mod text;
+pub(crate) mod text;
 mod visits;
 
 use crate::error::Error;

@@ -180,6 +180,13 @@ pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::
     Ok(())
 }
 
+/// The hub's page for the station's staff.
+async fn hub_page(hub: &Hub) -> String {
+    let answer = reqwest::get(format!("{}/", hub.base)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.text().await.unwrap()
+}
+
 /// Moves `phone` back to the district server, as the phone library does: its own
 /// token there, and the cursor it keeps for it (here, as the test keeps none, from
 /// the start).
@@ -300,11 +307,28 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
     assert_eq!(s.approve_all(&[resident]), 1);
     s.sync().await.unwrap();
     assert_eq!(hub.state.store.outbox_counts().await.unwrap().waiting, 2);
+    // The station's staff open the hub's page: it says the district server is out of
+    // reach and what it holds, and names no one.
+    assert!(hub.cycle().await.is_err());
+    let page = hub_page(&hub).await;
+    assert!(
+        page.contains("联系不上区服务器") && page.contains("华沙"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td id=\"waiting\">2（最早 oldest "),
+        "{page}"
+    );
+    assert!(!page.contains("李老伯") && !page.contains("读报"), "{page}");
 
     // The uplink returns: the hub forwards what it holds.
     uplink.restore();
     let done = hub.cycle().await.unwrap();
     assert_eq!((done.forwarded, done.waiting), (2, 0), "{done:?}");
+    let page = hub_page(&hub).await;
+    assert!(page.contains("与区服务器联系正常"), "{page}");
+    assert!(page.contains("<td id=\"waiting\">0</td>"), "{page}");
+    assert!(page.contains("<td id=\"forwarded\">2</td>"), "{page}");
     let after = stored(&w.server, resident).await;
     assert_eq!(after.quarantined, 0);
     let central = w
