@@ -299,7 +299,15 @@ impl Phone {
         for _ in 0..20 {
             let r = self.sync_once(server);
             let again = r.more || !r.repairing.is_empty() || self.replica.store().need_held_flag();
+            // The repair waits on another phone: asking again now changes nothing.
+            let waits = r
+                .rejections
+                .iter()
+                .any(|j| j.code == sync_core::protocol::server::codes::NEEDS_OTHERS);
             reports.push(r);
+            if waits {
+                return (reports, false);
+            }
             if !again {
                 return (reports, true);
             }
