@@ -196,13 +196,14 @@ async fn back_at_the_district_server(w: &World, phone: &mut Phone) {
     phone.replica.store_mut().set_cursor(0).unwrap();
 }
 
-fn visits_of(doc: &sync_core::automerge::Automerge) -> usize {
-    sync_core::doc::casefile::CaseFile::from_doc(doc.clone())
+/// The visits of a resident's file, which the store holds.
+async fn visits_in(store: &SqlStore, resident: ResidentId) -> Vec<sync_core::model::Visit> {
+    let doc = store.load(resident.into()).await.unwrap();
+    sync_core::doc::casefile::CaseFile::from_doc(doc.expect("the file is held"))
         .unwrap()
         .hydrate()
         .unwrap()
         .visits
-        .len()
 }
 
 /// The whole exchange happens with the uplink cut: a volunteer logs a visit at the
@@ -338,12 +339,8 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         .await
         .unwrap()
         .unwrap();
-    let held = sync_core::doc::casefile::CaseFile::from_doc(central.clone())
-        .unwrap()
-        .hydrate()
-        .unwrap();
+    let held = visits_in(w.server.store(), resident).await;
     let logged = held
-        .visits
         .iter()
         .find(|x| x.id == visit)
         .expect("the visit is held");
@@ -362,7 +359,7 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
     }
     // Forwarding again changes nothing: each request was taken once.
     assert_eq!(hub.cycle().await.unwrap().forwarded, 0);
-    assert_eq!(visits_of(&central), 1);
+    assert_eq!(visits_in(w.server.store(), resident).await.len(), 1);
 
     // The coordinator changes the resident's file at the district server; it reaches
     // the volunteer through the hub.
@@ -396,14 +393,7 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         "{report:?}"
     );
     assert_eq!(v.pending(), 0);
-    let far = w
-        .server
-        .store()
-        .load(elsewhere.into())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(visits_of(&far), 1);
+    assert_eq!(visits_in(w.server.store(), elsewhere).await.len(), 1);
 
     // The staff phone is revoked at the district server: at the hub's next exchange
     // it is refused there too, and told to purge.
@@ -520,18 +510,14 @@ async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
     back_at_the_district_server(&w, &mut v).await;
     let report = v.sync().await.unwrap();
     assert!(report.receipted.contains(&DocId::from(added)), "{report:?}");
-    let central = w.server.store().load(added.into()).await.unwrap().unwrap();
-    assert_eq!(visits_of(&central), 1);
+    assert_eq!(visits_in(w.server.store(), added).await.len(), 1);
     let open = w.server.store().quarantine_open_for_doc(added.into()).await;
     assert_eq!(open.unwrap(), 0, "nothing of it quarantined");
     // The refusal is not part of the record, at the hub either: the hub started its
     // copy of the file again from the district server's, so a phone at the station
     // does not receive the refused visit from it, and the hub tells the volunteer's
     // phone what was refused and where it stood (the refused upload's heads).
-    assert_eq!(
-        visits_of(&hub.state.store.load(kept.into()).await.unwrap().unwrap()),
-        0
-    );
+    assert!(visits_in(&hub.state.store, kept).await.is_empty());
     hub.welcome(&mut s).await.unwrap();
     s.sync().await.unwrap();
     assert_eq!(
@@ -614,18 +600,8 @@ async fn a_resident_moved_away_leaves_the_hub(t: TestStore) {
             .receipted
             .contains(&DocId::from(resident))
     );
-    let held = w
-        .server
-        .store()
-        .load(resident.into())
-        .await
-        .unwrap()
-        .unwrap();
-    let file = sync_core::doc::casefile::CaseFile::from_doc(held)
-        .unwrap()
-        .hydrate()
-        .unwrap();
-    assert!(file.visits.iter().any(|x| x.id == visit));
+    let held = visits_in(w.server.store(), resident).await;
+    assert!(held.iter().any(|x| x.id == visit));
 }
 
 /// Text that does not compress, `len` characters long.
@@ -708,23 +684,9 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
     hub.cycle().await.unwrap();
     let told = w.server.store().hub(id).await.unwrap().unwrap().waiting;
     assert_eq!(told, Some((0, None)));
-    assert_eq!(
-        visits_of(
-            &w.server
-                .store()
-                .load(resident.into())
-                .await
-                .unwrap()
-                .unwrap()
-        ),
-        0
-    );
-    let central = w.server.store().load(other.into()).await.unwrap().unwrap();
-    let ids: Vec<_> = sync_core::doc::casefile::CaseFile::from_doc(central)
-        .unwrap()
-        .hydrate()
-        .unwrap()
-        .visits
+    assert!(visits_in(w.server.store(), resident).await.is_empty());
+    let ids: Vec<_> = visits_in(w.server.store(), other)
+        .await
         .into_iter()
         .map(|x| x.id)
         .collect();
