@@ -192,30 +192,41 @@ fn phones_sync_at_a_hub_with_the_library_and_agree_with_the_district_server_afte
     assert!(z.client.residents().unwrap_or_default().is_empty());
 }
 
-/// The hub takes a visit the district server then refuses: the coordinator had
-/// unassigned the volunteer while the hub could not hear of it. The world, the
-/// coordinator's phone, the resident, the volunteer's phone, the hub and the visit.
-fn refused_after_the_hub_took_it() -> (World, Phone, String, Phone, Hub, String) {
+/// The hub takes a visit the district server will refuse: the coordinator unassigned
+/// the volunteer while the hub could not hear of it (its uplink is down). The station
+/// and the visit, held at the station and not yet handed on.
+fn taken_after_an_unassignment() -> (Station, String) {
+    let station = Station::new();
     let Station {
         w,
-        coordinator,
         resident,
         wang,
         v,
         hub,
         ..
-    } = Station::new();
-
-    // The uplink is down: the hub does not hear that the coordinator unassigned the
-    // volunteer, and takes the visit.
-    w.unassign(&wang, &resident);
-    let visit = v.log(&resident, "查电线，换灯泡");
-    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+    } = &station;
+    w.unassign(wang, resident);
+    let visit = v.log(resident, "查电线，换灯泡");
+    assert_eq!(hub.sync(v).unwrap().receipted, vec![resident.clone()]);
     let held = v.client.sync_status().unwrap().held_at_station;
     assert_eq!(held.len(), 1, "{held:?}");
+    (station, visit)
+}
 
-    // The uplink returns; the district server checks the visit again and refuses it
-    // into its quarantine, under the volunteer's device.
+/// [`taken_after_an_unassignment`], then the uplink returns: the district server
+/// checks the visit again and refuses it into its quarantine, under the volunteer's
+/// device. The world, the coordinator's phone, the resident, the volunteer's phone,
+/// the hub and the visit.
+fn refused_after_the_hub_took_it() -> (World, Phone, String, Phone, Hub, String) {
+    let (station, visit) = taken_after_an_unassignment();
+    let Station {
+        w,
+        coordinator,
+        resident,
+        v,
+        hub,
+        ..
+    } = station;
     assert_eq!(hub.cycle().forwarded, 1);
     (w, coordinator, resident, v, hub, visit)
 }
@@ -322,17 +333,8 @@ fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
 /// still has one batch to decide on, under the number the phone shows.
 #[test]
 fn a_visit_refused_from_the_phone_and_from_the_hub_is_one_batch() {
-    let Station {
-        w,
-        resident,
-        wang,
-        v,
-        hub,
-        ..
-    } = Station::new();
-    w.unassign(&wang, &resident);
-    let visit = v.log(&resident, "换灯泡");
-    assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+    let (station, visit) = taken_after_an_unassignment();
+    let Station { w, v, hub, .. } = station;
 
     let outcome = v.sync().unwrap();
     assert_eq!(outcome.rejections.len(), 1, "{outcome:?}");
