@@ -241,59 +241,23 @@ mod tests {
 
     #[test]
     fn a_hub_answer_verifies_only_for_its_hub_device_nonce_challenge_and_key() {
-        let (hub, device) = (uuid::Uuid::from_u128(9), uuid::Uuid::from_u128(4));
+        let (hub, device, other) = (
+            uuid::Uuid::from_u128(9),
+            uuid::Uuid::from_u128(4),
+            uuid::Uuid::from_u128(3),
+        );
         let key = keys(5).hub_key(hub);
         let answer = hub_answer(&key, hub, device, b"nonce", b"challenge");
-        assert!(verify_hub_answer(
-            &key,
-            hub,
-            device,
-            b"nonce",
-            b"challenge",
-            &answer
-        ));
-        let other = uuid::Uuid::from_u128(3);
-        assert!(!verify_hub_answer(
-            &key,
-            other,
-            device,
-            b"nonce",
-            b"challenge",
-            &answer
-        ));
-        assert!(!verify_hub_answer(
-            &key,
-            hub,
-            other,
-            b"nonce",
-            b"challenge",
-            &answer
-        ));
-        assert!(!verify_hub_answer(
-            &key,
-            hub,
-            device,
-            b"noncf",
-            b"challenge",
-            &answer
-        ));
-        assert!(!verify_hub_answer(
-            &key,
-            hub,
-            device,
-            b"nonce",
-            b"challengf",
-            &answer
-        ));
+        let verifies = |key: &[u8; 32], hub, device, nonce: &[u8], challenge: &[u8]| {
+            verify_hub_answer(key, hub, device, nonce, challenge, &answer)
+        };
+        assert!(verifies(&key, hub, device, b"nonce", b"challenge"));
+        assert!(!verifies(&key, other, device, b"nonce", b"challenge"));
+        assert!(!verifies(&key, hub, other, b"nonce", b"challenge"));
+        assert!(!verifies(&key, hub, device, b"noncf", b"challenge"));
+        assert!(!verifies(&key, hub, device, b"nonce", b"challengf"));
         let wrong = keys(6).hub_key(hub);
-        assert!(!verify_hub_answer(
-            &wrong,
-            hub,
-            device,
-            b"nonce",
-            b"challenge",
-            &answer
-        ));
+        assert!(!verifies(&wrong, hub, device, b"nonce", b"challenge"));
         // The phone's own proof is no answer: a hub cannot echo it back.
         let proof = hub_proof(&key, b"challenge", device);
         assert!(!verify_hub_answer(
