@@ -359,6 +359,14 @@ impl SqlStore {
         Ok(())
     }
 
+    /// A station's name.
+    pub async fn station_name(&self, station: StationId) -> Result<Option<String>> {
+        Ok(
+            with_pool!(self, p => sqlx::query_scalar("SELECT name FROM stations WHERE id = $1")
+            .bind(bytes(station.0)).fetch_optional(p).await?),
+        )
+    }
+
     /// The district a station belongs to.
     pub async fn station_district(&self, station: StationId) -> Result<Option<DistrictId>> {
         let row: Option<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT district FROM stations WHERE id = $1")

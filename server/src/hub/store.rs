@@ -8,7 +8,7 @@ use crate::hubs::Roster;
 use crate::identity::{bytes, uuid_of};
 use crate::store::{SqlStore, with_pool};
 use std::collections::BTreeSet;
-use sync_core::ids::{DeviceId, DocId, StationId, Timestamp};
+use sync_core::ids::{DeviceId, DocId, Timestamp};
 use sync_core::model::Role;
 use sync_core::protocol::forward::ForwardResult;
 
@@ -337,14 +337,6 @@ impl SqlStore {
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::Internal("a stored outbox outcome is damaged".into()))?;
         Ok((waiting, answers))
-    }
-
-    /// The name of a station the hub's roster holds.
-    pub async fn station_name(&self, station: StationId) -> Result<Option<String>> {
-        Ok(
-            with_pool!(self, p => sqlx::query_scalar("SELECT name FROM stations WHERE id = $1")
-            .bind(bytes(station.0)).fetch_optional(p).await?),
-        )
     }
 
     /// How far the outbox has got.

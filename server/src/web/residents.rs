@@ -134,11 +134,7 @@ async fn show(
         .await?
         .ok_or_else(|| Error::NotFound(format!("no resident {id}")))?;
     let names = Names::of(&state.store, Some(p.resident.district)).await?;
-    let station: Option<String> = {
-        let mut q = Sql::new("SELECT name FROM stations WHERE id = ");
-        q.bind(Bind::id(&p.resident.station.0));
-        fetch!(&state.store, q, (String,), fetch_optional)?.map(|r| r.0)
-    };
+    let station = state.store.station_name(p.resident.station).await?;
     // The document itself, for what the projection does not hold: conflicting values
     // and the history of changes.
     let file = state
