@@ -12,6 +12,11 @@ use uuid::Uuid;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// A batch's byte strings as the `bytes` column holds them.
+fn encoded(item: &Quarantined) -> Result<Vec<u8>> {
+    postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// A quarantined batch as the coordinators' page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantineRow {
@@ -95,14 +100,13 @@ impl SqlStore {
         // The same batch refused again (a station hub forwards what its phone already
         // handed over itself, or forwards it twice): one batch for a coordinator, under
         // the number the phone already keeps.
-        let bytes =
-            postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bytes = encoded(&item)?;
         let same: Option<i64> = with_pool!(self, p => sqlx::query_scalar(
             "SELECT id FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL AND bytes = $3
              ORDER BY id LIMIT 1")
             .bind(device.clone())
             .bind(item.doc.0.as_bytes().to_vec())
-            .bind(bytes)
+            .bind(bytes.clone())
             .fetch_optional(p)
             .await?);
         if let Some(id) = same {
@@ -119,20 +123,20 @@ impl SqlStore {
         if !QUARANTINE_PER_DAY.admits(to_u64(batches), to_u64(size), item.size()) {
             return Ok(None);
         }
-        self.insert_quarantined(item).await.map(Some)
+        self.insert_quarantined(item, bytes).await.map(Some)
     }
 
     /// Keeps a batch recovered from a revoked device's export, outside the daily
     /// allowance: an export opens only with the device's own key, is taken once per
     /// device, and is bounded by the request body limit.
     pub async fn keep_recovered(&self, item: Quarantined) -> Result<u64> {
-        self.insert_quarantined(item).await
+        let bytes = encoded(&item)?;
+        self.insert_quarantined(item, bytes).await
     }
 
-    async fn insert_quarantined(&self, item: Quarantined) -> Result<u64> {
+    /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).
+    async fn insert_quarantined(&self, item: Quarantined, bytes: Vec<u8>) -> Result<u64> {
         let device = item.device.0.as_bytes().to_vec();
-        let bytes =
-            postcard::to_stdvec(&item.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let size = i64::try_from(item.size()).unwrap_or(i64::MAX);
         let id: i64 = with_pool!(self, p => sqlx::query_scalar(
             "INSERT INTO quarantine (doc, district, device, user_id, code, reason, bytes, at, size)
