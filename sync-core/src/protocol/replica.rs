@@ -485,10 +485,9 @@ impl<S: ReplicaStore> Replica<S> {
         let Some(doc) = self.load(rejection.doc)? else {
             return Ok(false);
         };
-        let refused = to_change_hashes(&rejection.heads);
-        if refused.iter().any(|h| doc.get_change_by_hash(h).is_none())
-            || self.written_since(rejection.doc, &rejection.heads)?
-        {
+        // Heads other than the refused upload's: the phone no longer holds what was
+        // refused, or wrote more since.
+        if moved_from(&doc, &rejection.heads) {
             return Ok(false);
         }
         if !self.set_aside(rejection, &doc, &held_of(&doc, confirmed))? {
@@ -576,14 +575,7 @@ impl<S: ReplicaStore> Replica<S> {
         if heads.is_empty() {
             return Ok(false);
         }
-        let Some(d) = self.load(doc)? else {
-            return Ok(false);
-        };
-        let mut ours = d.get_heads();
-        let mut refused = to_change_hashes(heads);
-        ours.sort();
-        refused.sort();
-        Ok(ours != refused)
+        Ok(self.load(doc)?.is_some_and(|d| moved_from(&d, heads)))
     }
 
     fn take_delivery(
@@ -706,6 +698,15 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
 /// Whether a `Result` from the core is a rules refusal.
 pub fn is_rejection(error: &Error) -> bool {
     matches!(error, Error::Rejected(_))
+}
+
+/// Whether `doc`'s heads are other than `heads`.
+fn moved_from(doc: &Automerge, heads: &[Hash]) -> bool {
+    let mut ours = doc.get_heads();
+    let mut theirs = to_change_hashes(heads);
+    ours.sort();
+    theirs.sort();
+    ours != theirs
 }
 
 /// The hashes of `heads` that `doc` holds (a server may name changes the phone has not
