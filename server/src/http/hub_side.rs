@@ -55,12 +55,17 @@ const CHALLENGE_MS: i64 = 5 * 60 * 1000;
 const MAX_CHALLENGES: usize = 10_000;
 
 fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
-    let hub = state
-        .hub
-        .as_ref()
-        .ok_or_else(|| Error::NotFound("this server is not a station hub".into()))?;
+    let hub = side(state)?;
     refuse_if_revoked(hub)?;
     Ok(hub)
+}
+
+/// This server's hub side, revoked or not.
+fn side(state: &AppState) -> Result<&crate::hub::HubSide> {
+    state
+        .hub
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("this server is not a station hub".into()))
 }
 
 /// A revoked hub takes nothing more: the phones keep their visits for the district
@@ -289,7 +294,8 @@ pub(crate) struct StatusPage {
 /// `GET /` on a hub.
 pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Response> {
     use crate::web::text::date_time;
-    let hub = hub(&state)?;
+    // A revoked hub still tells its staff so.
+    let hub = side(&state)?;
     let counts = state.store.outbox_counts().await?;
     let link = hub.link();
     let page = StatusPage {

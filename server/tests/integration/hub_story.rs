@@ -438,6 +438,9 @@ async fn phones_sync_at_the_hub_while_the_uplink_is_down(t: TestStore) {
         .await
         .unwrap_err()
         .expect_error(401, "hub_revoked");
+    // Its page tells the station's staff.
+    let page = hub_page(&hub).await;
+    assert!(page.contains("已被区服务器停用"), "{page}");
 }
 
 /// The hub's roster lags the district server's while the uplink is down, both ways.
