@@ -3,7 +3,7 @@
 //! FFI: each body runs under [`guarded`].
 
 use crate::error::{LinliError, Result, guarded};
-use crate::net::{ENVELOPE, Http, Refusal, Timeouts};
+use crate::net::{Answer, ENVELOPE, Http, Refusal, Timeouts};
 use crate::store::{EXPORT_KEY, REVOKED_EXPORT, Store};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use sync_core::doc::catalog::{CatalogDoc, EntryInput};
 use sync_core::doc::{DocKind, header};
 use sync_core::ids::*;
 use sync_core::model::{self, DueOn, LocalDay, Principal, Role, Scope, VisitDue};
+use sync_core::protocol::channel::{self, Call, Channel};
 use sync_core::protocol::envelope::{Hash, Rejection, SyncResponse};
 use sync_core::protocol::export::Export;
 use sync_core::protocol::replica::Replica;
@@ -36,8 +37,12 @@ const STATION_HELD: &str = "station_held";
 enum Link {
     /// The district server, with the device's refreshable token.
     District,
-    /// A station hub, with the session it gave.
-    Hub { id: uuid::Uuid, token: String },
+    /// A station hub, with the session's channel and the number of its next call.
+    Hub {
+        id: uuid::Uuid,
+        channel: Channel,
+        next: u64,
+    },
 }
 /// Refresh the access token when it has less than this left (ms).
 const REFRESH_MARGIN_MS: i64 = 60_000;
@@ -1058,24 +1063,75 @@ impl LinliClient {
         }
     }
 
-    /// The bearer token for `link`: the district server's (refreshed when due), or a
-    /// hub's session (a new one when `force`).
-    fn token(&self, http: &Http, link: &mut Link, force: bool) -> Result<String> {
-        match link {
-            Link::District => self.access_token(http, force),
-            Link::Hub { token, .. } if !force => Ok(token.clone()),
-            Link::Hub { id, token } => {
-                let (hub, fresh) = self.hub_session(http)?;
-                if hub != *id {
-                    return Err(LinliError::Refused {
-                        code: "another_hub".into(),
-                        detail: "a different station hub answered at this address; sync again"
-                            .into(),
-                    });
-                }
-                token.clone_from(&fresh);
-                Ok(fresh)
+    /// Makes `call` at the server behind `http`: at the district server with the
+    /// device's token (refreshed and tried once more if it had expired), at a hub
+    /// sealed in the session's channel (in a new session and once more if the hub
+    /// ended it). A hub's answer counts only if it opens with the session's key: what
+    /// does not, or comes unsealed, is never taken for a revocation.
+    fn call(&self, http: &Http, link: &mut Link, call: &Call) -> Result<Answer> {
+        let (id, channel, next) = match link {
+            Link::District => {
+                let send = |token: &str| match call.method.as_str() {
+                    "GET" => http.get_with(&call.path, Some(token)),
+                    _ => http.post_with(
+                        &call.path,
+                        Some(token),
+                        call.content_type.as_deref().unwrap_or_default(),
+                        &call.body,
+                        call.seal.as_deref(),
+                    ),
+                };
+                let answer = send(&self.access_token(http, false)?)?;
+                return match answer {
+                    Err(r) if r.status == 401 && token_ended(&r.code) => {
+                        send(&self.access_token(http, true)?)
+                    }
+                    answer => Ok(answer),
+                };
             }
+            Link::Hub { id, channel, next } => (id, channel, next),
+        };
+        let mut renewed = false;
+        loop {
+            let seq = *next;
+            *next = next.saturating_add(1);
+            let frame = channel.seal_call(seq, call);
+            let ended = match http.post("/api/v1/hub/channel", None, channel::MEDIA_TYPE, &frame)? {
+                Ok(sealed) => {
+                    let reply = channel
+                        .open_reply(seq, &sealed)
+                        .map_err(|_| not_genuine())?;
+                    if (200..300).contains(&reply.status) {
+                        return Ok(Ok(reply.body));
+                    }
+                    let refusal = Refusal::of(reply.status, &reply.body);
+                    if refusal.status != 401 || !token_ended(&refusal.code) {
+                        return Ok(Err(refusal));
+                    }
+                    refusal
+                }
+                Err(refusal) if refusal.status == 401 && refusal.code == "hub_session_ended" => {
+                    refusal
+                }
+                // Unsealed: anything on the station's network could have said it.
+                Err(refusal) if refusal.purge || refusal.code == "device_revoked" => {
+                    return Err(not_genuine());
+                }
+                Err(refusal) => return Err(refusal.into_error()),
+            };
+            if renewed {
+                return Ok(Err(ended));
+            }
+            renewed = true;
+            let (hub, fresh) = self.hub_session(http)?;
+            if hub != *id {
+                return Err(LinliError::Refused {
+                    code: "another_hub".into(),
+                    detail: "a different station hub answered at this address; sync again".into(),
+                });
+            }
+            *channel = fresh;
+            *next = 0;
         }
     }
 
@@ -1144,8 +1200,7 @@ impl LinliClient {
             // Visits left at a station hub that the district server refused after the
             // hub took them: set aside before the rounds could reset or purge their
             // files.
-            let token = self.token(&http, &mut link, false)?;
-            let answer = match http.get_with("/api/v1/sync/refused", Some(&token))? {
+            let answer = match self.call(&http, &mut link, &Call::get("/api/v1/sync/refused"))? {
                 Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
                 // A district server older than this library: nothing to set aside.
                 Err(refusal) if refusal.status == 404 => serde_json::Value::Null,
@@ -1171,8 +1226,12 @@ impl LinliClient {
     fn hub_rounds(&self, address: &str, cancel: &CancelToken) -> Result<SyncOutcome> {
         self.creds()?;
         let http = Http::new(address, self.timeouts);
-        let (hub, token) = self.hub_session(&http)?;
-        let mut link = Link::Hub { id: hub, token };
+        let (hub, channel) = self.hub_session(&http)?;
+        let mut link = Link::Hub {
+            id: hub,
+            channel,
+            next: 0,
+        };
         // First what the district server answered for what this hub took earlier, so
         // that a refused upload is set aside before the hub's answers could reset or
         // purge the file that holds it.
@@ -1190,8 +1249,7 @@ impl LinliClient {
     /// district server's number and reason. The residents now confirmed, and the
     /// refusals of uploads this phone still counted as held at the station.
     fn take_held(&self, http: &Http, link: &mut Link) -> Result<(Vec<String>, Vec<RejectionInfo>)> {
-        let token = self.token(http, link, false)?;
-        let held = match http.get_with("/api/v1/hub/held", Some(&token))? {
+        let held = match self.call(http, link, &Call::get("/api/v1/hub/held"))? {
             Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
             Err(refusal) => return Err(refusal.into_error()),
         };
@@ -1286,7 +1344,7 @@ impl LinliClient {
 
     /// Proves this device to the hub behind `http` with its key for that hub: the
     /// hub's id and a session token.
-    fn hub_session(&self, http: &Http) -> Result<(uuid::Uuid, String)> {
+    fn hub_session(&self, http: &Http) -> Result<(uuid::Uuid, Channel)> {
         let creds = self.creds()?;
         let keys = self
             .lock()
@@ -1303,16 +1361,9 @@ impl LinliClient {
         let malformed = |what: &str| LinliError::Malformed {
             detail: format!("the hub's answer lacks {what}"),
         };
-        let not_genuine = |hub: &str| LinliError::Refused {
-            code: "hub_not_genuine".into(),
-            detail: format!(
-                "the station hub at this address could not prove it is the district's hub \
-                 {hub}; nothing was sent to it"
-            ),
-        };
         // Only a hub that proved itself may tell the phone it was revoked.
         let info = http.get("/api/v1/hub")?.map_err(|r| match r.into_error() {
-            LinliError::Revoked => not_genuine("it claims to be"),
+            LinliError::Revoked => not_genuine(),
             other => other,
         })?;
         let info: serde_json::Value = serde_json::from_slice(&info).unwrap_or_default();
@@ -1353,19 +1404,18 @@ impl LinliClient {
                 let proved = genuine(refusal.hub_proof.as_deref());
                 return Err(match refusal.into_error() {
                     LinliError::Revoked if proved => self.purge_everything(),
-                    LinliError::Revoked => not_genuine(&hub.to_string()),
+                    LinliError::Revoked => not_genuine(),
                     other => other,
                 });
             }
         };
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if !genuine(json["hub_proof"].as_str()) {
-            return Err(not_genuine(&hub.to_string()));
+            return Err(not_genuine());
         }
-        let token = json["access_token"]
-            .as_str()
-            .ok_or_else(|| malformed("a token"))?;
-        Ok((hub, token.to_owned()))
+        let session = <[u8; channel::SESSION]>::try_from(challenge.as_slice())
+            .map_err(|_| malformed("a challenge of 16 bytes"))?;
+        Ok((hub, Channel::new(&key, hub, creds.device, &nonce, session)))
     }
 
     /// Keeps one cursor (and held-list flag) per server: the district server's feed
@@ -1464,22 +1514,12 @@ impl LinliClient {
                 (request.encode(), sent, before)
             };
             let seal = keys.as_ref().map(|k| seal::to_header(&k.seal(&body)));
-            let post = |token: &str| {
-                http.post_with(
-                    "/api/v1/sync",
-                    Some(token),
-                    ENVELOPE,
-                    &body,
-                    seal.as_deref(),
-                )
-            };
-            let mut answer = post(&self.token(http, link, false)?)?;
-            if let Err(r) = &answer
-                && r.status == 401
-                && matches!(r.code.as_str(), "token_expired" | "invalid_token")
-            {
-                answer = post(&self.token(http, link, true)?)?;
-            }
+            let sent_bytes = body.len();
+            let answer = self.call(
+                http,
+                link,
+                &Call::post("/api/v1/sync", ENVELOPE, body, seal),
+            )?;
             let bytes = match answer {
                 Ok(bytes) => bytes,
                 Err(refusal) => {
@@ -1490,7 +1530,7 @@ impl LinliClient {
                 }
             };
             outcome.rounds += 1;
-            outcome.bytes_sent += count(body.len());
+            outcome.bytes_sent += count(sent_bytes);
             outcome.bytes_received += count(bytes.len());
             outcome.sent_changes += count(sent);
             let mut inner = self.lock();
@@ -1579,6 +1619,23 @@ impl LinliClient {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// Whether a 401's `code` says only that the token has ended (get another and call
+/// again), not that the device may no longer call.
+fn token_ended(code: &str) -> bool {
+    matches!(code, "token_expired" | "invalid_token")
+}
+
+/// Something at a station hub's address that could not prove it is the district's hub.
+fn not_genuine() -> LinliError {
+    LinliError::Refused {
+        code: "hub_not_genuine".into(),
+        detail: "what answered at the station hub's address could not prove it is the \
+                 district's hub: nothing it said was believed, and nothing readable was sent \
+                 to it"
+            .into(),
     }
 }
 

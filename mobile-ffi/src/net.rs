@@ -28,6 +28,22 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
+    /// The refusal a non-2xx answer with `body` (the server's JSON error) makes.
+    pub(crate) fn of(status: u16, body: &[u8]) -> Refusal {
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |k: &str| json[k].as_str().unwrap_or_default().to_owned();
+        Refusal {
+            status,
+            code: text("code"),
+            message: match text("message") {
+                m if m.is_empty() => String::from_utf8_lossy(body).chars().take(200).collect(),
+                m => m,
+            },
+            purge: json["purge"].as_bool().unwrap_or(false),
+            hub_proof: json["hub_proof"].as_str().map(str::to_owned),
+        }
+    }
+
     /// The library's error for a refusal that is not handled specially.
     pub(crate) fn into_error(self) -> LinliError {
         if self.status >= 500 || self.status == 429 || self.status == 408 {
@@ -150,18 +166,7 @@ impl Http {
         if (200..300).contains(&status) {
             return Ok(Ok(bytes));
         }
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let text = |k: &str| json[k].as_str().unwrap_or_default().to_owned();
-        Ok(Err(Refusal {
-            status,
-            code: text("code"),
-            message: match text("message") {
-                m if m.is_empty() => String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                m => m,
-            },
-            purge: json["purge"].as_bool().unwrap_or(false),
-            hub_proof: json["hub_proof"].as_str().map(str::to_owned),
-        }))
+        Ok(Err(Refusal::of(status, &bytes)))
     }
 
     /// POSTs JSON.

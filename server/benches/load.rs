@@ -77,6 +77,7 @@ use sync_core::automerge::{ActorId, ChangeHash};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::ids::*;
 use sync_core::model::*;
+use sync_core::protocol::channel::{self, Call, Channel};
 use sync_core::protocol::envelope::{Hash, SyncResponse};
 use sync_core::protocol::replica::Replica;
 use sync_core::protocol::seal::{self, DeviceKeys};
@@ -485,6 +486,48 @@ impl Api {
     }
 }
 
+impl Api {
+    /// [`Api::sync`] at a station hub: the call `seq` of a session, sealed in its
+    /// channel, as the phone library makes it.
+    async fn sync_at_hub(
+        &self,
+        channel: &Channel,
+        seq: u64,
+        keys: &DeviceKeys,
+        body: Vec<u8>,
+    ) -> Result<SyncResponse, String> {
+        let seal = seal::to_header(&keys.seal(&body));
+        let call = Call::post("/api/v1/sync", ENVELOPE, body, Some(seal));
+        let response = self
+            .http
+            .post(format!("{}/api/v1/hub/channel", self.base))
+            .header(reqwest::header::CONTENT_TYPE, channel::MEDIA_TYPE)
+            .body(channel.seal_call(seq, &call))
+            .send()
+            .await
+            .map_err(|e| format!("sync: {e}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| format!("sync: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "sync: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        let reply = channel
+            .open_reply(seq, &bytes)
+            .map_err(|e| format!("the hub's reply: {e}"))?;
+        if reply.status != 200 {
+            return Err(format!(
+                "sync: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
+        }
+        SyncResponse::decode(&reply.body).map_err(|e| format!("sync response: {e}"))
+    }
+}
+
 // ---- phones --------------------------------------------------------------------------
 
 struct Phone {
@@ -492,6 +535,8 @@ struct Phone {
     replica: Replica<MemoryReplicaStore>,
     principal: Principal,
     token: String,
+    /// At a station hub: the session's channel, and its next call's number.
+    hub: Option<(Channel, u64)>,
     /// The device.
     device: Uuid,
     /// The keys from its export key: the seal on every request, its key for a hub.
@@ -509,6 +554,7 @@ impl Phone {
             replica: Replica::new(MemoryReplicaStore::new(), actor),
             principal,
             token: credential.access_token,
+            hub: None,
             device: credential.device_id,
             keys: DeviceKeys::new(&hex::decode(&credential.export_key).unwrap()).unwrap(),
             files: Vec::new(),
@@ -520,7 +566,7 @@ impl Phone {
     async fn settle(&mut self, api: &Api) {
         for _ in 0..20 {
             let request = self.replica.prepare(now_ms()).unwrap().encode();
-            let response = api.sync(&self.token, &self.keys, request).await.unwrap();
+            let response = self.sync(api, request).await.unwrap();
             let report = self.replica.apply(&response).unwrap();
             assert!(report.rejections.is_empty(), "{report:?}");
             if !report.more
@@ -532,6 +578,18 @@ impl Phone {
             }
         }
         panic!("phone {} did not settle in 20 syncs", self.n);
+    }
+
+    /// One sync exchange at the district server, or sealed in the channel of the
+    /// phone's session at a hub.
+    async fn sync(&mut self, api: &Api, request: Vec<u8>) -> Result<SyncResponse, String> {
+        match &mut self.hub {
+            None => api.sync(&self.token, &self.keys, request).await,
+            Some((channel, next)) => {
+                *next += 1;
+                api.sync_at_hub(channel, *next, &self.keys, request).await
+            }
+        }
     }
 
     /// A new visit id: a v7 UUID whose random part names the phone and the visit.
@@ -577,7 +635,7 @@ impl Phone {
         };
         let request = self.replica.prepare(now_ms()).unwrap().encode();
         let started = Instant::now();
-        let response = api.sync(&self.token, &self.keys, request).await?;
+        let response = self.sync(api, request).await?;
         let took = started.elapsed();
         let report = self.replica.apply(&response).map_err(|e| e.to_string())?;
         if !report.rejections.is_empty() {

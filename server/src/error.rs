@@ -20,6 +20,9 @@ pub enum AuthFailure {
     Revoked,
     /// The station hub was revoked: it stops serving phones.
     HubRevoked,
+    /// The phone's session at a station hub ended (it expired, or the hub
+    /// restarted): start another.
+    SessionEnded,
     /// The user is disabled or gone.
     UserDisabled,
     /// Wrong login or password, or an unknown, used or expired enrolment code, or an
@@ -36,6 +39,7 @@ impl AuthFailure {
             AuthFailure::Expired => "token_expired",
             AuthFailure::Revoked => "device_revoked",
             AuthFailure::HubRevoked => "hub_revoked",
+            AuthFailure::SessionEnded => "hub_session_ended",
             AuthFailure::UserDisabled => "user_disabled",
             AuthFailure::BadCredentials => "bad_credentials",
         }
@@ -52,6 +56,7 @@ impl AuthFailure {
             AuthFailure::HubRevoked => {
                 "this station hub was revoked; its phones sync with the district server"
             }
+            AuthFailure::SessionEnded => "the session at this station hub has ended; start another",
             AuthFailure::UserDisabled => "this account is disabled",
             AuthFailure::BadCredentials => "the credentials were not accepted",
         }

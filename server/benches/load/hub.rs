@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use sync_core::ids::StationId;
+use sync_core::protocol::channel::Channel;
 use sync_core::protocol::seal;
 use sync_core::protocol::store::ReplicaStore;
 
@@ -135,9 +136,8 @@ pub async fn windows(
         phones.len()
     );
     let hub_api = Api::new(&base, None, phones.len() + 16);
-    let central_tokens: Vec<String> = phones.iter().map(|p| p.token.clone()).collect();
     for phone in &mut phones {
-        phone.token = session(&hub_api, phone).await;
+        phone.hub = Some((session(&hub_api, phone).await, 0));
         // The phone library keeps a cursor per server.
         phone.replica.store_mut().set_cursor(0).unwrap();
         phone.replica.store_mut().set_need_held(true).unwrap();
@@ -173,14 +173,15 @@ pub async fn windows(
     store.close().await;
     hub.stop();
     // Back to the district server for what comes after.
-    for (phone, token) in phones.iter_mut().zip(central_tokens) {
-        phone.token = token;
+    for phone in &mut phones {
+        phone.hub = None;
     }
     (phones, vec![visits, paced], drain)
 }
 
-/// A session at the hub: its challenge answered with the phone's key for this hub.
-async fn session(api: &Api, phone: &Phone) -> String {
+/// A session at the hub: its challenge answered with the phone's key for this hub; its
+/// channel.
+async fn session(api: &Api, phone: &Phone) -> Channel {
     #[derive(serde::Deserialize)]
     struct Info {
         hub: uuid::Uuid,
@@ -188,7 +189,7 @@ async fn session(api: &Api, phone: &Phone) -> String {
     }
     #[derive(serde::Deserialize)]
     struct Session {
-        access_token: String,
+        hub_proof: String,
     }
     let info: Info = api
         .http
@@ -201,7 +202,9 @@ async fn session(api: &Api, phone: &Phone) -> String {
         .unwrap();
     let challenge = hex::decode(&info.challenge).unwrap();
     let device = phone.device;
-    let proof = seal::hub_proof(&phone.keys.hub_key(info.hub), &challenge, device);
+    let key = phone.keys.hub_key(info.hub);
+    let proof = seal::hub_proof(&key, &challenge, device);
+    let nonce = server::auth::random_bytes::<16>().unwrap();
     let session: Session = api
         .post(
             "/api/v1/hub/session",
@@ -210,8 +213,19 @@ async fn session(api: &Api, phone: &Phone) -> String {
                 "device": device,
                 "challenge": info.challenge,
                 "proof": hex::encode(proof),
+                "nonce": hex::encode(nonce),
             }),
         )
         .await;
-    session.access_token
+    let proof = hex::decode(session.hub_proof).unwrap();
+    assert!(seal::verify_hub_answer(
+        &key, info.hub, device, &nonce, &challenge, &proof
+    ));
+    Channel::new(
+        &key,
+        info.hub,
+        device,
+        &nonce,
+        challenge.try_into().unwrap(),
+    )
 }

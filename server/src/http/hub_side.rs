@@ -11,12 +11,13 @@ use crate::error::{AuthFailure, Error, Result};
 use crate::now_ms;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use sync_core::ids::DeviceId;
+use sync_core::protocol::channel::{self, Channel, Reply};
 use sync_core::protocol::forward::ForwardResult;
 use sync_core::protocol::seal;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -25,10 +26,23 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 /// A station hub's service: what phones call, nothing else. Phones prove which device
-/// they are with their key for this hub (`/api/v1/hub`, `/api/v1/hub/session`) and then
-/// sync as with the district server. Sign-in, enrolment, administration and the web
-/// pages stay on the district server.
+/// they are with their key for this hub (`/api/v1/hub`, `/api/v1/hub/session`), and
+/// every call after that goes sealed in the session's channel
+/// (`/api/v1/hub/channel`, `sync_core::protocol::channel`): the station's network
+/// sees no record, and the phone believes no answer that does not open with the
+/// session's key. The sync itself is the district server's. Sign-in, enrolment,
+/// administration and the web pages stay on the district server.
 pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    // What a session's calls reach, and nothing from outside does.
+    let inside: Router = Router::new()
+        .route("/api/v1/hub/held", get(held))
+        .route("/api/v1/me", get(super::accounts::me))
+        .route("/api/v1/sync", post(super::sync::sync))
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(CatchPanicLayer::new())
+        .with_state(state.clone());
+    // A sealed call is its body plus the call's few fields and the AEAD's tag.
+    let frame_limit = limits.max_body.saturating_add(CALL_OVERHEAD);
     Router::new()
         .route("/", get(status))
         .route("/healthz", get(super::ops::healthz))
@@ -36,9 +50,15 @@ pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/metrics", get(super::ops::metrics))
         .route("/api/v1/hub", get(challenge))
         .route("/api/v1/hub/session", post(session))
-        .route("/api/v1/hub/held", get(held))
-        .route("/api/v1/me", get(super::accounts::me))
-        .route("/api/v1/sync", post(super::sync::sync))
+        .route(
+            "/api/v1/hub/channel",
+            post(
+                move |State(state): State<Arc<AppState>>, frame: axum::body::Bytes| {
+                    call(state, inside.clone(), frame)
+                },
+            )
+            .layer(DefaultBodyLimit::max(frame_limit)),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -49,9 +69,15 @@ pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .with_state(state)
 }
 
+/// Room a sealed call takes beyond its body.
+const CALL_OVERHEAD: usize = 64 << 10;
+/// The largest answer a call gives (the sync answers keep well below it).
+const MAX_REPLY: usize = 64 << 20;
+
 /// How long a challenge may be answered, in milliseconds.
 const CHALLENGE_MS: i64 = 5 * 60 * 1000;
-/// Challenges outstanding at once; beyond this the oldest are dropped.
+/// Challenges outstanding at once, and sessions open at once; beyond this the oldest
+/// are dropped.
 const MAX_CHALLENGES: usize = 10_000;
 
 fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
@@ -125,22 +151,20 @@ pub(crate) struct SessionRequest {
     /// Hex: `sync_core::protocol::seal::hub_proof` of the challenge's bytes.
     proof: String,
     /// Hex, 16 to 64 bytes the phone chose: the hub answers with its own proof of them
-    /// (`hub_proof` in the answer), so the phone knows it talks to the district's hub.
+    /// (`hub_proof` in the answer), so the phone knows it talks to the district's hub,
+    /// and the session's channel key is derived from them too.
     #[serde(default)]
     nonce: Option<String>,
 }
 
-/// A session at this hub.
+/// A session at this hub: its id is the challenge answered, and its calls go sealed
+/// to `/api/v1/hub/channel`.
 #[derive(Debug, Serialize)]
 pub(crate) struct SessionResponse {
-    /// Bearer token for this hub's `/api/v1/sync`.
-    access_token: String,
     /// Seconds it lives.
     expires_in: u64,
-    /// Hex: `sync_core::protocol::seal::hub_answer` of the phone's nonce, when it sent
-    /// one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hub_proof: Option<String>,
+    /// Hex: `sync_core::protocol::seal::hub_answer` of the phone's nonce.
+    hub_proof: String,
 }
 
 /// `POST /api/v1/hub/session`: a session token for a device that proves itself.
@@ -175,24 +199,21 @@ pub(crate) async fn session(
         return Err(refused());
     }
     let nonce = match request.nonce.as_deref().map(|n| hex::decode(n.trim())) {
-        None => None,
-        Some(Ok(n)) if (16..=64).contains(&n.len()) => Some(n),
-        Some(_) => {
+        Some(Ok(n)) if (16..=64).contains(&n.len()) => n,
+        _ => {
             return Err(Error::bad_request(
                 "bad_nonce",
-                "the nonce is 16 to 64 bytes, in hex",
+                "send a nonce of 16 to 64 bytes, in hex",
             ));
         }
     };
-    let answer = |nonce: &[u8]| {
-        hex::encode(seal::hub_answer(
-            &key,
-            hub.id,
-            device.0,
-            nonce,
-            challenge.as_bytes(),
-        ))
-    };
+    let hub_proof = hex::encode(seal::hub_answer(
+        &key,
+        hub.id,
+        device.0,
+        &nonce,
+        challenge.as_bytes(),
+    ));
     let found = state.store.device(device).await?.ok_or_else(refused)?;
     if found.revoked_at.is_some() {
         // The phone deletes its residents' data on this answer, so the hub proves it
@@ -202,7 +223,7 @@ pub(crate) async fn session(
             "code": failure.code(),
             "message": failure.message(),
             "purge": true,
-            "hub_proof": nonce.as_deref().map(answer),
+            "hub_proof": hub_proof,
         });
         return Ok((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response());
     }
@@ -210,14 +231,112 @@ pub(crate) async fn session(
     if user.disabled {
         return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
     }
-    Ok(Json(SessionResponse {
-        access_token: state
+    let now = now_ms();
+    let opened = crate::hub::Session {
+        channel: Channel::new(&key, hub.id, device.0, &nonce, *challenge.as_bytes()),
+        token: state
             .keys
             .issue(user.id.0, Some(device.0), super::accounts::now_secs())?,
+        until: now.saturating_add(i64::try_from(ACCESS_TOKEN_SECS).unwrap_or(i64::MAX) * 1000),
+        last: None,
+    };
+    let mut sessions = hub
+        .sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    sessions.retain(|_, s| s.until > now);
+    if sessions.len() >= MAX_CHALLENGES {
+        let oldest = sessions
+            .iter()
+            .min_by_key(|(_, s)| s.until)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            sessions.remove(&k);
+        }
+    }
+    sessions.insert(*challenge.as_bytes(), opened);
+    drop(sessions);
+    Ok(Json(SessionResponse {
         expires_in: ACCESS_TOKEN_SECS,
-        hub_proof: nonce.as_deref().map(answer),
+        hub_proof,
     })
     .into_response())
+}
+
+/// `POST /api/v1/hub/channel`: one call of a phone's session, sealed in its channel.
+/// The hub opens it, makes the call as the session's device, and seals the answer,
+/// whatever its status. A frame that does not open, or comes again, is refused here
+/// in the clear (and the phone believes nothing of such a refusal but that it failed).
+async fn call(state: Arc<AppState>, inside: Router, frame: axum::body::Bytes) -> Result<Response> {
+    let hub = hub(&state)?;
+    let refused =
+        |why: &str| Error::bad_request("channel_refused", format!("the call was not taken: {why}"));
+    let (session, _) = channel::frame_of(&frame).map_err(|_| refused("it is not a sealed call"))?;
+    let now = now_ms();
+    let (sealed_with, token) = {
+        let sessions = hub
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match sessions.get(&session) {
+            Some(open) if open.until > now => (open.channel.clone(), open.token.clone()),
+            _ => return Err(Error::Unauthenticated(AuthFailure::SessionEnded)),
+        }
+    };
+    let (seq, call) = sealed_with
+        .open_call(&frame)
+        .map_err(|e| refused(&e.to_string()))?;
+    {
+        let mut sessions = hub
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(open) = sessions.get_mut(&session) else {
+            return Err(Error::Unauthenticated(AuthFailure::SessionEnded));
+        };
+        if open.last.is_some_and(|last| seq <= last) {
+            return Err(refused("its number was used already"));
+        }
+        open.last = Some(seq);
+    }
+    let method = match call.method.as_str() {
+        "GET" => axum::http::Method::GET,
+        "POST" => axum::http::Method::POST,
+        _ => return Err(refused("only GET and POST are called")),
+    };
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(&call.path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(media) = &call.content_type {
+        request = request.header(header::CONTENT_TYPE, media);
+    }
+    if let Some(seal) = &call.seal {
+        request = request.header(seal::HEADER, seal);
+    }
+    let request = request
+        .body(axum::body::Body::from(call.body))
+        .map_err(|_| refused("its path or headers are not valid"))?;
+    let Ok(answer) = tower::ServiceExt::oneshot(inside, request).await;
+    let status = answer.status().as_u16();
+    let content_type = answer
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = axum::body::to_bytes(answer.into_body(), MAX_REPLY)
+        .await
+        .map_err(|e| Error::Internal(format!("reading a sealed call's answer: {e}")))?;
+    let reply = Reply {
+        status,
+        content_type,
+        body: body.to_vec(),
+    };
+    Ok((
+        [(header::CONTENT_TYPE, channel::MEDIA_TYPE)],
+        sealed_with.seal_reply(seq, &reply),
+    )
+        .into_response())
 }
 
 /// What the district server holds of a phone's uploads through this hub.

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_core::automerge::{Automerge, Change, ChangeHash};
 use sync_core::ids::StationId;
+use sync_core::protocol::channel;
 use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncRequest, SyncResponse, held_digest};
 use sync_core::protocol::forward::{ForwardItem, ForwardRequest, ForwardResponse, ForwardResult};
 use sync_core::protocol::server::place_of;
@@ -51,11 +52,27 @@ pub struct HubSide {
     pub wake: Notify,
     /// Challenges handed out and not yet used, with their expiry (ms): each works once.
     pub(crate) challenges: Mutex<HashMap<Uuid, i64>>,
+    /// Phones' sessions, by id (the challenge each answered).
+    pub(crate) sessions: Mutex<HashMap<[u8; channel::SESSION], Session>>,
     /// The district server revoked this hub: it takes nothing more from phones, which
     /// keep their visits for the district server.
     pub revoked: AtomicBool,
     /// How its link to the district server has gone, for the station's staff.
     pub(crate) link: Mutex<LinkState>,
+}
+
+/// A phone's session at the hub: its calls come sealed in the session's channel.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The session's key.
+    pub channel: channel::Channel,
+    /// The access token the hub made for the device; it never leaves the hub, and its
+    /// calls carry it inside.
+    pub token: String,
+    /// Until when (ms).
+    pub until: i64,
+    /// The highest call number taken: each is taken once, and only upwards.
+    pub last: Option<u64>,
 }
 
 /// How a hub's link to the district server has gone.
@@ -75,6 +92,7 @@ impl HubSide {
             station,
             wake: Notify::new(),
             challenges: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             revoked: AtomicBool::new(false),
             link: Mutex::new(LinkState::default()),
         }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use sync_core::ids::*;
 use sync_core::model::ReviewStatus;
+use sync_core::protocol::channel::{Call, Channel};
 use sync_core::protocol::seal::{self, DeviceKeys};
 use sync_core::protocol::store::{ReplicaStore, ServerStore};
 use tokio::net::{TcpListener, TcpStream};
@@ -174,8 +175,11 @@ pub(crate) async fn welcome(base: &str, phone: &mut Phone) -> Result<(), crate::
     if answer.status != 200 {
         return Err(answer);
     }
-    phone.access = answer.json()["access_token"].as_str().unwrap().to_owned();
-    phone.base = base.to_owned();
+    let session = <[u8; 16]>::try_from(challenge.as_slice()).unwrap();
+    phone.enter_hub(
+        base,
+        Channel::new(&key, hub, phone.device.0, &nonce, session),
+    );
     phone.replica.store_mut().set_cursor(0).unwrap();
     Ok(())
 }
@@ -192,6 +196,7 @@ async fn hub_page(hub: &Hub) -> String {
 /// the start).
 async fn back_at_the_district_server(w: &World, phone: &mut Phone) {
     phone.base = w.server.base.clone();
+    phone.channel = None;
     phone.refresh().await.unwrap();
     phone.replica.store_mut().set_cursor(0).unwrap();
 }
@@ -529,15 +534,9 @@ async fn the_hub_and_the_district_server_disagree_on_scope(t: TestStore) {
         "the refused visit reached the staff"
     );
     hub.welcome(&mut v).await.unwrap();
-    let held = reqwest::Client::new()
-        .get(format!("{}/api/v1/hub/held", hub.base))
-        .bearer_auth(&v.access)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let held = v.at_hub(&Call::get("/api/v1/hub/held")).await.unwrap();
+    assert_eq!(held.status, 200);
+    let held = held.json();
     let refused = &held["refused"][0];
     assert_eq!(refused["doc"], json!(kept.0), "{held}");
     assert_eq!(refused["code"], "out_of_scope", "{held}");
@@ -701,8 +700,135 @@ async fn a_request_too_large_for_the_district_server_holds_up_nothing(t: TestSto
     assert_eq!(v.resident(resident).visits.len(), 80);
 }
 
+/// The station's network is shared, so what a phone says to the hub travels sealed in
+/// its session's channel, and the hub takes nothing else: no call in the clear, no
+/// frame sealed with another key or changed on the way, and no frame twice (a relay
+/// replaying a recorded call). A refused frame leaves the session working.
+async fn only_a_sessions_sealed_calls_reach_the_hub(t: TestStore) {
+    use reqwest::header::CONTENT_TYPE;
+    use sync_core::protocol::channel::MEDIA_TYPE;
+    let w = World::new(t).await;
+    let staff = w.user("staff", "station_staff", &[w.station_a]).await;
+    let mut s = w.phone(staff).await;
+    let resident = w.resident(&mut s, w.station_a, "李老伯").await;
+    let mut v = w.volunteer("wang").await;
+    w.assign(v.user, resident).await;
+    v.sync().await.unwrap();
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    hub.cycle().await.unwrap();
+    hub.welcome(&mut v).await.unwrap();
+    v.sync().await.unwrap();
+    let http = reqwest::Client::new();
+
+    // Nothing but the handshake and the channel is served in the clear.
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/v1/sync"),
+        (reqwest::Method::GET, "/api/v1/hub/held"),
+        (reqwest::Method::GET, "/api/v1/me"),
+    ] {
+        let answer = http
+            .request(method, format!("{}{path}", hub.base))
+            .bearer_auth(&v.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path} is served in the clear");
+    }
+
+    // A visit goes up sealed: the frame holds none of its words.
+    v.log_visit(resident, "读报，量血压 135/85");
+    let body = v.replica.prepare(v.now()).unwrap().encode();
+    let seal = v.seal(&body);
+    let call = Call::post(
+        "/api/v1/sync",
+        "application/vnd.linli.sync",
+        body.clone(),
+        Some(seal),
+    );
+    let words = "量血压".as_bytes();
+    assert!(
+        body.windows(words.len()).any(|w| w == words),
+        "the test's own check"
+    );
+    let channel = v.channel.clone().unwrap();
+    let frame = channel.seal_call(100, &call);
+    assert!(!frame.windows(words.len()).any(|w| w == words));
+    let post = |frame: Vec<u8>| {
+        let request = http
+            .post(format!("{}/api/v1/hub/channel", hub.base))
+            .header(CONTENT_TYPE, MEDIA_TYPE)
+            .body(frame);
+        async move { crate::serving::Answer::read(request.send().await.unwrap()).await }
+    };
+    let answer = post(frame.clone()).await;
+    answer.expect(200);
+    let reply = channel.open_reply(100, &answer.body).unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let taken = hub.state.store.outbox_counts().await.unwrap();
+    assert_eq!(taken.waiting, 1);
+
+    // Replayed, or with a number already used: refused, and nothing taken again.
+    post(frame.clone())
+        .await
+        .expect_error(400, "channel_refused");
+    post(channel.seal_call(99, &call))
+        .await
+        .expect_error(400, "channel_refused");
+    // Changed on the way, or sealed with another key under the session's id.
+    let mut changed = channel.seal_call(101, &call);
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    post(changed).await.expect_error(400, "channel_refused");
+    let hub_id = hub.state.hub.as_ref().unwrap().id;
+    let forged = Channel::new(&[0; 32], hub_id, v.device.0, &[1; 16], channel.session());
+    post(forged.seal_call(102, &call))
+        .await
+        .expect_error(400, "channel_refused");
+    post(b"LNCH not a frame".to_vec())
+        .await
+        .expect_error(400, "channel_refused");
+    // A session that does not exist (a made-up id, or one the hub ended).
+    let stranger = Channel::new(&[0; 32], hub_id, v.device.0, &[1; 16], [7; 16]);
+    post(stranger.seal_call(0, &call))
+        .await
+        .expect_error(401, "hub_session_ended");
+    assert_eq!(hub.state.store.outbox_counts().await.unwrap(), taken);
+
+    // The session still works after all that.
+    let answer = post(channel.seal_call(101, &Call::get("/api/v1/hub/held"))).await;
+    answer.expect(200);
+    assert_eq!(channel.open_reply(101, &answer.body).unwrap().status, 200);
+
+    // A session is only opened with a nonce of the phone's, which its key comes from.
+    let info = http
+        .get(format!("{}/api/v1/hub", hub.base))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let challenge = hex::decode(info["challenge"].as_str().unwrap()).unwrap();
+    let key = DeviceKeys::new(&v.export_key).unwrap().hub_key(hub_id);
+    let answer = crate::serving::Answer::read(
+        http.post(format!("{}/api/v1/hub/session", hub.base))
+            .json(&json!({
+                "device": v.device.0,
+                "challenge": hex::encode(&challenge),
+                "proof": hex::encode(seal::hub_proof(&key, &challenge, v.device.0)),
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    answer.expect_error(400, "bad_nonce");
+}
+
 conformance!(
     a_request_too_large_for_the_district_server_holds_up_nothing,
+    only_a_sessions_sealed_calls_reach_the_hub,
     phones_sync_at_the_hub_while_the_uplink_is_down,
     the_hub_and_the_district_server_disagree_on_scope,
     a_resident_moved_away_leaves_the_hub,

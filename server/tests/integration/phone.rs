@@ -6,10 +6,12 @@ use reqwest::Client;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use sync_core::automerge::{ActorId, ChangeHash};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::ids::*;
 use sync_core::model::*;
+use sync_core::protocol::channel::{Call, Channel};
 use sync_core::protocol::envelope::{SyncRequest, SyncResponse};
 use sync_core::protocol::replica::{Replica, SyncReport};
 use sync_core::protocol::seal::{self, DeviceKeys};
@@ -53,6 +55,11 @@ pub struct Phone {
     pub clock_offset: i64,
     /// The key a revoked phone seals its unsynced changes with.
     pub export_key: Vec<u8>,
+    /// At a station hub: the session's channel, which every call goes sealed in
+    /// (`hub_story::welcome` opens it).
+    pub channel: Option<Channel>,
+    /// The number of the channel's next call.
+    calls: AtomicU64,
 }
 
 impl Phone {
@@ -85,6 +92,8 @@ impl Phone {
             replica: Replica::new(MemoryReplicaStore::new(), actor),
             clock_offset: 0,
             export_key: hex::decode(c["export_key"].as_str().unwrap()).unwrap(),
+            channel: None,
+            calls: AtomicU64::new(0),
         }
     }
 
@@ -274,6 +283,19 @@ impl Phone {
         body: Vec<u8>,
         seal: Option<&str>,
     ) -> Result<Vec<u8>, Failure> {
+        if self.channel.is_some() {
+            let call = Call::post(
+                "/api/v1/sync",
+                "application/vnd.linli.sync",
+                body,
+                seal.map(str::to_owned),
+            );
+            let answer = self.at_hub(&call).await?;
+            if answer.status != 200 {
+                return Err(Failure::Refused(answer));
+            }
+            return Ok(answer.body);
+        }
         let mut request = self
             .http
             .post(format!("{}/api/v1/sync", self.base))
@@ -291,6 +313,44 @@ impl Phone {
             return Err(Failure::Refused(Answer::read(response).await));
         }
         Ok(response.bytes().await.map_err(Failure::Transport)?.to_vec())
+    }
+
+    /// Makes `call` at the station hub in the session's channel: the hub's answer,
+    /// opened (a refusal of the frame itself, in the clear, is a `Failure`).
+    pub async fn at_hub(&self, call: &Call) -> Result<Answer, Failure> {
+        let channel = self.channel.as_ref().expect("the phone is at a hub");
+        let seq = self.calls.fetch_add(1, Ordering::SeqCst);
+        let response = self
+            .http
+            .post(format!("{}/api/v1/hub/channel", self.base))
+            .header(CONTENT_TYPE, sync_core::protocol::channel::MEDIA_TYPE)
+            .body(channel.seal_call(seq, call))
+            .send()
+            .await
+            .map_err(Failure::Transport)?;
+        if response.status() != 200 {
+            return Err(Failure::Refused(Answer::read(response).await));
+        }
+        let sealed = response.bytes().await.map_err(Failure::Transport)?;
+        let reply = channel
+            .open_reply(seq, &sealed)
+            .expect("the hub's reply opens with the session's key");
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(media) = reply.content_type.as_deref() {
+            headers.insert(CONTENT_TYPE, media.parse().unwrap());
+        }
+        Ok(Answer {
+            status: reqwest::StatusCode::from_u16(reply.status).unwrap(),
+            headers,
+            body: reply.body,
+        })
+    }
+
+    /// Opens a session's channel at a station hub: calls go there from now on.
+    pub fn enter_hub(&mut self, base: &str, channel: Channel) {
+        self.base = base.to_owned();
+        self.channel = Some(channel);
+        self.calls = AtomicU64::new(0);
     }
 
     /// Sends one request and applies the answer.

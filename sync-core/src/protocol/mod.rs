@@ -2,6 +2,7 @@
 //! and the server's step, over storage traits with in-memory implementations.
 //! `sync-core/PROTOCOL.md` describes the exchange and the byte layout.
 
+pub mod channel;
 pub mod envelope;
 pub mod export;
 pub mod fixtures;

@@ -454,23 +454,25 @@ fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
     assert_eq!(feedback.reviews[0].review.status, ReviewStatus::Approved);
 }
 
-/// Something on the station's network posing as the hub at the address the app found:
-/// it knows the real hub's id (anyone can ask the hub), but not the key the district
-/// shares with the real hub for this phone. It answers the session with a made-up
-/// proof, or claims the phone was revoked. How many sync requests reached it.
-fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+/// What a handler of [`serve`] answers: status line, media type, body.
+type Said = (&'static str, &'static str, Vec<u8>);
+
+/// Serves HTTP/1.1 on a port of its own, one request per connection, answering each
+/// (method, path, body) with `answer`: something else on the station's network. Its
+/// address.
+fn serve(answer: impl Fn(&str, &str, Vec<u8>) -> Said + Send + 'static) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = syncs.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
-            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let mut words = line.split(' ');
+            let method = words.next().unwrap_or_default().to_owned();
+            let path = words.next().unwrap_or_default().to_owned();
             let mut length = 0;
             loop {
                 let mut header = String::new();
@@ -484,36 +486,129 @@ fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::ato
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let (status, answer) = match path.as_str() {
-                "/api/v1/hub" => (
-                    "200 OK",
-                    json!({ "hub": hub, "station": hub, "challenge": "00112233445566778899aabbccddeeff" }),
-                ),
-                "/api/v1/hub/session" if claim_revoked => (
-                    "401 Unauthorized",
-                    json!({ "code": "device_revoked", "message": "revoked", "purge": true }),
-                ),
-                "/api/v1/hub/session" => (
-                    "200 OK",
-                    json!({ "access_token": "t", "expires_in": 900, "hub_proof": "00".repeat(32) }),
-                ),
-                _ => {
-                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    (
-                        "404 Not Found",
-                        json!({ "code": "not_found", "message": "" }),
-                    )
-                }
-            };
-            let answer = answer.to_string();
+            let (status, media, said) = answer(&method, &path, body);
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
+                "HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                said.len()
             );
+            let _ = stream.write_all(&said);
         }
     });
+    base
+}
+
+/// Something on the station's network posing as the hub at the address the app found:
+/// it knows the real hub's id (anyone can ask the hub), but not the key the district
+/// shares with the real hub for this phone. It answers the session with a made-up
+/// proof, or claims the phone was revoked. How many sync requests reached it.
+fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = syncs.clone();
+    let base = serve(move |_, path, _| {
+        let (status, answer) = match path {
+            "/api/v1/hub" => (
+                "200 OK",
+                json!({ "hub": hub, "station": hub, "challenge": "00112233445566778899aabbccddeeff" }),
+            ),
+            "/api/v1/hub/session" if claim_revoked => (
+                "401 Unauthorized",
+                json!({ "code": "device_revoked", "message": "revoked", "purge": true }),
+            ),
+            "/api/v1/hub/session" => (
+                "200 OK",
+                json!({ "expires_in": 900, "hub_proof": "00".repeat(32) }),
+            ),
+            _ => {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (
+                    "404 Not Found",
+                    json!({ "code": "not_found", "message": "" }),
+                )
+            }
+        };
+        (status, "application/json", answer.to_string().into_bytes())
+    });
     (base, syncs)
+}
+
+/// Something on the station's network between the phone and the real hub: it relays
+/// every request (so the hub's proof of itself passes through), keeps a copy of all it
+/// carries, and, if `claim_revoked`, answers the first call in the session's channel
+/// itself, in the clear, that the phone was revoked. What it carried.
+fn relay(hub: &str, claim_revoked: bool) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let carried = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let copy = carried.clone();
+    let hub = hub.to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = serve(move |method, path, body| {
+        copy.lock().unwrap().extend_from_slice(&body);
+        if claim_revoked && path == "/api/v1/hub/channel" {
+            let revoked = json!({ "code": "device_revoked", "message": "revoked", "purge": true });
+            return (
+                "401 Unauthorized",
+                "application/json",
+                revoked.to_string().into_bytes(),
+            );
+        }
+        let url = format!("{hub}{path}");
+        let mut answer = if method == "GET" {
+            agent.get(&url).call().unwrap()
+        } else {
+            let media = if path == "/api/v1/hub/session" {
+                "application/json"
+            } else {
+                "application/vnd.linli.channel"
+            };
+            agent
+                .post(&url)
+                .header("content-type", media)
+                .send(&body[..])
+                .unwrap()
+        };
+        let status = match answer.status().as_u16() {
+            200 => "200 OK",
+            400 => "400 Bad Request",
+            401 => "401 Unauthorized",
+            _ => "500 Internal Server Error",
+        };
+        let said = answer.body_mut().read_to_vec().unwrap();
+        copy.lock().unwrap().extend_from_slice(&said);
+        (status, "application/json", said)
+    });
+    (base, carried)
+}
+
+/// A relay between the phone and the real hub on the station's network reads none of
+/// the records that pass, and its own claim, in the hub's name, that the phone was
+/// revoked deletes nothing: the phone believes only what opens with its session's key.
+#[test]
+fn a_relay_on_the_station_network_reads_nothing_and_wipes_nothing() {
+    let Station {
+        resident, v, hub, ..
+    } = Station::new();
+    let visit = v.log(&resident, "检查燃气灶");
+
+    let (base, _) = relay(&hub.base, true);
+    let refused = v.client.sync_at_hub(base, CancelToken::new()).unwrap_err();
+    assert!(
+        matches!(&refused, LinliError::Refused { code, .. } if code == "hub_not_genuine"),
+        "{refused:?}"
+    );
+    assert_eq!(v.client.sync_status().unwrap().pending_changes, 1);
+    assert!(v.visit_ids(&resident).contains(&visit), "nothing deleted");
+
+    let (base, carried) = relay(&hub.base, false);
+    let outcome = v.client.sync_at_hub(base, CancelToken::new()).unwrap();
+    assert_eq!(outcome.receipted, vec![resident.clone()]);
+    let carried = carried.lock().unwrap();
+    let holds = |words: &str| carried.windows(words.len()).any(|w| w == words.as_bytes());
+    assert!(holds("challenge"), "the relay carried the handshake");
+    assert!(!holds("检查燃气灶"), "the relay read the visit");
+    assert!(!holds(&visit), "the relay read the visit's id");
 }
 
 /// The phone syncs only with a hub that proves it is the district's: to an impostor it
