@@ -97,20 +97,9 @@ impl SqlStore {
     /// 24 hours; returns its quarantine number.
     pub(super) async fn keep_quarantined(&self, item: Quarantined) -> Result<Option<u64>> {
         let device = item.device.0.as_bytes().to_vec();
-        // The same batch refused again (a station hub forwards what its phone already
-        // handed over itself, or forwards it twice): one batch for a coordinator, under
-        // the number the phone already keeps.
         let bytes = encoded(&item)?;
-        let same: Option<i64> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT id FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL AND bytes = $3
-             ORDER BY id LIMIT 1")
-            .bind(device.clone())
-            .bind(item.doc.0.as_bytes().to_vec())
-            .bind(bytes.clone())
-            .fetch_optional(p)
-            .await?);
-        if let Some(id) = same {
-            return Ok(u64::try_from(id).ok());
+        if let Some(id) = self.same_undecided(&item, &bytes).await? {
+            return Ok(Some(id));
         }
         let since = item.at.saturating_sub(DAY_MS);
         let (batches, size): (i64, i64) = with_pool!(self, p => sqlx::query_as(
@@ -131,7 +120,27 @@ impl SqlStore {
     /// device, and is bounded by the request body limit.
     pub async fn keep_recovered(&self, item: Quarantined) -> Result<u64> {
         let bytes = encoded(&item)?;
+        if let Some(id) = self.same_undecided(&item, &bytes).await? {
+            return Ok(id);
+        }
         self.insert_quarantined(item, bytes).await
+    }
+
+    /// The number of the same batch (`bytes` encoded) of the same device, refused
+    /// before and still awaiting a decision: a station hub forwards what its phone
+    /// already handed over itself, or forwards it twice, or a revoked phone's export
+    /// holds what its hub forwarded. One batch for a coordinator, under the number the
+    /// phone already keeps.
+    async fn same_undecided(&self, item: &Quarantined, bytes: &[u8]) -> Result<Option<u64>> {
+        let same: Option<i64> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL AND bytes = $3
+             ORDER BY id LIMIT 1")
+            .bind(item.device.0.as_bytes().to_vec())
+            .bind(item.doc.0.as_bytes().to_vec())
+            .bind(bytes.to_vec())
+            .fetch_optional(p)
+            .await?);
+        Ok(same.and_then(|id| u64::try_from(id).ok()))
     }
 
     /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).
