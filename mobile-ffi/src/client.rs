@@ -32,6 +32,9 @@ const SYNC_SERVER: &str = "sync_server";
 const DISTRICT: &str = "district";
 /// What station hubs hold that the district server has not confirmed yet.
 const STATION_HELD: &str = "station_held";
+/// The certificate of the station hub that enrolled this phone, until the district
+/// server has adopted the device.
+const HUB_ENROLMENT: &str = "hub_enrolment";
 
 /// Where a sync goes.
 enum Link {
@@ -445,12 +448,24 @@ impl LinliClient {
                 return Err(LinliError::AlreadyEnrolled);
             }
             let http = Http::new(&server_url, self.timeouts);
-            let answer = http.post_json(
-                "/api/v1/enrol",
-                None,
-                &serde_json::json!({ "code": code.trim(), "device_name": device_name }),
-            )?;
-            let body = answer.map_err(Refusal::into_error)?;
+            // A station hub answers who it is; a district server has no such door.
+            let hub = match http.get("/api/v1/hub")? {
+                Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["hub"].as_str().and_then(|h| h.parse().ok())),
+                Err(refusal) if refusal.status == 404 => None,
+                Err(refusal) => return Err(refusal.into_error()),
+            };
+            let body = match hub {
+                None => http
+                    .post_json(
+                        "/api/v1/enrol",
+                        None,
+                        &serde_json::json!({ "code": code.trim(), "device_name": device_name }),
+                    )?
+                    .map_err(Refusal::into_error)?,
+                Some(hub) => Self::enrol_sealed(&http, hub, &code, &device_name)?,
+            };
             let c: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| LinliError::Malformed {
                     detail: format!("the enrolment answer is not JSON: {e}"),
@@ -471,8 +486,12 @@ impl LinliClient {
                 .and_then(|a| hex::decode(a).ok())
                 .ok_or_else(|| malformed("an actor"))?;
             let expires_in = c["expires_in"].as_i64().unwrap_or(0);
+            // Enrolled at a station hub: the phone syncs with the district server from
+            // now on, and the hub's certificate gets the device adopted there.
+            let district_url = c["district_url"].as_str().unwrap_or(&server_url).to_owned();
+            let certificate = c["certificate"].as_str().map(str::to_owned);
             let creds = Credentials {
-                server_url: server_url.trim_end_matches('/').to_owned(),
+                server_url: district_url.trim_end_matches('/').to_owned(),
                 device: uuid(&c["device_id"], "a device id")?,
                 user: uuid(&c["user"]["id"], "a user id")?,
                 display_name: text(&c["user"]["display_name"], "a display name")?,
@@ -492,6 +511,12 @@ impl LinliClient {
             // Servers before version 2 of the sync envelope give no export key.
             if let Some(key) = c["export_key"].as_str().and_then(|k| hex::decode(k).ok()) {
                 inner.replica.store().set_meta(EXPORT_KEY, &key)?;
+            }
+            if let Some(certificate) = certificate {
+                inner
+                    .replica
+                    .store()
+                    .set_meta(HUB_ENROLMENT, certificate.as_bytes())?;
             }
             inner.replica.set_actor(ActorId::from(creds.actor.clone()));
             inner.creds = Some(creds);
@@ -980,6 +1005,48 @@ impl LinliClient {
 }
 
 impl LinliClient {
+    /// Enrols at the station hub `hub` behind `http` with `code`, sealed in the code's
+    /// enrolment channel (`sync_core::protocol::channel::enrolment_channel`): the code
+    /// never crosses the station's network, nor the device's keys in the clear, and
+    /// only the district's hub of the code's station can answer. The credential's JSON.
+    fn enrol_sealed(
+        http: &Http,
+        hub: uuid::Uuid,
+        code: &str,
+        device_name: &str,
+    ) -> Result<Vec<u8>> {
+        let code_hash = channel::code_hash(code);
+        let mut session = [0u8; channel::SESSION];
+        getrandom::fill(&mut session).map_err(|e| LinliError::Internal {
+            detail: format!("no randomness to enrol: {e}"),
+        })?;
+        let sealed_with = channel::enrolment_channel(&code_hash, hub, session);
+        let request = serde_json::json!({ "code": "", "device_name": device_name });
+        let call = Call::post(
+            "/api/v1/enrol",
+            "application/json",
+            request.to_string().into_bytes(),
+            None,
+        );
+        let frame = sealed_with.seal_call(0, &call);
+        let lookup = hex::encode(channel::code_lookup(&code_hash));
+        let sealed = http
+            .post_with_header(
+                "/api/v1/hub/enrol",
+                (channel::CODE_HEADER, &lookup),
+                channel::MEDIA_TYPE,
+                &frame,
+            )?
+            .map_err(Refusal::into_error)?;
+        let reply = sealed_with
+            .open_reply(0, &sealed)
+            .map_err(|_| not_genuine())?;
+        if !(200..300).contains(&reply.status) {
+            return Err(Refusal::of(reply.status, &reply.body).into_error());
+        }
+        Ok(reply.body)
+    }
+
     fn creds(&self) -> Result<Credentials> {
         self.lock().creds.clone().ok_or(LinliError::NotEnrolled)
     }
@@ -1011,6 +1078,11 @@ impl LinliClient {
         let Some(key) = inner.replica.store().meta(EXPORT_KEY)? else {
             return Ok(());
         };
+        // What only a station hub holds is not the district server's yet: a hub that
+        // never hands it on must not be where it ends.
+        for (doc, heads) in Self::station_held(inner)? {
+            inner.replica.hand_over_beyond(doc, &heads)?;
+        }
         let batches = inner.replica.unsynced()?;
         if batches.is_empty() {
             return Ok(());
@@ -1141,13 +1213,37 @@ impl LinliClient {
         if !force && creds.access_expires_at - REFRESH_MARGIN_MS > now_ms() {
             return Ok(creds.access_token);
         }
-        let answer = http.post_json(
-            "/api/v1/token",
-            None,
-            &serde_json::json!({ "refresh_token": creds.refresh_token }),
-        )?;
+        let refresh = || {
+            http.post_json(
+                "/api/v1/token",
+                None,
+                &serde_json::json!({ "refresh_token": creds.refresh_token }),
+            )
+        };
+        let mut answer = refresh()?;
+        let certificate = self.lock().replica.store().meta(HUB_ENROLMENT)?;
+        if let (Err(refusal), Some(certificate)) = (&answer, &certificate)
+            && refusal.code == "bad_credentials"
+        {
+            // Enrolled at a station hub that has not handed the device on yet: the
+            // phone brings the hub's certificate itself, then refreshes again.
+            let certificate = String::from_utf8_lossy(certificate);
+            http.post_json(
+                "/api/v1/enrol/adopt",
+                None,
+                &serde_json::json!({ "certificate": certificate }),
+            )?
+            .map_err(Refusal::into_error)?;
+            answer = refresh()?;
+        }
         let body = match answer {
-            Ok(body) => body,
+            Ok(body) => {
+                if certificate.is_some() {
+                    // The district server knows the device now.
+                    self.lock().replica.store().delete_meta(HUB_ENROLMENT)?;
+                }
+                body
+            }
             Err(refusal) => {
                 let error = refusal.into_error();
                 return Err(match error {

@@ -132,6 +132,24 @@ impl Http {
         self.post_with(path, bearer, content_type, body, None)
     }
 
+    /// [`Http::post`] with one more header.
+    pub(crate) fn post_with_header(
+        &self,
+        path: &str,
+        (name, value): (&str, &str),
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Answer, LinliError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .header(name, value)
+            .send(body)
+            .map_err(transport)?;
+        Self::answer(response)
+    }
+
     /// [`Http::post`] with the body's seal (`sync_core::protocol::seal`), if given.
     pub(crate) fn post_with(
         &self,

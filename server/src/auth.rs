@@ -192,7 +192,7 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
 /// How an enrolment code is stored: case and surrounding spaces do not matter, as
 /// people may type it.
 pub fn code_hash(code: &str) -> Vec<u8> {
-    secret_hash(&code.trim().to_ascii_uppercase())
+    sync_core::protocol::channel::code_hash(code).to_vec()
 }
 
 /// An argon2id hash of `password` with a fresh salt.

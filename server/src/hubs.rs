@@ -198,7 +198,7 @@ impl SqlStore {
 /// district's users with their scope narrowed to the station, and their devices with
 /// the keys they prove themselves with to this hub. Relational, like identity on the
 /// district server; the hub replaces its copy with each roster it fetches.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Roster {
     /// The hub's station.
     pub station: Uuid,
@@ -216,6 +216,25 @@ pub struct Roster {
     /// hub sizes its batches to it, and never sends a request it could not take.
     #[serde(default)]
     pub forward_limit: u64,
+    /// The codes for enrolling a phone at this hub, unused and unexpired (hashes only).
+    #[serde(default)]
+    pub codes: Vec<crate::enrolment::RosterCode>,
+    /// Hex: the key this hub signs the devices it enrols with.
+    #[serde(default)]
+    pub enrol_key: String,
+}
+
+impl std::fmt::Debug for Roster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roster")
+            .field("station", &self.station)
+            .field("district", &self.district)
+            .field("users", &self.users)
+            .field("devices", &self.devices)
+            .field("forward_limit", &self.forward_limit)
+            .field("codes", &self.codes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user as a hub sees it.
@@ -337,6 +356,8 @@ impl SqlStore {
             users,
             devices,
             forward_limit: 0,
+            codes: self.hub_phone_codes(hub.station, crate::now_ms()).await?,
+            enrol_key: hex::encode(self.hub_enrol_key(hub.id).await?.unwrap_or_default()),
         })
     }
 }

@@ -114,10 +114,10 @@ pub(crate) async fn login(
 /// A phone enrolling with the code it scanned.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EnrolRequest {
-    code: String,
+    pub(crate) code: String,
     /// A name for people, e.g. "Wang Fang's phone".
     #[serde(default)]
-    device_name: String,
+    pub(crate) device_name: String,
 }
 
 /// A device credential.
@@ -357,6 +357,10 @@ pub(crate) async fn create_user(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CodeRequest {
     user: Uuid,
+    /// A station of the user's district: the code also works at that station's hub
+    /// while its uplink is down, and lives a week instead of 15 minutes.
+    #[serde(default)]
+    station: Option<Uuid>,
 }
 
 /// A one-time enrolment code, for a QR code.
@@ -367,8 +371,9 @@ pub(crate) struct CodeResponse {
     expires_at: i64,
 }
 
-/// Issues a one-time enrolment code, valid 15 minutes, for a user the caller manages.
-/// Only from a password sign-in (a web session), never with a device's token.
+/// Issues a one-time enrolment code, valid 15 minutes, for a user the caller manages;
+/// with a `station`, valid a week and also at that station's hub. Only from a password
+/// sign-in (a web session), never with a device's token.
 #[utoipa::path(post, path = "/api/v1/enrolment-codes", tag = "access", security(("bearer" = [])),
     request_body = CodeRequest,
     responses((status = 201, body = CodeResponse), (status = 404, body = crate::error::ErrorBody)))]
@@ -390,11 +395,27 @@ pub(crate) async fn issue_code(
         .await?
         .filter(|t| caller.user.may_manage(t))
         .ok_or_else(|| Error::NotFound(format!("no user {} you manage", request.user)))?;
-    let (code, expires_at) = state
-        .store
-        .issue_enrolment_code(caller.user.id, target.id, now_ms())
-        .await?;
-    tracing::info!(by = %caller.user.id, user = %target.id, "enrolment code issued");
+    let (code, expires_at) = match request.station.map(StationId) {
+        None => {
+            state
+                .store
+                .issue_enrolment_code(caller.user.id, target.id, now_ms())
+                .await?
+        }
+        Some(station) => {
+            if state.store.station_district(station).await? != target.district {
+                return Err(Error::NotFound(format!(
+                    "no station {} in the user's district",
+                    station.0
+                )));
+            }
+            state
+                .store
+                .issue_hub_enrolment_code(caller.user.id, target.id, station, now_ms())
+                .await?
+        }
+    };
+    tracing::info!(by = %caller.user.id, user = %target.id, station = ?request.station, "enrolment code issued");
     Ok((StatusCode::CREATED, Json(CodeResponse { code, expires_at })))
 }
 

@@ -51,6 +51,10 @@ pub fn hub_app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/api/v1/hub", get(challenge))
         .route("/api/v1/hub/session", post(session))
         .route(
+            "/api/v1/hub/enrol",
+            post(super::hub_enrolment::enrol_at_hub),
+        )
+        .route(
             "/api/v1/hub/channel",
             post(
                 move |State(state): State<Arc<AppState>>, frame: axum::body::Bytes| {
@@ -80,7 +84,7 @@ const CHALLENGE_MS: i64 = 5 * 60 * 1000;
 /// are dropped.
 const MAX_CHALLENGES: usize = 10_000;
 
-fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
+pub(crate) fn hub(state: &AppState) -> Result<&crate::hub::HubSide> {
     let hub = side(state)?;
     refuse_if_revoked(hub)?;
     Ok(hub)

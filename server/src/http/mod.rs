@@ -5,6 +5,7 @@ mod accounts;
 mod caller;
 mod events;
 mod extract;
+mod hub_enrolment; // Enrolling a phone at a station hub (issue 15).
 mod hub_side; // What a station hub serves its phones (issue 15).
 mod hubs; // Station hubs on the district server (issue 15).
 mod metrics;
@@ -149,6 +150,7 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .route("/api/openapi.json", get(ops::openapi))
         .route("/api/v1/login", post(accounts::login))
         .route("/api/v1/enrol", post(accounts::enrol))
+        .route("/api/v1/enrol/adopt", post(hub_enrolment::adopt))
         .route("/api/v1/token", post(accounts::refresh))
         .route("/api/v1/me", get(accounts::me))
         .route("/api/v1/districts", post(accounts::create_district))
@@ -172,6 +174,10 @@ pub fn app(state: Arc<AppState>, limits: HttpLimits) -> Router {
             post(hubs::forward).layer(DefaultBodyLimit::max(forward_limit)),
         )
         .route("/api/v1/hubs/sync", post(hubs::pull))
+        .route(
+            "/api/v1/hubs/enrolments",
+            post(hub_enrolment::adopt_from_hub),
+        )
         .route(
             "/api/v1/hubs/roster",
             get(hubs::roster).layer(Extension(hubs::ForwardLimit(

@@ -1,7 +1,7 @@
 //! For operators and tools: liveness, readiness, metrics, the OpenAPI document.
 
 use super::AppState;
-use super::{accounts, events, hubs, recover, sync};
+use super::{accounts, events, hub_enrolment, hubs, recover, sync};
 use crate::error::{Error, Result};
 use axum::Json;
 use axum::extract::State;
@@ -180,7 +180,7 @@ impl Modify for SharedErrors {
         accounts::issue_code, accounts::revoke, accounts::assign, accounts::unassign,
         sync::sync, sync::refused, recover::recover, events::events,
         hubs::issue_code, hubs::enrol, hubs::refresh, hubs::revoke, hubs::forward, hubs::pull,
-        hubs::roster,
+        hubs::roster, hub_enrolment::adopt_from_hub, hub_enrolment::adopt,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

@@ -59,6 +59,9 @@ pub struct HubSide {
     pub revoked: AtomicBool,
     /// How its link to the district server has gone, for the station's staff.
     pub(crate) link: Mutex<LinkState>,
+    /// The district server's address, once a cycle has begun: phones enrolled here
+    /// sync there.
+    district_url: Mutex<Option<String>>,
 }
 
 /// A phone's session at the hub: its calls come sealed in the session's channel.
@@ -95,7 +98,16 @@ impl HubSide {
             sessions: Mutex::new(HashMap::new()),
             revoked: AtomicBool::new(false),
             link: Mutex::new(LinkState::default()),
+            district_url: Mutex::new(None),
         }
+    }
+
+    /// The district server's address, once a cycle has begun.
+    pub fn district_url(&self) -> Option<String> {
+        self.district_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// How its link to the district server has gone.
@@ -122,6 +134,11 @@ pub struct Cycle {
 /// gained there, every request waiting in the outbox (oldest first), then the
 /// documents again (a forwarded visit the district server merged, a review made since).
 pub async fn cycle(state: &AppState, upstream: &Upstream) -> Result<Cycle, UpstreamError> {
+    if let Some(hub) = &state.hub {
+        *hub.district_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(upstream.base());
+    }
     let done = exchange(state, upstream).await;
     if let Some(hub) = &state.hub {
         if let Err(UpstreamError::Revoked) = &done {
@@ -152,6 +169,8 @@ async fn exchange(state: &AppState, upstream: &Upstream) -> Result<Cycle, Upstre
         .store
         .apply_roster_if_changed(&roster, now_ms())
         .await?;
+    // The devices enrolled here first: their requests follow in the outbox.
+    hand_on_enrolments(&state.store, upstream).await?;
     let mut done = Cycle {
         pulled_docs: pull(&state.store, upstream).await?,
         ..Cycle::default()
@@ -162,6 +181,35 @@ async fn exchange(state: &AppState, upstream: &Upstream) -> Result<Cycle, Upstre
     }
     done.waiting = state.store.outbox_counts().await?.waiting;
     Ok(done)
+}
+
+/// Hands the district server the devices this hub enrolled and it has not answered
+/// for, and records its answers.
+async fn hand_on_enrolments(store: &SqlStore, upstream: &Upstream) -> Result<(), UpstreamError> {
+    let waiting = store.hub_enrolments_waiting().await?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "certificates": waiting.iter().map(|(_, c)| c).collect::<Vec<_>>(),
+    });
+    let answer = upstream.enrolments(body.to_string().into_bytes()).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
+        UpstreamError::Unreachable(format!("the enrolments answer is not JSON: {e}"))
+    })?;
+    let answers = answer["answers"].as_array().cloned().unwrap_or_default();
+    let now = now_ms();
+    for ((device, _), answer) in waiting.iter().zip(&answers) {
+        let outcome = answer["outcome"].as_str().unwrap_or_default();
+        let message = answer["message"].as_str().unwrap_or_default();
+        if outcome != "adopted" {
+            tracing::warn!(%device, outcome, message, "the district server did not adopt a device enrolled here as it was");
+        }
+        store
+            .hub_enrolment_answered(*device, &format!("{outcome} {message}"), now)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Keeps the hub's link to the district server: a cycle at once, then whenever a

@@ -189,7 +189,11 @@ impl SqlStore {
                         .execute(&mut *tx).await?;
                 }
             }
-            sqlx::query("DELETE FROM hub_device_keys").execute(&mut *tx).await?;
+            // The devices this hub enrolled keep their keys until the district server
+            // has answered for them; after that the roster speaks for them too.
+            sqlx::query("DELETE FROM hub_device_keys
+                         WHERE device NOT IN (SELECT device FROM hub_enrolments WHERE answered_at IS NULL)")
+                .execute(&mut *tx).await?;
             for ((d, (key, actors)), placeholder) in roster.devices.iter().zip(&keys).zip(placeholders) {
                 sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash, revoked_at)
                              VALUES ($1, $2, $3, $4, $5, $6)
@@ -204,7 +208,8 @@ impl SqlStore {
                                  ON CONFLICT (actor) DO NOTHING")
                         .bind(actor.clone()).bind(bytes(d.id)).execute(&mut *tx).await?;
                 }
-                sqlx::query("INSERT INTO hub_device_keys (device, key) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO hub_device_keys (device, key) VALUES ($1, $2)
+                             ON CONFLICT (device) DO UPDATE SET key = excluded.key")
                     .bind(bytes(d.id)).bind(key.clone()).execute(&mut *tx).await?;
             }
             sqlx::query("UPDATE devices SET revoked_at = COALESCE(revoked_at, $1)
@@ -212,7 +217,7 @@ impl SqlStore {
                 .bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
         });
-        Ok(())
+        self.apply_hub_codes(&roster.codes, &roster.enrol_key).await
     }
 
     /// [`SqlStore::apply_roster`], unless the roster is the one applied last (the

@@ -338,6 +338,16 @@ impl Upstream {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> std::result::Result<Vec<u8>, UpstreamError> {
+        self.authed_as(path, body, ENVELOPE)
+    }
+
+    /// [`Upstream::authed`] with a body of media type `media`.
+    fn authed_as(
+        &self,
+        path: &str,
+        body: Option<Vec<u8>>,
+        media: &str,
+    ) -> std::result::Result<Vec<u8>, UpstreamError> {
         let url = format!("{}{path}", self.base());
         let mut renew = false;
         loop {
@@ -346,7 +356,7 @@ impl Upstream {
                 &self.agent,
                 &url,
                 Some(&token),
-                body.clone().map(|b| (ENVELOPE, b)),
+                body.clone().map(|b| (media, b)),
             )?;
             if status == 200 {
                 return Ok(bytes);
@@ -388,6 +398,14 @@ impl Upstream {
     pub async fn pull(&self, request: Vec<u8>) -> std::result::Result<Vec<u8>, UpstreamError> {
         self.blocking(move |u| u.authed("/api/v1/hubs/sync", Some(request)))
             .await
+    }
+
+    /// Hands on the devices this hub enrolled (JSON certificates); the JSON answer.
+    pub async fn enrolments(&self, body: Vec<u8>) -> std::result::Result<Vec<u8>, UpstreamError> {
+        self.blocking(move |u| {
+            u.authed_as("/api/v1/hubs/enrolments", Some(body), "application/json")
+        })
+        .await
     }
 
     /// Forwards a batch (an encoded forward request); the encoded answer.

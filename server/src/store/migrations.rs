@@ -85,6 +85,11 @@ pub(super) fn sqlite() -> Vec<Migration> {
             "hub backlog",
             include_str!("../../migrations/sqlite/0014_hub_backlog.sql"),
         ),
+        migration(
+            15,
+            "hub enrolment",
+            include_str!("../../migrations/sqlite/0015_hub_enrolment.sql"),
+        ),
     ]
 }
 
@@ -159,6 +164,11 @@ pub(super) fn postgres() -> Vec<Migration> {
             14,
             "hub backlog",
             include_str!("../../migrations/postgres/0014_hub_backlog.sql"),
+        ),
+        migration(
+            15,
+            "hub enrolment",
+            include_str!("../../migrations/postgres/0015_hub_enrolment.sql"),
         ),
     ]
 }

@@ -850,6 +850,9 @@ pub(crate) struct UserPage {
     pub station_choices: Vec<(String, String, bool)>,
     /// The user is the one signed in (who cannot disable themselves here).
     pub is_self: bool,
+    /// The district's stations with a hub working: id, name. A code for one of them
+    /// also enrols a phone at that hub while its uplink is down.
+    pub hub_stations: Vec<(String, String)>,
 }
 
 /// `GET /web/admin/users/{user}`: the user and their devices.
@@ -894,6 +897,17 @@ async fn one_user(
     } else {
         Vec::new()
     };
+    let mut hub_stations: Vec<(String, String)> = Vec::new();
+    for hub in state.store.hubs_in(district).await? {
+        let id = hub.station.0.to_string();
+        if hub.revoked_at.is_none() && !hub_stations.iter().any(|(s, _)| *s == id) {
+            let name = stations
+                .iter()
+                .find(|(s, _)| *s == hub.station)
+                .map_or_else(|| id.clone(), |(_, n)| n.clone());
+            hub_stations.push((id, name));
+        }
+    }
     let devices = state
         .store
         .devices_of(target.id)
@@ -938,6 +952,7 @@ async fn one_user(
         acc,
         station_choices,
         is_self: target.id == user.user.id,
+        hub_stations,
     })
 }
 
@@ -966,6 +981,8 @@ pub(crate) struct CodePage {
     /// only the crate's numbers and colours, never the user's text).
     pub qr_svg: String,
     pub expires: String,
+    /// The station whose hub also takes the code, if it was issued for one.
+    pub at_station: Option<String>,
 }
 
 /// `POST /web/admin/users/{user}/code`: issues a one-time enrolment code and shows it,
@@ -975,9 +992,19 @@ pub(crate) async fn issue_code(
     lang: Lang,
     user: WebUser,
     Path(id): Path<String>,
-    f: Result<Form<CsrfOnly>, FormRejection>,
+    f: Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     page(lang, code(&state, &user, lang, &id, f).await)
+}
+
+/// The enrolment code form: for the district server only, or also for a station's hub.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    /// A station of the district whose hub also takes the code (empty: none).
+    #[serde(default)]
+    station: String,
 }
 
 async fn code(
@@ -985,17 +1012,46 @@ async fn code(
     user: &WebUser,
     lang: Lang,
     id: &str,
-    f: Result<Form<CsrfOnly>, FormRejection>,
+    f: Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response> {
     let district = administers(&user.user)?;
     let f = form(f)?;
     user.check_csrf(&f.csrf)?;
     let target = managed(state, &user.user, district, id).await?;
-    let (code, expires_at) = state
-        .store
-        .issue_enrolment_code(user.user.id, target.id, now_ms())
-        .await?;
-    tracing::info!(by = %user.user.id, user = %target.id, "enrolment code issued on the web");
+    let station = match f.station.trim() {
+        "" => None,
+        station => {
+            let station = station
+                .parse()
+                .ok()
+                .map(StationId)
+                .ok_or_else(|| Error::bad_request("bad_station", "not a station id"))?;
+            let name = state
+                .store
+                .stations_in(district)
+                .await?
+                .into_iter()
+                .find(|(s, _)| *s == station)
+                .map(|(_, n)| n)
+                .ok_or_else(|| Error::NotFound(format!("no station {} here", station.0)))?;
+            Some((station, name))
+        }
+    };
+    let (code, expires_at) = match &station {
+        None => {
+            state
+                .store
+                .issue_enrolment_code(user.user.id, target.id, now_ms())
+                .await?
+        }
+        Some((station, _)) => {
+            state
+                .store
+                .issue_hub_enrolment_code(user.user.id, target.id, *station, now_ms())
+                .await?
+        }
+    };
+    tracing::info!(by = %user.user.id, user = %target.id, hub_station = ?station.as_ref().map(|s| s.0), "enrolment code issued on the web");
     let user_href = format!("/web/admin/users/{}", target.id.0);
     render(&CodePage {
         c: user.chrome(lang, &user_href),
@@ -1005,6 +1061,7 @@ async fn code(
         qr_svg: qr_svg(&code)?,
         code,
         expires: date_time(expires_at),
+        at_station: station.map(|(_, name)| name),
     })
 }
 

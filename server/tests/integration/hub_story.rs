@@ -826,8 +826,178 @@ async fn only_a_sessions_sealed_calls_reach_the_hub(t: TestStore) {
     answer.expect_error(400, "bad_nonce");
 }
 
+/// Enrols at the hub behind `base` with `code`, as the phone library does: the call
+/// sealed in the code's enrolment channel, named by its lookup. The opened answer, or
+/// the hub's refusal in the clear.
+async fn enrol_at_hub(base: &str, hub: uuid::Uuid, code: &str) -> crate::serving::Answer {
+    use sync_core::protocol::channel;
+    let code_hash = channel::code_hash(code);
+    let session = server::auth::random_bytes::<16>().unwrap();
+    let sealed_with = channel::enrolment_channel(&code_hash, hub, session);
+    let call = Call::post(
+        "/api/v1/enrol",
+        "application/json",
+        json!({ "code": "", "device_name": "李的手机" })
+            .to_string()
+            .into_bytes(),
+        None,
+    );
+    let answer = crate::serving::Answer::read(
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/hub/enrol"))
+            .header(
+                channel::CODE_HEADER,
+                hex::encode(channel::code_lookup(&code_hash)),
+            )
+            .header(reqwest::header::CONTENT_TYPE, channel::MEDIA_TYPE)
+            .body(sealed_with.seal_call(0, &call))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    if answer.status != 200 {
+        return answer;
+    }
+    let reply = sealed_with.open_reply(0, &answer.body).unwrap();
+    crate::serving::Answer {
+        status: reqwest::StatusCode::from_u16(reply.status).unwrap(),
+        headers: reqwest::header::HeaderMap::new(),
+        body: reply.body,
+    }
+}
+
+/// Enrolling at a hub from the attacker's side: the hub takes only its own station's
+/// codes, each once, and only from whoever holds the code (a lookup overheard on the
+/// station's network opens nothing); the district server adopts a device only on the
+/// certificate of the hub that enrolled it, unchanged, and only once.
+async fn only_a_stations_code_enrols_at_its_hub_and_only_its_hub_vouches(t: TestStore) {
+    let w = World::new(t).await;
+    let li = w.user("li", "volunteer", &[]).await;
+    let code = |station: Option<StationId>| {
+        let body = match station {
+            Some(s) => json!({ "user": li.0, "station": s.0 }),
+            None => json!({ "user": li.0 }),
+        };
+        let server = &w.server;
+        let token = w.coordinator_token.clone();
+        async move {
+            let answer = server
+                .post("/api/v1/enrolment-codes", Some(&token), &body)
+                .await;
+            answer.expect(201);
+            answer.json()["code"].as_str().unwrap().to_owned()
+        }
+    };
+    let for_a = code(Some(w.station_a)).await;
+    let for_b = code(Some(w.station_b)).await;
+    let plain = code(None).await;
+    let uplink = Uplink::to(&w.server.base).await;
+    let hub = Hub::start(&w, &uplink, w.station_a).await;
+    let hub_b = Hub::start(&w, &uplink, w.station_b).await;
+    hub.cycle().await.unwrap();
+    hub_b.cycle().await.unwrap();
+    uplink.cut();
+    let id = hub.state.hub.as_ref().unwrap().id;
+
+    // Another station's code, or one for the district server only: unknown here.
+    for other in [&for_b, &plain] {
+        enrol_at_hub(&hub.base, id, other)
+            .await
+            .expect_error(401, "bad_credentials");
+    }
+    // The lookup overheard, the code not known: the frame does not open, and the code
+    // is still there for its phone.
+    let overheard =
+        sync_core::protocol::channel::code_lookup(&sync_core::protocol::channel::code_hash(&for_a));
+    let forged = sync_core::protocol::channel::enrolment_channel(&[9; 32], id, [1; 16]).seal_call(
+        0,
+        &Call::post("/api/v1/enrol", "application/json", b"{}".to_vec(), None),
+    );
+    crate::serving::Answer::read(
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/hub/enrol", hub.base))
+            .header("linli-code", hex::encode(overheard))
+            .body(forged)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect_error(400, "channel_refused");
+    let enrolled = enrol_at_hub(&hub.base, id, &for_a).await;
+    enrolled.expect(200);
+    let credential = enrolled.json();
+    assert_eq!(credential["user"]["id"], json!(li.0));
+    assert_eq!(
+        credential["district_url"],
+        json!(uplink.base),
+        "where it reaches the district server"
+    );
+    enrol_at_hub(&hub.base, id, &for_a)
+        .await
+        .expect_error(401, "bad_credentials");
+
+    // The district server adopts only on the hub's certificate as it signed it.
+    let certificate = credential["certificate"].as_str().unwrap().to_owned();
+    let mut changed = certificate.clone().into_bytes();
+    changed[40] = if changed[40] == b'0' { b'1' } else { b'0' };
+    for bad in [
+        String::from_utf8(changed).unwrap(),
+        "00ff".into(),
+        "not hex".into(),
+    ] {
+        w.server
+            .post("/api/v1/enrol/adopt", None, &json!({ "certificate": bad }))
+            .await
+            .expect_error(400, "bad_certificate");
+    }
+    // Another hub cannot hand it on as its own.
+    uplink.restore();
+    let other = hub_b.upstream.enrolments(
+        json!({ "certificates": [certificate] })
+            .to_string()
+            .into_bytes(),
+    );
+    let other: serde_json::Value = serde_json::from_slice(&other.await.unwrap()).unwrap();
+    assert_eq!(other["answers"][0]["outcome"], "refused", "{other}");
+    let refresh = credential["refresh_token"].as_str().unwrap().to_owned();
+    let before = w
+        .server
+        .post("/api/v1/token", None, &json!({ "refresh_token": refresh }))
+        .await;
+    before.expect_error(401, "bad_credentials");
+    for _ in 0..2 {
+        let adopted = w
+            .server
+            .post(
+                "/api/v1/enrol/adopt",
+                None,
+                &json!({ "certificate": certificate }),
+            )
+            .await;
+        adopted.expect(200);
+        assert_eq!(adopted.json()["outcome"], "adopted");
+    }
+    // The phone's refresh token from the hub works at the district server now.
+    w.server
+        .post("/api/v1/token", None, &json!({ "refresh_token": refresh }))
+        .await
+        .expect(200);
+    // And the code is spent there too.
+    w.server
+        .post(
+            "/api/v1/enrol",
+            None,
+            &json!({ "code": for_a, "device_name": "x" }),
+        )
+        .await
+        .expect_error(401, "bad_credentials");
+}
+
 conformance!(
     a_request_too_large_for_the_district_server_holds_up_nothing,
+    only_a_stations_code_enrols_at_its_hub_and_only_its_hub_vouches,
     only_a_sessions_sealed_calls_reach_the_hub,
     phones_sync_at_the_hub_while_the_uplink_is_down,
     the_hub_and_the_district_server_disagree_on_scope,

@@ -145,4 +145,79 @@ async fn a_coordinator_enrols_lists_and_revokes_a_hub_from_the_page(t: TestStore
         .expect_error(401, "hub_revoked");
 }
 
-conformance!(a_coordinator_enrols_lists_and_revokes_a_hub_from_the_page);
+/// A code for enrolling at a station's hub, from the user's page: offered once the
+/// station has a hub, it says where it works and lasts a week, and the hub's roster
+/// carries its hash (never the code). Another district's coordinator cannot issue one.
+async fn a_coordinator_issues_a_code_for_a_stations_hub_from_the_users_page(t: TestStore) {
+    let w = World::new(t).await;
+    let li = w.user("li", "volunteer", &[]).await;
+    let mut b = coordinator(&w).await;
+    let user_page = format!("/web/admin/users/{}", li.0);
+    assert!(!b.page(&user_page).await.contains("id=\"issue-hub-code\""));
+
+    let code = code_of(&issue(&mut b, &w.station_a.0.to_string()).await.text());
+    let enrolled = w
+        .server
+        .post(
+            "/api/v1/hubs/enrol",
+            None,
+            &json!({ "code": code, "name": "华沙站中继" }),
+        )
+        .await;
+    enrolled.expect(200);
+    let page = b.page(&user_page).await;
+    assert!(page.contains("id=\"issue-hub-code\""), "{page}");
+    assert!(page.contains(&format!("<option value=\"{}\">", w.station_a.0)));
+
+    let csrf = field(&page, "csrf");
+    let station = w.station_a.0.to_string();
+    let answer = b
+        .post(
+            &format!("{user_page}/code"),
+            &[("csrf", &csrf), ("station", &station)],
+        )
+        .await;
+    answer.expect(200);
+    let html = answer.text();
+    assert!(
+        html.contains("id=\"at-hub\"") && html.contains("华沙六村党群服务站"),
+        "{html}"
+    );
+    let from = html.find("id=\"enrolment-code\">").unwrap() + "id=\"enrolment-code\">".len();
+    let phone_code = &html[from..from + html[from..].find('<').unwrap()];
+    // The hub's roster carries the code's hash, not the code.
+    let access = enrolled.json()["access_token"].as_str().unwrap().to_owned();
+    let roster = w.server.get("/api/v1/hubs/roster", Some(&access)).await;
+    roster.expect(200);
+    let hash = hex::encode(sync_core::protocol::channel::code_hash(phone_code));
+    assert_eq!(roster.json()["codes"][0]["hash"], json!(hash));
+    assert_eq!(roster.json()["codes"][0]["user"], json!(li.0));
+    assert!(!roster.text().contains(phone_code));
+    // A week, not 15 minutes.
+    let expires = roster.json()["codes"][0]["expires_at"].as_i64().unwrap();
+    assert!(expires > server::now_ms() + 6 * 86_400_000);
+
+    // Another district's coordinator: the user is not theirs.
+    let mut next_door = other_district_coordinator(&w, "waiqu", "another long password").await;
+    let csrf = field(&next_door.page("/web/admin/hubs").await, "csrf");
+    next_door
+        .post(
+            &format!("{user_page}/code"),
+            &[("csrf", &csrf), ("station", &station)],
+        )
+        .await
+        .expect(404);
+    // A station of no district here.
+    let csrf = field(&b.page(&user_page).await, "csrf");
+    b.post(
+        &format!("{user_page}/code"),
+        &[("csrf", &csrf), ("station", &uuid::Uuid::nil().to_string())],
+    )
+    .await
+    .expect(404);
+}
+
+conformance!(
+    a_coordinator_enrols_lists_and_revokes_a_hub_from_the_page,
+    a_coordinator_issues_a_code_for_a_stations_hub_from_the_users_page,
+);

@@ -224,6 +224,30 @@ impl Channel {
     }
 }
 
+/// The header of a hub enrolment: [`code_lookup`] of the code, in hex.
+pub const CODE_HEADER: &str = "linli-code";
+
+/// An enrolment code as the district server keeps it, and as a hub learns it: SHA-256
+/// of the code, trimmed and upper-cased (people type it).
+pub fn code_hash(code: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(code.trim().to_ascii_uppercase().as_bytes()).into()
+}
+
+/// What a phone enrolling at a hub names its code by, without giving it away: an
+/// HMAC under the code's hash, which the hub holds for each of its station's codes.
+pub fn code_lookup(code_hash: &[u8; 32]) -> [u8; 32] {
+    hmac(code_hash, &[b"linli hub enrol lookup v1"])
+}
+
+/// The channel a phone enrols at hub `hub` in: keyed by the code's hash, which only the
+/// phone (from the code) and the station's hub (from its roster) hold, and the phone's
+/// random `session`. A listener on the station's network learns neither the code nor
+/// the device's keys, and only the district's hub of that station can answer.
+pub fn enrolment_channel(code_hash: &[u8; 32], hub: uuid::Uuid, session: [u8; SESSION]) -> Channel {
+    Channel::new(code_hash, hub, uuid::Uuid::nil(), &session, session)
+}
+
 /// The session and number a frame says it belongs to (not yet checked: only opening
 /// it with the session's key proves them).
 pub fn frame_of(frame: &[u8]) -> Result<([u8; SESSION], u64), ChannelError> {

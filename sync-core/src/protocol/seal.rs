@@ -53,7 +53,8 @@ impl std::fmt::Debug for DeviceKeys {
     }
 }
 
-pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 of `parts`, one after the other, under `key`.
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
     for part in parts {
         mac.update(part);
@@ -153,7 +154,7 @@ fn answered<'a>(
 }
 
 /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, in constant time.
-fn verify_hmac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+pub fn verify_hmac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(key) else {
         return false;
     };

@@ -55,51 +55,60 @@ fn fake_server(replies: Vec<Reply>) -> String {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let (status, reason, content_type, bytes) = if request_line.contains("/api/v1/enrol") {
-                let credential = serde_json::json!({
-                    "device_id": Uuid::from_u128(9).to_string(),
-                    "user": { "id": Uuid::from_u128(USER).to_string(), "login": "wang",
-                              "display_name": "wang", "role": "volunteer",
-                              "district": Uuid::from_u128(DISTRICT).to_string() },
-                    "actors": ["0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"],
-                    "refresh_token": "refresh", "access_token": "access", "expires_in": 900,
-                });
-                (
-                    200,
-                    "OK",
-                    "application/json",
-                    credential.to_string().into_bytes(),
-                )
-            } else {
-                let reply = {
-                    let mut replies = replies.lock().unwrap();
-                    if replies.len() > 1 {
-                        replies.pop_front().unwrap()
-                    } else {
-                        match replies.front().unwrap() {
-                            Reply::Ok(b) => Reply::Ok(b.clone()),
-                            Reply::Status(s, r) => Reply::Status(*s, r),
-                            Reply::Silence => Reply::Silence,
+            let (status, reason, content_type, bytes) =
+                if request_line.starts_with("GET /api/v1/hub ") {
+                    // Not a station hub, as a district server answers.
+                    (
+                        404,
+                        "Not Found",
+                        "application/json",
+                        br#"{"code":"not_found","message":"no such route"}"#.to_vec(),
+                    )
+                } else if request_line.contains("/api/v1/enrol") {
+                    let credential = serde_json::json!({
+                        "device_id": Uuid::from_u128(9).to_string(),
+                        "user": { "id": Uuid::from_u128(USER).to_string(), "login": "wang",
+                                  "display_name": "wang", "role": "volunteer",
+                                  "district": Uuid::from_u128(DISTRICT).to_string() },
+                        "actors": ["0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"],
+                        "refresh_token": "refresh", "access_token": "access", "expires_in": 900,
+                    });
+                    (
+                        200,
+                        "OK",
+                        "application/json",
+                        credential.to_string().into_bytes(),
+                    )
+                } else {
+                    let reply = {
+                        let mut replies = replies.lock().unwrap();
+                        if replies.len() > 1 {
+                            replies.pop_front().unwrap()
+                        } else {
+                            match replies.front().unwrap() {
+                                Reply::Ok(b) => Reply::Ok(b.clone()),
+                                Reply::Status(s, r) => Reply::Status(*s, r),
+                                Reply::Silence => Reply::Silence,
+                            }
+                        }
+                    };
+                    match reply {
+                        Reply::Ok(bytes) => (200, "OK", "application/vnd.linli.sync", bytes),
+                        Reply::Status(s, r) => (
+                            s,
+                            r,
+                            "application/json",
+                            serde_json::json!({ "code": "unavailable", "message": "try later" })
+                                .to_string()
+                                .into_bytes(),
+                        ),
+                        Reply::Silence => {
+                            // Hold the connection open without answering.
+                            std::thread::sleep(Duration::from_secs(30));
+                            continue;
                         }
                     }
                 };
-                match reply {
-                    Reply::Ok(bytes) => (200, "OK", "application/vnd.linli.sync", bytes),
-                    Reply::Status(s, r) => (
-                        s,
-                        r,
-                        "application/json",
-                        serde_json::json!({ "code": "unavailable", "message": "try later" })
-                            .to_string()
-                            .into_bytes(),
-                    ),
-                    Reply::Silence => {
-                        // Hold the connection open without answering.
-                        std::thread::sleep(Duration::from_secs(30));
-                        continue;
-                    }
-                }
-            };
             let head = format!(
                 "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 bytes.len()

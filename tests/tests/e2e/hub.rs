@@ -457,10 +457,12 @@ fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
 /// What a handler of [`serve`] answers: status line, media type, body.
 type Said = (&'static str, &'static str, Vec<u8>);
 
+/// A request as [`serve`] read it: method, path, its `linli-code` header if any, body.
+type Heard<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>);
+
 /// Serves HTTP/1.1 on a port of its own, one request per connection, answering each
-/// (method, path, body) with `answer`: something else on the station's network. Its
-/// address.
-fn serve(answer: impl Fn(&str, &str, Vec<u8>) -> Said + Send + 'static) -> String {
+/// request with `answer`: something else on the station's network. Its address.
+fn serve(answer: impl Fn(Heard<'_>) -> Said + Send + 'static) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -474,19 +476,24 @@ fn serve(answer: impl Fn(&str, &str, Vec<u8>) -> Said + Send + 'static) -> Strin
             let method = words.next().unwrap_or_default().to_owned();
             let path = words.next().unwrap_or_default().to_owned();
             let mut length = 0;
+            let mut code = None;
             loop {
                 let mut header = String::new();
                 reader.read_line(&mut header).unwrap();
                 if header.trim().is_empty() {
                     break;
                 }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = header.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap();
+                }
+                if let Some(v) = lower.strip_prefix("linli-code:") {
+                    code = Some(v.trim().to_owned());
                 }
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let (status, media, said) = answer(&method, &path, body);
+            let (status, media, said) = answer((&method, &path, code.as_deref(), body));
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -505,7 +512,7 @@ fn serve(answer: impl Fn(&str, &str, Vec<u8>) -> Said + Send + 'static) -> Strin
 fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let syncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = syncs.clone();
-    let base = serve(move |_, path, _| {
+    let base = serve(move |(_, path, _, _)| {
         let (status, answer) = match path {
             "/api/v1/hub" => (
                 "200 OK",
@@ -544,7 +551,7 @@ fn relay(hub: &str, claim_revoked: bool) -> (String, Arc<std::sync::Mutex<Vec<u8
         .http_status_as_error(false)
         .build()
         .into();
-    let base = serve(move |method, path, body| {
+    let base = serve(move |(method, path, code, body)| {
         copy.lock().unwrap().extend_from_slice(&body);
         if claim_revoked && path == "/api/v1/hub/channel" {
             let revoked = json!({ "code": "device_revoked", "message": "revoked", "purge": true });
@@ -563,11 +570,11 @@ fn relay(hub: &str, claim_revoked: bool) -> (String, Arc<std::sync::Mutex<Vec<u8
             } else {
                 "application/vnd.linli.channel"
             };
-            agent
-                .post(&url)
-                .header("content-type", media)
-                .send(&body[..])
-                .unwrap()
+            let mut request = agent.post(&url).header("content-type", media);
+            if let Some(code) = code {
+                request = request.header("linli-code", code);
+            }
+            request.send(&body[..]).unwrap()
         };
         let status = match answer.status().as_u16() {
             200 => "200 OK",
@@ -635,4 +642,141 @@ fn an_impostor_on_the_station_network_gets_nothing_and_wipes_nothing() {
     }
 
     assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
+}
+
+/// A phone enrolled at the station's hub with a station code: the code never crosses the
+/// station's network, the phone syncs at the hub at once, and when the uplink returns
+/// the district server adopts the device from the hub and takes its visit as the
+/// phone's. The same code works once.
+#[test]
+fn a_phone_enrols_at_the_hub_while_the_uplink_is_down() {
+    let Station {
+        w,
+        coordinator,
+        resident,
+        hub,
+        ..
+    } = Station::new();
+    let li = w.volunteer("li");
+    w.assign(&li, &resident);
+    let code = w.station_code(&li);
+    // The hub learns the code (its hash) while the uplink still works; then it fails.
+    hub.cycle();
+
+    let (through, carried) = relay(&hub.base, false);
+    let p = Phone::new();
+    let identity = p
+        .client
+        .enrol(through, code.clone(), "李的手机".into())
+        .unwrap();
+    assert_eq!(identity.user_id, li);
+    let carried = carried.lock().unwrap().clone();
+    assert!(
+        !carried.windows(code.len()).any(|w| w == code.as_bytes()),
+        "the code crossed the station's network"
+    );
+    hub.sync(&p).unwrap();
+    let visit = p.log(&resident, "量血压 128/80");
+    let outcome = hub.sync(&p).unwrap();
+    assert_eq!(outcome.receipted, vec![resident.clone()]);
+    let status = p.client.sync_status().unwrap();
+    assert_eq!(status.held_at_station.len(), 1, "{status:?}");
+
+    let again = Phone::new()
+        .client
+        .enrol(hub.base.clone(), code, "x".into());
+    assert!(
+        matches!(again, Err(LinliError::BadCredentials { .. })),
+        "{again:?}"
+    );
+
+    // The uplink returns: the device is adopted before its visit is handed on.
+    assert_eq!(hub.cycle().forwarded, 1);
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    // The phone goes on at the district server with nothing more to configure.
+    let outcome = p.sync().unwrap();
+    assert!(
+        outcome.complete && outcome.rejections.is_empty(),
+        "{outcome:?}"
+    );
+    let status = p.client.sync_status().unwrap();
+    assert!(status.held_at_station.is_empty(), "{status:?}");
+    assert!(p.visit_ids(&resident).contains(&visit));
+}
+
+/// A phone enrolled at a hub that never hands anything on (its disk died) brings the
+/// hub's certificate to the district server itself: the device is adopted there and
+/// its visit reaches the record.
+#[test]
+fn a_phone_enrolled_at_a_hub_that_never_hands_it_on_is_adopted_on_its_own_word() {
+    let Station {
+        w,
+        coordinator,
+        resident,
+        hub,
+        ..
+    } = Station::new();
+    let li = w.volunteer("li");
+    w.assign(&li, &resident);
+    let code = w.station_code(&li);
+    hub.cycle();
+    let p = Phone::new();
+    p.client
+        .enrol(hub.base.clone(), code, "李的手机".into())
+        .unwrap();
+    hub.sync(&p).unwrap();
+    let visit = p.log(&resident, "陪聊天");
+    hub.sync(&p).unwrap();
+
+    let outcome = p.sync().unwrap();
+    assert!(outcome.complete, "{outcome:?}");
+    assert!(outcome.receipted.contains(&resident), "{outcome:?}");
+    coordinator.sync().unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+}
+
+/// A station code used at the district server by one phone and, meanwhile, at the hub by
+/// another: the district server still takes the hub's device, revoked, so what it
+/// recorded waits in the quarantine for a coordinator instead of being dropped, and the
+/// phone seals what it holds for the coordinator as any revoked phone does.
+#[test]
+fn a_code_used_twice_loses_no_visit() {
+    let Station {
+        w, resident, hub, ..
+    } = Station::new();
+    let li = w.volunteer("li");
+    w.assign(&li, &resident);
+    let code = w.station_code(&li);
+    hub.cycle();
+    Phone::new()
+        .client
+        .enrol(w.server.base.clone(), code.clone(), "另一部".into())
+        .unwrap();
+
+    let p = Phone::new();
+    p.client
+        .enrol(hub.base.clone(), code, "李的手机".into())
+        .unwrap();
+    hub.sync(&p).unwrap();
+    let visit = p.log(&resident, "检查电线");
+    hub.sync(&p).unwrap();
+
+    hub.cycle();
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    // Revoked, the phone seals what the district server holds only in quarantine too,
+    // and hands it over once enrolled again: the same batch, kept once.
+    assert!(matches!(p.sync(), Err(LinliError::Revoked)));
+    assert!(
+        p.client.revoked_export().unwrap().is_some(),
+        "the visit {visit} is sealed for the coordinator"
+    );
+    p.client
+        .enrol(w.server.base.clone(), w.code(&li), "李的手机".into())
+        .unwrap();
+    p.sync().unwrap();
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
 }

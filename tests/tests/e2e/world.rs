@@ -217,6 +217,19 @@ impl World {
         body["code"].as_str().unwrap().to_owned()
     }
 
+    /// An enrolment code for `user` that also works at the hub of the world's station,
+    /// for a week.
+    pub fn station_code(&self, user: &str) -> String {
+        let (status, body) = self.server.call(
+            "POST",
+            "/api/v1/enrolment-codes",
+            Some(&self.coordinator_token),
+            Some(json!({ "user": user, "station": self.station })),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+
     /// A phone enrolled for `user`, in a folder of its own.
     pub fn phone(&self, user: &str) -> Phone {
         let phone = Phone::new();
