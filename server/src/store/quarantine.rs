@@ -126,21 +126,44 @@ impl SqlStore {
         self.insert_quarantined(item, bytes).await
     }
 
-    /// The number of the same batch (`bytes` encoded) of the same device, refused
-    /// before and still awaiting a decision: a station hub forwards what its phone
-    /// already handed over itself, or forwards it twice, or a revoked phone's export
-    /// holds what its hub forwarded. One batch for a coordinator, under the number the
-    /// phone already keeps.
+    /// The number of the same batch of the same device, refused before and still
+    /// awaiting a decision: a station hub forwards what its phone already handed over
+    /// itself, or forwards it twice, or a revoked phone's export holds what its hub
+    /// forwarded. One batch for a coordinator, under the number the phone already
+    /// keeps. A batch that holds all of an undecided one and more (the volunteer wrote
+    /// to the resident again on top of the refused changes, and the phone handed the
+    /// whole over) takes its place, with the new reason, under its number.
     async fn same_undecided(&self, item: &Quarantined, bytes: &[u8]) -> Result<Option<u64>> {
-        let same: Option<i64> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT id FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL AND bytes = $3
-             ORDER BY id LIMIT 1")
+        let rows: Vec<(i64, Vec<u8>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT id, bytes FROM quarantine WHERE device = $1 AND doc = $2 AND decision IS NULL
+             ORDER BY id")
             .bind(item.device.0.as_bytes().to_vec())
             .bind(item.doc.0.as_bytes().to_vec())
-            .bind(bytes.to_vec())
-            .fetch_optional(p)
+            .fetch_all(p)
             .await?);
-        Ok(same.and_then(|id| u64::try_from(id).ok()))
+        if let Some((id, _)) = rows.iter().find(|(_, b)| b.as_slice() == bytes) {
+            return Ok(u64::try_from(*id).ok());
+        }
+        let grown = rows.iter().find(|(_, b)| {
+            postcard::from_bytes::<Vec<Vec<u8>>>(b)
+                .is_ok_and(|old| !old.is_empty() && old.iter().all(|c| item.bytes.contains(c)))
+        });
+        let Some((id, _)) = grown else {
+            return Ok(None);
+        };
+        let size = i64::try_from(item.size()).unwrap_or(i64::MAX);
+        with_pool!(self, p => sqlx::query(
+            "UPDATE quarantine SET bytes = $2, size = $3, code = $4, reason = $5
+             WHERE id = $1 AND decision IS NULL")
+            .bind(*id)
+            .bind(bytes.to_vec())
+            .bind(size)
+            .bind(&item.code)
+            .bind(&item.reason)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+        Ok(u64::try_from(*id).ok())
     }
 
     /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).

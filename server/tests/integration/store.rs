@@ -649,6 +649,37 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
         "another district's coordinators do not see it"
     );
 
+    // A batch holding all of an undecided one and more (the volunteer wrote again on
+    // top of the refused changes) grows it in place, under its number; one that does
+    // not hold all of it is a batch of its own.
+    let writer = DeviceId(Uuid::from_u128(0xD3));
+    let batch = |bytes: &[&[u8]]| Quarantined {
+        device: writer,
+        bytes: bytes.iter().map(|b| b.to_vec()).collect(),
+        code: "out_of_scope".into(),
+        ..item.clone()
+    };
+    let grows = s.quarantine(batch(&[b"a"])).await.unwrap().unwrap();
+    let grown = Quarantined {
+        reason: "later".into(),
+        ..batch(&[b"a", b"b"])
+    };
+    assert_eq!(s.quarantine(grown.clone()).await.unwrap(), Some(grows));
+    let apart = s.quarantine(batch(&[b"b", b"c"])).await.unwrap().unwrap();
+    assert_ne!(apart, grows);
+    let kept: Vec<_> = s
+        .quarantined(1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.device == writer)
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter()
+            .any(|q| q.bytes == grown.bytes && q.reason == "later")
+    );
+
     // One device's garbage is bounded per day; the next day, and other devices, are not
     // held back by it.
     let allowance = sync_core::protocol::store::QUARANTINE_PER_DAY;
@@ -663,7 +694,13 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
         assert_eq!(s.quarantine(nth(n)).await.unwrap(), number);
     }
     assert_eq!(s.quarantine(nth(0)).await.unwrap(), None);
-    let stored = s.quarantined(1_000).await.unwrap().len();
+    let stored = s
+        .quarantined(1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.device == item.device)
+        .count();
     assert_eq!(stored as u64, allowance.batches);
     let tomorrow = Quarantined {
         at: NOW + 24 * 3_600_000 + 1,

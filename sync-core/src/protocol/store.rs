@@ -137,7 +137,9 @@ pub trait ServerStore: Sync {
     /// when the device has used up its quarantine allowance ([`QUARANTINE_PER_DAY`]):
     /// the batch is then refused without being stored, and the phone keeps it. The
     /// same batch again (same device, document and bytes) while the first awaits a
-    /// decision is kept once: its number comes back.
+    /// decision is kept once: its number comes back. A batch that holds every byte
+    /// string of an undecided batch of the same device and document, and more, takes
+    /// its place (with its code and reason) under its number.
     fn quarantine(
         &self,
         item: Quarantined,
@@ -398,13 +400,29 @@ impl ServerStore for MemoryServerStore {
 
     async fn quarantine(&self, item: Quarantined) -> Result<Option<u64>, Infallible> {
         let mut inner = self.lock();
-        let same = (1u64..).zip(&inner.quarantine).find(|(number, q)| {
-            q.device == item.device
-                && q.doc == item.doc
-                && q.bytes == item.bytes
-                && !inner.decisions.contains_key(number)
-        });
+        let undecided = |(number, q): &(u64, &Quarantined)| {
+            q.device == item.device && q.doc == item.doc && !inner.decisions.contains_key(number)
+        };
+        let same = (1u64..)
+            .zip(&inner.quarantine)
+            .filter(undecided)
+            .find(|(_, q)| q.bytes == item.bytes);
         if let Some((number, _)) = same {
+            return Ok(Some(number));
+        }
+        // All of an undecided batch and more: it grows in place.
+        let grown = (1u64..)
+            .zip(&inner.quarantine)
+            .filter(undecided)
+            .find(|(_, q)| !q.bytes.is_empty() && q.bytes.iter().all(|b| item.bytes.contains(b)))
+            .map(|(number, _)| number);
+        if let Some(number) = grown {
+            let at = usize::try_from(number - 1).unwrap_or(usize::MAX);
+            if let Some(kept) = inner.quarantine.get_mut(at) {
+                let first = kept.at;
+                *kept = item;
+                kept.at = first;
+            }
             return Ok(Some(number));
         }
         let day = item.at.saturating_sub(24 * 3600 * 1000);

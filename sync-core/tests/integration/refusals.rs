@@ -355,3 +355,37 @@ fn a_visit_naming_what_the_catalog_does_not_hold_is_refused_and_kept() {
     let new = file.doc().get_changes(&before);
     assert_eq!(check_catalog_refs(file.doc(), &new, Some(&catalog)), Ok(()));
 }
+
+#[test]
+fn a_batch_holding_an_undecided_one_and_more_grows_it_in_place() {
+    let server = seeded(&[]);
+    let batch = |bytes: &[&[u8]], reason: &str| Quarantined {
+        doc: DocId(uuid(0xD0C)),
+        district: DISTRICT,
+        device: DeviceId(uuid(0xD3)),
+        user: VOLUNTEER_1,
+        code: codes::MALFORMED.into(),
+        reason: reason.into(),
+        bytes: bytes.iter().map(|b| b.to_vec()).collect(),
+        at: NOW,
+    };
+    let keep = |q: Quarantined| pollster::block_on(server.quarantine(q)).unwrap().unwrap();
+    let first = keep(batch(&[b"a"], "first"));
+    // The volunteer wrote again on top of the refused change: the whole comes back.
+    assert_eq!(keep(batch(&[b"a", b"b"], "later")), first);
+    // Not all of it: a batch of its own.
+    let apart = keep(batch(&[b"b", b"c"], "apart"));
+    assert_ne!(apart, first);
+    let kept = server.quarantined();
+    assert_eq!(kept.len(), 2);
+    let grown = &kept[usize::try_from(first - 1).unwrap()];
+    assert_eq!(grown.bytes, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(grown.reason, "later");
+    // A decided batch stays as decided.
+    server.decide(Decision {
+        quarantine: first,
+        accepted: false,
+        note: String::new(),
+    });
+    assert_ne!(keep(batch(&[b"a", b"b", b"d"], "after")), first);
+}

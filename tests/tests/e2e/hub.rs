@@ -327,6 +327,48 @@ fn a_refusal_of_what_the_hub_took_reaches_the_phone_at_the_district_server() {
     accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
 }
 
+/// The refusal of what the hub took comes after the volunteer wrote to that resident
+/// again: the later visit builds on the refused one, so nothing is set aside on its
+/// own, and at the district server the phone hands both over. They are refused
+/// together as the batch the coordinator already has, grown: one decision, under the
+/// number the phone shows, and accepting it brings both visits into the record.
+#[test]
+fn a_refusal_after_the_volunteer_wrote_again_is_still_one_batch() {
+    let (w, coordinator, resident, v, _hub, visit) = refused_after_the_hub_took_it();
+    let later = v.log(&resident, "再来陪聊天");
+    let outcome = v.sync().unwrap();
+    assert_eq!(outcome.rejections.len(), 1, "{outcome:?}");
+    let refused = v.client.refused_changes().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let ids: Vec<_> = refused[0]
+        .visits
+        .iter()
+        .map(|x| x.visit_id.clone())
+        .collect();
+    assert!(ids.contains(&visit) && ids.contains(&later), "{ids:?}");
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    let page = format!("/web/quarantine/{}", refused[0].quarantine);
+    let (status, html) = web.get(&page);
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("查电线，换灯泡") && html.contains("再来陪聊天"),
+        "{html}"
+    );
+    let csrf = field(&html, "csrf");
+    let (status, _) = web.post(&format!("{page}/accept"), &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    coordinator.sync().unwrap();
+    let record = coordinator.visit_ids(&resident);
+    assert!(
+        record.contains(&visit) && record.contains(&later),
+        "{record:?}"
+    );
+    v.sync().unwrap();
+    assert!(v.client.refused_changes().unwrap().is_empty());
+}
+
 /// The volunteer meets the district server before the hub could hand the refused visit
 /// on: the phone hands it over itself, it is refused and set aside there; when the
 /// uplink returns the hub forwards the same visit, refused again, and the coordinator
