@@ -355,6 +355,17 @@ class PhoneStories(unittest.TestCase):
         self.w.assign(user, resident)
         phone, _, _ = self.w.phone(user)
         sync(phone)
+        # A new volunteer's code for the station's hub, which the hub learns with its
+        # roster.
+        newcomer = self.w.volunteer()
+        self.w.assign(newcomer, resident)
+        newcomer_code = self.w.server.expect(
+            201,
+            "POST",
+            "/api/v1/enrolment-codes",
+            self.w.token,
+            {"user": newcomer, "station": self.w.station},
+        )["code"]
         code = self.w.server.expect(
             201, "POST", "/api/v1/hub-codes", self.w.token, {"station": self.w.station}
         )["code"]
@@ -408,6 +419,21 @@ class PhoneStories(unittest.TestCase):
             self.assertEqual(phone.sync_status().held_at_station, [])
             sync(self.coordinator)
             self.assertIn(v, [x.id for x in self.coordinator.resident(resident).visits])
+
+            # The newcomer's phone enrols at the hub's address: the same call as at the
+            # district server, and it syncs with the district server afterwards.
+            folder = tempfile.mkdtemp(prefix="linli-phone-")
+            self.w.folders.append(folder)
+            newcomer_phone = linli.LinliClient(folder, secrets.token_bytes(32))
+            identity = newcomer_phone.enrol(address, newcomer_code, "新志愿者的手机")
+            self.assertEqual(identity.user_id, newcomer)
+            newcomer_phone.sync_at_hub(address, linli.CancelToken())
+            w = newcomer_phone.log_visit(resident, visit("第一次探访", self.project))
+            self.assertEqual(newcomer_phone.sync_at_hub(address, linli.CancelToken()).receipted, [resident])
+            outcome = sync(newcomer_phone)
+            self.assertIsNone(outcome.hub)
+            sync(self.coordinator)
+            self.assertIn(w, [x.id for x in self.coordinator.resident(resident).visits])
         finally:
             hub.terminate()
             self.assertEqual(hub.wait(timeout=30), 0)
