@@ -686,24 +686,36 @@ fn an_impostor_on_the_station_network_gets_nothing_and_wipes_nothing() {
     assert_eq!(hub.sync(&v).unwrap().receipted, vec![resident.clone()]);
 }
 
+/// A station whose hub learned, while its uplink still worked, a week-long code for a
+/// newcomer, `li`, assigned to the station's resident. No cycle runs after this unless
+/// a test runs one. The station, li's id and the code.
+fn a_newcomer_with_a_station_code() -> (Station, String, String) {
+    let station = Station::new();
+    let li = station.w.volunteer("li");
+    station.w.assign(&li, &station.resident);
+    let code = station.w.station_code(&li);
+    station.hub.cycle();
+    (station, li, code)
+}
+
 /// A phone enrolled at the station's hub with a station code: the code never crosses the
 /// station's network, the phone syncs at the hub at once, and when the uplink returns
 /// the district server adopts the device from the hub and takes its visit as the
 /// phone's. The same code works once.
 #[test]
 fn a_phone_enrols_at_the_hub_while_the_uplink_is_down() {
-    let Station {
-        w,
-        coordinator,
-        resident,
-        hub,
-        ..
-    } = Station::new();
-    let li = w.volunteer("li");
-    w.assign(&li, &resident);
-    let code = w.station_code(&li);
-    // The hub learns the code (its hash) while the uplink still works; then it fails.
-    hub.cycle();
+    // The hub learned the code (its hash) while the uplink still worked; now it fails.
+    let (
+        Station {
+            w: _server,
+            coordinator,
+            resident,
+            hub,
+            ..
+        },
+        li,
+        code,
+    ) = a_newcomer_with_a_station_code();
 
     let (through, carried) = relay(&hub.base, false);
     let p = Phone::new();
@@ -752,17 +764,17 @@ fn a_phone_enrols_at_the_hub_while_the_uplink_is_down() {
 /// its visit reaches the record.
 #[test]
 fn a_phone_enrolled_at_a_hub_that_never_hands_it_on_is_adopted_on_its_own_word() {
-    let Station {
-        w,
-        coordinator,
-        resident,
-        hub,
-        ..
-    } = Station::new();
-    let li = w.volunteer("li");
-    w.assign(&li, &resident);
-    let code = w.station_code(&li);
-    hub.cycle();
+    let (
+        Station {
+            w: _server,
+            coordinator,
+            resident,
+            hub,
+            ..
+        },
+        _,
+        code,
+    ) = a_newcomer_with_a_station_code();
     let p = Phone::new();
     p.client
         .enrol(hub.base.clone(), code, "李的手机".into())
@@ -784,13 +796,13 @@ fn a_phone_enrolled_at_a_hub_that_never_hands_it_on_is_adopted_on_its_own_word()
 /// phone seals what it holds for the coordinator as any revoked phone does.
 #[test]
 fn a_code_used_twice_loses_no_visit() {
-    let Station {
-        w, resident, hub, ..
-    } = Station::new();
-    let li = w.volunteer("li");
-    w.assign(&li, &resident);
-    let code = w.station_code(&li);
-    hub.cycle();
+    let (
+        Station {
+            w, resident, hub, ..
+        },
+        li,
+        code,
+    ) = a_newcomer_with_a_station_code();
     Phone::new()
         .client
         .enrol(w.server.base.clone(), code.clone(), "另一部".into())
