@@ -25,3 +25,12 @@ CREATE TABLE hub_enrolments (
     answered_at BIGINT,
     answer      TEXT
 );
+
+-- On a hub: changes the district server refused after the hub took them (kept in its
+-- quarantine for a person). A phone whose copy holds only such changes beyond the
+-- hub's starts its copy again (`not_in_record`).
+CREATE TABLE hub_refused (
+    doc  BYTEA NOT NULL,
+    hash BYTEA NOT NULL,
+    PRIMARY KEY (doc, hash)
+);

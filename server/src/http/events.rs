@@ -111,6 +111,14 @@ impl ServerStore for Announcing<'_> {
         self.store.device_docs(device).await
     }
 
+    async fn all_refused(
+        &self,
+        doc: DocId,
+        hashes: &[sync_core::automerge::ChangeHash],
+    ) -> Result<bool, Self::Error> {
+        self.store.all_refused(doc, hashes).await
+    }
+
     async fn run_check<T, F>(&self, work: F) -> Result<T, Self::Error>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -18,12 +18,12 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::now_ms;
 use crate::store::SqlStore;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_core::automerge::{Automerge, Change, ChangeHash};
-use sync_core::ids::StationId;
+use sync_core::ids::{DocId, StationId};
 use sync_core::protocol::channel;
 use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncRequest, SyncResponse, held_digest};
 use sync_core::protocol::forward::{ForwardItem, ForwardRequest, ForwardResponse, ForwardResult};
@@ -465,19 +465,31 @@ async fn forward(
         // the record: the hub starts its copy of those files again from the district
         // server's (the next pull), before any phone can read the refusal, so that
         // the phone which set them aside does not receive them back from here.
-        let refused: BTreeSet<_> = answer
-            .items
-            .iter()
-            .filter_map(|o| match &o.result {
-                ForwardResult::Taken(t) => Some(t),
-                ForwardResult::Refused { .. } => None,
-            })
-            .flat_map(|t| t.rejections.iter())
-            .filter(|r| r.quarantine != 0)
-            .map(|r| r.doc)
-            .collect();
-        for doc in refused {
-            store.reset_hub_document(doc).await?;
+        // The refused changes are remembered, so that a phone which received them from
+        // here before the refusal starts its copy again too (`not_in_record`).
+        let mut refused: BTreeMap<DocId, Vec<ChangeHash>> = BTreeMap::new();
+        for outcome in &answer.items {
+            let ForwardResult::Taken(taken) = &outcome.result else {
+                continue;
+            };
+            let request = waiting
+                .iter()
+                .find(|i| u64::try_from(i.id).ok() == Some(outcome.id))
+                .and_then(|i| SyncRequest::decode(&i.body).ok());
+            for r in taken.rejections.iter().filter(|r| r.quarantine != 0) {
+                let hashes = refused.entry(r.doc).or_default();
+                let upload = request
+                    .as_ref()
+                    .and_then(|q| q.uploads.iter().find(|u| u.doc == r.doc));
+                for change in upload.into_iter().flat_map(|u| u.changes.iter()) {
+                    if let Ok(change) = Change::from_bytes(change.0.clone()) {
+                        hashes.push(change.hash());
+                    }
+                }
+            }
+        }
+        for (doc, hashes) in refused {
+            store.reset_hub_document(doc, &hashes).await?;
         }
         store.outbox_record(&record, now_ms()).await?;
         // An item the answer left out would be asked about again forever.

@@ -8,6 +8,7 @@ use crate::hubs::Roster;
 use crate::identity::{bytes, uuid_of};
 use crate::store::{SqlStore, with_pool};
 use std::collections::BTreeSet;
+use sync_core::automerge::ChangeHash;
 use sync_core::ids::{DeviceId, DocId, Timestamp};
 use sync_core::model::Role;
 use sync_core::protocol::forward::ForwardResult;
@@ -101,12 +102,20 @@ impl SqlStore {
     /// Drops the hub's copy of `doc` so that the next pull brings the district
     /// server's copy whole: the district server refused changes the hub had taken
     /// into it, and the hub must not hand them to its phones as part of the record.
+    /// The `refused` changes are remembered: a phone whose copy holds only those
+    /// beyond the hub's starts its copy again (`not_in_record`).
     /// The mirror forgets the document first, so a hub stopped half-way still asks
     /// for it again (and merely merges it into what it holds).
-    pub async fn reset_hub_document(&self, doc: DocId) -> Result<()> {
+    pub async fn reset_hub_document(&self, doc: DocId, refused: &[ChangeHash]) -> Result<()> {
         with_pool!(self, p => {
+            let mut tx = p.begin().await?;
             sqlx::query("DELETE FROM hub_mirrored WHERE doc = $1")
-                .bind(bytes(doc.0)).execute(p).await?;
+                .bind(bytes(doc.0)).execute(&mut *tx).await?;
+            for hash in refused {
+                sqlx::query("INSERT INTO hub_refused (doc, hash) VALUES ($1, $2) ON CONFLICT (doc, hash) DO NOTHING")
+                    .bind(bytes(doc.0)).bind(hash.0.to_vec()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         });
         Ok(self.forget_document(doc).await?)
     }

@@ -5,6 +5,7 @@
 
 use super::{Result, SqlStore, StoreError, id_of};
 use sqlx::Row;
+use sync_core::automerge::ChangeHash;
 use sync_core::ids::{DeviceId, DistrictId, DocId, Timestamp, UserId};
 use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{QUARANTINE_PER_DAY, Quarantined};
@@ -164,6 +165,29 @@ impl SqlStore {
             .await
             .map(|_| ())?);
         Ok(u64::try_from(*id).ok())
+    }
+
+    /// Whether every one of `hashes` (changes to `doc`) is in a quarantined batch of
+    /// any device, decided or not, or (on a hub) was refused by the district server
+    /// after the hub took it.
+    pub(super) async fn all_refused_here(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool> {
+        let id = doc.0.as_bytes().to_vec();
+        let batches: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT bytes FROM quarantine WHERE doc = $1")
+            .bind(id.clone()).fetch_all(p).await?);
+        let at_hub: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT hash FROM hub_refused WHERE doc = $1")
+            .bind(id).fetch_all(p).await?);
+        let mut refused: std::collections::BTreeSet<ChangeHash> = at_hub
+            .iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok().map(ChangeHash))
+            .collect();
+        for batch in batches {
+            if let Ok(bytes) = postcard::from_bytes::<Vec<Vec<u8>>>(&batch) {
+                refused.extend(sync_core::protocol::server::refused_hashes(&bytes));
+            }
+        }
+        Ok(hashes.iter().all(|h| refused.contains(h)))
     }
 
     /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).

@@ -385,6 +385,24 @@ impl<S: ReplicaStore> Replica<S> {
                 }
                 continue;
             }
+            // Our copy holds, beyond the record, only other devices' changes that were
+            // refused (they wait in the quarantine for a person, or were decided): start
+            // again from the record, which the server sends whole at once. Unless we
+            // wrote since, or hold something of our own still to hand over: then keep
+            // everything for the next sync.
+            if rejection.code == super::server::codes::NOT_IN_RECORD {
+                if self.written_since(rejection.doc, &rejection.heads)?
+                    || self.holds_own_unacked(rejection.doc)?
+                {
+                    continue;
+                }
+                self.store
+                    .purge(rejection.doc)
+                    .map_err(ReplicaError::Store)?;
+                settled.insert(rejection.doc);
+                reset = true;
+                continue;
+            }
             // Our copy holds changes the server will not accept as they are, and every
             // later change builds on them: keep them aside, with the reason, until a
             // person decides, and start again from the server's copy. Unless we wrote
@@ -571,6 +589,17 @@ impl<S: ReplicaStore> Replica<S> {
     }
 
     /// Whether the document has changes beyond `heads` (which the server refused).
+    /// Whether `doc` holds a change of this phone's the server has not acknowledged.
+    fn holds_own_unacked(&self, doc: DocId) -> R<bool, S::Error> {
+        let Some(d) = self.load(doc)? else {
+            return Ok(false);
+        };
+        let acked = held_of(&d, &self.state(doc)?.acked);
+        Ok(d.get_changes(&acked)
+            .iter()
+            .any(|c| c.actor_id() == &self.actor))
+    }
+
     fn written_since(&self, doc: DocId, heads: &[Hash]) -> R<bool, S::Error> {
         if heads.is_empty() {
             return Ok(false);

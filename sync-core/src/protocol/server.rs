@@ -79,7 +79,23 @@ pub mod codes {
     /// stored or quarantined; the phone keeps them and the repair goes on at its next
     /// sync.
     pub const NEEDS_OTHERS: &str = "needs_others";
+    /// The phone's copy holds, beyond the record, only other devices' changes that
+    /// were refused here (kept in the quarantine for a person, or decided), or that
+    /// the district server refused after a station hub took them: the phone starts its
+    /// copy again from the record. Nothing of the phone's own is dropped, and nothing
+    /// was stored or quarantined.
+    pub const NOT_IN_RECORD: &str = "not_in_record";
+    /// The phone's copy holds other devices' changes this server lacks and did not
+    /// refuse (it was restored from a backup): they come back from their own devices.
+    /// Nothing was stored or quarantined; the phone keeps its copy.
+    pub const HELD_FOR_OTHERS: &str = "held_for_others";
 }
+
+/// Why a phone's copy starts again from the record.
+const NOT_IN_RECORD_REASON: &str = "this copy held another device's changes that were refused and wait for a person's decision; it starts again from the record";
+
+/// Why a phone's copy of other devices' changes is left alone.
+const HELD_FOR_OTHERS_REASON: &str = "this copy holds another device's changes that this server does not hold; they come back from that device";
 
 /// Why repaired changes wait.
 const NEEDS_OTHERS_REASON: &str = "these changes build on another device's that this server does not hold yet; the phone keeps them and hands them over once that device (or the station hub) has";
@@ -608,6 +624,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
             codes::ERASED,
             codes::NOT_HERE,
             codes::NEEDS_OTHERS,
+            codes::NOT_IN_RECORD,
+            codes::HELD_FOR_OTHERS,
         ];
         if !kept_nowhere.contains(&code) && !hub {
             let kept = self
@@ -983,9 +1001,24 @@ impl<'a, S: ServerStore> Step<'a, S> {
             // still missing wait in the phone's next round. Nothing unchecked is stored.
             let mut before = before;
             let received = doc.get_changes(&before);
-            let foreign = received
+            let others: Vec<ChangeHash> = received
                 .iter()
-                .any(|c| !self.auth.actors.contains(c.actor_id()));
+                .filter(|c| !self.auth.actors.contains(c.actor_id()))
+                .map(Change::hash)
+                .collect();
+            let foreign = !others.is_empty();
+            if foreign && others.len() == received.len() && doc.get_missing_deps(&[]).is_empty() {
+                // Nothing of this device's own: asking again would bring the same.
+                let (code, reason, heads) = if self.store.all_refused(id, &others).await? {
+                    let heads = message.heads.iter().map(|h| Hash(h.0)).collect();
+                    (codes::NOT_IN_RECORD, NOT_IN_RECORD_REASON, heads)
+                } else {
+                    (codes::HELD_FOR_OTHERS, HELD_FOR_OTHERS_REASON, Vec::new())
+                };
+                return self
+                    .reject(id, heads, code, reason.to_owned(), Vec::new())
+                    .await;
+            }
             // This device's changes that build on another device's we lack: they wait
             // until that device (or a station hub) hands those over.
             let mut waiting_on_others = false;
@@ -1233,6 +1266,22 @@ fn untrusted<T, E: std::fmt::Display>(apply: impl FnOnce() -> Result<T, E>) -> R
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err("Automerge refused them".to_owned()),
     }
+}
+
+/// The changes a quarantined batch holds (its byte strings are raw changes, or a
+/// repair's sync message whose chunks are changes), by hash; what does not parse as
+/// changes is left out.
+pub fn refused_hashes(bytes: &[Vec<u8>]) -> Vec<ChangeHash> {
+    let hash = |b: &[u8]| untrusted(|| Change::from_bytes(b.to_vec())).map(|c| c.hash());
+    let mut out = Vec::new();
+    for b in bytes {
+        if let Ok(h) = hash(b) {
+            out.push(h);
+        } else if let Ok(message) = untrusted(|| Message::decode(b)) {
+            out.extend(message.changes.iter().filter_map(|c| hash(c).ok()));
+        }
+    }
+    out
 }
 
 /// Where a document sits, from its header.

@@ -185,6 +185,18 @@ pub trait ServerStore: Sync {
         device: DeviceId,
     ) -> impl Future<Output = Result<BTreeSet<DocId>, Self::Error>> + Send;
 
+    /// Whether every one of `hashes`, changes to `doc`, was refused here (any device's
+    /// quarantined batch, decided or not: see [`refused_hashes`]), or, on a station
+    /// hub, by the district server after the hub took it. A phone whose copy holds
+    /// only such changes beyond the record starts its copy again from the record.
+    ///
+    /// [`refused_hashes`]: super::server::refused_hashes
+    fn all_refused(
+        &self,
+        doc: DocId,
+        hashes: &[ChangeHash],
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// Runs `work`, a check that takes a while (the rules on one uploaded document),
     /// and returns its result. The server step hands each document of a request with
     /// several in, so that a host with threads to spare (the server: tokio's blocking
@@ -516,6 +528,17 @@ impl ServerStore for MemoryServerStore {
             .get(&device)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn all_refused(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool, Infallible> {
+        let inner = self.lock();
+        let refused: BTreeSet<ChangeHash> = inner
+            .quarantine
+            .iter()
+            .filter(|q| q.doc == doc)
+            .flat_map(|q| super::server::refused_hashes(&q.bytes))
+            .collect();
+        Ok(hashes.iter().all(|h| refused.contains(h)))
     }
 
     async fn set_device_docs(

@@ -199,12 +199,16 @@ impl Sim {
 
     fn apply(&mut self, phone: usize, response: &SyncResponse) {
         let report = self.phones[phone].replica.apply(response).expect("apply");
-        // After a restore a repair may wait on another phone (`needs_others`: nothing
-        // refused or kept, the phone hands it over later); anything else is a refusal.
+        // After a restore a repair may wait on another phone (`needs_others`,
+        // `held_for_others`: nothing refused or kept, the phone hands its own over
+        // later and the others' come from their devices); anything else is a refusal.
         let refused: Vec<_> = report
             .rejections
             .iter()
-            .filter(|r| r.code != codes::NEEDS_OTHERS || r.quarantine != 0)
+            .filter(|r| {
+                r.quarantine != 0
+                    || (r.code != codes::NEEDS_OTHERS && r.code != codes::HELD_FOR_OTHERS)
+            })
             .collect();
         assert!(
             refused.is_empty(),

@@ -389,3 +389,93 @@ fn a_batch_holding_an_undecided_one_and_more_grows_it_in_place() {
     });
     assert_ne!(keep(batch(&[b"a", b"b", b"d"], "after")), first);
 }
+
+/// Another phone holds a visit that was refused into the quarantine (a station hub
+/// handed it on before the refusal). Its repair holds nothing of its own beyond the
+/// record: it is told `not_in_record` and starts its copy again from the record, once,
+/// instead of repairing round after round. Other devices' changes the server lacks and
+/// never refused (a restore) are left on the phone: `held_for_others`, and it stops
+/// asking for this sync.
+#[test]
+fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
+    use automerge::sync::{State, SyncDoc};
+    use sync_core::protocol::envelope::{Bytes, DocDelivery, FallbackMessage, SyncResponse};
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    let mut s = Phone::new(3, staff(STAFF_B, STATION_A));
+    v.sync(&server);
+    s.sync(&server);
+    let visit = VisitId(uuid(0xF1));
+    v.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    let doc = v
+        .replica
+        .case_file(r.into())
+        .unwrap()
+        .unwrap()
+        .doc()
+        .clone();
+    let refused_change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    // The staff phone received it (from a hub) before the district server refused it.
+    let delivered = SyncResponse {
+        docs: vec![DocDelivery {
+            doc: r.into(),
+            snapshot: None,
+            changes: vec![Bytes(refused_change.clone())],
+        }],
+        ..SyncResponse::default()
+    };
+    s.replica.apply(&delivered).unwrap();
+    assert_eq!(s.hydrate(r).visits.len(), 1);
+
+    // Nothing of it refused yet: a repair of it is left alone.
+    // A repair: the phone's first message names its heads, the server answers with
+    // its own, and the phone's second carries what the server lacks.
+    let repair = |s: &mut Phone| {
+        let held = s
+            .replica
+            .case_file(r.into())
+            .unwrap()
+            .unwrap()
+            .doc()
+            .clone();
+        let message = held.generate_sync_message(&mut State::new()).unwrap();
+        let mut request = s.replica.prepare(NOW).unwrap();
+        request.fallback = vec![FallbackMessage {
+            doc: r.into(),
+            message: Bytes(message.encode()),
+        }];
+        let first = s.serve(&server, &request);
+        assert_eq!(first.fallback.len(), 1, "{first:?}");
+        s.replica.apply(&first).unwrap();
+        let request = s.replica.prepare(NOW).unwrap();
+        assert_eq!(request.fallback.len(), 1, "{request:?}");
+        s.serve(&server, &request)
+    };
+    let answer = repair(&mut s);
+    assert_eq!(answer.rejections.len(), 1, "{answer:?}");
+    assert_eq!(answer.rejections[0].code, codes::HELD_FOR_OTHERS);
+    assert_eq!(answer.rejections[0].quarantine, 0);
+    assert!(server.quarantined().is_empty(), "nothing kept");
+
+    // Refused into the quarantine: the copy starts again from the record.
+    v.auth.principal = volunteer(VOLUNTEER_1, &[]);
+    v.sync(&server);
+    assert_eq!(server.quarantined().len(), 1);
+    let answer = repair(&mut s);
+    assert_eq!(
+        answer.rejections[0].code,
+        codes::NOT_IN_RECORD,
+        "{answer:?}"
+    );
+    assert_eq!(server.quarantined().len(), 1, "nothing more kept");
+    let report = s.replica.apply(&answer).unwrap();
+    assert!(report.more);
+    s.sync(&server);
+    assert!(
+        s.hydrate(r).visits.is_empty(),
+        "the copy follows the record"
+    );
+}

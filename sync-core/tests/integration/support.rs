@@ -300,10 +300,10 @@ impl Phone {
             let r = self.sync_once(server);
             let again = r.more || !r.repairing.is_empty() || self.replica.store().need_held_flag();
             // The repair waits on another phone: asking again now changes nothing.
-            let waits = r
-                .rejections
-                .iter()
-                .any(|j| j.code == sync_core::protocol::server::codes::NEEDS_OTHERS);
+            let waits = r.rejections.iter().any(|j| {
+                use sync_core::protocol::server::codes;
+                j.code == codes::NEEDS_OTHERS || j.code == codes::HELD_FOR_OTHERS
+            });
             reports.push(r);
             if waits {
                 return (reports, false);

@@ -834,3 +834,46 @@ fn a_code_used_twice_loses_no_visit() {
     let (_, list) = web.get("/web/quarantine");
     assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
 }
+
+/// Another phone at the station received the visit from the hub before the district
+/// server refused it. When it next meets the hub it is told its copy holds, beyond the
+/// record, only that refused visit of another device's, and starts its copy again from
+/// the record: no endless repair, no visit the record lacks, nothing of its own lost.
+/// The coordinator's decision brings the visit back to it.
+#[test]
+fn a_phone_that_received_a_visit_refused_later_starts_again_from_the_record() {
+    let (station, visit) = taken_after_an_unassignment();
+    let Station {
+        w,
+        coordinator,
+        resident,
+        v,
+        hub,
+        ..
+    } = station;
+    hub.sync(&coordinator).unwrap();
+    assert!(coordinator.visit_ids(&resident).contains(&visit));
+    assert_eq!(hub.cycle().forwarded, 1);
+
+    let outcome = hub.sync(&coordinator).unwrap();
+    assert!(outcome.complete && outcome.rounds <= 4, "{outcome:?}");
+    assert!(
+        outcome.rejections.iter().all(|r| r.code == "not_in_record"),
+        "{outcome:?}"
+    );
+    assert!(!coordinator.visit_ids(&resident).contains(&visit));
+    assert_eq!(coordinator.client.sync_status().unwrap().pending_changes, 0);
+    let again = coordinator.sync().unwrap();
+    assert!(again.complete && again.rounds <= 2, "{again:?}");
+    assert!(hub.sync(&coordinator).unwrap().rejections.is_empty());
+
+    // The volunteer's phone sets the visit aside; the coordinator accepts it, and it
+    // reaches the other phone as part of the record.
+    let r = set_aside(
+        &v,
+        &resident,
+        &visit,
+        &hub.sync(&v).unwrap().refused_by_district[0].reason,
+    );
+    accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
+}
