@@ -88,18 +88,29 @@ fn object_path(doc: &Automerge, obj: &legacy::ObjectId) -> Result<Vec<Seg>> {
     path_of(doc, &id)
 }
 
+/// Deeper than any object of Linli's documents nests: a path that goes on beyond it is
+/// a crafted change's (objects made inside each other in a loop, which Automerge would
+/// follow for ever).
+const MAX_DEPTH: usize = 32;
+
 pub(crate) fn path_of(doc: &Automerge, id: &ObjId) -> Result<Vec<Seg>> {
     let parents = doc
         .parents(id)
         .map_err(|_| malformed("a change writes into an unknown object"))?;
-    Ok(parents
-        .path()
-        .into_iter()
-        .map(|(_, prop)| match prop {
+    let mut path: Vec<Seg> = parents
+        .take(MAX_DEPTH + 1)
+        .map(|parent| match parent.prop {
             Prop::Map(k) => Seg::Key(k),
             Prop::Seq(_) => Seg::Index,
         })
-        .collect())
+        .collect();
+    if path.len() > MAX_DEPTH {
+        return Err(malformed(
+            "a change makes objects nested deeper than a document's, or inside each other",
+        ));
+    }
+    path.reverse();
+    Ok(path)
 }
 
 /// What a touched path is, in Linli's terms.

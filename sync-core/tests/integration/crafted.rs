@@ -151,3 +151,37 @@ proptest! {
         prop_assert!(sync_core::doc::casefile::CaseFile::from_doc(reloaded).is_ok());
     }
 }
+
+/// An object made inside itself: Automerge would follow its parents for ever, so the
+/// rules' walk from an operation up to the root must stop and refuse the change. (A
+/// random case of the test above found it, and hung the server step.)
+#[test]
+fn an_object_made_inside_itself_is_refused_not_followed_for_ever() {
+    let (v, request, server) = honest();
+    let doc = request.uploads[0].doc;
+    let before = pollster::block_on(server.load(doc))
+        .unwrap()
+        .unwrap()
+        .get_heads();
+    let change = Change::from_bytes(request.uploads[0].changes[0].0.clone()).unwrap();
+    let mut expanded: ExpandedChange = change.decode();
+    let own = OpId(expanded.start_op.get(), expanded.actor_id.clone());
+    let first = &mut expanded.operations[0];
+    first.action = OpType::Make(ObjType::Map);
+    first.obj = ObjectId::Id(own);
+    first.insert = false;
+    first.key = Key::Map("loop".into());
+    let crafted = Change::from(expanded);
+    let mut request = request.clone();
+    request.uploads[0].changes[0].0 = crafted.raw_bytes().to_vec();
+    request.uploads[0].heads = vec![crafted.hash().into()];
+    let response = v.serve(&server, &request);
+    assert!(response.receipts.is_empty(), "{response:?}");
+    assert_eq!(
+        response.rejections.len() + response.fallback.len(),
+        1,
+        "{response:?}"
+    );
+    let stored = pollster::block_on(server.load(doc)).unwrap().unwrap();
+    assert_eq!(stored.get_heads(), before);
+}
