@@ -1,8 +1,9 @@
-//! What a station hub serves its phones besides sync: a one-time challenge, and a
-//! session token for a phone that answers it with its key for this hub. The phone
-//! derives that key from its export key (`sync_core::protocol::seal`); the hub holds
-//! it from its roster. Phones never sign in or enrol at a hub, and their tokens from
-//! the district server mean nothing here.
+//! What a station hub serves its phones: a one-time challenge; a session for a phone
+//! that answers it with its key for this hub (the phone derives that key from its
+//! export key, `sync_core::protocol::seal`; the hub holds it from its roster); and the
+//! session's channel, in which every call after that goes sealed
+//! (`sync_core::protocol::channel`). Phones never sign in at a hub (enrolling there is
+//! `hub_enrolment.rs`), and their tokens from the district server mean nothing here.
 
 use super::extract::Json;
 use super::{AppState, HttpLimits};
