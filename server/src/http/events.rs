@@ -119,6 +119,14 @@ impl ServerStore for Announcing<'_> {
         self.store.all_refused(doc, hashes).await
     }
 
+    async fn any_dismissed(
+        &self,
+        doc: DocId,
+        hashes: &[sync_core::automerge::ChangeHash],
+    ) -> Result<bool, Self::Error> {
+        self.store.any_dismissed(doc, hashes).await
+    }
+
     async fn run_check<T, F>(&self, work: F) -> Result<T, Self::Error>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -504,6 +504,10 @@ impl ServerStore for SqlStore {
         self.all_refused_here(doc, hashes).await
     }
 
+    async fn any_dismissed(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool> {
+        self.any_dismissed_here(doc, hashes).await
+    }
+
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {
         // One query per sync: the district's catalog documents, plus the open case
         // files of the scope's stations (on the place index) or residents (on the

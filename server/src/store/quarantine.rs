@@ -190,6 +190,24 @@ impl SqlStore {
         Ok(hashes.iter().all(|h| refused.contains(h)))
     }
 
+    /// Whether any of `hashes` (changes to `doc`) is in a batch a person dismissed.
+    pub(super) async fn any_dismissed_here(
+        &self,
+        doc: DocId,
+        hashes: &[ChangeHash],
+    ) -> Result<bool> {
+        let batches: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT bytes FROM quarantine WHERE doc = $1 AND decision = 'dismissed'")
+            .bind(doc.0.as_bytes().to_vec()).fetch_all(p).await?);
+        let mut dismissed = std::collections::BTreeSet::new();
+        for batch in batches {
+            if let Ok(bytes) = postcard::from_bytes::<Vec<Vec<u8>>>(&batch) {
+                dismissed.extend(sync_core::protocol::server::refused_hashes(&bytes));
+            }
+        }
+        Ok(hashes.iter().any(|h| dismissed.contains(h)))
+    }
+
     /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).
     async fn insert_quarantined(&self, item: Quarantined, bytes: Vec<u8>) -> Result<u64> {
         let device = item.device.0.as_bytes().to_vec();

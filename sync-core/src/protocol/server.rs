@@ -89,7 +89,15 @@ pub mod codes {
     /// refuse (it was restored from a backup): they come back from their own devices.
     /// Nothing was stored or quarantined; the phone keeps its copy.
     pub const HELD_FOR_OTHERS: &str = "held_for_others";
+    /// Changes under repair build on another device's that a person dismissed from the
+    /// quarantine: they can never join the record as they are, so they are kept in
+    /// the quarantine themselves, for a person to decide on, and the phone sets them
+    /// aside.
+    pub const BUILDS_ON_DISMISSED: &str = "builds_on_dismissed";
 }
+
+/// Why repaired changes are refused after what they build on was dismissed.
+const BUILDS_ON_DISMISSED_REASON: &str = "these changes build on another device's that a coordinator dismissed; they are kept for a coordinator to decide on";
 
 /// Why a phone's copy starts again from the record.
 const NOT_IN_RECORD_REASON: &str = "this copy held another device's changes that were refused and wait for a person's decision; it starts again from the record";
@@ -1052,6 +1060,15 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let stored = self.store_vetted(id, &doc, &before, vetted).await?;
             if waiting_on_others && let Ok(Checked::Stored(floor)) = stored {
                 self.stored(id, floor);
+                if self.store.all_refused(id, &others).await?
+                    && self.store.any_dismissed(id, &others).await?
+                {
+                    let heads = message.heads.iter().map(|h| Hash(h.0)).collect();
+                    let reason = BUILDS_ON_DISMISSED_REASON.to_owned();
+                    return self
+                        .reject(id, heads, codes::BUILDS_ON_DISMISSED, reason, raw)
+                        .await;
+                }
                 let reason = NEEDS_OTHERS_REASON.to_owned();
                 return self
                     .reject(id, Vec::new(), codes::NEEDS_OTHERS, reason, raw)

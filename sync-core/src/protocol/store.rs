@@ -197,6 +197,14 @@ pub trait ServerStore: Sync {
         hashes: &[ChangeHash],
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// Whether any of `hashes`, changes to `doc`, is in a quarantined batch a person
+    /// dismissed: a change built on it can never join the record as it is.
+    fn any_dismissed(
+        &self,
+        doc: DocId,
+        hashes: &[ChangeHash],
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// Runs `work`, a check that takes a while (the rules on one uploaded document),
     /// and returns its result. The server step hands each document of a request with
     /// several in, so that a host with threads to spare (the server: tokio's blocking
@@ -539,6 +547,18 @@ impl ServerStore for MemoryServerStore {
             .flat_map(|q| super::server::refused_hashes(&q.bytes))
             .collect();
         Ok(hashes.iter().all(|h| refused.contains(h)))
+    }
+
+    async fn any_dismissed(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool, Infallible> {
+        let inner = self.lock();
+        let dismissed: BTreeSet<ChangeHash> = (1u64..)
+            .zip(&inner.quarantine)
+            .filter(|(number, q)| {
+                q.doc == doc && inner.decisions.get(number).is_some_and(|d| !d.accepted)
+            })
+            .flat_map(|(_, q)| super::server::refused_hashes(&q.bytes))
+            .collect();
+        Ok(hashes.iter().any(|h| dismissed.contains(h)))
     }
 
     async fn set_device_docs(

@@ -479,3 +479,92 @@ fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
         "the copy follows the record"
     );
 }
+
+/// The staff phone approved a visit it received from a hub before the district server
+/// refused it. While the refused visit awaits a decision, the approval waits on the
+/// phone (`needs_others`). Once a coordinator dismisses the visit, the approval can
+/// never join the record as it is: it goes to the quarantine itself, for a person,
+/// and the phone sets it aside instead of waiting for good.
+#[test]
+fn changes_built_on_a_dismissed_change_reach_the_quarantine() {
+    use sync_core::model::ReviewStatus;
+    use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncResponse};
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    let mut s = Phone::new(3, staff(STAFF_B, STATION_A));
+    v.sync(&server);
+    s.sync(&server);
+    let visit = VisitId(uuid(0xF1));
+    v.edit(r, |f, e| {
+        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
+    });
+    let doc = v
+        .replica
+        .case_file(r.into())
+        .unwrap()
+        .unwrap()
+        .doc()
+        .clone();
+    let refused_change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    s.replica
+        .apply(&SyncResponse {
+            docs: vec![DocDelivery {
+                doc: r.into(),
+                snapshot: None,
+                changes: vec![Bytes(refused_change)],
+            }],
+            ..SyncResponse::default()
+        })
+        .unwrap();
+    s.edit(r, |f, e| {
+        f.review_visit(e, visit, ReviewStatus::Approved, "很好")
+            .unwrap();
+    });
+    // The district server refuses the visit (the volunteer was unassigned).
+    v.auth.principal = volunteer(VOLUNTEER_1, &[]);
+    v.sync(&server);
+    assert_eq!(server.quarantined().len(), 1);
+
+    // Rounds of one sync, until a refusal or nothing more: the codes refused.
+    let refused_in = |s: &mut Phone| -> Vec<String> {
+        for _ in 0..10 {
+            let report = s.sync_once(&server);
+            if !report.rejections.is_empty() {
+                return report.rejections.iter().map(|j| j.code.clone()).collect();
+            }
+            if !report.more && report.repairing.is_empty() {
+                break;
+            }
+        }
+        Vec::new()
+    };
+    assert_eq!(refused_in(&mut s), vec![codes::NEEDS_OTHERS.to_owned()]);
+    assert_eq!(
+        server.quarantined().len(),
+        1,
+        "nothing kept while undecided"
+    );
+
+    server.decide(Decision {
+        quarantine: 1,
+        accepted: false,
+        note: "不属于该志愿者".into(),
+    });
+    assert_eq!(
+        refused_in(&mut s),
+        vec![codes::BUILDS_ON_DISMISSED.to_owned()]
+    );
+    s.sync(&server);
+    let kept = server.quarantined();
+    assert_eq!(kept.len(), 2, "the approval is kept for a person");
+    assert_eq!(kept[1].device, s.auth.device);
+    let refused = s.replica.refused().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].quarantine, 2);
+    assert!(
+        s.hydrate(r).visits.is_empty(),
+        "the copy follows the record"
+    );
+    assert_eq!(s.replica.pending_changes().unwrap(), 0);
+}
