@@ -877,3 +877,58 @@ fn a_phone_that_received_a_visit_refused_later_starts_again_from_the_record() {
     );
     accepted_once(&w, &coordinator, &v, r.quarantine, &resident, &visit);
 }
+
+/// A reviewer approved, at the hub, a visit the district server refused when the hub
+/// handed it on; a coordinator then dismissed the visit. The approval can never join
+/// the record as it is: at the reviewer's next sync it goes to the quarantine for a
+/// coordinator (`builds_on_dismissed`), and the reviewer's phone sets it aside, rather
+/// than waiting for the dismissed visit for ever.
+#[test]
+fn an_approval_of_a_dismissed_visit_reaches_a_coordinator() {
+    let (station, visit) = taken_after_an_unassignment();
+    let Station {
+        w,
+        coordinator: reviewer,
+        resident,
+        hub,
+        ..
+    } = station;
+    hub.sync(&reviewer).unwrap();
+    reviewer
+        .client
+        .review_visit(
+            resident.clone(),
+            visit.clone(),
+            ReviewStatus::Approved,
+            "很好".into(),
+        )
+        .unwrap();
+    assert_eq!(hub.cycle().forwarded, 1);
+    let mut web = Web::sign_in(&w.server, "coordinator", COORDINATOR_PASSWORD);
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    let (_, html) = web.get("/web/quarantine/1");
+    let csrf = field(&html, "csrf");
+    let (status, _) = web.post(
+        "/web/quarantine/1/dismiss",
+        &[("csrf", &csrf), ("note", "不是该志愿者的居民")],
+    );
+    assert_eq!(status, 303);
+
+    let outcome = reviewer.sync().unwrap();
+    assert!(
+        outcome
+            .rejections
+            .iter()
+            .any(|r| r.code == "builds_on_dismissed"),
+        "{outcome:?}"
+    );
+    let refused = reviewer.client.refused_changes().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].code, "builds_on_dismissed");
+    let (_, list) = web.get("/web/quarantine");
+    assert_eq!(list.matches("id=\"refusal-").count(), 1, "{list}");
+    assert!(list.contains("builds_on_dismissed"), "{list}");
+    assert!(!reviewer.visit_ids(&resident).contains(&visit));
+    assert_eq!(reviewer.client.sync_status().unwrap().pending_changes, 0);
+}
