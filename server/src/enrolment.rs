@@ -120,6 +120,14 @@ impl Enrolled {
     }
 }
 
+/// A hub that has not had its roster from the district server yet cannot enrol.
+pub(crate) fn not_linked() -> Error {
+    Error::bad_request(
+        "hub_not_linked",
+        "this hub has not reached the district server yet; enrol there",
+    )
+}
+
 /// A code the roster gives a hub: its hash, whom it is for, until when.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RosterCode {
@@ -349,12 +357,7 @@ impl SqlStore {
             .bind(ENROL_KEY).fetch_optional(p).await?);
         let key = key
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-            .ok_or_else(|| {
-                Error::bad_request(
-                    "hub_not_linked",
-                    "this hub has not reached the district server yet; enrol there",
-                )
-            })?;
+            .ok_or_else(not_linked)?;
         let device = new_id(now)?;
         let export_key = auth::random_bytes::<32>()?.to_vec();
         let refresh_token = auth::new_secret()?;

@@ -123,20 +123,20 @@ pub(crate) struct EnrolRequest {
 /// A device credential.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DeviceCredential {
-    device_id: Uuid,
-    user: UserView,
+    pub(crate) device_id: Uuid,
+    pub(crate) user: UserView,
     /// The Automerge actor ids (hex) the device must write as; changes under any other
     /// actor are refused.
-    actors: Vec<String>,
+    pub(crate) actors: Vec<String>,
     /// Long-lived, rotated on every use, revocable. Keep it in the platform keystore.
-    refresh_token: String,
+    pub(crate) refresh_token: String,
     /// Short-lived bearer token for sync.
-    access_token: String,
+    pub(crate) access_token: String,
     /// Seconds the access token lives.
-    expires_in: u64,
+    pub(crate) expires_in: u64,
     /// Hex: the key the phone seals its unsynced changes with if the device is revoked,
     /// for `POST /api/v1/recover`. Keep it with the refresh token.
-    export_key: String,
+    pub(crate) export_key: String,
 }
 
 /// Exchanges a one-time enrolment code for a device credential.

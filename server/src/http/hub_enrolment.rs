@@ -3,7 +3,7 @@
 //! hub (`POST /api/v1/hubs/enrolments`) or from the phone (`POST /api/v1/enrol/adopt`).
 
 use super::AppState;
-use super::accounts::{EnrolRequest, UserView, limited};
+use super::accounts::{DeviceCredential, EnrolRequest, limited};
 use super::caller::ClientAddr;
 use super::extract::Json;
 use super::hubs::HubCaller;
@@ -12,7 +12,6 @@ use crate::error::{AuthFailure, Error, Result};
 use crate::now_ms;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -20,18 +19,13 @@ use sync_core::protocol::channel;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A device credential from a station hub: the district server's, and what the phone
-/// needs to be adopted there.
+/// A device credential from a station hub: the district server's (with an empty access
+/// token: the phone gets its first from the district server), and what the phone needs
+/// to be adopted there.
 #[derive(Debug, Serialize)]
 pub(crate) struct HubCredential {
-    device_id: Uuid,
-    user: UserView,
-    actors: Vec<String>,
-    refresh_token: String,
-    /// Empty: the phone gets its first access token from the district server.
-    access_token: String,
-    expires_in: u64,
-    export_key: String,
+    #[serde(flatten)]
+    credential: DeviceCredential,
     /// Where the phone syncs from now on (and where it refreshes its token).
     district_url: String,
     /// The hub that enrolled it.
@@ -80,20 +74,7 @@ pub(crate) async fn enrol_at_hub(
             .unwrap_or_else(IntoResponse::into_response),
         Err(e) => Error::bad_request("malformed", format!("not an enrolment: {e}")).into_response(),
     };
-    let status = answer.status().as_u16();
-    let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
-        .map_err(|e| Error::Internal(format!("reading an enrolment answer: {e}")))?;
-    let reply = channel::Reply {
-        status,
-        content_type: Some("application/json".into()),
-        body: body.to_vec(),
-    };
-    Ok((
-        [(CONTENT_TYPE, channel::MEDIA_TYPE)],
-        sealed_with.seal_reply(seq, &reply),
-    )
-        .into_response())
+    super::hub_side::sealed(&sealed_with, seq, answer, 1 << 20).await
 }
 
 async fn mint(
@@ -102,24 +83,23 @@ async fn mint(
     code_hash: &[u8; 32],
     device_name: &str,
 ) -> Result<HubCredential> {
-    let district_url = hub.district_url().ok_or_else(|| {
-        Error::bad_request(
-            "hub_not_linked",
-            "this hub has not reached the district server yet; enrol there",
-        )
-    })?;
+    let district_url = hub
+        .district_url()
+        .ok_or_else(crate::enrolment::not_linked)?;
     let minted = state
         .store
         .mint_device(hub.id, code_hash, device_name, now_ms())
         .await?;
     Ok(HubCredential {
-        device_id: minted.enrolled.device,
-        user: (&minted.user).into(),
-        actors: vec![hex::encode(&minted.enrolled.actor)],
-        refresh_token: minted.refresh_token,
-        access_token: String::new(),
-        expires_in: 0,
-        export_key: hex::encode(&minted.enrolled.export_key),
+        credential: DeviceCredential {
+            device_id: minted.enrolled.device,
+            user: (&minted.user).into(),
+            actors: vec![hex::encode(&minted.enrolled.actor)],
+            refresh_token: minted.refresh_token,
+            access_token: String::new(),
+            expires_in: 0,
+            export_key: hex::encode(&minted.enrolled.export_key),
+        },
         district_url,
         hub: hub.id,
         certificate: minted.certificate,

@@ -128,17 +128,8 @@ pub(crate) async fn challenge(State(state): State<Arc<AppState>>) -> Result<Json
         .challenges
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    open.retain(|_, until| *until > now);
-    if open.len() >= MAX_CHALLENGES {
-        // Someone is asking without answering: forget the oldest.
-        let oldest = open
-            .iter()
-            .min_by_key(|(_, until)| **until)
-            .map(|(k, _)| *k);
-        if let Some(k) = oldest {
-            open.remove(&k);
-        }
-    }
+    // Someone asking without answering only pushes out the oldest.
+    make_room(&mut open, now, |until| *until);
     open.insert(nonce, now + CHALLENGE_MS);
     Ok(Json(HubInfo {
         hub: hub.id,
@@ -249,16 +240,7 @@ pub(crate) async fn session(
         .sessions
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    sessions.retain(|_, s| s.until > now);
-    if sessions.len() >= MAX_CHALLENGES {
-        let oldest = sessions
-            .iter()
-            .min_by_key(|(_, s)| s.until)
-            .map(|(k, _)| *k);
-        if let Some(k) = oldest {
-            sessions.remove(&k);
-        }
-    }
+    make_room(&mut sessions, now, |s| s.until);
     sessions.insert(*challenge.as_bytes(), opened);
     drop(sessions);
     Ok(Json(SessionResponse {
@@ -323,13 +305,24 @@ async fn call(state: Arc<AppState>, inside: Router, frame: axum::body::Bytes) ->
         .body(axum::body::Body::from(call.body))
         .map_err(|_| refused("its path or headers are not valid"))?;
     let Ok(answer) = tower::ServiceExt::oneshot(inside, request).await;
+    sealed(&sealed_with, seq, answer, MAX_REPLY).await
+}
+
+/// `answer`, the hub's answer to call `seq` (read up to `limit` bytes), sealed in
+/// `channel` whatever its status.
+pub(crate) async fn sealed(
+    channel: &Channel,
+    seq: u64,
+    answer: Response,
+    limit: usize,
+) -> Result<Response> {
     let status = answer.status().as_u16();
     let content_type = answer
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = axum::body::to_bytes(answer.into_body(), MAX_REPLY)
+    let body = axum::body::to_bytes(answer.into_body(), limit)
         .await
         .map_err(|e| Error::Internal(format!("reading a sealed call's answer: {e}")))?;
     let reply = Reply {
@@ -339,9 +332,25 @@ async fn call(state: Arc<AppState>, inside: Router, frame: axum::body::Bytes) ->
     };
     Ok((
         [(header::CONTENT_TYPE, channel::MEDIA_TYPE)],
-        sealed_with.seal_reply(seq, &reply),
+        channel.seal_reply(seq, &reply),
     )
         .into_response())
+}
+
+/// Before one more entry goes into `open` (challenges, sessions): those whose time
+/// (`until`, ms) has passed go, and at the bound the one that ends first.
+fn make_room<K: Copy + Eq + std::hash::Hash, V>(
+    open: &mut std::collections::HashMap<K, V>,
+    now: i64,
+    until: impl Fn(&V) -> i64,
+) {
+    open.retain(|_, v| until(v) > now);
+    if open.len() >= MAX_CHALLENGES {
+        let oldest = open.iter().min_by_key(|(_, v)| until(v)).map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            open.remove(&k);
+        }
+    }
 }
 
 /// What the district server holds of a phone's uploads through this hub.
