@@ -19,7 +19,7 @@ use sync_core::ids::{DeviceId, DistrictId, DocId, StationId, UserId};
 use sync_core::model::Scope;
 use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{
-    Append, AppendOutcome, DocPlace, FeedPage, Quarantined, ServerStore,
+    Append, AppendOutcome, DocPlace, FeedPage, Quarantined, Refusals, ServerStore,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -111,20 +111,12 @@ impl ServerStore for Announcing<'_> {
         self.store.device_docs(device).await
     }
 
-    async fn all_refused(
+    async fn refusals(
         &self,
         doc: DocId,
         hashes: &[sync_core::automerge::ChangeHash],
-    ) -> Result<bool, Self::Error> {
-        self.store.all_refused(doc, hashes).await
-    }
-
-    async fn any_dismissed(
-        &self,
-        doc: DocId,
-        hashes: &[sync_core::automerge::ChangeHash],
-    ) -> Result<bool, Self::Error> {
-        self.store.any_dismissed(doc, hashes).await
+    ) -> Result<Refusals, Self::Error> {
+        self.store.refusals(doc, hashes).await
     }
 
     async fn run_check<T, F>(&self, work: F) -> Result<T, Self::Error>

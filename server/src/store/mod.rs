@@ -25,7 +25,7 @@ use sync_core::ids::{DeviceId, DocId};
 use sync_core::model::Scope;
 use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{
-    Append, AppendOutcome, FeedEntry, FeedPage, Quarantined, ServerStore,
+    Append, AppendOutcome, FeedEntry, FeedPage, Quarantined, Refusals, ServerStore,
 };
 use uuid::Uuid;
 
@@ -500,12 +500,8 @@ impl ServerStore for SqlStore {
         self.decisions_for(device, numbers).await
     }
 
-    async fn all_refused(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool> {
-        self.all_refused_here(doc, hashes).await
-    }
-
-    async fn any_dismissed(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool> {
-        self.any_dismissed_here(doc, hashes).await
+    async fn refusals(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<Refusals> {
+        self.refusals_here(doc, hashes).await
     }
 
     async fn docs_in_scope(&self, scope: &Scope) -> Result<BTreeSet<DocId>> {

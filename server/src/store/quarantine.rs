@@ -8,7 +8,7 @@ use sqlx::Row;
 use sync_core::automerge::ChangeHash;
 use sync_core::ids::{DeviceId, DistrictId, DocId, Timestamp, UserId};
 use sync_core::protocol::envelope::Decision;
-use sync_core::protocol::store::{QUARANTINE_PER_DAY, Quarantined};
+use sync_core::protocol::store::{QUARANTINE_PER_DAY, Quarantined, Refusals};
 use uuid::Uuid;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -167,45 +167,35 @@ impl SqlStore {
         Ok(u64::try_from(*id).ok())
     }
 
-    /// Whether every one of `hashes` (changes to `doc`) is in a quarantined batch of
-    /// any device, decided or not, or (on a hub) was refused by the district server
-    /// after the hub took it.
-    pub(super) async fn all_refused_here(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool> {
+    /// How far `hashes` (changes to `doc`) were refused: in any device's quarantined
+    /// batch, decided or not, or (on a hub) by the district server after the hub took
+    /// them.
+    pub(super) async fn refusals_here(
+        &self,
+        doc: DocId,
+        hashes: &[ChangeHash],
+    ) -> Result<Refusals> {
         let id = doc.0.as_bytes().to_vec();
-        let batches: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT bytes FROM quarantine WHERE doc = $1")
+        let rows: Vec<(Vec<u8>, Option<String>)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT bytes, decision FROM quarantine WHERE doc = $1")
             .bind(id.clone()).fetch_all(p).await?);
         let at_hub: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
             "SELECT hash FROM hub_refused WHERE doc = $1")
             .bind(id).fetch_all(p).await?);
-        let mut refused: std::collections::BTreeSet<ChangeHash> = at_hub
+        let batches: Vec<(Vec<Vec<u8>>, bool)> = rows
             .iter()
-            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok().map(ChangeHash))
+            .filter_map(|(bytes, decision)| {
+                let bytes = postcard::from_bytes::<Vec<Vec<u8>>>(bytes).ok()?;
+                Some((bytes, decision.as_deref() == Some("dismissed")))
+            })
             .collect();
-        for batch in batches {
-            if let Ok(bytes) = postcard::from_bytes::<Vec<Vec<u8>>>(&batch) {
-                refused.extend(sync_core::protocol::server::refused_hashes(&bytes));
-            }
-        }
-        Ok(hashes.iter().all(|h| refused.contains(h)))
-    }
-
-    /// Whether any of `hashes` (changes to `doc`) is in a batch a person dismissed.
-    pub(super) async fn any_dismissed_here(
-        &self,
-        doc: DocId,
-        hashes: &[ChangeHash],
-    ) -> Result<bool> {
-        let batches: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT bytes FROM quarantine WHERE doc = $1 AND decision = 'dismissed'")
-            .bind(doc.0.as_bytes().to_vec()).fetch_all(p).await?);
-        let mut dismissed = std::collections::BTreeSet::new();
-        for batch in batches {
-            if let Ok(bytes) = postcard::from_bytes::<Vec<Vec<u8>>>(&batch) {
-                dismissed.extend(sync_core::protocol::server::refused_hashes(&bytes));
-            }
-        }
-        Ok(hashes.iter().any(|h| dismissed.contains(h)))
+        Ok(Refusals::of(
+            hashes,
+            batches.iter().map(|(b, d)| (b.as_slice(), *d)),
+            at_hub
+                .iter()
+                .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok().map(ChangeHash)),
+        ))
     }
 
     /// Stores `item`, whose byte strings `bytes` holds encoded (see [`encoded`]).

@@ -1017,7 +1017,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let foreign = !others.is_empty();
             if foreign && others.len() == received.len() && doc.get_missing_deps(&[]).is_empty() {
                 // Nothing of this device's own: asking again would bring the same.
-                let (code, reason, heads) = if self.store.all_refused(id, &others).await? {
+                let (code, reason, heads) = if self.store.refusals(id, &others).await?.all {
                     let heads = message.heads.iter().map(|h| Hash(h.0)).collect();
                     (codes::NOT_IN_RECORD, NOT_IN_RECORD_REASON, heads)
                 } else {
@@ -1060,9 +1060,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
             let stored = self.store_vetted(id, &doc, &before, vetted).await?;
             if waiting_on_others && let Ok(Checked::Stored(floor)) = stored {
                 self.stored(id, floor);
-                if self.store.all_refused(id, &others).await?
-                    && self.store.any_dismissed(id, &others).await?
-                {
+                let refused = self.store.refusals(id, &others).await?;
+                if refused.all && refused.dismissed {
                     let heads = message.heads.iter().map(|h| Hash(h.0)).collect();
                     let reason = BUILDS_ON_DISMISSED_REASON.to_owned();
                     return self

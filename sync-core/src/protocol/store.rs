@@ -89,6 +89,43 @@ pub struct Quarantined {
     pub at: Timestamp,
 }
 
+/// How far some changes to a document were refused ([`ServerStore::refusals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Every one was refused: a phone whose copy holds only such changes beyond the
+    /// record starts its copy again from the record.
+    pub all: bool,
+    /// At least one is in a batch a person dismissed: a change built on it can never
+    /// join the record as it is.
+    pub dismissed: bool,
+}
+
+impl Refusals {
+    /// Of `hashes`, given the quarantined batches of their document (their byte
+    /// strings, and whether a person dismissed them: see
+    /// [`refused_hashes`](super::server::refused_hashes)) and the changes refused
+    /// elsewhere (a station hub's record of the district server's refusals).
+    pub fn of<'a>(
+        hashes: &[ChangeHash],
+        batches: impl IntoIterator<Item = (&'a [Vec<u8>], bool)>,
+        elsewhere: impl IntoIterator<Item = ChangeHash>,
+    ) -> Refusals {
+        let mut refused: BTreeSet<ChangeHash> = elsewhere.into_iter().collect();
+        let mut dismissed = BTreeSet::new();
+        for (bytes, was_dismissed) in batches {
+            let held = super::server::refused_hashes(bytes);
+            if was_dismissed {
+                dismissed.extend(held.iter().copied());
+            }
+            refused.extend(held);
+        }
+        Refusals {
+            all: hashes.iter().all(|h| refused.contains(h)),
+            dismissed: hashes.iter().any(|h| dismissed.contains(h)),
+        }
+    }
+}
+
 /// One feed entry: the changes one accepted batch added to one document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedEntry {
@@ -185,25 +222,14 @@ pub trait ServerStore: Sync {
         device: DeviceId,
     ) -> impl Future<Output = Result<BTreeSet<DocId>, Self::Error>> + Send;
 
-    /// Whether every one of `hashes`, changes to `doc`, was refused here (any device's
-    /// quarantined batch, decided or not: see [`refused_hashes`]), or, on a station
-    /// hub, by the district server after the hub took it. A phone whose copy holds
-    /// only such changes beyond the record starts its copy again from the record.
-    ///
-    /// [`refused_hashes`]: super::server::refused_hashes
-    fn all_refused(
+    /// How far `hashes`, changes to `doc`, were refused here: in any device's
+    /// quarantined batch, decided or not, or, on a station hub, by the district server
+    /// after the hub took them ([`Refusals::of`]).
+    fn refusals(
         &self,
         doc: DocId,
         hashes: &[ChangeHash],
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
-
-    /// Whether any of `hashes`, changes to `doc`, is in a quarantined batch a person
-    /// dismissed: a change built on it can never join the record as it is.
-    fn any_dismissed(
-        &self,
-        doc: DocId,
-        hashes: &[ChangeHash],
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Refusals, Self::Error>> + Send;
 
     /// Runs `work`, a check that takes a while (the rules on one uploaded document),
     /// and returns its result. The server step hands each document of a request with
@@ -538,27 +564,16 @@ impl ServerStore for MemoryServerStore {
             .unwrap_or_default())
     }
 
-    async fn all_refused(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool, Infallible> {
+    async fn refusals(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<Refusals, Infallible> {
         let inner = self.lock();
-        let refused: BTreeSet<ChangeHash> = inner
-            .quarantine
-            .iter()
-            .filter(|q| q.doc == doc)
-            .flat_map(|q| super::server::refused_hashes(&q.bytes))
-            .collect();
-        Ok(hashes.iter().all(|h| refused.contains(h)))
-    }
-
-    async fn any_dismissed(&self, doc: DocId, hashes: &[ChangeHash]) -> Result<bool, Infallible> {
-        let inner = self.lock();
-        let dismissed: BTreeSet<ChangeHash> = (1u64..)
+        let batches = (1u64..)
             .zip(&inner.quarantine)
-            .filter(|(number, q)| {
-                q.doc == doc && inner.decisions.get(number).is_some_and(|d| !d.accepted)
-            })
-            .flat_map(|(_, q)| super::server::refused_hashes(&q.bytes))
-            .collect();
-        Ok(hashes.iter().any(|h| dismissed.contains(h)))
+            .filter(|(_, q)| q.doc == doc)
+            .map(|(number, q)| {
+                let dismissed = inner.decisions.get(&number).is_some_and(|d| !d.accepted);
+                (q.bytes.as_slice(), dismissed)
+            });
+        Ok(Refusals::of(hashes, batches, []))
     }
 
     async fn set_device_docs(
