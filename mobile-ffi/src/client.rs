@@ -3,7 +3,7 @@
 //! FFI: each body runs under [`guarded`].
 
 use crate::error::{LinliError, Result, guarded};
-use crate::net::{Answer, ENVELOPE, Http, Refusal, Timeouts};
+use crate::net::{Answer, ENVELOPE, Http, Refusal, Timeouts, answer_of};
 use crate::store::{EXPORT_KEY, REVOKED_EXPORT, Store};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -1041,10 +1041,7 @@ impl LinliClient {
         let reply = sealed_with
             .open_reply(0, &sealed)
             .map_err(|_| not_genuine())?;
-        if !(200..300).contains(&reply.status) {
-            return Err(Refusal::of(reply.status, &reply.body).into_error());
-        }
-        Ok(reply.body)
+        answer_of(reply.status, reply.body).map_err(Refusal::into_error)
     }
 
     fn creds(&self) -> Result<Credentials> {
@@ -1173,14 +1170,12 @@ impl LinliClient {
                     let reply = channel
                         .open_reply(seq, &sealed)
                         .map_err(|_| not_genuine())?;
-                    if (200..300).contains(&reply.status) {
-                        return Ok(Ok(reply.body));
+                    match answer_of(reply.status, reply.body) {
+                        Err(refusal) if refusal.status == 401 && token_ended(&refusal.code) => {
+                            refusal
+                        }
+                        answer => return Ok(answer),
                     }
-                    let refusal = Refusal::of(reply.status, &reply.body);
-                    if refusal.status != 401 || !token_ended(&refusal.code) {
-                        return Ok(Err(refusal));
-                    }
-                    refusal
                 }
                 Err(refusal) if refusal.status == 401 && refusal.code == "hub_session_ended" => {
                     refusal

@@ -76,6 +76,16 @@ impl Refusal {
 /// What a request gave: the body of a 2xx, or a refusal.
 pub(crate) type Answer = Result<Vec<u8>, Refusal>;
 
+/// The answer an HTTP status and body make (a station hub's sealed reply carries
+/// both).
+pub(crate) fn answer_of(status: u16, body: Vec<u8>) -> Answer {
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(Refusal::of(status, &body))
+    }
+}
+
 /// Timeouts: a stuck request ends, and the app gets a retryable error.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -181,10 +191,7 @@ impl Http {
             .limit(MAX_ANSWER)
             .read_to_vec()
             .map_err(transport)?;
-        if (200..300).contains(&status) {
-            return Ok(Ok(bytes));
-        }
-        Ok(Err(Refusal::of(status, &bytes)))
+        Ok(answer_of(status, bytes))
     }
 
     /// POSTs JSON.
