@@ -390,16 +390,17 @@ fn a_batch_holding_an_undecided_one_and_more_grows_it_in_place() {
     assert_ne!(keep(batch(&[b"a", b"b", b"d"], "after")), first);
 }
 
-/// Another phone holds a visit that was refused into the quarantine (a station hub
-/// handed it on before the refusal). Its repair holds nothing of its own beyond the
-/// record: it is told `not_in_record` and starts its copy again from the record, once,
-/// instead of repairing round after round. Other devices' changes the server lacks and
-/// never refused (a restore) are left on the phone: `held_for_others`, and it stops
-/// asking for this sync.
-#[test]
-fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
-    use automerge::sync::{State, SyncDoc};
-    use sync_core::protocol::envelope::{Bytes, DocDelivery, FallbackMessage, SyncResponse};
+/// A volunteer's new visit, not yet synced, and a staff phone of the resident's station
+/// that received it as from a station hub (a delivery of just that change): the server,
+/// the resident, the volunteer's phone, the staff phone and the visit.
+fn a_visit_received_from_a_hub() -> (
+    sync_core::protocol::store::MemoryServerStore,
+    sync_core::ids::ResidentId,
+    Phone,
+    Phone,
+    VisitId,
+) {
+    use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncResponse};
     let r = resident(1);
     let server = seeded(&[r]);
     let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
@@ -418,16 +419,30 @@ fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
         .doc()
         .clone();
     let refused_change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-    // The staff phone received it (from a hub) before the district server refused it.
-    let delivered = SyncResponse {
-        docs: vec![DocDelivery {
-            doc: r.into(),
-            snapshot: None,
-            changes: vec![Bytes(refused_change.clone())],
-        }],
-        ..SyncResponse::default()
-    };
-    s.replica.apply(&delivered).unwrap();
+    s.replica
+        .apply(&SyncResponse {
+            docs: vec![DocDelivery {
+                doc: r.into(),
+                snapshot: None,
+                changes: vec![Bytes(refused_change)],
+            }],
+            ..SyncResponse::default()
+        })
+        .unwrap();
+    (server, r, v, s, visit)
+}
+
+/// Another phone holds a visit that was refused into the quarantine (a station hub
+/// handed it on before the refusal). Its repair holds nothing of its own beyond the
+/// record: it is told `not_in_record` and starts its copy again from the record, once,
+/// instead of repairing round after round. Other devices' changes the server lacks and
+/// never refused (a restore) are left on the phone: `held_for_others`, and it stops
+/// asking for this sync.
+#[test]
+fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
+    use automerge::sync::{State, SyncDoc};
+    use sync_core::protocol::envelope::{Bytes, FallbackMessage};
+    let (server, r, mut v, mut s, _) = a_visit_received_from_a_hub();
     assert_eq!(s.hydrate(r).visits.len(), 1);
 
     // Nothing of it refused yet: a repair of it is left alone.
@@ -488,35 +503,7 @@ fn a_copy_holding_only_others_refused_changes_starts_again_from_the_record() {
 #[test]
 fn changes_built_on_a_dismissed_change_reach_the_quarantine() {
     use sync_core::model::ReviewStatus;
-    use sync_core::protocol::envelope::{Bytes, DocDelivery, SyncResponse};
-    let r = resident(1);
-    let server = seeded(&[r]);
-    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
-    let mut s = Phone::new(3, staff(STAFF_B, STATION_A));
-    v.sync(&server);
-    s.sync(&server);
-    let visit = VisitId(uuid(0xF1));
-    v.edit(r, |f, e| {
-        f.log_visit(e, visit, &record(NOW - HOUR)).unwrap();
-    });
-    let doc = v
-        .replica
-        .case_file(r.into())
-        .unwrap()
-        .unwrap()
-        .doc()
-        .clone();
-    let refused_change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-    s.replica
-        .apply(&SyncResponse {
-            docs: vec![DocDelivery {
-                doc: r.into(),
-                snapshot: None,
-                changes: vec![Bytes(refused_change)],
-            }],
-            ..SyncResponse::default()
-        })
-        .unwrap();
+    let (server, r, mut v, mut s, visit) = a_visit_received_from_a_hub();
     s.edit(r, |f, e| {
         f.review_visit(e, visit, ReviewStatus::Approved, "很好")
             .unwrap();

@@ -13,8 +13,6 @@ use mobile_ffi::sync_core::protocol::store::ReplicaStore;
 use mobile_ffi::sync_core::rules::Editor;
 use mobile_ffi::{CancelToken, LinliClient, LinliError};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -33,91 +31,60 @@ const USER: u128 = 4;
 
 /// Serves enrolment and scripted sync answers on 127.0.0.1:0; the last reply repeats.
 fn fake_server(replies: Vec<Reply>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
+    serve(move |(method, path, _, _)| {
+        let (status, content_type, bytes) = if method == "GET" && path == "/api/v1/hub" {
+            // Not a station hub, as a district server answers.
+            (
+                "404 Not Found".to_owned(),
+                "application/json",
+                br#"{"code":"not_found","message":"no such route"}"#.to_vec(),
+            )
+        } else if path.contains("/api/v1/enrol") {
+            let credential = serde_json::json!({
+                "device_id": Uuid::from_u128(9).to_string(),
+                "user": { "id": Uuid::from_u128(USER).to_string(), "login": "wang",
+                          "display_name": "wang", "role": "volunteer",
+                          "district": Uuid::from_u128(DISTRICT).to_string() },
+                "actors": ["0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"],
+                "refresh_token": "refresh", "access_token": "access", "expires_in": 900,
+            });
+            (
+                "200 OK".to_owned(),
+                "application/json",
+                credential.to_string().into_bytes(),
+            )
+        } else {
+            let reply = {
+                let mut replies = replies.lock().unwrap();
+                if replies.len() > 1 {
+                    replies.pop_front().unwrap()
+                } else {
+                    match replies.front().unwrap() {
+                        Reply::Ok(b) => Reply::Ok(b.clone()),
+                        Reply::Status(s, r) => Reply::Status(*s, r),
+                        Reply::Silence => Reply::Silence,
+                    }
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
+            };
+            match reply {
+                Reply::Ok(bytes) => ("200 OK".to_owned(), "application/vnd.linli.sync", bytes),
+                Reply::Status(s, r) => (
+                    format!("{s} {r}"),
+                    "application/json",
+                    serde_json::json!({ "code": "unavailable", "message": "try later" })
+                        .to_string()
+                        .into_bytes(),
+                ),
+                Reply::Silence => {
+                    // Hold the connection open without answering.
+                    std::thread::sleep(Duration::from_secs(30));
+                    return None;
                 }
             }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let (status, reason, content_type, bytes) =
-                if request_line.starts_with("GET /api/v1/hub ") {
-                    // Not a station hub, as a district server answers.
-                    (
-                        404,
-                        "Not Found",
-                        "application/json",
-                        br#"{"code":"not_found","message":"no such route"}"#.to_vec(),
-                    )
-                } else if request_line.contains("/api/v1/enrol") {
-                    let credential = serde_json::json!({
-                        "device_id": Uuid::from_u128(9).to_string(),
-                        "user": { "id": Uuid::from_u128(USER).to_string(), "login": "wang",
-                                  "display_name": "wang", "role": "volunteer",
-                                  "district": Uuid::from_u128(DISTRICT).to_string() },
-                        "actors": ["0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"],
-                        "refresh_token": "refresh", "access_token": "access", "expires_in": 900,
-                    });
-                    (
-                        200,
-                        "OK",
-                        "application/json",
-                        credential.to_string().into_bytes(),
-                    )
-                } else {
-                    let reply = {
-                        let mut replies = replies.lock().unwrap();
-                        if replies.len() > 1 {
-                            replies.pop_front().unwrap()
-                        } else {
-                            match replies.front().unwrap() {
-                                Reply::Ok(b) => Reply::Ok(b.clone()),
-                                Reply::Status(s, r) => Reply::Status(*s, r),
-                                Reply::Silence => Reply::Silence,
-                            }
-                        }
-                    };
-                    match reply {
-                        Reply::Ok(bytes) => (200, "OK", "application/vnd.linli.sync", bytes),
-                        Reply::Status(s, r) => (
-                            s,
-                            r,
-                            "application/json",
-                            serde_json::json!({ "code": "unavailable", "message": "try later" })
-                                .to_string()
-                                .into_bytes(),
-                        ),
-                        Reply::Silence => {
-                            // Hold the connection open without answering.
-                            std::thread::sleep(Duration::from_secs(30));
-                            continue;
-                        }
-                    }
-                };
-            let head = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                bytes.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&bytes);
-        }
-    });
-    base
+        };
+        Some((status, content_type, bytes))
+    })
 }
 
 /// A real case file for the resident, made by station staff, saved whole.

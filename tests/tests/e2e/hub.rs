@@ -3,7 +3,7 @@
 //! hub hands their visits on; the same phones sync at the district server afterwards
 //! and agree with it.
 
-use crate::world::{COORDINATOR_PASSWORD, Phone, Web, World, field};
+use crate::world::{COORDINATOR_PASSWORD, Phone, Web, World, field, serve};
 use mobile_ffi::{CancelToken, LinliError, ReviewStatus};
 use serde_json::json;
 use server::auth::Keys;
@@ -496,57 +496,6 @@ fn a_review_made_at_the_hub_reaches_the_district_server_once_the_visit_does() {
     assert_eq!(feedback.reviews[0].review.status, ReviewStatus::Approved);
 }
 
-/// What a handler of [`serve`] answers: status line, media type, body.
-type Said = (&'static str, &'static str, Vec<u8>);
-
-/// A request as [`serve`] read it: method, path, its `linli-code` header if any, body.
-type Heard<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>);
-
-/// Serves HTTP/1.1 on a port of its own, one request per connection, answering each
-/// request with `answer`: something else on the station's network. Its address.
-fn serve(answer: impl Fn(Heard<'_>) -> Said + Send + 'static) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut words = line.split(' ');
-            let method = words.next().unwrap_or_default().to_owned();
-            let path = words.next().unwrap_or_default().to_owned();
-            let mut length = 0;
-            let mut code = None;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                let lower = header.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if let Some(v) = lower.strip_prefix("linli-code:") {
-                    code = Some(v.trim().to_owned());
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let (status, media, said) = answer((&method, &path, code.as_deref(), body));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                said.len()
-            );
-            let _ = stream.write_all(&said);
-        }
-    });
-    base
-}
-
 /// Something on the station's network posing as the hub at the address the app found:
 /// it knows the real hub's id (anyone can ask the hub), but not the key the district
 /// shares with the real hub for this phone. It answers the session with a made-up
@@ -576,7 +525,11 @@ fn impostor(hub: uuid::Uuid, claim_revoked: bool) -> (String, Arc<std::sync::ato
                 )
             }
         };
-        (status, "application/json", answer.to_string().into_bytes())
+        Some((
+            status.into(),
+            "application/json",
+            answer.to_string().into_bytes(),
+        ))
     });
     (base, syncs)
 }
@@ -597,11 +550,11 @@ fn relay(hub: &str, claim_revoked: bool) -> (String, Arc<std::sync::Mutex<Vec<u8
         copy.lock().unwrap().extend_from_slice(&body);
         if claim_revoked && path == "/api/v1/hub/channel" {
             let revoked = json!({ "code": "device_revoked", "message": "revoked", "purge": true });
-            return (
-                "401 Unauthorized",
+            return Some((
+                "401 Unauthorized".into(),
                 "application/json",
                 revoked.to_string().into_bytes(),
-            );
+            ));
         }
         let url = format!("{hub}{path}");
         let mut answer = if method == "GET" {
@@ -626,7 +579,7 @@ fn relay(hub: &str, claim_revoked: bool) -> (String, Arc<std::sync::Mutex<Vec<u8
         };
         let said = answer.body_mut().read_to_vec().unwrap();
         copy.lock().unwrap().extend_from_slice(&said);
-        (status, "application/json", said)
+        Some((status.into(), "application/json", said))
     });
     (base, carried)
 }

@@ -522,3 +522,59 @@ impl Web {
         (response.status().as_u16(), location)
     }
 }
+
+/// What a handler of [`serve`] answers: status line, media type, body; or nothing (the
+/// connection closes unanswered).
+pub type Said = Option<(String, &'static str, Vec<u8>)>;
+
+/// A request as [`serve`] read it: method, path, its `linli-code` header if any, body.
+pub type Heard<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>);
+
+/// Serves HTTP/1.1 on a port of its own, one request per connection, answering each
+/// request with `answer`: a fake server, or something else on a station's network.
+/// Its address.
+pub fn serve(answer: impl Fn(Heard<'_>) -> Said + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut words = line.split(' ');
+            let method = words.next().unwrap_or_default().to_owned();
+            let path = words.next().unwrap_or_default().to_owned();
+            let mut length = 0;
+            let mut code = None;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                let lower = header.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if let Some(v) = lower.strip_prefix("linli-code:") {
+                    code = Some(v.trim().to_owned());
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let Some((status, media, said)) = answer((&method, &path, code.as_deref(), body))
+            else {
+                continue;
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                said.len()
+            );
+            let _ = stream.write_all(&said);
+        }
+    });
+    base
+}
