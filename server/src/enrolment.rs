@@ -260,20 +260,11 @@ impl SqlStore {
             .filter(|u| u.district == Some(hub.district))
             .ok_or_else(|| malformed("the enrolment names no user of the hub's district"))?;
         let device = DeviceId(enrolled.device);
-        if let Some(known) = self.device(device).await? {
-            if known.user != user.id {
-                return Err(Error::Conflict(format!(
-                    "device {device} is someone else's"
-                )));
-            }
-            return Ok(if known.revoked_at.is_some() {
-                Adoption::Revoked
-            } else {
-                Adoption::Adopted
-            });
+        if let Some(known) = self.adoption_of(device, user.id).await? {
+            return Ok(known);
         }
         let name: String = enrolled.name.trim().chars().take(100).collect();
-        let adopted = with_pool!(self, p => {
+        let adopted: Option<bool> = with_pool!(self, p => {
             let mut tx = p.begin().await?;
             let taken = sqlx::query(
                 "UPDATE enrolment_codes SET used_at = $2, device = $3
@@ -282,24 +273,52 @@ impl SqlStore {
                 .bind(enrolled.code_hash.clone()).bind(now).bind(bytes(device.0))
                 .bind(bytes(hub.station.0)).bind(bytes(user.id.0)).bind(enrolled.enrolled_at)
                 .execute(&mut *tx).await?.rows_affected() == 1;
-            sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash, export_key, enrolled_at_hub, revoked_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            // The hub and the phone may bring the same certificate at once: the one
+            // that inserts second leaves everything as the first made it.
+            let inserted = sqlx::query("INSERT INTO devices (id, user_id, name, enrolled_at, refresh_hash, export_key, enrolled_at_hub, revoked_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
                 .bind(bytes(device.0)).bind(bytes(user.id.0)).bind(&name).bind(enrolled.enrolled_at.min(now))
                 .bind(enrolled.refresh_hash.clone()).bind(enrolled.export_key.clone()).bind(bytes(hub.id))
                 .bind((!taken).then_some(now))
-                .execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO device_actors (actor, device) VALUES ($1, $2) ON CONFLICT (actor) DO NOTHING")
-                .bind(enrolled.actor.clone()).bind(bytes(device.0))
-                .execute(&mut *tx).await?;
-            tx.commit().await?;
-            taken
+                .execute(&mut *tx).await?.rows_affected() == 1;
+            if inserted {
+                sqlx::query("INSERT INTO device_actors (actor, device) VALUES ($1, $2) ON CONFLICT (actor) DO NOTHING")
+                    .bind(enrolled.actor.clone()).bind(bytes(device.0))
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            inserted.then_some(taken)
         });
+        let Some(adopted) = adopted else {
+            return self
+                .adoption_of(device, user.id)
+                .await?
+                .ok_or_else(|| Error::Conflict(format!("device {device} could not be adopted")));
+        };
         tracing::info!(%device, user = %user.id, hub = %hub.id, adopted, "a device enrolled at a hub was adopted");
         Ok(if adopted {
             Adoption::Adopted
         } else {
             Adoption::Revoked
         })
+    }
+
+    /// What adopting `device` for `user` gave already, if it is known here; a conflict
+    /// if it is another user's.
+    async fn adoption_of(&self, device: DeviceId, user: UserId) -> Result<Option<Adoption>> {
+        let Some(known) = self.device(device).await? else {
+            return Ok(None);
+        };
+        if known.user != user {
+            return Err(Error::Conflict(format!(
+                "device {device} is someone else's"
+            )));
+        }
+        Ok(Some(if known.revoked_at.is_some() {
+            Adoption::Revoked
+        } else {
+            Adoption::Adopted
+        }))
     }
 
     /// On a hub: the codes and signing key the roster gave. Codes the hub took stay
