@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite refused or failed, on the writer's own connection (`write::SqliteWriter`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -58,6 +61,9 @@ pub enum StoreError {
     /// the rest of a URL may carry a password.
     #[error("unsupported database URL scheme {0:?}: use sqlite://… or postgres://…")]
     UnsupportedUrl(String),
+    /// A SQLite database in memory: the server needs a file.
+    #[error("a SQLite database in memory is not supported: give it a file (sqlite://path)")]
+    InMemory,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -152,9 +158,8 @@ fn check_threads() -> usize {
 /// plain reads (every release but a few) and is kept without asking the worker: the
 /// question was a round trip to its thread on every release, a quarter of a sync's.
 /// One that counts some had a `Transaction` dropped, whose rollback is queued: waiting
-/// for the worker to answer a ping runs it, and the count is then true. The group
-/// commit's own transaction, begun by hand and not counted, closes its connection
-/// itself whenever it is dropped uncommitted (`write::InTransaction`).
+/// for the worker to answer a ping runs it, and the count is then true. (Appends do
+/// not come here: they are written on the writer's own connection, `write::SqliteWriter`.)
 async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
     if !conn.is_in_transaction() {
@@ -170,14 +175,18 @@ pub struct SqlStore {
     pool: Pool,
     cache: Mutex<LruCache<DocId, Automerge>>,
     options: StoreOptions,
-    /// SQLite's appends, committed in groups.
-    writer: write::GroupCommit,
+    /// SQLite's appends, committed in groups on a thread of their own (`None` on
+    /// PostgreSQL).
+    writer: Option<write::SqliteWriter>,
     /// Checks running on the blocking pool (see [`ServerStore::run_check`]).
     checks: tokio::sync::Semaphore,
 }
 
 /// SQLite's page caches, all connections together, in KiB.
 const SQLITE_PAGE_CACHE_KIB: u32 = 64 * 1024;
+
+/// How long a SQLite connection waits for another's write lock before it fails.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Chunks are folded into a new snapshot once they pass this size, or half the
 /// snapshot's, whichever is larger.
@@ -187,27 +196,31 @@ impl SqlStore {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file if
     /// missing, and brings the schema up to date.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        // The pool's connections and the writer's share the page cache's budget.
+        let cache_kib = SQLITE_PAGE_CACHE_KIB / (options.max_connections.max(1) + 1);
+        let mut sqlite_file = None;
         let pool = if url.starts_with("sqlite:") {
-            let connect = SqliteConnectOptions::from_str(url)?
+            let connect = SqliteConnectOptions::from_str(url)?;
+            // The writer opens the file again: a database in memory would be another.
+            let file = connect.get_filename().to_owned();
+            if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+                return Err(StoreError::InMemory);
+            }
+            sqlite_file = Some(file);
+            let connect = connect
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // A receipt promises the visit is stored: commit to disk every time.
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                // SQLITE_PAGE_CACHE_KIB shared out among the connections (8 MiB each at
-                // the default 8; SQLite's default is 2 MiB): the pages' reads of a month
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // SQLITE_PAGE_CACHE_KIB shared out among the connections and the writer's
+                // (7 MiB each at the default 8; SQLite's default is 2 MiB): the pages' reads of a month
                 // of visits and their indexes stay in the process instead of being
                 // copied from the OS on every request, and the whole stays bounded. At
                 // 32 MiB each, a new phone syncing 100,000 case files filled every
                 // connection's cache with snapshots: 365 MiB of server, over issue 14's
                 // 300 MB.
-                .pragma(
-                    "cache_size",
-                    format!(
-                        "-{}",
-                        SQLITE_PAGE_CACHE_KIB / options.max_connections.max(1)
-                    ),
-                )
+                .pragma("cache_size", format!("-{cache_kib}"))
                 .pragma("temp_store", "memory")
                 .foreign_keys(true);
             Pool::Sqlite(
@@ -231,16 +244,19 @@ impl SqlStore {
                 scheme.chars().take(20).collect(),
             ));
         };
-        let store = SqlStore {
+        let mut store = SqlStore {
             pool,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(options.cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN),
             )),
             options,
-            writer: write::GroupCommit::default(),
+            writer: None,
             checks: tokio::sync::Semaphore::new(check_threads()),
         };
         store.migrate().await?;
+        if let Some(file) = sqlite_file {
+            store.writer = Some(write::SqliteWriter::open(&file, cache_kib)?);
+        }
         store.backfill_catalogs().await?;
         Ok(store)
     }
@@ -275,6 +291,9 @@ impl SqlStore {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         with_pool!(self, p => p.close().await)
     }
 
@@ -482,9 +501,14 @@ impl ServerStore for SqlStore {
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {
         // The projection and the bytes are worked out before any lock is taken.
         let job = write::Job::new(&append)?;
-        let (outcome, job) = match &self.pool {
-            Pool::Sqlite(p) => self.writer.append(p, job).await?,
-            Pool::Postgres(p) => write::append_postgres(p, job).await?,
+        let (outcome, job) = match (&self.pool, &self.writer) {
+            (Pool::Postgres(p), _) => write::append_postgres(p, job).await?,
+            (Pool::Sqlite(_), Some(writer)) => writer.append(job).await?,
+            (Pool::Sqlite(_), None) => {
+                return Err(StoreError::GroupCommit(
+                    "SQLite's writer is not open".into(),
+                ));
+            }
         };
         if matches!(outcome, AppendOutcome::Stored(_)) {
             self.cache_lock().put(append.doc, job.into_doc());
