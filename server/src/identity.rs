@@ -4,7 +4,7 @@
 
 use crate::auth::{self, code_hash, secret_hash};
 use crate::error::{AuthFailure, Error, Result};
-use crate::store::{SqlStore, with_pool};
+use crate::store::{SqlStore, read_rows, with_pool};
 use sqlx::Row;
 use std::collections::BTreeSet;
 use sync_core::automerge::ActorId;
@@ -577,9 +577,15 @@ impl SqlStore {
     /// A user by id.
     pub async fn user(&self, id: UserId) -> Result<Option<User>> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
-        let row: Option<UserRow> =
-            with_pool!(self, p => sqlx::query_as(sql).bind(bytes(id.0)).fetch_optional(p).await?);
-        row.map(user_from_row).transpose()
+        let rows: Vec<UserRow> = read_rows!(self, sql, [bytes(id.0)], |r| (
+            r.col(0)?,
+            r.col(1)?,
+            r.col(2)?,
+            r.col(3)?,
+            r.col(4)?,
+            r.col(5)?
+        ))?;
+        rows.into_iter().next().map(user_from_row).transpose()
     }
 
     /// A user by login.
@@ -628,8 +634,12 @@ impl SqlStore {
         };
         let scope = match user.role {
             Role::Volunteer => {
-                let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT resident FROM assignments WHERE user_id = $1")
-                    .bind(bytes(user.id.0)).fetch_all(p).await?);
+                let rows: Vec<Vec<u8>> = read_rows!(
+                    self,
+                    "SELECT resident FROM assignments WHERE user_id = $1",
+                    [bytes(user.id.0)],
+                    |r| r.col(0)?
+                )?;
                 Scope::Residents {
                     district,
                     residents: rows
@@ -639,8 +649,12 @@ impl SqlStore {
                 }
             }
             Role::StationStaff => {
-                let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT station FROM staff_stations WHERE user_id = $1")
-                    .bind(bytes(user.id.0)).fetch_all(p).await?);
+                let rows: Vec<Vec<u8>> = read_rows!(
+                    self,
+                    "SELECT station FROM staff_stations WHERE user_id = $1",
+                    [bytes(user.id.0)],
+                    |r| r.col(0)?
+                )?;
                 Scope::Stations {
                     district,
                     stations: rows
@@ -867,32 +881,45 @@ impl SqlStore {
 
     /// A device by id.
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>> {
-        let row = with_pool!(self, p => sqlx::query("SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key FROM devices WHERE id = $1")
-            .bind(bytes(id.0)).fetch_optional(p).await?
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get::<Vec<u8>, _>("user_id")?, r.try_get::<String, _>("name")?,
-                r.try_get::<Option<i64>, _>("revoked_at")?, r.try_get::<Option<i64>, _>("last_seen_at")?,
-                r.try_get::<Option<i64>, _>("clock_skew_ms")?, r.try_get::<Option<Vec<u8>>, _>("export_key")?)))
-            .transpose()?);
-        row.map(
-            |(user, name, revoked_at, last_seen_at, clock_skew_ms, export_key)| {
-                Ok(Device {
-                    id,
-                    user: UserId(uuid_of(&user)?),
-                    name,
-                    revoked_at,
-                    last_seen_at,
-                    clock_skew_ms,
-                    keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
-                })
-            },
-        )
-        .transpose()
+        let rows = read_rows!(
+            self,
+            "SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key FROM devices WHERE id = $1",
+            [bytes(id.0)],
+            |r| (
+                r.col::<Vec<u8>>(0)?,
+                r.col::<String>(1)?,
+                r.col::<Option<i64>>(2)?,
+                r.col::<Option<i64>>(3)?,
+                r.col::<Option<i64>>(4)?,
+                r.col::<Option<Vec<u8>>>(5)?
+            )
+        )?;
+        rows.into_iter()
+            .next()
+            .map(
+                |(user, name, revoked_at, last_seen_at, clock_skew_ms, export_key)| {
+                    Ok(Device {
+                        id,
+                        user: UserId(uuid_of(&user)?),
+                        name,
+                        revoked_at,
+                        last_seen_at,
+                        clock_skew_ms,
+                        keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
+                    })
+                },
+            )
+            .transpose()
     }
 
     /// The actors registered to a device.
     pub async fn device_actors(&self, id: DeviceId) -> Result<Vec<ActorId>> {
-        let rows: Vec<Vec<u8>> = with_pool!(self, p => sqlx::query_scalar("SELECT actor FROM device_actors WHERE device = $1 ORDER BY actor")
-            .bind(bytes(id.0)).fetch_all(p).await?);
+        let rows: Vec<Vec<u8>> = read_rows!(
+            self,
+            "SELECT actor FROM device_actors WHERE device = $1 ORDER BY actor",
+            [bytes(id.0)],
+            |r| r.col(0)?
+        )?;
         Ok(rows.iter().map(|b| ActorId::from(b.as_slice())).collect())
     }
 

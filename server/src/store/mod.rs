@@ -30,6 +30,7 @@ use sync_core::protocol::store::{
 use uuid::Uuid;
 
 mod check;
+pub(crate) mod direct;
 mod migrations;
 
 pub use check::CheckReport;
@@ -115,6 +116,63 @@ macro_rules! with_document_locked {
     };
 }
 
+/// Reads the rows of `$sql` (numbered parameters, `$args` bound in order), each mapped
+/// by `$map`, in which `$r.col::<T>(i)?` reads column `i`; evaluates to a
+/// `Result<Vec<_>, StoreError>`. On SQLite the read runs in this thread, on one of the
+/// store's own reader connections ([`direct::Readers`]: no round trip to a worker
+/// thread); on PostgreSQL through the pool. Only for reads of a few rows.
+macro_rules! read_rows {
+    ($store:expr, $sql:expr, [$($arg:expr),* $(,)?], |$r:ident| $map:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::store::direct::Columns as _;
+        type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
+        match ($store.pool(), $store.readers()) {
+            ($crate::store::Pool::Postgres(p), _) => sqlx::query($sql)
+                $(.bind($arg))*
+                .fetch_all(p)
+                .await
+                .map_err($crate::store::StoreError::from)
+                .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>()),
+            ($crate::store::Pool::Sqlite(_), Some(readers)) => readers.rows(
+                $sql,
+                &[$(&$arg as &dyn rusqlite::types::ToSql),*],
+                |$r| -> Read<_> { Ok($map) },
+            ),
+            ($crate::store::Pool::Sqlite(_), None) => Err($crate::store::StoreError::Worker(
+                "SQLite's readers are not set up".into(),
+            )),
+        }
+    }};
+    // `$sql` made at run time (fixed text and placeholders only), its arguments a slice.
+    ($store:expr, $sql:expr, all $args:expr, |$r:ident| $map:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::store::direct::Columns as _;
+        type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
+        let sql: &str = $sql;
+        match ($store.pool(), $store.readers()) {
+            ($crate::store::Pool::Postgres(p), _) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                for arg in $args {
+                    q = q.bind(arg.clone());
+                }
+                q.fetch_all(p)
+                    .await
+                    .map_err($crate::store::StoreError::from)
+                    .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
+            }
+            ($crate::store::Pool::Sqlite(_), Some(readers)) => {
+                let args: Vec<&dyn rusqlite::types::ToSql> =
+                    $args.iter().map(|a| a as &dyn rusqlite::types::ToSql).collect();
+                readers.rows(sql, &args, |$r| -> Read<_> { Ok($map) })
+            }
+            ($crate::store::Pool::Sqlite(_), None) => Err($crate::store::StoreError::Worker(
+                "SQLite's readers are not set up".into(),
+            )),
+        }
+    }};
+}
+pub(crate) use read_rows;
+
 /// Tuning for a [`SqlStore`].
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -178,12 +236,19 @@ pub struct SqlStore {
     /// SQLite's appends, committed in groups on a thread of their own (`None` on
     /// PostgreSQL).
     writer: Option<write::SqliteWriter>,
+    /// SQLite's connections for short reads in the calling thread (`None` on
+    /// PostgreSQL).
+    readers: Option<direct::Readers>,
     /// Checks running on the blocking pool (see [`ServerStore::run_check`]).
     checks: tokio::sync::Semaphore,
 }
 
 /// SQLite's page caches, all connections together, in KiB.
 const SQLITE_PAGE_CACHE_KIB: u32 = 64 * 1024;
+
+/// SQLite reader connections kept open at most (see [`direct::Readers`]); reads in the
+/// calling thread rarely overlap more than the async threads and a few blocking ones.
+const READERS_KEPT: u32 = 4;
 
 /// How long a SQLite connection waits for another's write lock before it fails.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,8 +261,11 @@ impl SqlStore {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file if
     /// missing, and brings the schema up to date.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
-        // The pool's connections and the writer's share the page cache's budget.
-        let cache_kib = SQLITE_PAGE_CACHE_KIB / (options.max_connections.max(1) + 1);
+        // The pool's connections, the writer's and the readers' share the page cache's
+        // budget.
+        let connections = options.max_connections.max(1);
+        let readers_kept = connections.min(READERS_KEPT);
+        let cache_kib = SQLITE_PAGE_CACHE_KIB / (connections + 1 + readers_kept);
         let mut sqlite_file = None;
         let pool = if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?;
@@ -213,8 +281,9 @@ impl SqlStore {
                 // A receipt promises the visit is stored: commit to disk every time.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                // SQLITE_PAGE_CACHE_KIB shared out among the connections and the writer's
-                // (7 MiB each at the default 8; SQLite's default is 2 MiB): the pages' reads of a month
+                // SQLITE_PAGE_CACHE_KIB shared out among the connections, the writer's
+                // and the readers' (about 5 MiB each with the default 8 pooled; SQLite's
+                // default is 2 MiB): the pages' reads of a month
                 // of visits and their indexes stay in the process instead of being
                 // copied from the OS on every request, and the whole stays bounded. At
                 // 32 MiB each, a new phone syncing 100,000 case files filled every
@@ -251,6 +320,9 @@ impl SqlStore {
             )),
             options,
             writer: None,
+            readers: sqlite_file
+                .clone()
+                .map(|file| direct::Readers::new(file, readers_kept as usize, cache_kib)),
             checks: tokio::sync::Semaphore::new(check_threads()),
         };
         store.migrate().await?;
@@ -263,6 +335,10 @@ impl SqlStore {
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub(crate) fn readers(&self) -> Option<&direct::Readers> {
+        self.readers.as_ref()
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -341,13 +417,11 @@ impl SqlStore {
              SELECT id, district, closed FROM documents WHERE station IS NOT NULL AND id IN ({})",
             placeholders.join(", ")
         );
-        let rows: Vec<(Vec<u8>, Vec<u8>, bool)> = with_pool!(self, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(district.clone());
-            for r in residents {
-                q = q.bind(r.0.as_bytes().to_vec());
-            }
-            q.fetch_all(p).await?
-        });
+        let args: Vec<Vec<u8>> = std::iter::once(district.clone())
+            .chain(residents.iter().map(|r| r.0.as_bytes().to_vec()))
+            .collect();
+        let rows: Vec<(Vec<u8>, Vec<u8>, bool)> =
+            read_rows!(self, &sql, all args, |r| (r.col(0)?, r.col(1)?, r.col(2)?))?;
         rows.iter()
             .filter(|(_, d, closed)| *d == district && !closed)
             .map(|(id, _, _)| id_of(id))
@@ -373,13 +447,13 @@ impl SqlStore {
 
     async fn stored_heads(&self, doc: DocId) -> Result<Option<Vec<u8>>> {
         let id = doc.0.as_bytes().to_vec();
-        let row = with_pool!(self, p => sqlx::query("SELECT heads FROM documents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(p)
-            .await?
-            .map(|r| r.try_get::<Vec<u8>, _>("heads"))
-            .transpose()?);
-        Ok(row)
+        let heads = read_rows!(
+            self,
+            "SELECT heads FROM documents WHERE id = $1",
+            [id],
+            |r| r.col::<Vec<u8>>(0)?
+        )?;
+        Ok(heads.into_iter().next())
     }
 
     async fn load_from_db(&self, doc: DocId) -> Result<Option<Automerge>> {
@@ -569,15 +643,13 @@ impl ServerStore for SqlStore {
     ) -> Result<FeedPage> {
         let window = self.options.feed_window;
         let cursor = i64::try_from(cursor).unwrap_or(i64::MAX);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = with_pool!(self, p => sqlx::query(
-            "SELECT seq, doc, hashes FROM feed WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(cursor)
-            .bind(window)
-            .fetch_all(p)
-            .await?
-            .into_iter()
-            .map(|r| Ok((r.try_get("seq")?, r.try_get("doc")?, r.try_get("hashes")?)))
-            .collect::<Result<_, sqlx::Error>>()?);
+        // At most `feed_window` rows (5,000 by default), most often none.
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = read_rows!(
+            self,
+            "SELECT seq, doc, hashes FROM feed WHERE seq > $1 ORDER BY seq LIMIT $2",
+            [cursor, window],
+            |r| (r.col(0)?, r.col(1)?, r.col(2)?)
+        )?;
         let scanned_all = (rows.len() as i64) < window;
         let mut page = FeedPage {
             entries: Vec::new(),
@@ -608,35 +680,44 @@ impl ServerStore for SqlStore {
         let Ok(seq) = i64::try_from(seq) else {
             return Ok(false);
         };
-        let n: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM feed WHERE seq = $1")
-            .bind(seq)
-            .fetch_one(p)
-            .await?);
-        Ok(n > 0)
+        let found = read_rows!(self, "SELECT seq FROM feed WHERE seq = $1", [seq], |r| r
+            .col::<i64>(
+            0
+        )?)?;
+        Ok(!found.is_empty())
     }
 
     async fn doc_feed_head(&self, doc: DocId) -> Result<u64> {
-        let head: Option<i64> = with_pool!(self, p => sqlx::query_scalar("SELECT MAX(seq) FROM feed WHERE doc = $1")
-            .bind(doc.0.as_bytes().to_vec())
-            .fetch_one(p)
-            .await?);
-        Ok(head.map_or(0, |h| u64::try_from(h).unwrap_or(0)))
+        let head = read_rows!(
+            self,
+            "SELECT MAX(seq) FROM feed WHERE doc = $1",
+            [doc.0.as_bytes().to_vec()],
+            |r| r.col::<Option<i64>>(0)?
+        )?;
+        Ok(head
+            .into_iter()
+            .flatten()
+            .next()
+            .map_or(0, |h| u64::try_from(h).unwrap_or(0)))
     }
 
     async fn feed_head(&self) -> Result<u64> {
-        let head: i64 = with_pool!(self, p => sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM feed")
-            .fetch_one(p)
-            .await?);
-        Ok(u64::try_from(head).unwrap_or(0))
+        let head = read_rows!(self, "SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| {
+            r.col::<i64>(0)?
+        })?;
+        Ok(head.first().map_or(0, |&h| u64::try_from(h).unwrap_or(0)))
     }
 
     async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>> {
-        let sql = "SELECT doc FROM device_docs WHERE device = $1";
-        Ok(self
-            .ids(sql, &[device.0.as_bytes().to_vec()])
-            .await?
-            .into_iter()
-            .collect())
+        // Every sync reads it, in this thread on SQLite: a volunteer's phone holds a
+        // few case files, a station's staff phone its station's.
+        let docs = read_rows!(
+            self,
+            "SELECT doc FROM device_docs WHERE device = $1",
+            [device.0.as_bytes().to_vec()],
+            |r| r.col::<Vec<u8>>(0)?
+        )?;
+        docs.iter().map(|d| id_of(d)).collect()
     }
 
     /// On tokio's blocking pool: a station's first upload is checked on every core

@@ -12,7 +12,7 @@
 //! receipt is never sent before the commit that makes it true.
 
 use super::projections::{Arg, Pending};
-use super::{COMPACT_MIN_BYTES, Result, SQLITE_BUSY_TIMEOUT, StoreError, heads_bytes, opt_bytes};
+use super::{COMPACT_MIN_BYTES, Result, StoreError, direct, heads_bytes, opt_bytes};
 use rusqlite::types::{ToSql, ToSqlOutput};
 use sqlx::{PgConnection, PgPool, Row};
 use std::path::Path;
@@ -284,18 +284,7 @@ impl SqliteWriter {
     /// Opens the writer's connection to the database file at `path` (already created
     /// and migrated through the pool, in WAL mode) and starts its thread.
     pub(super) fn open(path: &Path, cache_kib: u32) -> Result<SqliteWriter> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-        // As the pool's connections are set up (`SqlStore::connect`): a receipt promises
-        // the visit is on disk.
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = memory;
-             PRAGMA cache_size = -{cache_kib};"
-        ))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        let conn = direct::open(path, false, cache_kib)?;
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -496,35 +485,8 @@ fn write_sqlite(conn: &rusqlite::Connection, job: &mut Job) -> Result<AppendOutc
     Ok(AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
 }
 
-/// A cached statement with `args` bound. The statements are written for both backends,
-/// with PostgreSQL's numbered parameters (`$1`), which SQLite takes as names and
-/// numbers in the order they first appear; each is bound here by its number. Anonymous
-/// ones (`?`, the projections' many-row inserts on SQLite) are bound in order.
-fn bound<'c>(
-    conn: &'c rusqlite::Connection,
-    sql: &str,
-    args: &[&dyn ToSql],
-) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    for i in 1..=stmt.parameter_count() {
-        let n = match stmt.parameter_name(i) {
-            None => i,
-            Some(name) => name
-                .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| rusqlite::Error::InvalidParameterName(name.to_owned()))?,
-        };
-        let arg = n
-            .checked_sub(1)
-            .and_then(|k| args.get(k))
-            .ok_or(rusqlite::Error::InvalidParameterCount(n, args.len()))?;
-        stmt.raw_bind_parameter(i, arg)?;
-    }
-    Ok(stmt)
-}
-
 fn execute(conn: &rusqlite::Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<usize> {
-    bound(conn, sql, args)?.raw_execute()
+    direct::bound(conn, sql, args)?.raw_execute()
 }
 
 /// The first row's value, if there is a row.
@@ -534,7 +496,7 @@ fn query_row<T>(
     args: &[&dyn ToSql],
     read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Option<T>> {
-    let mut stmt = bound(conn, sql, args)?;
+    let mut stmt = direct::bound(conn, sql, args)?;
     let mut rows = stmt.raw_query();
     Ok(match rows.next()? {
         Some(row) => Some(read(row)?),
