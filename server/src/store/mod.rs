@@ -680,10 +680,9 @@ impl ServerStore for SqlStore {
         let Ok(seq) = i64::try_from(seq) else {
             return Ok(false);
         };
-        let found = read_rows!(self, "SELECT seq FROM feed WHERE seq = $1", [seq], |r| r
-            .col::<i64>(
-            0
-        )?)?;
+        let found = read_rows!(self, "SELECT seq FROM feed WHERE seq = $1", [seq], |r| {
+            r.col::<i64>(0)?
+        })?;
         Ok(!found.is_empty())
     }
 

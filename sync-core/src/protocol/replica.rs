@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::ids::{DocId, Timestamp, VisitId};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Mutex, PoisonError};
 
 /// A replica failure: the store's, or the core's.
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +65,23 @@ pub struct SyncReport {
 pub struct Replica<S> {
     store: S,
     actor: ActorId,
+    /// The documents loaded last, with the saved bytes they were loaded from.
+    loaded: Mutex<VecDeque<(DocId, Vec<u8>, Automerge)>>,
 }
+
+/// Documents [`Replica`] keeps loaded. A sync loads each document it uploads twice (to
+/// prepare the request, then to take the receipt in), and Automerge's load rebuilds a
+/// document from its columns: on a resident with a long history, milliseconds.
+const LOADED: usize = 4;
 
 impl<S: ReplicaStore> Replica<S> {
     /// A replica over `store`, writing as the device's `actor`.
     pub fn new(store: S, actor: ActorId) -> Self {
-        Replica { store, actor }
+        Replica {
+            store,
+            actor,
+            loaded: Mutex::new(VecDeque::with_capacity(LOADED)),
+        }
     }
 
     /// The store.
@@ -92,15 +104,24 @@ impl<S: ReplicaStore> Replica<S> {
         &self.actor
     }
 
+    /// A held document, from the store. A copy of one loaded before from exactly the
+    /// same saved bytes is that document: whatever wrote the store since, and however,
+    /// the bytes tell.
     fn load(&self, doc: DocId) -> R<Option<Automerge>, S::Error> {
-        match self.store.load_doc(doc).map_err(ReplicaError::Store)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(
-                Automerge::load(&bytes)
-                    .map_err(Error::from)?
-                    .with_actor(self.actor.clone()),
-            )),
+        let Some(bytes) = self.store.load_doc(doc).map_err(ReplicaError::Store)? else {
+            return Ok(None);
+        };
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, d)) = loaded.iter().find(|(id, b, _)| *id == doc && *b == bytes) {
+            return Ok(Some(d.clone().with_actor(self.actor.clone())));
         }
+        let d = Automerge::load(&bytes).map_err(Error::from)?;
+        loaded.retain(|(id, _, _)| *id != doc);
+        if loaded.len() >= LOADED {
+            loaded.pop_back();
+        }
+        loaded.push_front((doc, bytes, d.clone()));
+        Ok(Some(d.with_actor(self.actor.clone())))
     }
 
     fn state(&self, doc: DocId) -> R<DocSyncState, S::Error> {
@@ -320,7 +341,9 @@ impl<S: ReplicaStore> Replica<S> {
                 continue;
             }
             let Some(doc) = self.load(id)? else { continue };
-            let changes = doc.get_changes(&state.acked);
+            // Most often one visit written on top of what the server has: found by its
+            // hash, without collecting every change of the document.
+            let changes = crate::doc::changes_since(&doc, &state.acked);
             if changes.is_empty() {
                 continue;
             }
@@ -355,7 +378,9 @@ impl<S: ReplicaStore> Replica<S> {
             let heads = held_of(&doc, &to_change_hashes(&receipt.heads));
             state.acked = merge_heads(&doc, &state.acked, &heads);
             state.known_to_server = true;
-            state.pending = !doc.get_changes(&state.acked).is_empty();
+            // As in `save_local`: something is unreceipted exactly when a head is not
+            // among the receipted heads.
+            state.pending = doc.get_heads().iter().any(|h| !state.acked.contains(h));
             self.store
                 .save_sync_state(receipt.doc, &state)
                 .map_err(ReplicaError::Store)?;
@@ -713,7 +738,8 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
         .iter()
         .chain(b)
         .copied()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
+        // Only the metadata: `get_change_by_hash` rebuilds the change's bytes.
+        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
         .collect();
     let deps: BTreeSet<ChangeHash> = all
         .iter()
@@ -743,7 +769,7 @@ fn moved_from(doc: &Automerge, heads: &[Hash]) -> bool {
 fn held_of(doc: &Automerge, heads: &[ChangeHash]) -> Vec<ChangeHash> {
     heads
         .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
         .copied()
         .collect()
 }
