@@ -575,7 +575,7 @@ impl ReplicaStore for Store {
                 let saved = change_hashes(&s.saved);
                 saved
                     .iter()
-                    .all(|h| current.get_change_by_hash(h).is_some())
+                    .all(|h| current.get_change_meta_by_hash(h).is_some())
                     .then_some(saved)
             }
             _ => None,
