@@ -21,7 +21,7 @@ use crate::crypto::{Cipher, CryptoError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use sync_core::automerge::{Automerge, ChangeHash, ReadDoc};
+use sync_core::automerge::{Automerge, ChangeHash};
 use sync_core::ids::DocId;
 use sync_core::protocol::envelope::Decision;
 use sync_core::protocol::store::{DocSyncState, Refused, ReplicaStore};
