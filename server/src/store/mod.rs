@@ -126,20 +126,17 @@ macro_rules! read_rows {
         #[allow(unused_imports)]
         use $crate::store::direct::Columns as _;
         type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
-        match ($store.pool(), $store.readers()) {
-            ($crate::store::Pool::Postgres(p), _) => sqlx::query($sql)
+        match $store.pool() {
+            $crate::store::Pool::Postgres(p) => sqlx::query($sql)
                 $(.bind($arg))*
                 .fetch_all(p)
                 .await
                 .map_err($crate::store::StoreError::from)
                 .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>()),
-            ($crate::store::Pool::Sqlite(_), Some(readers)) => readers.rows(
+            $crate::store::Pool::Sqlite(_) => $store.readers().and_then(|readers| readers.rows(
                 $sql,
                 &[$(&$arg as &dyn rusqlite::types::ToSql),*],
                 |$r| -> Read<_> { Ok($map) },
-            ),
-            ($crate::store::Pool::Sqlite(_), None) => Err($crate::store::StoreError::Worker(
-                "SQLite's readers are not set up".into(),
             )),
         }
     }};
@@ -149,8 +146,8 @@ macro_rules! read_rows {
         use $crate::store::direct::Columns as _;
         type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
         let sql: &str = $sql;
-        match ($store.pool(), $store.readers()) {
-            ($crate::store::Pool::Postgres(p), _) => {
+        match $store.pool() {
+            $crate::store::Pool::Postgres(p) => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
                 for arg in $args {
                     q = q.bind(arg.clone());
@@ -160,14 +157,11 @@ macro_rules! read_rows {
                     .map_err($crate::store::StoreError::from)
                     .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
             }
-            ($crate::store::Pool::Sqlite(_), Some(readers)) => {
+            $crate::store::Pool::Sqlite(_) => {
                 let args: Vec<&dyn rusqlite::types::ToSql> =
                     $args.iter().map(|a| a as &dyn rusqlite::types::ToSql).collect();
-                readers.rows(sql, &args, |$r| -> Read<_> { Ok($map) })
+                $store.readers().and_then(|readers| readers.rows(sql, &args, |$r| -> Read<_> { Ok($map) }))
             }
-            ($crate::store::Pool::Sqlite(_), None) => Err($crate::store::StoreError::Worker(
-                "SQLite's readers are not set up".into(),
-            )),
         }
     }};
 }
@@ -337,8 +331,11 @@ impl SqlStore {
         &self.pool
     }
 
-    pub(crate) fn readers(&self) -> Option<&direct::Readers> {
-        self.readers.as_ref()
+    /// SQLite's reader connections; a PostgreSQL store has none.
+    pub(crate) fn readers(&self) -> Result<&direct::Readers> {
+        self.readers
+            .as_ref()
+            .ok_or_else(|| StoreError::Worker("SQLite's readers are not set up".into()))
     }
 
     /// `"sqlite"` or `"postgres"`.

@@ -489,19 +489,17 @@ fn execute(conn: &rusqlite::Connection, sql: &str, args: &[&dyn ToSql]) -> rusql
     direct::bound(conn, sql, args)?.raw_execute()
 }
 
-/// The first row's value, if there is a row.
+/// The first row's value, if there is a row (the statement is stepped to its end, as
+/// an `INSERT … RETURNING` wants).
 fn query_row<T>(
     conn: &rusqlite::Connection,
     sql: &str,
     args: &[&dyn ToSql],
-    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    mut read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Option<T>> {
-    let mut stmt = direct::bound(conn, sql, args)?;
-    let mut rows = stmt.raw_query();
-    Ok(match rows.next()? {
-        Some(row) => Some(read(row)?),
-        None => None,
-    })
+    Ok(direct::rows(conn, sql, args, |r| Ok(read(r)?))?
+        .into_iter()
+        .next())
 }
 
 impl ToSql for Arg {
