@@ -165,10 +165,7 @@ impl<S: ReplicaStore> Replica<S> {
 
     fn save_local(&mut self, id: DocId, doc: &Automerge) -> R<(), S::Error> {
         let mut state = self.state(id)?;
-        // Something is unreceipted exactly when a head is not among the receipted
-        // heads (a head the server has must be one of them: nothing follows it). This
-        // is what `get_changes(acked)` would say, without collecting every change since.
-        state.pending = doc.get_heads().iter().any(|h| !state.acked.contains(h));
+        state.pending = unreceipted(doc, &state.acked);
         self.store
             .save_doc_changes(id, doc, &state)
             .map_err(ReplicaError::Store)
@@ -378,9 +375,7 @@ impl<S: ReplicaStore> Replica<S> {
             let heads = held_of(&doc, &to_change_hashes(&receipt.heads));
             state.acked = merge_heads(&doc, &state.acked, &heads);
             state.known_to_server = true;
-            // As in `save_local`: something is unreceipted exactly when a head is not
-            // among the receipted heads.
-            state.pending = doc.get_heads().iter().any(|h| !state.acked.contains(h));
+            state.pending = unreceipted(&doc, &state.acked);
             self.store
                 .save_sync_state(receipt.doc, &state)
                 .map_err(ReplicaError::Store)?;
@@ -748,6 +743,14 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
         .collect();
     all.retain(|h| !deps.contains(h));
     all.into_iter().collect()
+}
+
+/// Whether `doc` holds changes past the receipted heads `acked` (changes it holds).
+/// Exactly when one of its heads is not among them: a head the server has must be one
+/// of them, as nothing follows it. This is what `get_changes(acked)` would say, without
+/// collecting every change since.
+fn unreceipted(doc: &Automerge, acked: &[ChangeHash]) -> bool {
+    doc.get_heads().iter().any(|h| !acked.contains(h))
 }
 
 /// Whether a `Result` from the core is a rules refusal.
