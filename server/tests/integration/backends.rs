@@ -11,6 +11,50 @@ pub struct TestStore {
     /// The URL it was opened with, to open a second handle (a second process).
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database this test made, dropped with the store: a run makes
+    /// hundreds, and a full disk has failed CI.
+    database: Option<String>,
+}
+
+/// So that a test can share the whole `TestStore` (which owns the clean-up) where it
+/// would share the store.
+impl std::ops::Deref for TestStore {
+    type Target = SqlStore;
+    fn deref(&self) -> &SqlStore {
+        &self.store
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let (Some(name), Ok(admin)) = (
+            self.database.take(),
+            std::env::var("LINLI_TEST_POSTGRES_URL"),
+        ) else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on a future; a thread
+        // of its own can. FORCE ends the store's own connections. Best effort: what is
+        // left, scripts/test drops at its next start.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut c = sqlx::PgConnection::connect(&admin).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("note: a test database was left for scripts/test to drop");
+        }
+    }
 }
 
 impl TestStore {
@@ -61,6 +105,7 @@ pub async fn sqlite() -> TestStore {
             .unwrap(),
         url,
         _dir: Some(dir),
+        database: None,
     }
 }
 
@@ -72,6 +117,7 @@ pub async fn postgres() -> TestStore {
         store: SqlStore::connect(&url, StoreOptions::default())
             .await
             .unwrap(),
+        database: url.rsplit_once('/').map(|(_, name)| name.to_owned()),
         url,
         _dir: None,
     }

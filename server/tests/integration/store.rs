@@ -203,7 +203,7 @@ async fn a_stale_append_is_refused_and_stores_nothing(t: TestStore) {
 }
 
 async fn concurrent_writers_of_one_document_serialise(t: TestStore) {
-    let s = std::sync::Arc::new(t.store);
+    let s = std::sync::Arc::new(t);
     let file = case_file(1, STATION_A);
     let id: DocId = file.id().into();
     append(&s, id, &[], file.doc()).await;
@@ -234,7 +234,7 @@ async fn concurrent_writers_of_one_document_serialise(t: TestStore) {
 }
 
 async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
-    let s = std::sync::Arc::new(t.store);
+    let s = std::sync::Arc::new(t);
     let mut tasks = Vec::new();
     for n in 0..8u128 {
         let s = s.clone();
@@ -266,7 +266,7 @@ async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
 /// one document, and a stale writer, all at the same moment. Every append gets the
 /// answer that matches what is stored, and the feed has no gap.
 async fn a_crowd_of_appends_stores_exactly_what_it_answers(t: TestStore) {
-    let s = std::sync::Arc::new(t.store);
+    let s = std::sync::Arc::new(t);
     let shared = case_file(1, STATION_A);
     let shared_id: DocId = shared.id().into();
     append(&s, shared_id, &[], shared.doc()).await;
