@@ -397,8 +397,8 @@ enum Uploaded {
         created: bool,
     },
     /// The changes build on changes the server lacks: Automerge's own sync message,
-    /// from what the server holds, starts the repair.
-    MissingDeps(Option<Message>),
+    /// from what the server holds, starts the repair, asking for those by hash.
+    MissingDeps(Option<Message>, Vec<ChangeHash>),
     /// Refused: the code and the reason.
     Refused(String, String),
 }
@@ -693,8 +693,16 @@ impl<'a, S: ServerStore> Step<'a, S> {
             .retain(|r| floor.get(&r.doc).is_none_or(|seq| *seq <= cursor));
     }
 
-    fn push_fallback(&mut self, doc: DocId, message: Option<Message>) {
-        if let Some(m) = message {
+    /// Adds a repair message to the response, asking by hash for `wanted`: what the
+    /// device's changes build on that it did not send. Automerge's sync leaves out what
+    /// the other side's Bloom filter seems to hold, and a filter's false positive (about
+    /// one change in a hundred) would leave the same change out of every round of a
+    /// repair that starts afresh each time: asked for by hash, it comes.
+    fn push_fallback(&mut self, doc: DocId, message: Option<Message>, wanted: &[ChangeHash]) {
+        if let Some(mut m) = message {
+            m.need.extend_from_slice(wanted);
+            m.need.sort_unstable();
+            m.need.dedup();
             self.response.fallback.push(FallbackMessage {
                 doc,
                 message: Bytes(m.encode()),
@@ -864,7 +872,17 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 if stored.is_empty() && matches!(self.reach, Reach::Hub(_)) {
                     Uploaded::Refused(codes::NOT_HERE.into(), NOT_HERE_REASON.into())
                 } else {
-                    Uploaded::MissingDeps(stored.generate_sync_message(&mut State::new()))
+                    let sent: BTreeSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+                    let wanted: BTreeSet<ChangeHash> = changes
+                        .iter()
+                        .flat_map(Change::deps)
+                        .filter(|d| !sent.contains(d) && stored.get_change_by_hash(d).is_none())
+                        .copied()
+                        .collect();
+                    Uploaded::MissingDeps(
+                        stored.generate_sync_message(&mut State::new()),
+                        wanted.into_iter().collect(),
+                    )
                 }
             }
             Err((code, reason)) => Uploaded::Refused(code, reason),
@@ -895,8 +913,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 self.response.receipts.push(Receipt { doc: id, heads });
                 Ok(())
             }
-            Uploaded::MissingDeps(message) => {
-                self.push_fallback(id, message);
+            Uploaded::MissingDeps(message, wanted) => {
+                self.push_fallback(id, message, &wanted);
                 Ok(())
             }
             Uploaded::Refused(code, reason) => {
@@ -1003,6 +1021,8 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     )
                     .await;
             }
+            // What the changes sent build on and the message left out, to ask for.
+            let wanted = doc.get_missing_deps(&[]);
             // Keep only what this device wrote and can be applied now. A phone under
             // repair may hold other devices' changes that we lost (a restored backup):
             // those come back from their own devices; changes whose dependencies are
@@ -1079,11 +1099,11 @@ impl<'a, S: ServerStore> Step<'a, S> {
                     if !doc.is_empty() && !self.in_scope(&doc) {
                         return Ok(());
                     }
-                    self.push_fallback(id, doc.generate_sync_message(&mut state));
+                    self.push_fallback(id, doc.generate_sync_message(&mut state), &wanted);
                     return Ok(());
                 }
                 Ok(Checked::MissingDeps) => {
-                    self.push_fallback(id, doc.generate_sync_message(&mut state));
+                    self.push_fallback(id, doc.generate_sync_message(&mut state), &wanted);
                     return Ok(());
                 }
                 Err((code, _)) if code == codes::BUSY => continue,
@@ -1124,6 +1144,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
                 self.push_fallback(
                     doc,
                     Automerge::new().generate_sync_message(&mut State::new()),
+                    &[],
                 );
                 known.remove(&doc);
                 continue;
@@ -1155,7 +1176,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
             for doc in known.iter().copied().collect::<Vec<_>>() {
                 let stored = self.load(doc).await?;
                 if !stored.is_empty() {
-                    self.push_fallback(doc, stored.generate_sync_message(&mut State::new()));
+                    self.push_fallback(doc, stored.generate_sync_message(&mut State::new()), &[]);
                 }
             }
         }
