@@ -176,6 +176,9 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Feed rows examined per request when filtering for one phone.
     pub feed_window: i64,
+    /// Phones holding at most this many documents (a volunteer's) read the feed by
+    /// document, through its index; others (a station's staff phone) in a window.
+    pub feed_by_doc_max: usize,
 }
 
 impl Default for StoreOptions {
@@ -184,6 +187,7 @@ impl Default for StoreOptions {
             cache_docs: 512,
             max_connections: 8,
             feed_window: 5_000,
+            feed_by_doc_max: 64,
         }
     }
 }
@@ -425,6 +429,78 @@ impl SqlStore {
             .collect()
     }
 
+    /// [`ServerStore::feed_since`] for a phone holding few documents (a volunteer's):
+    /// only their entries, through the feed's index on `(doc, seq)`, rather than every
+    /// entry since the cursor. With hundreds of phones syncing, a phone's cursor is a
+    /// few hundred entries behind, nearly all of other phones' documents.
+    async fn feed_of_docs(
+        &self,
+        cursor: i64,
+        docs: &BTreeSet<DocId>,
+        limit: usize,
+    ) -> Result<FeedPage> {
+        use direct::Columns as _;
+        if docs.is_empty() {
+            return Ok(FeedPage {
+                entries: Vec::new(),
+                complete_to: u64::MAX,
+            });
+        }
+        let ids: Vec<Vec<u8>> = docs.iter().map(|d| d.0.as_bytes().to_vec()).collect();
+        let limit_arg = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = match self.pool() {
+            Pool::Postgres(p) => sqlx::query(
+                "SELECT seq, doc, hashes FROM feed WHERE doc = ANY($1) AND seq > $2
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(&ids)
+            .bind(cursor)
+            .bind(limit_arg)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| Ok((r.col(0)?, r.col(1)?, r.col(2)?)))
+            .collect::<Result<_>>()?,
+            Pool::Sqlite(_) => {
+                let n = ids.len();
+                let sql = format!(
+                    "SELECT seq, doc, hashes FROM feed WHERE doc IN ({}) AND seq > ${} \
+                     ORDER BY seq LIMIT ${}",
+                    (1..=n)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    n + 1,
+                    n + 2
+                );
+                let mut args: Vec<&dyn rusqlite::types::ToSql> = ids
+                    .iter()
+                    .map(|a| a as &dyn rusqlite::types::ToSql)
+                    .collect();
+                args.push(&cursor);
+                args.push(&limit_arg);
+                self.readers()?
+                    .rows(&sql, &args, |r| Ok((r.col(0)?, r.col(1)?, r.col(2)?)))?
+            }
+        };
+        let full = rows.len() >= limit;
+        let mut page = FeedPage {
+            entries: Vec::with_capacity(rows.len()),
+            complete_to: u64::MAX,
+        };
+        for (seq, doc, hashes) in &rows {
+            page.entries.push(FeedEntry {
+                seq: u64::try_from(*seq).unwrap_or(0),
+                doc: id_of(doc)?,
+                hashes: hashes_from(hashes)?,
+            });
+        }
+        if full && let Some(last) = page.entries.last() {
+            page.complete_to = last.seq;
+        }
+        Ok(page)
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
@@ -638,8 +714,11 @@ impl ServerStore for SqlStore {
         docs: &BTreeSet<DocId>,
         limit: usize,
     ) -> Result<FeedPage> {
-        let window = self.options.feed_window;
         let cursor = i64::try_from(cursor).unwrap_or(i64::MAX);
+        if docs.len() <= self.options.feed_by_doc_max {
+            return self.feed_of_docs(cursor, docs, limit).await;
+        }
+        let window = self.options.feed_window;
         // At most `feed_window` rows (5,000 by default), most often none.
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = read_rows!(
             self,

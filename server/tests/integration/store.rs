@@ -431,7 +431,8 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
             append(s, f.id().into(), &before, f.doc()).await;
         }
     }
-    // 12 entries: docs 1,2,3 created (1-3), then visits round-robin (4-12).
+    // 12 entries: docs 1,2,3 created (1-3), then visits round-robin (4-12). A phone
+    // holding one document reads its entries by document.
     let only_2 = BTreeSet::from([DocId(Uuid::from_u128(2))]);
     let page = s.feed_since(0, &only_2, 100).await.unwrap();
     assert_eq!(
@@ -457,6 +458,33 @@ async fn the_feed_pages_by_window_and_limit(t: TestStore) {
             .get_change_by_hash(&first.hashes[0])
             .is_some()
     );
+
+    // Read by document or in a window wide enough, the same entries.
+    let windowed = SqlStore::connect(
+        &t.url,
+        StoreOptions {
+            feed_by_doc_max: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let two = BTreeSet::from([DocId(Uuid::from_u128(1)), DocId(Uuid::from_u128(3))]);
+    for (cursor, limit) in [(0, 100), (seq(3), 100), (seq(3), 3), (seq(12), 100)] {
+        let listed = |p: sync_core::protocol::store::FeedPage| {
+            let entries: Vec<_> = p
+                .entries
+                .iter()
+                .map(|e| (e.seq, e.doc, e.hashes.clone()))
+                .collect();
+            (entries, p.complete_to)
+        };
+        assert_eq!(
+            listed(s.feed_since(cursor, &two, limit).await.unwrap()),
+            listed(windowed.feed_since(cursor, &two, limit).await.unwrap()),
+            "from {cursor}, at most {limit}"
+        );
+    }
 
     // A narrow window: the store says how far it looked.
     let narrow = narrow_store(&t).await;
@@ -576,6 +604,8 @@ async fn narrow_store(t: &TestStore) -> SqlStore {
         &t.url,
         StoreOptions {
             feed_window: 4,
+            // Every phone reads the feed in the window, however few documents it holds.
+            feed_by_doc_max: 0,
             ..StoreOptions::default()
         },
     )
