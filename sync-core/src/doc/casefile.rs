@@ -707,16 +707,25 @@ fn profile_values(p: &Profile) -> Vec<(ProfileField, FieldValue)> {
     ]
 }
 
+/// Writes a visit's record into `v`: every field when `old` is `None` (`v` was just
+/// made, and holds nothing to compare with), else only the fields that differ.
 fn write_record<T: Transactable + ReadDoc>(
     tx: &mut T,
     v: &ObjId,
     r: &VisitRecord,
     old: Option<&VisitRecord>,
 ) -> Result<()> {
-    put_if_changed(tx, v, V_PROJECT, bytes_of(&r.project.0))?;
-    put_opt(tx, v, V_UNIT, r.unit.map(|u| bytes_of(&u.0)))?;
-    put_if_changed(tx, v, V_STARTED, ts(r.started_at))?;
-    put_if_changed(tx, v, V_ENDED, ts(r.ended_at))?;
+    let put = |tx: &mut T, key: &str, value: Option<ScalarValue>| -> Result<()> {
+        match (old, value) {
+            (None, Some(value)) => Ok(tx.put(v, key, value)?),
+            (None, None) => Ok(()),
+            (Some(_), value) => put_opt(tx, v, key, value),
+        }
+    };
+    put(tx, V_PROJECT, Some(bytes_of(&r.project.0)))?;
+    put(tx, V_UNIT, r.unit.map(|u| bytes_of(&u.0)))?;
+    put(tx, V_STARTED, Some(ts(r.started_at)))?;
+    put(tx, V_ENDED, Some(ts(r.ended_at)))?;
     if old.is_none_or(|o| o.services != r.services) {
         let list = tx.put_object(v, V_SERVICES, ObjType::List)?;
         for (i, s) in r.services.iter().enumerate() {
@@ -752,8 +761,8 @@ fn write_record<T: Transactable + ReadDoc>(
             }
         }
     }
-    put_if_changed(tx, v, V_NOTES, ScalarValue::Str(r.notes.as_str().into()))?;
-    put_if_changed(tx, v, V_FOLLOW_UP, ScalarValue::Boolean(r.follow_up_needed))?;
+    put(tx, V_NOTES, Some(ScalarValue::Str(r.notes.as_str().into())))?;
+    put(tx, V_FOLLOW_UP, Some(ScalarValue::Boolean(r.follow_up_needed)))?;
     Ok(())
 }
 
