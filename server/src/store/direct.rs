@@ -41,7 +41,10 @@ pub(super) fn open(path: &Path, read_only: bool, cache_kib: u32) -> Result<rusql
     // bound. Without it, SQLite expires a statement whenever a parameter the planner
     // looked at is bound again (a `LIMIT $2`, a range on an index), and prepares it
     // afresh on its next step: the statement cache would save nothing on those.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

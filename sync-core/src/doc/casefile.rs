@@ -762,7 +762,11 @@ fn write_record<T: Transactable + ReadDoc>(
         }
     }
     put(tx, V_NOTES, Some(ScalarValue::Str(r.notes.as_str().into())))?;
-    put(tx, V_FOLLOW_UP, Some(ScalarValue::Boolean(r.follow_up_needed)))?;
+    put(
+        tx,
+        V_FOLLOW_UP,
+        Some(ScalarValue::Boolean(r.follow_up_needed)),
+    )?;
     Ok(())
 }
 
