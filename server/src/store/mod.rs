@@ -411,12 +411,11 @@ impl SqlStore {
         district: Vec<u8>,
         residents: &BTreeSet<sync_core::ids::ResidentId>,
     ) -> Result<BTreeSet<DocId>> {
-        let placeholders: Vec<String> = (2..residents.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT id, district, closed FROM documents WHERE district = $1 AND station IS NULL
              UNION ALL
              SELECT id, district, closed FROM documents WHERE station IS NOT NULL AND id IN ({})",
-            placeholders.join(", ")
+            numbered(2, residents.len())
         );
         let args: Vec<Vec<u8>> = std::iter::once(district.clone())
             .chain(residents.iter().map(|r| r.0.as_bytes().to_vec()))
@@ -466,10 +465,7 @@ impl SqlStore {
                 let sql = format!(
                     "SELECT seq, doc, hashes FROM feed WHERE doc IN ({}) AND seq > ${} \
                      ORDER BY seq LIMIT ${}",
-                    (1..=n)
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    numbered(1, n),
                     n + 1,
                     n + 2
                 );
@@ -485,16 +481,9 @@ impl SqlStore {
         };
         let full = rows.len() >= limit;
         let mut page = FeedPage {
-            entries: Vec::with_capacity(rows.len()),
+            entries: rows.iter().map(feed_entry).collect::<Result<_>>()?,
             complete_to: u64::MAX,
         };
-        for (seq, doc, hashes) in &rows {
-            page.entries.push(FeedEntry {
-                seq: u64::try_from(*seq).unwrap_or(0),
-                doc: id_of(doc)?,
-                hashes: hashes_from(hashes)?,
-            });
-        }
         if full && let Some(last) = page.entries.last() {
             page.complete_to = last.seq;
         }
@@ -580,6 +569,23 @@ pub(crate) fn hashes_from(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
             ChangeHash(h)
         })
         .collect())
+}
+
+/// `$from, $from+1, …`: `count` numbered parameters, for an `IN (…)` list.
+fn numbered(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A feed row as both feed reads select it (`seq, doc, hashes`).
+fn feed_entry((seq, doc, hashes): &(i64, Vec<u8>, Vec<u8>)) -> Result<FeedEntry> {
+    Ok(FeedEntry {
+        seq: u64::try_from(*seq).unwrap_or(0),
+        doc: id_of(doc)?,
+        hashes: hashes_from(hashes)?,
+    })
 }
 
 pub(crate) fn id_of(bytes: &[u8]) -> Result<DocId> {
@@ -697,10 +703,9 @@ impl ServerStore for SqlStore {
         if stations.is_empty() {
             return Ok(self.ids(CATALOG, &[district]).await?.into_iter().collect());
         }
-        let placeholders: Vec<String> = (2..stations.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
             "{CATALOG} UNION ALL SELECT id FROM documents WHERE district = $1 AND station IS NOT NULL AND closed = FALSE AND station IN ({})",
-            placeholders.join(", ")
+            numbered(2, stations.len())
         );
         let mut params = Vec::with_capacity(stations.len() + 1);
         params.push(district);
@@ -731,18 +736,15 @@ impl ServerStore for SqlStore {
             entries: Vec::new(),
             complete_to: u64::MAX,
         };
-        for (seq, doc, hashes) in &rows {
-            let doc = id_of(doc)?;
-            if !docs.contains(&doc) {
+        for row in &rows {
+            if !docs.contains(&id_of(&row.1)?) {
                 continue;
             }
-            page.entries.push(FeedEntry {
-                seq: u64::try_from(*seq).unwrap_or(0),
-                doc,
-                hashes: hashes_from(hashes)?,
-            });
+            let entry = feed_entry(row)?;
+            let seq = entry.seq;
+            page.entries.push(entry);
             if page.entries.len() >= limit {
-                page.complete_to = u64::try_from(*seq).unwrap_or(0);
+                page.complete_to = seq;
                 return Ok(page);
             }
         }
