@@ -6,7 +6,7 @@
 //! [`crate::doc::paths`]), then validate every touched object in the resulting state.
 
 use crate::doc::casefile::{ProfileField, check_len, read_follow_up, read_visit};
-use crate::doc::paths::{Target, classify, touches};
+use crate::doc::paths::{Locator, Target, classify};
 use crate::doc::schema::{self, *};
 use crate::doc::{DocKind, header};
 use crate::ids::*;
@@ -182,8 +182,13 @@ fn check_touched(
         ));
     }
     let mut touched = Vec::new();
+    let mut locator = Locator::new(after);
     for c in changes {
-        touched.extend(touches(after, c).map_err(|e| invalid("change", e.to_string()))?);
+        touched.extend(
+            locator
+                .touches(c)
+                .map_err(|e| invalid("change", e.to_string()))?,
+        );
     }
     let ctx = Ctx {
         editor,
@@ -212,8 +217,13 @@ pub fn check_catalog_refs(
         return Ok(());
     }
     let mut touched = Vec::new();
+    let mut locator = Locator::new(after);
     for c in changes {
-        touched.extend(touches(after, c).map_err(|e| invalid("change", e.to_string()))?);
+        touched.extend(
+            locator
+                .touches(c)
+                .map_err(|e| invalid("change", e.to_string()))?,
+        );
     }
     catalog_refs(after, &touched, catalog)
 }

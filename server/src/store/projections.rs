@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use sync_core::automerge::{Automerge, Change};
 use sync_core::doc::casefile::CaseFile;
 use sync_core::doc::catalog::CatalogDoc;
-use sync_core::doc::paths::{Target, classify, touches};
+use sync_core::doc::paths::{Locator, Target, classify};
 use sync_core::ids::*;
 use sync_core::model::*;
 use sync_core::protocol::store::{Append, ServerStore};
@@ -736,9 +736,10 @@ struct Touched {
 /// or cannot be located: then every row is rewritten.
 fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
     let mut out = Touched::default();
+    let mut locator = Locator::new(doc);
     for raw in changes {
         let change = Change::try_from(raw.as_slice()).ok()?;
-        for touch in touches(doc, &change).ok()? {
+        for touch in locator.touches(&change).ok()? {
             match classify(&touch) {
                 // The resident row, closure included, is rewritten with every append.
                 Target::Profile(_) | Target::Closure(_) => {}

@@ -613,7 +613,7 @@ pub fn listing_after(
     previous: &Listing,
     changes: &[automerge::Change],
 ) -> Result<Listing> {
-    use super::paths::{Target, classify, touches};
+    use super::paths::{Locator, Target, classify};
     if changes.len() > 8 {
         return listing(doc);
     }
@@ -621,8 +621,9 @@ pub fn listing_after(
         return listing(doc);
     };
     let mut new_visits = std::collections::BTreeSet::new();
+    let mut locator = Locator::new(doc);
     for change in changes {
-        for touch in touches(doc, change)? {
+        for touch in locator.touches(change)? {
             match classify(&touch) {
                 Target::Visit { id, field } => {
                     let key = id.to_string();

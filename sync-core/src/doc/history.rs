@@ -1,7 +1,7 @@
 //! A document's edit history, for the audit trail coordinators see: every change with
 //! its time, device, user and what it touched.
 
-use super::paths::{Target, classify, touches};
+use super::paths::{Locator, Target, classify};
 use crate::error::Result;
 use crate::ids::{FollowUpId, Timestamp, UserId, VisitId};
 use crate::model::CatalogKind;
@@ -44,9 +44,10 @@ pub struct HistoryEntry {
 /// dependencies).
 pub fn history(doc: &Automerge) -> Result<Vec<HistoryEntry>> {
     let mut out = Vec::new();
+    let mut locator = Locator::new(doc);
     for change in doc.get_changes(&[]) {
         let mut touched = BTreeSet::new();
-        for touch in touches(doc, &change)? {
+        for touch in locator.touches(&change)? {
             touched.insert(match classify(&touch) {
                 Target::Root(k) => Touched::Root(k),
                 // Closing writes the closure's fields: one entry, "closure".

@@ -51,29 +51,65 @@ impl Touch {
 
 /// Locates every operation of `change` in `doc`, which must already contain it.
 pub fn touches(doc: &Automerge, change: &Change) -> Result<Vec<Touch>> {
-    let expanded = change.decode();
-    let mut cache: HashMap<legacy::ObjectId, Vec<Seg>> = HashMap::new();
-    let mut out = Vec::with_capacity(expanded.operations.len());
-    for op in &expanded.operations {
-        let mut path = match cache.get(&op.obj) {
-            Some(p) => p.clone(),
-            None => {
-                let p = object_path(doc, &op.obj)?;
-                cache.insert(op.obj.clone(), p.clone());
-                p
-            }
-        };
-        path.push(match &op.key {
-            legacy::Key::Map(k) => Seg::Key(k.to_string()),
-            legacy::Key::Seq(_) => Seg::Index,
-        });
-        out.push(Touch {
-            path,
-            delete: matches!(op.action, legacy::OpType::Delete),
-            make: matches!(op.action, legacy::OpType::Make(_)),
-        });
+    Locator::new(doc).touches(change)
+}
+
+/// Locates the operations of several changes in one document, remembering the path
+/// of every object it has met: the root, `visits` and a visit that many changes write
+/// into are looked up once. An object a change makes is located from the operation
+/// that makes it (its parent's path and the key it is made at), so a new visit's fields
+/// cost no lookup in the document at all; Automerge's parent lookup seeks through the
+/// op set, and a station's first upload writes thousands of new objects.
+#[derive(Debug)]
+pub struct Locator<'a> {
+    doc: &'a Automerge,
+    paths: HashMap<legacy::ObjectId, Vec<Seg>>,
+}
+
+impl<'a> Locator<'a> {
+    /// A locator over `doc`, which must contain every change it is asked about.
+    pub fn new(doc: &'a Automerge) -> Self {
+        Locator {
+            doc,
+            paths: HashMap::new(),
+        }
     }
-    Ok(out)
+
+    /// Locates every operation of `change`.
+    pub fn touches(&mut self, change: &Change) -> Result<Vec<Touch>> {
+        let expanded = change.decode();
+        let mut out = Vec::with_capacity(expanded.operations.len());
+        for (counter, op) in (expanded.start_op.get()..).zip(&expanded.operations) {
+            let mut path = match self.paths.get(&op.obj) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = object_path(self.doc, &op.obj)?;
+                    self.paths.insert(op.obj.clone(), p.clone());
+                    p
+                }
+            };
+            path.push(match &op.key {
+                legacy::Key::Map(k) => Seg::Key(k.to_string()),
+                legacy::Key::Seq(_) => Seg::Index,
+            });
+            let make = matches!(op.action, legacy::OpType::Make(_));
+            if make {
+                // The operation's id is the object's: the change's first op number
+                // counts up through its operations.
+                if path.len() > MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                let made = legacy::ObjectId::Id(legacy::OpId::new(counter, &expanded.actor_id));
+                self.paths.insert(made, path.clone());
+            }
+            out.push(Touch {
+                path,
+                delete: matches!(op.action, legacy::OpType::Delete),
+                make,
+            });
+        }
+        Ok(out)
+    }
 }
 
 fn object_path(doc: &Automerge, obj: &legacy::ObjectId) -> Result<Vec<Seg>> {
@@ -93,6 +129,10 @@ fn object_path(doc: &Automerge, obj: &legacy::ObjectId) -> Result<Vec<Seg>> {
 /// follow for ever).
 const MAX_DEPTH: usize = 32;
 
+fn too_deep() -> crate::Error {
+    malformed("a change makes objects nested deeper than a document's, or inside each other")
+}
+
 pub(crate) fn path_of(doc: &Automerge, id: &ObjId) -> Result<Vec<Seg>> {
     let parents = doc
         .parents(id)
@@ -105,9 +145,7 @@ pub(crate) fn path_of(doc: &Automerge, id: &ObjId) -> Result<Vec<Seg>> {
         })
         .collect();
     if path.len() > MAX_DEPTH {
-        return Err(malformed(
-            "a change makes objects nested deeper than a document's, or inside each other",
-        ));
+        return Err(too_deep());
     }
     path.reverse();
     Ok(path)
@@ -239,8 +277,9 @@ pub fn written<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
 ) -> Result<Written> {
     let mut out = Written::default();
+    let mut locator = Locator::new(doc);
     for change in changes {
-        for t in touches(doc, change)? {
+        for t in locator.touches(change)? {
             match classify(&t) {
                 Target::Visit { id, .. } => {
                     out.visits.insert(id);

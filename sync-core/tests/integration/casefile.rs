@@ -5,6 +5,7 @@ use sync_core::automerge::{Automerge, ReadDoc};
 use sync_core::doc::casefile::{CaseFile, FieldValue, ProfileField};
 use sync_core::doc::history::{Touched, history};
 use sync_core::doc::migrate::migrate;
+use sync_core::doc::paths::{Locator, Seg, Touch, touches};
 use sync_core::doc::schema::CURRENT_SCHEMA;
 use sync_core::ids::*;
 use sync_core::model::*;
@@ -433,4 +434,97 @@ fn listing_after_follows_listing_through_every_kind_of_write() {
     merge(&mut file, &other);
     step(&file, &mut known, &before);
     assert_eq!(known.last_visit_at, Some(NOW - 2 * HOUR));
+}
+
+/// Where an operation of `change` writes, found the slow way: the object's path from
+/// Automerge's own parent lookup, for every operation.
+fn located_by_parents(doc: &Automerge, change: &sync_core::automerge::Change) -> Vec<Touch> {
+    use sync_core::automerge::{Prop, legacy};
+    let expanded = change.decode();
+    expanded
+        .operations
+        .iter()
+        .map(|op| {
+            let mut path: Vec<Seg> = match &op.obj {
+                legacy::ObjectId::Root => Vec::new(),
+                legacy::ObjectId::Id(legacy::OpId(counter, actor)) => {
+                    let obj = doc.import_obj(&format!("{counter}@{actor}")).unwrap();
+                    let mut up: Vec<Seg> = doc
+                        .parents(&obj)
+                        .unwrap()
+                        .map(|p| match p.prop {
+                            Prop::Map(k) => Seg::Key(k),
+                            Prop::Seq(_) => Seg::Index,
+                        })
+                        .collect();
+                    up.reverse();
+                    up
+                }
+            };
+            path.push(match &op.key {
+                legacy::Key::Map(k) => Seg::Key(k.to_string()),
+                legacy::Key::Seq(_) => Seg::Index,
+            });
+            Touch {
+                path,
+                delete: matches!(op.action, legacy::OpType::Delete),
+                make: matches!(op.action, legacy::OpType::Make(_)),
+            }
+        })
+        .collect()
+}
+
+/// The locator names an object made by a change from the operation that made it, and
+/// remembers every path across changes; Automerge's parent lookup must agree on every
+/// operation of a history with nested objects (hazards, services, reviews, comments),
+/// amendments, deletions and two phones' concurrent writes.
+#[test]
+fn the_locator_agrees_with_automerges_parent_lookup_on_every_operation() {
+    let s = staff(STAFF_A, STATION_A);
+    let v = volunteer(VOLUNTEER_1, &[resident(1)]);
+    let mut file = new_case_file(&s, actor(1), resident(1), STATION_A);
+    let (a, b) = (VisitId(uuid(0xF1)), VisitId(uuid(0xF2)));
+    file.log_visit(&editor(&v), a, &record(NOW - 2 * DAY))
+        .unwrap();
+    let mut other = fork(&file, 2);
+    file.log_visit(&editor(&v), b, &record(NOW - DAY)).unwrap();
+    let mut amended = record(NOW - 2 * DAY);
+    amended.hazards.clear();
+    amended.notes = "另一台手机补记".into();
+    other.amend_visit(&editor(&v), a, &amended).unwrap();
+    other
+        .update_profile(
+            &editor(&s),
+            ProfileField::Address,
+            &FieldValue::Text("新地址".into()),
+        )
+        .unwrap();
+    merge(&mut file, &other);
+    file.review_visit(&editor(&s), b, ReviewStatus::Approved, "很好")
+        .unwrap();
+    let ticket = FollowUpId(uuid(0xE1));
+    file.open_follow_up(&editor(&v), ticket, Some(b), "血压复查", None, None)
+        .unwrap();
+    file.comment_follow_up(&editor(&v), ticket, CommentId(uuid(0xC1)), "已联系家属")
+        .unwrap();
+    file.tombstone_visit(&editor(&v), a).unwrap();
+
+    let doc = file.doc();
+    let changes = doc.get_changes(&[]);
+    let mut locator = Locator::new(doc);
+    let mut ops = 0;
+    for change in &changes {
+        let shared = locator.touches(change).unwrap();
+        assert_eq!(shared, located_by_parents(doc, change), "{}", change.hash());
+        assert_eq!(touches(doc, change).unwrap(), shared);
+        ops += shared.len();
+    }
+    // Nested objects were made: a visit's condition, its hazards and their entries.
+    let made_nested = changes
+        .iter()
+        .flat_map(|c| locator.touches(c).unwrap())
+        .filter(|t| t.make && t.path.len() > 2)
+        .count();
+    assert!(made_nested >= 4, "{made_nested} nested objects made");
+    assert!(ops > 50, "{ops} operations located");
 }
