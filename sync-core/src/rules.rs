@@ -306,6 +306,15 @@ fn len(field: &str, text: &str, max: usize) -> Result<(), Violation> {
     check_len(text, max).map_err(|r| invalid(field, r))
 }
 
+/// A visit the changes write, as found and read once by the rules' walk over them.
+struct SeenVisit {
+    obj: ObjId,
+    /// The visit as it stands after the changes, or why it cannot be read.
+    read: Result<Visit, String>,
+    /// Its volunteer.
+    owner: Option<UserId>,
+}
+
 struct Ctx<'a> {
     editor: &'a Editor<'a>,
     after: &'a Automerge,
@@ -432,7 +441,18 @@ impl Ctx<'_> {
         let mut closed = BTreeSet::new();
         let mut closure_written = false;
         let visits_now = get_obj(doc, &ROOT, VISITS);
-        let mut visits_seen: BTreeMap<VisitId, (ObjId, Option<UserId>)> = BTreeMap::new();
+        // A station's first upload creates hundreds of visits: their objects are found
+        // in one pass over the visits rather than a lookup each.
+        let visit_objs: Option<BTreeMap<String, ObjId>> = match &visits_now {
+            Some(all) if new_visits.len() > 8 => Some(
+                doc.map_range(all, ..)
+                    .filter(|item| matches!(item.value, automerge::ValueRef::Object(_)))
+                    .map(|item| (item.key.to_string(), item.id()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let mut visits_seen: BTreeMap<VisitId, SeenVisit> = BTreeMap::new();
         for t in touched {
             let target = classify(t);
             if matches!(
@@ -499,18 +519,30 @@ impl Ctx<'_> {
                 } => {
                     let created_now = new_visits.contains(&id);
                     // A new visit touches a dozen fields: look it up once.
-                    let (v, owner) = match visits_seen.entry(id) {
+                    // A new visit touches a dozen fields, and is validated whole below:
+                    // read it once.
+                    let seen = match visits_seen.entry(id) {
                         btree_map::Entry::Occupied(seen) => seen.into_mut(),
                         btree_map::Entry::Vacant(slot) => {
-                            let v = visits_now
-                                .as_ref()
-                                .and_then(|all| get_obj(doc, all, &id.to_string()))
-                                .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
-                            let owner: Option<UserId> = opt_id(doc, &v, V_VOLUNTEER).ok().flatten();
-                            slot.insert((v, owner))
+                            let key = id.to_string();
+                            let v = match &visit_objs {
+                                Some(objs) => objs.get(&key).cloned(),
+                                None => visits_now.as_ref().and_then(|all| get_obj(doc, all, &key)),
+                            }
+                            .ok_or_else(|| Violation::UnknownField { path: t.display() })?;
+                            let read = read_visit(doc, id, &v).map_err(|e| e.to_string());
+                            let owner = match &read {
+                                Ok(visit) => Some(visit.volunteer),
+                                Err(_) => opt_id(doc, &v, V_VOLUNTEER).ok().flatten(),
+                            };
+                            slot.insert(SeenVisit {
+                                obj: v,
+                                read,
+                                owner,
+                            })
                         }
                     };
-                    let (v, own) = (&*v, *owner == Some(self.user()));
+                    let (v, own) = (&seen.obj, seen.owner == Some(self.user()));
                     match field.as_str() {
                         V_VOLUNTEER if !created_now => {
                             return Err(Violation::Immutable {
@@ -643,6 +675,7 @@ impl Ctx<'_> {
             let created = new_visits.contains(&id);
             self.validate_visit(
                 id,
+                visits_seen.remove(&id),
                 reviewed.contains(&id),
                 created || restarted.contains(&id),
                 created,
@@ -670,19 +703,29 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Validates visit `id` as it stands after the changes (`seen`: found and read
+    /// already).
     fn validate_visit(
         &self,
         id: VisitId,
+        seen: Option<SeenVisit>,
         reviewed: bool,
         start_written: bool,
         created: bool,
     ) -> Result<(), Violation> {
         let doc = self.after;
         let field = format!("visit {id}");
-        let v = get_obj(doc, &ROOT, VISITS)
-            .and_then(|all| get_obj(doc, &all, &id.to_string()))
-            .ok_or_else(|| invalid(&field, "is missing"))?;
-        let visit = read_visit(doc, id, &v).map_err(|e| invalid(&field, e.to_string()))?;
+        let (v, visit) = match seen {
+            Some(seen) => (seen.obj, seen.read),
+            None => {
+                let v = get_obj(doc, &ROOT, VISITS)
+                    .and_then(|all| get_obj(doc, &all, &id.to_string()))
+                    .ok_or_else(|| invalid(&field, "is missing"))?;
+                let visit = read_visit(doc, id, &v).map_err(|e| e.to_string());
+                (v, visit)
+            }
+        };
+        let visit = visit.map_err(|e| invalid(&field, e))?;
         if created && visit.volunteer != self.user() {
             return Err(Violation::NotOwner {
                 what: format!("{field}: visits are logged under one's own id"),

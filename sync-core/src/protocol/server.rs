@@ -462,6 +462,9 @@ impl Checker {
             if missing_deps_fall_back && !doc.get_missing_deps(&[]).is_empty() {
                 return Ok(Vetted::MissingDeps);
             }
+            // Not taken from the upload itself: collecting the changes from the
+            // document also proves it consistent (a crafted change that leaves it
+            // otherwise panics here, guarded, rather than later in the store).
             let new = doc.get_changes(before);
             if new.is_empty() {
                 return Ok(Vetted::Nothing);

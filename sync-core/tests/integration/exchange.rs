@@ -683,3 +683,53 @@ fn a_large_backlog_goes_up_in_requests_of_bounded_size() {
         assert_eq!(stored_resident(&server, r).visits.len(), 1);
     }
 }
+
+/// A phone sends its changes in causal order. An upload in any other order, with a
+/// change twice or one the server already holds, is stored whole all the same, and
+/// another phone receives every visit of it.
+#[test]
+fn an_upload_out_of_causal_order_or_with_repeats_is_stored_whole() {
+    let r = resident(1);
+    for shuffle in ["reversed", "repeated", "one already held"] {
+        let server = seeded(&[r]);
+        let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+        v.sync(&server);
+        let visits: Vec<_> = (0..3)
+            .map(|n| sync_core::ids::VisitId(uuid(0xF1 + n)))
+            .collect();
+        for (n, visit) in visits.iter().enumerate() {
+            v.edit(r, |f, e| {
+                f.log_visit(e, *visit, &record(NOW - (n as i64 + 1) * HOUR))
+                    .unwrap();
+            });
+        }
+        let mut request = v.replica.prepare(NOW).unwrap();
+        assert_eq!(request.uploads[0].changes.len(), 3, "{shuffle}");
+        if shuffle == "one already held" {
+            let mut first = request.clone();
+            first.uploads[0].changes.truncate(1);
+            first.uploads[0].heads.clear();
+            assert!(v.serve(&server, &first).rejections.is_empty());
+        }
+        let changes = &mut request.uploads[0].changes;
+        match shuffle {
+            "reversed" => changes.reverse(),
+            "repeated" => {
+                let again = changes[1].clone();
+                changes.insert(0, again.clone());
+                changes.push(again);
+            }
+            _ => {}
+        }
+        let response = v.serve(&server, &request);
+        assert!(response.rejections.is_empty(), "{shuffle}: {response:?}");
+        assert_eq!(response.receipts.len(), 1, "{shuffle}: {response:?}");
+        let stored = stored_resident(&server, r);
+        let ids: BTreeSet<_> = stored.visits.iter().map(|v| v.id).collect();
+        assert_eq!(ids, visits.iter().copied().collect(), "{shuffle}");
+
+        let mut reader = Phone::new(3, staff(STAFF_A, STATION_A));
+        reader.sync(&server);
+        assert_eq!(reader.hydrate(r).visits.len(), 3, "{shuffle}");
+    }
+}
