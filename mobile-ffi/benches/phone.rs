@@ -259,7 +259,7 @@ fn setup() -> Bench {
     let outcome = client.sync(CancelToken::new()).expect("uploads");
     assert!(outcome.complete, "{outcome:?}");
     eprintln!(
-        "setup: uploaded in {} round trips, {:.1?}",
+        "setup: uploaded in {} round trips, {:.2?}",
         outcome.rounds,
         synced.elapsed()
     );

@@ -612,6 +612,13 @@ impl ReplicaStore for Store {
             }))
     }
 
+    fn saved_heads(&self, doc: DocId) -> R<Option<Vec<sync_core::automerge::ChangeHash>>> {
+        Ok(self
+            .sealed_state(doc.0.as_bytes())?
+            .map(|(s, _)| change_hashes(&s.saved))
+            .filter(|heads| !heads.is_empty()))
+    }
+
     fn pending_docs(&self) -> R<Vec<DocId>> {
         self.ids("SELECT id FROM docs WHERE pending ORDER BY id")
     }
@@ -819,6 +826,8 @@ mod tests {
             s.save_doc_changes(id, &doc, &state).unwrap();
             let loaded = Automerge::load(&s.load_doc(id).unwrap().unwrap()).unwrap();
             assert_eq!(loaded.get_heads(), doc.get_heads());
+            // The heads a receipt is compared with, kept through chunks and compaction.
+            assert_eq!(s.saved_heads(id).unwrap(), Some(doc.get_heads()));
         }
         // Compacted once on the way: fewer chunks than writes.
         assert!(s.chunk_count(id).unwrap() < COMPACT_AFTER);
@@ -843,6 +852,7 @@ mod tests {
         assert_eq!(s.summary(id).unwrap(), None);
         s.purge(id).unwrap();
         assert!(s.load_doc(id).unwrap().is_none());
+        assert_eq!(s.saved_heads(id).unwrap(), None);
         assert!(s.doc_ids().unwrap().is_empty());
     }
 }

@@ -368,14 +368,28 @@ impl<S: ReplicaStore> Replica<S> {
             ..SyncReport::default()
         };
         for receipt in &response.receipts {
-            let Some(doc) = self.load(receipt.doc)? else {
-                continue;
-            };
+            let receipted = to_change_hashes(&receipt.heads);
+            let saved = self
+                .store
+                .saved_heads(receipt.doc)
+                .map_err(ReplicaError::Store)?;
             let mut state = self.state(receipt.doc)?;
-            let heads = held_of(&doc, &to_change_hashes(&receipt.heads));
-            state.acked = merge_heads(&doc, &state.acked, &heads);
+            match saved {
+                // The receipt names the document as saved: everything is on the server.
+                Some(saved) if same_heads(&saved, &receipted) => {
+                    state.acked = saved;
+                    state.pending = false;
+                }
+                _ => {
+                    let Some(doc) = self.load(receipt.doc)? else {
+                        continue;
+                    };
+                    let heads = held_of(&doc, &receipted);
+                    state.acked = merge_heads(&doc, &state.acked, &heads);
+                    state.pending = unreceipted(&doc, &state.acked);
+                }
+            }
             state.known_to_server = true;
-            state.pending = unreceipted(&doc, &state.acked);
             self.store
                 .save_sync_state(receipt.doc, &state)
                 .map_err(ReplicaError::Store)?;
@@ -751,6 +765,11 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
 /// collecting every change since.
 fn unreceipted(doc: &Automerge, acked: &[ChangeHash]) -> bool {
     doc.get_heads().iter().any(|h| !acked.contains(h))
+}
+
+/// Whether two sets of heads are the same, in whatever order.
+fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    a.len() == b.len() && a.iter().all(|h| b.contains(h))
 }
 
 /// Whether a `Result` from the core is a rules refusal.

@@ -632,6 +632,14 @@ pub trait ReplicaStore {
     }
     /// The sync state of a held document.
     fn sync_state(&self, doc: DocId) -> Result<Option<DocSyncState>, Self::Error>;
+    /// The heads of a held document as last saved, for a store that keeps them: a
+    /// receipt for exactly those heads settles the document without loading it (a
+    /// station's first upload is receipted hundreds of documents at once). `None`: not
+    /// kept, and the document is loaded instead.
+    fn saved_heads(&self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, Self::Error> {
+        let _ = doc;
+        Ok(None)
+    }
     /// Documents with local changes to upload or a repair under way.
     fn pending_docs(&self) -> Result<Vec<DocId>, Self::Error> {
         let mut out = Vec::new();
@@ -701,6 +709,8 @@ pub struct Refused {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryReplicaStore {
     docs: BTreeMap<DocId, (Vec<u8>, DocSyncState)>,
+    /// The heads of documents saved from a loaded document (not from bytes).
+    heads: BTreeMap<DocId, Vec<ChangeHash>>,
     cursor: u64,
     need_held: bool,
     refused: BTreeMap<u64, Refused>,
@@ -729,6 +739,7 @@ impl ReplicaStore for MemoryReplicaStore {
         state: &DocSyncState,
     ) -> Result<(), Infallible> {
         self.docs.insert(doc, (saved.to_vec(), state.clone()));
+        self.heads.remove(&doc);
         Ok(())
     }
     fn save_doc_changes(
@@ -738,10 +749,15 @@ impl ReplicaStore for MemoryReplicaStore {
         state: &DocSyncState,
     ) -> Result<(), Infallible> {
         // In memory, compressing the columns costs time and saves nothing that matters.
-        self.save_doc(doc, &current.save_nocompress(), state)
+        self.save_doc(doc, &current.save_nocompress(), state)?;
+        self.heads.insert(doc, current.get_heads());
+        Ok(())
     }
     fn sync_state(&self, doc: DocId) -> Result<Option<DocSyncState>, Infallible> {
         Ok(self.docs.get(&doc).map(|(_, s)| s.clone()))
+    }
+    fn saved_heads(&self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, Infallible> {
+        Ok(self.heads.get(&doc).cloned())
     }
     fn save_sync_state(&mut self, doc: DocId, state: &DocSyncState) -> Result<(), Infallible> {
         if let Some((_, s)) = self.docs.get_mut(&doc) {
@@ -751,6 +767,7 @@ impl ReplicaStore for MemoryReplicaStore {
     }
     fn purge(&mut self, doc: DocId) -> Result<(), Infallible> {
         self.docs.remove(&doc);
+        self.heads.remove(&doc);
         Ok(())
     }
     fn cursor(&self) -> Result<u64, Infallible> {

@@ -733,3 +733,40 @@ fn an_upload_out_of_causal_order_or_with_repeats_is_stored_whole() {
         assert_eq!(reader.hydrate(r).visits.len(), 3, "{shuffle}");
     }
 }
+
+/// A receipt settles a document without loading it only when it names the document
+/// as the phone saved it. A visit logged while the request was away is past the
+/// receipt: it stays pending, and the next sync takes it up.
+#[test]
+fn a_visit_logged_while_a_sync_is_away_stays_pending_past_the_receipt() {
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    let (first, second) = (
+        sync_core::ids::VisitId(uuid(0xF1)),
+        sync_core::ids::VisitId(uuid(0xF2)),
+    );
+    v.edit(r, |f, e| {
+        f.log_visit(e, first, &record(NOW - HOUR)).unwrap();
+    });
+    let request = v.replica.prepare(NOW).unwrap();
+    let response = v.serve(&server, &request);
+    assert_eq!(response.receipts.len(), 1);
+    v.edit(r, |f, e| {
+        f.log_visit(e, second, &record(NOW - 30 * 60_000)).unwrap();
+    });
+    let report = v.replica.apply(&response).unwrap();
+    assert_eq!(report.receipted, vec![r.into()]);
+    assert_eq!(v.replica.pending_changes().unwrap(), 1, "the second visit");
+
+    // Without the later visit the receipt names the saved heads: nothing is pending.
+    v.sync(&server);
+    assert_eq!(v.replica.pending_changes().unwrap(), 0);
+    let ids: BTreeSet<_> = stored_resident(&server, r)
+        .visits
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(ids, [first, second].into_iter().collect());
+}
