@@ -65,8 +65,18 @@ pub struct SyncReport {
 pub struct Replica<S> {
     store: S,
     actor: ActorId,
-    /// The documents loaded last, with the saved bytes they were loaded from.
-    loaded: Mutex<VecDeque<(DocId, Vec<u8>, Automerge)>>,
+    /// The documents loaded or saved last.
+    loaded: Mutex<VecDeque<Loaded>>,
+}
+
+/// A document [`Replica`] keeps loaded.
+#[derive(Debug)]
+struct Loaded {
+    id: DocId,
+    /// The saved bytes it was loaded from; `None` for one the replica saved itself
+    /// (found again by its heads, which the store keeps).
+    bytes: Option<Vec<u8>>,
+    doc: Automerge,
 }
 
 /// Documents [`Replica`] keeps loaded. A sync loads each document it uploads twice (to
@@ -104,24 +114,39 @@ impl<S: ReplicaStore> Replica<S> {
         &self.actor
     }
 
-    /// A held document, from the store. A copy of one loaded before from exactly the
-    /// same saved bytes is that document: whatever wrote the store since, and however,
-    /// the bytes tell.
+    /// A held document, from the store. A copy of one kept loaded is that document when
+    /// it has the heads the store saved last (the same heads are the same changes), or
+    /// was loaded from exactly the same saved bytes: whatever wrote the store since, and
+    /// however, the heads or the bytes tell.
     fn load(&self, doc: DocId) -> R<Option<Automerge>, S::Error> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if loaded.iter().any(|l| l.id == doc)
+            && let Some(saved) = self.store.saved_heads(doc).map_err(ReplicaError::Store)?
+            && let Some(l) = loaded
+                .iter()
+                .find(|l| l.id == doc && same_heads(&l.doc.get_heads(), &saved))
+        {
+            return Ok(Some(l.doc.clone().with_actor(self.actor.clone())));
+        }
         let Some(bytes) = self.store.load_doc(doc).map_err(ReplicaError::Store)? else {
             return Ok(None);
         };
-        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, _, d)) = loaded.iter().find(|(id, b, _)| *id == doc && *b == bytes) {
-            return Ok(Some(d.clone().with_actor(self.actor.clone())));
+        if let Some(l) = loaded
+            .iter()
+            .find(|l| l.id == doc && l.bytes.as_ref() == Some(&bytes))
+        {
+            return Ok(Some(l.doc.clone().with_actor(self.actor.clone())));
         }
         let d = Automerge::load(&bytes).map_err(Error::from)?;
-        loaded.retain(|(id, _, _)| *id != doc);
-        if loaded.len() >= LOADED {
-            loaded.pop_back();
-        }
-        loaded.push_front((doc, bytes, d.clone()));
+        keep(&mut loaded, doc, Some(bytes), d.clone());
         Ok(Some(d.with_actor(self.actor.clone())))
+    }
+
+    /// Keeps `doc`, just saved, loaded: a phone that logs a visit and then shows the
+    /// resident or syncs reads it back at once.
+    fn remember(&self, id: DocId, doc: &Automerge) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        keep(&mut loaded, id, None, doc.clone());
     }
 
     fn state(&self, doc: DocId) -> R<DocSyncState, S::Error> {
@@ -168,7 +193,9 @@ impl<S: ReplicaStore> Replica<S> {
         state.pending = unreceipted(doc, &state.acked);
         self.store
             .save_doc_changes(id, doc, &state)
-            .map_err(ReplicaError::Store)
+            .map_err(ReplicaError::Store)?;
+        self.remember(id, doc);
+        Ok(())
     }
 
     /// How many local changes wait to be receipted.
@@ -765,6 +792,16 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
 /// collecting every change since.
 fn unreceipted(doc: &Automerge, acked: &[ChangeHash]) -> bool {
     doc.get_heads().iter().any(|h| !acked.contains(h))
+}
+
+/// Puts a document first among those kept loaded (replacing its older copy), and lets
+/// the least recently kept go beyond [`LOADED`].
+fn keep(loaded: &mut VecDeque<Loaded>, id: DocId, bytes: Option<Vec<u8>>, doc: Automerge) {
+    loaded.retain(|l| l.id != id);
+    if loaded.len() >= LOADED {
+        loaded.pop_back();
+    }
+    loaded.push_front(Loaded { id, bytes, doc });
 }
 
 /// Whether two sets of heads are the same, in whatever order.

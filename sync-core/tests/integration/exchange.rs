@@ -770,3 +770,37 @@ fn a_visit_logged_while_a_sync_is_away_stays_pending_past_the_receipt() {
         .collect();
     assert_eq!(ids, [first, second].into_iter().collect());
 }
+
+/// The replica keeps the documents it saved loaded, and knows them again by the heads
+/// the store saved: a write that reaches the store another way (and so other heads) is
+/// what the next read sees, never the copy kept.
+#[test]
+fn a_document_kept_loaded_gives_way_to_what_the_store_holds() {
+    use sync_core::protocol::store::ReplicaStore;
+    let r = resident(1);
+    let server = seeded(&[r]);
+    let mut v = Phone::new(2, volunteer(VOLUNTEER_1, &[r]));
+    v.sync(&server);
+    let (kept, elsewhere) = (
+        sync_core::ids::VisitId(uuid(0xF1)),
+        sync_core::ids::VisitId(uuid(0xF2)),
+    );
+    v.edit(r, |f, e| {
+        f.log_visit(e, kept, &record(NOW - HOUR)).unwrap();
+    });
+    assert_eq!(v.hydrate(r).visits.len(), 1);
+    // Another writer of the same store (the app's other screen, a restore) adds a visit.
+    let mut other = v.replica.case_file(r.into()).unwrap().unwrap();
+    let doc = other.doc().fork().with_actor(actor(9));
+    other = sync_core::doc::casefile::CaseFile::from_doc(doc).unwrap();
+    other
+        .log_visit(&v.editor(), elsewhere, &record(NOW - 2 * HOUR))
+        .unwrap();
+    let state = v.replica.store().sync_state(r.into()).unwrap().unwrap();
+    v.replica
+        .store_mut()
+        .save_doc_changes(r.into(), other.doc(), &state)
+        .unwrap();
+    let ids: BTreeSet<_> = v.hydrate(r).visits.iter().map(|v| v.id).collect();
+    assert_eq!(ids, [kept, elsewhere].into_iter().collect());
+}
