@@ -119,14 +119,29 @@ impl<S: ReplicaStore> Replica<S> {
     /// was loaded from exactly the same saved bytes: whatever wrote the store since, and
     /// however, the heads or the bytes tell.
     fn load(&self, doc: DocId) -> R<Option<Automerge>, S::Error> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let d = match self.source(doc)? {
+            None => return Ok(None),
+            Some(Source::Loaded(d)) => *d,
+            Some(Source::Saved(bytes)) => {
+                let d = Automerge::load(&bytes).map_err(Error::from)?;
+                let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+                keep(&mut loaded, doc, Some(bytes), d.clone());
+                d
+            }
+        };
+        Ok(Some(d.with_actor(self.actor.clone())))
+    }
+
+    /// A held document as kept loaded, or its saved bytes to load (see [`Self::load`]).
+    fn source(&self, doc: DocId) -> R<Option<Source>, S::Error> {
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         if loaded.iter().any(|l| l.id == doc)
             && let Some(saved) = self.store.saved_heads(doc).map_err(ReplicaError::Store)?
             && let Some(l) = loaded
                 .iter()
                 .find(|l| l.id == doc && same_heads(&l.doc.get_heads(), &saved))
         {
-            return Ok(Some(l.doc.clone().with_actor(self.actor.clone())));
+            return Ok(Some(Source::Loaded(Box::new(l.doc.clone()))));
         }
         let Some(bytes) = self.store.load_doc(doc).map_err(ReplicaError::Store)? else {
             return Ok(None);
@@ -135,11 +150,9 @@ impl<S: ReplicaStore> Replica<S> {
             .iter()
             .find(|l| l.id == doc && l.bytes.as_ref() == Some(&bytes))
         {
-            return Ok(Some(l.doc.clone().with_actor(self.actor.clone())));
+            return Ok(Some(Source::Loaded(Box::new(l.doc.clone()))));
         }
-        let d = Automerge::load(&bytes).map_err(Error::from)?;
-        keep(&mut loaded, doc, Some(bytes), d.clone());
-        Ok(Some(d.with_actor(self.actor.clone())))
+        Ok(Some(Source::Saved(bytes)))
     }
 
     /// Keeps `doc`, just saved, loaded: a phone that logs a visit and then shows the
@@ -344,46 +357,80 @@ impl<S: ReplicaStore> Replica<S> {
         if self.store.need_held().map_err(ReplicaError::Store)? {
             request.held = Some(known);
         }
+        let pending: Vec<DocId> = self
+            .store
+            .pending_docs()
+            .map_err(ReplicaError::Store)?
+            .into_iter()
+            .filter(|id| !parked.contains(id))
+            .collect();
         let mut bytes = 0usize;
-        for id in self.store.pending_docs().map_err(ReplicaError::Store)? {
-            if parked.contains(&id) {
-                continue;
-            }
+        // In batches: each one's documents read from the store in order, then loaded and
+        // their changes collected on the phone's cores at once (a station's first upload
+        // holds hundreds), then taken in order within the budget.
+        for batch in pending.chunks(PREPARE_AT_ONCE) {
             if bytes >= budget {
                 break;
             }
-            let state = self.state(id)?;
-            if let Some((_, message)) = &state.fallback {
-                if bytes > 0 && bytes.saturating_add(message.len()) > budget {
+            let mut read = Vec::with_capacity(batch.len());
+            for &id in batch {
+                let state = self.state(id)?;
+                if let Some((_, message)) = state.fallback {
+                    read.push((id, ToSend::Repair(message)));
                     continue;
                 }
-                bytes = bytes.saturating_add(message.len());
-                request.fallback.push(FallbackMessage {
-                    doc: id,
-                    message: Bytes(message.clone()),
-                });
-                continue;
+                let Some(source) = self.source(id)? else {
+                    continue;
+                };
+                read.push((id, ToSend::Changes(source, state.acked)));
             }
-            let Some(doc) = self.load(id)? else { continue };
-            // Most often one visit written on top of what the server has: found by its
-            // hash, without collecting every change of the document.
-            let changes = crate::doc::changes_since(&doc, &state.acked);
-            if changes.is_empty() {
-                continue;
-            }
-            let size: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
-            if bytes > 0 && bytes.saturating_add(size) > budget {
-                continue;
-            }
-            bytes = bytes.saturating_add(size);
-            request.uploads.push(DocUpload {
-                doc: id,
-                heads: to_wire_hashes(&doc.get_heads()),
-                changes: changes
-                    .iter()
-                    .map(|c| Bytes(c.raw_bytes().to_vec()))
-                    .collect(),
+            let collected = in_parallel(read, |(id, to_send)| {
+                let out = match to_send {
+                    ToSend::Repair(message) => Ok(Collected::Repair(message)),
+                    ToSend::Changes(source, acked) => source.into_doc().map(|doc| {
+                        // Most often one visit written on top of what the server has:
+                        // found by its hash, without collecting every change.
+                        let changes = crate::doc::changes_since(&doc, &acked);
+                        Collected::Changes(doc.get_heads(), changes)
+                    }),
+                };
+                (id, out)
             });
+            for (id, collected) in collected {
+                if bytes >= budget {
+                    break;
+                }
+                match collected? {
+                    Collected::Repair(message) => {
+                        if bytes > 0 && bytes.saturating_add(message.len()) > budget {
+                            continue;
+                        }
+                        bytes = bytes.saturating_add(message.len());
+                        request.fallback.push(FallbackMessage {
+                            doc: id,
+                            message: Bytes(message),
+                        });
+                    }
+                    Collected::Changes(heads, changes) => {
+                        if changes.is_empty() {
+                            continue;
+                        }
+                        let size: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+                        if bytes > 0 && bytes.saturating_add(size) > budget {
+                            continue;
+                        }
+                        bytes = bytes.saturating_add(size);
+                        request.uploads.push(DocUpload {
+                            doc: id,
+                            heads: to_wire_hashes(&heads),
+                            changes: changes
+                                .iter()
+                                .map(|c| Bytes(c.raw_bytes().to_vec()))
+                                .collect(),
+                        });
+                    }
+                }
+            }
         }
         Ok(request)
     }
@@ -792,6 +839,75 @@ fn merge_heads(doc: &Automerge, a: &[ChangeHash], b: &[ChangeHash]) -> Vec<Chang
 /// collecting every change since.
 fn unreceipted(doc: &Automerge, acked: &[ChangeHash]) -> bool {
     doc.get_heads().iter().any(|h| !acked.contains(h))
+}
+
+/// Documents whose uploads [`Replica::prepare_within`] works out at once.
+const PREPARE_AT_ONCE: usize = 64;
+
+/// Where a held document comes from: kept loaded, or saved bytes to load.
+enum Source {
+    Loaded(Box<Automerge>),
+    Saved(Vec<u8>),
+}
+
+impl Source {
+    fn into_doc(self) -> Result<Automerge, Error> {
+        match self {
+            Source::Loaded(doc) => Ok(*doc),
+            Source::Saved(bytes) => Ok(Automerge::load(&bytes)?),
+        }
+    }
+}
+
+/// What a pending document sends, as read from the store.
+enum ToSend {
+    /// The next message of a repair under way.
+    Repair(Vec<u8>),
+    /// Its changes since the acked heads.
+    Changes(Source, Vec<ChangeHash>),
+}
+
+/// What a pending document sends, worked out.
+enum Collected {
+    Repair(Vec<u8>),
+    /// Its heads, and its changes since the acked heads.
+    Changes(Vec<ChangeHash>, Vec<Change>),
+}
+
+/// `f` over `items`, in order, spread over the machine's cores (at most 4): a phone
+/// has several, and loading documents is most of the work of preparing a large upload.
+fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|r| {
+                r.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Puts a document first among those kept loaded (replacing its older copy), and lets

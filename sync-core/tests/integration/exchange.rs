@@ -804,3 +804,41 @@ fn a_document_kept_loaded_gives_way_to_what_the_store_holds() {
     let ids: BTreeSet<_> = v.hydrate(r).visits.iter().map(|v| v.id).collect();
     assert_eq!(ids, [kept, elsewhere].into_iter().collect());
 }
+
+/// A request's uploads are worked out in batches, loaded at once on the phone's cores:
+/// over more than one batch they still come in the store's order, each once, and a
+/// budget still cuts them off in that order.
+#[test]
+fn a_first_upload_of_many_case_files_keeps_its_order_across_batches() {
+    use sync_core::ids::DocId;
+    let server = seeded(&[]);
+    let mut staff_phone = Phone::new(1, staff(STAFF_A, STATION_A));
+    staff_phone.sync(&server);
+    let residents: Vec<_> = (1..=150).map(|n| resident(0x1000 + n)).collect();
+    for &r in &residents {
+        let file = new_case_file(staff_phone.principal(), actor(1), r, STATION_A);
+        staff_phone.replica.save_case_file(&file).unwrap();
+    }
+    let mut expected: Vec<DocId> = residents.iter().map(|&r| r.into()).collect();
+    expected.sort();
+    let none = BTreeSet::new();
+    let all = staff_phone.replica.prepare(NOW).unwrap();
+    let docs: Vec<DocId> = all.uploads.iter().map(|u| u.doc).collect();
+    assert_eq!(docs, expected);
+    let first: usize = all.uploads[..100]
+        .iter()
+        .flat_map(|u| &u.changes)
+        .map(|c| c.0.len())
+        .sum();
+    let part = staff_phone
+        .replica
+        .prepare_within(NOW, first, &none)
+        .unwrap();
+    let docs: Vec<DocId> = part.uploads.iter().map(|u| u.doc).collect();
+    assert_eq!(docs, expected[..100]);
+    staff_phone.sync(&server);
+    assert_eq!(staff_phone.replica.pending_changes().unwrap(), 0);
+    for r in residents {
+        assert_eq!(stored_resident(&server, r).id, r);
+    }
+}
