@@ -6,7 +6,7 @@
 //! [`crate::doc::paths`]), then validate every touched object in the resulting state.
 
 use crate::doc::casefile::{ProfileField, check_len, read_follow_up, read_visit};
-use crate::doc::paths::{Locator, Target, classify};
+use crate::doc::paths::{Target, classify, touches_all};
 use crate::doc::schema::{self, *};
 use crate::doc::{DocKind, header};
 use crate::ids::*;
@@ -181,15 +181,7 @@ fn check_touched(
             ),
         ));
     }
-    let mut touched = Vec::new();
-    let mut locator = Locator::new(after);
-    for c in changes {
-        touched.extend(
-            locator
-                .touches(c)
-                .map_err(|e| invalid("change", e.to_string()))?,
-        );
-    }
+    let touched = touched_by(after, changes)?;
     let ctx = Ctx {
         editor,
         after,
@@ -216,16 +208,16 @@ pub fn check_catalog_refs(
     if catalog.is_none() {
         return Ok(());
     }
-    let mut touched = Vec::new();
-    let mut locator = Locator::new(after);
-    for c in changes {
-        touched.extend(
-            locator
-                .touches(c)
-                .map_err(|e| invalid("change", e.to_string()))?,
-        );
-    }
+    let touched = touched_by(after, changes)?;
     catalog_refs(after, &touched, catalog)
+}
+
+/// Where `changes` (already in `after`) wrote, or why they cannot be located.
+fn touched_by(
+    after: &Automerge,
+    changes: &[Change],
+) -> Result<Vec<crate::doc::paths::Touch>, Violation> {
+    touches_all(after, changes).map_err(|e| invalid("change", e.to_string()))
 }
 
 /// [`check_catalog_refs`] for the paths the changes touched.
@@ -518,7 +510,6 @@ impl Ctx<'_> {
                     field: Some(field),
                 } => {
                     let created_now = new_visits.contains(&id);
-                    // A new visit touches a dozen fields: look it up once.
                     // A new visit touches a dozen fields, and is validated whole below:
                     // read it once.
                     let seen = match visits_seen.entry(id) {

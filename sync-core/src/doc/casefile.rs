@@ -613,7 +613,7 @@ pub fn listing_after(
     previous: &Listing,
     changes: &[automerge::Change],
 ) -> Result<Listing> {
-    use super::paths::{Locator, Target, classify};
+    use super::paths::{Target, classify, touches_all};
     if changes.len() > 8 {
         return listing(doc);
     }
@@ -621,25 +621,22 @@ pub fn listing_after(
         return listing(doc);
     };
     let mut new_visits = std::collections::BTreeSet::new();
-    let mut locator = Locator::new(doc);
-    for change in changes {
-        for touch in locator.touches(change)? {
-            match classify(&touch) {
-                Target::Visit { id, field } => {
-                    let key = id.to_string();
-                    let existed = matches!(doc.get_at(&visits, key.as_str(), before), Ok(Some(_)));
-                    if !existed {
-                        new_visits.insert(key);
-                    } else if field
-                        .as_deref()
-                        .is_none_or(|f| f == V_STARTED || f == V_TOMBSTONED)
-                    {
-                        return listing(doc);
-                    }
+    for touch in touches_all(doc, changes)? {
+        match classify(&touch) {
+            Target::Visit { id, field } => {
+                let key = id.to_string();
+                let existed = matches!(doc.get_at(&visits, key.as_str(), before), Ok(Some(_)));
+                if !existed {
+                    new_visits.insert(key);
+                } else if field
+                    .as_deref()
+                    .is_none_or(|f| f == V_STARTED || f == V_TOMBSTONED)
+                {
+                    return listing(doc);
                 }
-                Target::FollowUp { .. } | Target::Comment { .. } => {}
-                _ => return listing(doc),
             }
+            Target::FollowUp { .. } | Target::Comment { .. } => {}
+            _ => return listing(doc),
         }
     }
     let mut last = previous.last_visit_at;

@@ -54,6 +54,20 @@ pub fn touches(doc: &Automerge, change: &Change) -> Result<Vec<Touch>> {
     Locator::new(doc).touches(change)
 }
 
+/// Locates every operation of `changes`, all contained in `doc`, in order, with one
+/// [`Locator`] for them all.
+pub fn touches_all<'c>(
+    doc: &Automerge,
+    changes: impl IntoIterator<Item = &'c Change>,
+) -> Result<Vec<Touch>> {
+    let mut locator = Locator::new(doc);
+    let mut out = Vec::new();
+    for change in changes {
+        out.extend(locator.touches(change)?);
+    }
+    Ok(out)
+}
+
 /// Locates the operations of several changes in one document, remembering the path
 /// of every object it has met: the root, `visits` and a visit that many changes write
 /// into are looked up once. An object a change makes is located from the operation
@@ -277,21 +291,18 @@ pub fn written<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
 ) -> Result<Written> {
     let mut out = Written::default();
-    let mut locator = Locator::new(doc);
-    for change in changes {
-        for t in locator.touches(change)? {
-            match classify(&t) {
-                Target::Visit { id, .. } => {
-                    out.visits.insert(id);
-                }
-                Target::Profile(field) => {
-                    out.profile.insert(field);
-                }
-                Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {
-                    out.follow_ups.insert(id);
-                }
-                _ => out.other += 1,
+    for t in touches_all(doc, changes)? {
+        match classify(&t) {
+            Target::Visit { id, .. } => {
+                out.visits.insert(id);
             }
+            Target::Profile(field) => {
+                out.profile.insert(field);
+            }
+            Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {
+                out.follow_ups.insert(id);
+            }
+            _ => out.other += 1,
         }
     }
     Ok(out)

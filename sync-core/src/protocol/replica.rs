@@ -932,11 +932,7 @@ pub fn is_rejection(error: &Error) -> bool {
 
 /// Whether `doc`'s heads are other than `heads`.
 fn moved_from(doc: &Automerge, heads: &[Hash]) -> bool {
-    let mut ours = doc.get_heads();
-    let mut theirs = to_change_hashes(heads);
-    ours.sort();
-    theirs.sort();
-    ours != theirs
+    !same_heads(&doc.get_heads(), &to_change_hashes(heads))
 }
 
 /// The hashes of `heads` that `doc` holds (a server may name changes the phone has not
