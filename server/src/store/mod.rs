@@ -41,7 +41,7 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// SQLite refused or failed, on the writer's own connection (`write::SqliteWriter`).
+    /// SQLite refused or failed, on the writer's own connection (`write::GroupWriter`).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The schema could not be brought up to date.
@@ -215,7 +215,7 @@ fn check_threads() -> usize {
 /// question was a round trip to its thread on every release, a quarter of a sync's.
 /// One that counts some had a `Transaction` dropped, whose rollback is queued: waiting
 /// for the worker to answer a ping runs it, and the count is then true. (Appends do
-/// not come here: they are written on the writer's own connection, `write::SqliteWriter`.)
+/// not come here: they are written on the writer's own connection, `write::GroupWriter`.)
 async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
     use sqlx::Connection;
     if !conn.is_in_transaction() {
@@ -233,7 +233,7 @@ pub struct SqlStore {
     options: StoreOptions,
     /// SQLite's appends, committed in groups on a thread of their own (`None` on
     /// PostgreSQL).
-    writer: Option<write::SqliteWriter>,
+    writer: Option<write::GroupWriter>,
     /// SQLite's connections for short reads in the calling thread (`None` on
     /// PostgreSQL).
     readers: Option<direct::Readers>,
@@ -324,9 +324,11 @@ impl SqlStore {
             checks: tokio::sync::Semaphore::new(check_threads()),
         };
         store.migrate().await?;
-        if let Some(file) = sqlite_file {
-            store.writer = Some(write::SqliteWriter::open(&file, cache_kib)?);
-        }
+        store.writer = Some(match (&store.pool, sqlite_file) {
+            (Pool::Sqlite(_), Some(file)) => write::GroupWriter::sqlite(&file, cache_kib)?,
+            (Pool::Postgres(p), _) => write::GroupWriter::postgres(p.clone()),
+            (Pool::Sqlite(_), None) => return Err(StoreError::InMemory),
+        });
         store.backfill_catalogs().await?;
         Ok(store)
     }
@@ -654,14 +656,9 @@ impl ServerStore for SqlStore {
     async fn append(&self, append: Append<'_>) -> Result<AppendOutcome> {
         // The projection and the bytes are worked out before any lock is taken.
         let job = write::Job::new(&append)?;
-        let (outcome, job) = match (&self.pool, &self.writer) {
-            (Pool::Postgres(p), _) => write::append_postgres(p, job).await?,
-            (Pool::Sqlite(_), Some(writer)) => writer.append(job).await?,
-            (Pool::Sqlite(_), None) => {
-                return Err(StoreError::GroupCommit(
-                    "SQLite's writer is not open".into(),
-                ));
-            }
+        let (outcome, job) = match &self.writer {
+            Some(writer) => writer.append(job).await?,
+            None => return Err(StoreError::GroupCommit("the writer is not open".into())),
         };
         if matches!(outcome, AppendOutcome::Stored(_)) {
             self.cache_lock().put(append.doc, job.into_doc());

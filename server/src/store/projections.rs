@@ -885,6 +885,18 @@ impl Pending {
         }
     }
 
+    /// Puts back the statements [`Pending::take_plan`] gave, once the transaction they
+    /// ran in has failed and the append is to be written again. They may be the whole
+    /// document's rows where only the touched ones were due, which is never wrong.
+    pub(super) fn restore_plan(&mut self, stmts: Vec<Stmt>) {
+        match self {
+            Pending::Catalog { plan, .. } => *plan = stmts,
+            Pending::Resident { plan, .. } => {
+                *plan = Plan(stmts.into_iter().map(Planned::One).collect());
+            }
+        }
+    }
+
     /// The document after the append.
     pub(super) fn doc(&self) -> &Automerge {
         match self {

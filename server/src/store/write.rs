@@ -1,29 +1,41 @@
 //! Appends: the changes, their feed entry and the projections, in one transaction.
 //!
-//! On PostgreSQL every append is its own transaction; writers of one document queue on
-//! an advisory lock, and sequence numbers commit in order under a second one.
-//!
-//! SQLite has one writer at a time and, with `synchronous=FULL`, pays an fsync for every
-//! commit: at a few hundred syncs a second the fsyncs, not the work, would fill the write
-//! lock. So SQLite's appends are committed in groups: an append joins the queue of a
-//! writer thread with a connection of its own ([`SqliteWriter`]), which runs everything
-//! queued in one transaction, each append under its own savepoint (so a failing one is
-//! rolled back alone), commits once, and only then answers every append of the group. A
+//! Both backends commit appends in groups. An append joins the queue of the store's
+//! [`GroupWriter`]; whatever is queued when the writer is free is written in one
+//! transaction, committed once, and only then is every append of the group answered. A
 //! receipt is never sent before the commit that makes it true.
+//!
+//! - SQLite has one writer at a time and, with `synchronous=FULL`, pays an fsync for
+//!   every commit: at a few hundred syncs a second the fsyncs, not the work, would fill
+//!   the write lock. Its writer is a thread with a connection of its own; each append
+//!   runs under its own savepoint, so a failing one is rolled back alone.
+//! - On PostgreSQL, writers of one document queue on an advisory lock, and feed numbers
+//!   commit in order under a second one, the feed's, held to the commit. With a
+//!   transaction per append that lock let one append commit at a time, whatever the
+//!   number of server processes. A group takes its documents' locks in one statement,
+//!   reads them in one, and takes the feed's lock once, for the two statements that
+//!   number and store the group's entries. If the group's transaction fails, its
+//!   appends are written again one at a time, so a bad one fails alone.
 
 use super::projections::{Arg, Pending};
 use super::{COMPACT_MIN_BYTES, Result, StoreError, direct, heads_bytes, opt_bytes};
 use rusqlite::types::{ToSql, ToSqlOutput};
 use sqlx::{PgConnection, PgPool, Row};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{Mutex, PoisonError};
 use sync_core::automerge::Automerge;
 use sync_core::ids::Timestamp;
 use sync_core::protocol::store::{Append, AppendOutcome};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Appends committed together at most: bounds how long one group holds the write lock.
 const MAX_GROUP: usize = 64;
+
+/// PostgreSQL's groups written at once, each on a connection of its own. A group's
+/// statements are round trips to PostgreSQL, one after another: while one group waits
+/// on them, others are written, and they queue only for the feed's lock at the end.
+const POSTGRES_GROUPS: usize = 3;
 
 /// One append, owned and ready to write: everything but the SQL is worked out before a
 /// lock is taken.
@@ -250,9 +262,10 @@ pub(super) async fn append_postgres(p: &PgPool, mut job: Job) -> Result<(AppendO
     }
 }
 
-// ---- SQLite: group commit on a writer thread ------------------------------------------
+// ---- the group writer: a queue of appends and what commits them -------------------
 
 type Reply = oneshot::Sender<Result<(AppendOutcome, Job)>>;
+type Queued = (Job, Reply);
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -262,38 +275,60 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// SQLite's writer: a connection of its own, on a thread of its own, that takes the
-/// appends queued for it and commits them in groups.
-///
-/// Through sqlx every statement is a round trip to its connection's worker thread (two
-/// context switches and a wake-up); an append runs a dozen, and at a few hundred syncs a
-/// second the switching took a third of the server's CPU. Here the whole group runs on
-/// the thread that holds the connection, with rusqlite's prepared-statement cache.
-pub(super) struct SqliteWriter {
-    jobs: Mutex<Option<mpsc::Sender<(Job, Reply)>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+/// What drains a [`GroupWriter`]'s queue.
+enum Worker {
+    /// SQLite's: a thread holding the writer's own connection.
+    Thread(std::thread::JoinHandle<()>),
+    /// PostgreSQL's: a task taking a pooled connection for each group.
+    Task(tokio::task::JoinHandle<()>),
 }
 
-impl std::fmt::Debug for SqliteWriter {
+/// The store's writer: appends are queued, and whatever is queued when the writer is
+/// free is committed together ([`MAX_GROUP`] at most), then every append of the group
+/// is answered. A receipt is never sent before the commit that makes it true.
+pub(super) struct GroupWriter {
+    jobs: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl std::fmt::Debug for GroupWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteWriter").finish_non_exhaustive()
+        f.debug_struct("GroupWriter").finish_non_exhaustive()
     }
 }
 
-impl SqliteWriter {
-    /// Opens the writer's connection to the database file at `path` (already created
-    /// and migrated through the pool, in WAL mode) and starts its thread.
-    pub(super) fn open(path: &Path, cache_kib: u32) -> Result<SqliteWriter> {
+impl GroupWriter {
+    /// SQLite's writer: opens a connection of its own to the database file at `path`
+    /// (already created and migrated through the pool, in WAL mode) and starts its
+    /// thread.
+    ///
+    /// Through sqlx every statement is a round trip to its connection's worker thread
+    /// (two context switches and a wake-up); an append runs a dozen, and at a few
+    /// hundred syncs a second the switching took a third of the server's CPU. Here the
+    /// whole group runs on the thread that holds the connection, with rusqlite's
+    /// prepared-statement cache.
+    pub(super) fn sqlite(path: &Path, cache_kib: u32) -> Result<GroupWriter> {
         let conn = direct::open(path, false, cache_kib)?;
-        let (jobs, queue) = mpsc::channel();
+        let (jobs, queue) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(conn, queue))
+            .spawn(move || serve_sqlite(conn, queue))
             .map_err(|e| StoreError::Worker(format!("could not start the writer thread: {e}")))?;
-        Ok(SqliteWriter {
+        Ok(GroupWriter {
             jobs: Mutex::new(Some(jobs)),
-            thread: Mutex::new(Some(thread)),
+            worker: Mutex::new(Some(Worker::Thread(thread))),
         })
+    }
+
+    /// PostgreSQL's writer: a task on the current runtime that commits each group on a
+    /// connection of `pool`.
+    pub(super) fn postgres(pool: PgPool) -> GroupWriter {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve_postgres(pool, queue));
+        GroupWriter {
+            jobs: Mutex::new(Some(jobs)),
+            worker: Mutex::new(Some(Worker::Task(task))),
+        }
     }
 
     /// Queues `job` and answers once the group it joined has committed.
@@ -313,30 +348,344 @@ impl SqliteWriter {
         })
     }
 
-    /// Lets the queued appends finish, then stops the thread and closes its connection.
+    /// Lets the queued appends finish, then stops the worker (and closes SQLite's
+    /// connection).
     pub(super) async fn close(&self) {
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let thread = self
-            .thread
+        let worker = self
+            .worker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        match worker {
+            Some(Worker::Thread(thread)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            Some(Worker::Task(task)) => {
+                let _ = task.await;
+            }
+            None => {}
         }
     }
 }
 
+// ---- PostgreSQL: group commit on a writer task -----------------------------------------
+
+/// Takes every document's lock, in one order for every writer (of this process or
+/// another), so that two groups cannot wait on each other. The order is the sorted
+/// subquery's; were it ever not kept, PostgreSQL would find the deadlock, one group
+/// would fail and its appends would be written one at a time.
+const LOCK_DOCUMENTS: &str = "SELECT pg_advisory_xact_lock(k) FROM
+       (SELECT DISTINCT hashtextextended(encode(id, 'hex'), 0) AS k
+        FROM unnest($1::bytea[]) AS id ORDER BY k) AS keys";
+/// [`SELECT_DOCUMENT`] and [`SELECT_PROJECTED_HEADS`] for every document of a group.
+const SELECT_DOCUMENTS: &str =
+    "SELECT j.id, d.heads, CAST(length(d.snapshot) AS BIGINT) AS snapshot_len,
+       d.chunk_bytes, r.heads AS projected
+     FROM unnest($1::bytea[]) AS j(id)
+     LEFT JOIN documents d ON d.id = j.id
+     LEFT JOIN resident_rows r ON r.id = j.id";
+/// [`UPDATE_DOCUMENT`] for every document of a group that keeps its snapshot.
+const UPDATE_DOCUMENTS: &str =
+    "UPDATE documents AS d SET district = u.district, station = u.station,
+       heads = u.heads, chunk_bytes = u.chunk_bytes, updated_at = u.updated_at, closed = u.closed
+     FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[],
+                 $7::boolean[]) AS u(id, district, station, heads, chunk_bytes, updated_at, closed)
+     WHERE d.id = u.id";
+/// [`INSERT_FEED`] for every stored append of a group, numbered in the group's order
+/// from the later of the next number and `$6` (the latest receipt time, in
+/// microseconds).
+const INSERT_FEED_ROWS: &str = "INSERT INTO feed (seq, doc, hashes, device, user_id, received_at)
+     SELECT last.next + e.n - 1, e.doc, e.hashes, e.device, e.user_id, e.received_at
+     FROM (SELECT GREATEST(COALESCE(MAX(seq), 0) + 1, $6) AS next FROM feed) AS last,
+          unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[])
+            WITH ORDINALITY AS e(doc, hashes, device, user_id, received_at, n)
+     RETURNING seq";
+/// [`INSERT_CHUNK`] for every stored append of a group that keeps its snapshot.
+const INSERT_CHUNKS: &str = "INSERT INTO changes (doc, seq, bytes)
+     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[])";
+
+/// The writer task: waits for an append, takes every other one queued meanwhile, and
+/// commits them as a group, up to [`POSTGRES_GROUPS`] groups at once. A group holds one
+/// append per document (a second of the same document waits for a later group, where
+/// it finds the first's heads or waits on its lock). Ends when the store is closed and
+/// every group has committed.
+///
+/// One transaction per append held the feed's lock through every commit, so appends
+/// committed one at a time (the lock, not the machine, capped PostgreSQL at about 400
+/// syncs a second). A group takes the lock once, for the few statements that number
+/// its feed entries, and commits once.
+async fn serve_postgres(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(POSTGRES_GROUPS));
+    let mut running = tokio::task::JoinSet::new();
+    let mut waiting: VecDeque<Queued> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match queue.recv().await {
+                Some(queued) => waiting.push_back(queued),
+                None => break,
+            }
+        }
+        // While every writer is busy, the queue fills, and the next group is larger.
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            break;
+        };
+        while let Ok(queued) = queue.try_recv() {
+            waiting.push_back(queued);
+        }
+        let group = take_group(&mut waiting);
+        running.spawn(commit_postgres(pool.clone(), group, permit));
+        // A panic ends its group's task alone: the group's callers hear that the write
+        // was interrupted, and the writer goes on.
+        while let Some(done) = running.try_join_next() {
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "a group commit's task failed");
+            }
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "a group commit's task failed");
+        }
+    }
+}
+
+/// Up to [`MAX_GROUP`] of the waiting appends, in order, at most one per document.
+fn take_group(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
+    let mut group: Vec<Queued> = Vec::new();
+    let mut rest = VecDeque::new();
+    while let Some(queued) = waiting.pop_front() {
+        if group.len() < MAX_GROUP && !group.iter().any(|(j, _)| j.id == queued.0.id) {
+            group.push(queued);
+        } else {
+            rest.push_back(queued);
+        }
+    }
+    *waiting = rest;
+    group
+}
+
+/// Commits `group` and answers its appends. If the group's transaction fails (an
+/// append the database refuses, a lost connection), each append is written again in a
+/// transaction of its own, so that one bad append fails alone.
+async fn commit_postgres(
+    pool: PgPool,
+    group: Vec<Queued>,
+    _writer: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (mut jobs, mut replies): (Vec<Job>, Vec<Reply>) = group.into_iter().unzip();
+    if jobs.len() == 1
+        && let (Some(job), Some(reply)) = (jobs.pop(), replies.pop())
+    {
+        let _ = reply.send(append_postgres(&pool, job).await);
+        return;
+    }
+    let mut plans = Vec::with_capacity(jobs.len());
+    match write_group_postgres(&pool, &mut jobs, &mut plans).await {
+        Ok(outcomes) => {
+            for ((job, reply), outcome) in jobs.into_iter().zip(replies).zip(outcomes) {
+                // The caller may have gone; its client retries and finds the changes
+                // stored.
+                let _ = reply.send(Ok((outcome, job)));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, appends = jobs.len(), "a group commit failed; writing its appends one at a time");
+            let mut plans = plans.into_iter();
+            for (mut job, reply) in jobs.into_iter().zip(replies) {
+                if let Some(plan) = plans.next().flatten() {
+                    job.pending.restore_plan(plan);
+                }
+                let _ = reply.send(append_postgres(&pool, job).await);
+            }
+        }
+    }
+}
+
+/// The stored document and its resident row's heads, as [`SELECT_DOCUMENTS`] reads
+/// them.
+type Found = (Option<Stored>, Option<Vec<u8>>);
+
+/// Writes `jobs` in one transaction and commits it, answering each: stored with its
+/// feed number, or refused because its heads moved. The projection statements each
+/// job ran go into `plans` (in order; `None` for a refused one), for writing them
+/// again should the transaction fail.
+async fn write_group_postgres(
+    pool: &PgPool,
+    jobs: &mut [Job],
+    plans: &mut Vec<Option<Vec<super::projections::Stmt>>>,
+) -> Result<Vec<AppendOutcome>> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<&[u8]> = jobs.iter().map(|j| j.id.as_slice()).collect();
+    sqlx::query(LOCK_DOCUMENTS)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    let mut found: HashMap<Vec<u8>, Found> = HashMap::with_capacity(jobs.len());
+    for r in sqlx::query(SELECT_DOCUMENTS)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let stored = match r.try_get::<Option<Vec<u8>>, _>("heads")? {
+            Some(heads) => Some(Stored {
+                heads,
+                snapshot_len: r.try_get("snapshot_len")?,
+                chunk_bytes: r.try_get("chunk_bytes")?,
+            }),
+            None => None,
+        };
+        found.insert(r.try_get("id")?, (stored, r.try_get("projected")?));
+    }
+    drop(ids);
+    let mut outcomes = vec![AppendOutcome::HeadsMoved; jobs.len()];
+    // The appends stored, by index, and whether each folded its changes into a new
+    // snapshot.
+    let mut stored: Vec<(usize, bool, i64)> = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let (doc, projected) = found.remove(&job.id).unwrap_or((None, None));
+        let Course::Write { grown, compact } = job.course(doc) else {
+            plans.push(None);
+            continue;
+        };
+        plans.push(Some(job.plan(projected)?));
+        if let Some(Some(plan)) = plans.last() {
+            run_statements(&mut tx, plan).await?;
+        }
+        if compact {
+            sqlx::query(DELETE_CHANGES)
+                .bind(job.id.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(STORE_SNAPSHOT)
+                .bind(job.id.as_slice())
+                .bind(job.district.as_slice())
+                .bind(job.station.as_deref())
+                .bind(job.pending.doc().save())
+                .bind(job.new_heads.as_slice())
+                .bind(job.received_at)
+                .bind(job.closed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        stored.push((i, compact, grown));
+    }
+    if stored.is_empty() {
+        tx.commit().await?;
+        return Ok(outcomes);
+    }
+    let kept: Vec<&Job> = stored
+        .iter()
+        .filter(|(_, compact, _)| !compact)
+        .map(|&(i, _, _)| &jobs[i])
+        .collect();
+    if !kept.is_empty() {
+        let grown: Vec<i64> = stored
+            .iter()
+            .filter(|(_, compact, _)| !compact)
+            .map(|&(_, _, grown)| grown)
+            .collect();
+        sqlx::query(UPDATE_DOCUMENTS)
+            .bind(kept.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
+            .bind(
+                kept.iter()
+                    .map(|j| j.district.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                kept.iter()
+                    .map(|j| j.station.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                kept.iter()
+                    .map(|j| j.new_heads.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(grown)
+            .bind(kept.iter().map(|j| j.received_at).collect::<Vec<_>>())
+            .bind(kept.iter().map(|j| j.closed).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+    }
+    // The feed's lock, last, as in `write_postgres`.
+    sqlx::query("SELECT pg_advisory_xact_lock(7235)")
+        .execute(&mut *tx)
+        .await?;
+    let all: Vec<&Job> = stored.iter().map(|&(i, _, _)| &jobs[i]).collect();
+    let floor = all.iter().map(|j| j.received_at).max().unwrap_or(0);
+    let mut seqs: Vec<i64> = sqlx::query_scalar(INSERT_FEED_ROWS)
+        .bind(all.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
+        .bind(all.iter().map(|j| j.hashes.as_slice()).collect::<Vec<_>>())
+        .bind(all.iter().map(|j| j.device.as_deref()).collect::<Vec<_>>())
+        .bind(all.iter().map(|j| j.user.as_deref()).collect::<Vec<_>>())
+        .bind(all.iter().map(|j| j.received_at).collect::<Vec<_>>())
+        .bind(floor.saturating_mul(1000))
+        .fetch_all(&mut *tx)
+        .await?;
+    if seqs.len() != all.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the feed insert numbered {} of {} entries",
+            seqs.len(),
+            all.len()
+        )));
+    }
+    // Numbered in the group's order: the smallest is the first stored append's.
+    seqs.sort_unstable();
+    if !kept.is_empty() {
+        let kept_seqs: Vec<i64> = stored
+            .iter()
+            .zip(&seqs)
+            .filter(|((_, compact, _), _)| !compact)
+            .map(|(_, &seq)| seq)
+            .collect();
+        sqlx::query(INSERT_CHUNKS)
+            .bind(kept.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
+            .bind(kept_seqs)
+            .bind(kept.iter().map(|j| j.chunk.as_slice()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    for (&(i, _, _), &seq) in stored.iter().zip(&seqs) {
+        outcomes[i] = AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0));
+    }
+    Ok(outcomes)
+}
+
+/// Runs a projection plan's statements, binding their arguments by reference so the
+/// plan can be run again.
+async fn run_statements(conn: &mut PgConnection, plan: &[super::projections::Stmt]) -> Result<()> {
+    for stmt in plan {
+        let mut q = sqlx::query(stmt.text(false));
+        for arg in &stmt.args {
+            q = match arg {
+                Arg::Bytes(v) => q.bind(v.as_slice()),
+                Arg::OptBytes(v) => q.bind(v.as_deref()),
+                Arg::Int(v) => q.bind(*v),
+                Arg::OptInt(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.as_str()),
+                Arg::OptText(v) => q.bind(v.as_deref()),
+                Arg::Bool(v) => q.bind(*v),
+            };
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+// ---- SQLite: group commit on a writer thread ------------------------------------------
+
 /// The writer thread: waits for an append, takes every other one queued meanwhile (up
 /// to [`MAX_GROUP`]), writes them in one transaction, commits once and only then
 /// answers them. Ends when the store is dropped or closed.
-fn serve(conn: rusqlite::Connection, queue: mpsc::Receiver<(Job, Reply)>) {
-    while let Ok(first) = queue.recv() {
+fn serve_sqlite(conn: rusqlite::Connection, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
-        group.extend(queue.try_iter().take(MAX_GROUP - 1));
+        group.extend(std::iter::from_fn(|| queue.try_recv().ok()).take(MAX_GROUP - 1));
         let mut done: Vec<(Result<AppendOutcome>, Job, Reply)> = Vec::with_capacity(group.len());
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             write_group(&conn, group, &mut done)
@@ -375,7 +724,7 @@ fn serve(conn: rusqlite::Connection, queue: mpsc::Receiver<(Job, Reply)>) {
 /// the transaction as a whole did not commit.
 fn write_group(
     conn: &rusqlite::Connection,
-    group: Vec<(Job, Reply)>,
+    group: Vec<Queued>,
     done: &mut Vec<(Result<AppendOutcome>, Job, Reply)>,
 ) -> Result<()> {
     let mut jobs = group.into_iter();

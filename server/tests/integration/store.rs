@@ -32,9 +32,13 @@ fn staff() -> Principal {
 }
 
 fn case_file(n: u128, station: StationId) -> CaseFile {
+    case_file_named(n, station, &format!("居民 {n}"))
+}
+
+fn case_file_named(n: u128, station: StationId, name: &str) -> CaseFile {
     let p = staff();
     let profile = Profile {
-        name: format!("居民 {n}"),
+        name: name.to_owned(),
         address: String::new(),
         phone: String::new(),
         birth_year: Some(1940),
@@ -93,6 +97,15 @@ async fn append(
     before: &[ChangeHash],
     after: &Automerge,
 ) -> AppendOutcome {
+    try_append(store, doc, before, after).await.unwrap()
+}
+
+async fn try_append(
+    store: &SqlStore,
+    doc: DocId,
+    before: &[ChangeHash],
+    after: &Automerge,
+) -> Result<AppendOutcome, server::store::StoreError> {
     let changes = after.get_changes(before);
     store
         .append(Append {
@@ -107,7 +120,6 @@ async fn append(
             received_at: NOW,
         })
         .await
-        .unwrap()
 }
 
 fn sorted(mut h: Vec<ChangeHash>) -> Vec<ChangeHash> {
@@ -751,8 +763,55 @@ async fn device_records_and_quarantine_persist(t: TestStore) {
     assert_eq!(s.quarantine(huge).await.unwrap(), None);
 }
 
+/// A crowd of new case files, one of which the database refuses (PostgreSQL takes no
+/// NUL in text; SQLite does). PostgreSQL commits appends in groups: the refused one
+/// fails alone, and every other is stored, numbered without a gap and loads back.
+async fn an_append_the_database_refuses_fails_alone(t: TestStore) {
+    const BAD: u128 = 5;
+    let postgres = t.store.backend() == "postgres";
+    let s = std::sync::Arc::new(t);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..24u128 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let file = if n == BAD {
+                case_file_named(3000 + n, STATION_A, "居民\0")
+            } else {
+                case_file(3000 + n, STATION_A)
+            };
+            let id: DocId = file.id().into();
+            (n, id, try_append(&s, id, &[], file.doc()).await)
+        });
+    }
+    let mut seqs = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (n, id, outcome) = done.unwrap();
+        match outcome {
+            Ok(AppendOutcome::Stored(seq)) => {
+                assert!(!(postgres && n == BAD), "PostgreSQL stored a NUL");
+                assert!(seqs.insert(seq), "feed number {seq} given twice");
+                assert!(s.load(id).await.unwrap().is_some(), "{n} does not load");
+            }
+            Err(e) => {
+                assert_eq!(n, BAD, "{n} failed with the refused one: {e}");
+                assert!(
+                    s.load(id).await.unwrap().is_none(),
+                    "a failed append stored"
+                );
+            }
+            Ok(other) => panic!("{n}: {other:?}"),
+        }
+    }
+    let stored = if postgres { 23 } else { 24 };
+    assert_eq!(seqs, (1..=stored).map(seq).collect());
+    let all: BTreeSet<DocId> = (0..24).map(|n| DocId(Uuid::from_u128(3000 + n))).collect();
+    let page = s.feed_since(0, &all, 100).await.unwrap();
+    assert_eq!(page.entries.len(), stored as usize);
+}
+
 conformance!(
     an_empty_store_holds_nothing,
+    an_append_the_database_refuses_fails_alone,
     appended_documents_load_back_across_processes,
     a_stale_append_is_refused_and_stores_nothing,
     concurrent_writers_of_one_document_serialise,
