@@ -729,6 +729,9 @@ impl Plan {
 struct Touched {
     visits: BTreeSet<VisitId>,
     follow_ups: BTreeSet<FollowUpId>,
+    /// Visits the changes made at a key their author found empty, and did not remove
+    /// or make again: new, unless another phone made one of the same id concurrently.
+    made: BTreeSet<VisitId>,
 }
 
 /// What `changes` wrote to besides the profile, or `None` when they wrote to the
@@ -736,6 +739,8 @@ struct Touched {
 /// or cannot be located: then every row is rewritten.
 fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
     let mut out = Touched::default();
+    // Visits whose key the changes wrote more than once, or removed, or overwrote.
+    let mut made_again = BTreeSet::new();
     let mut locator = Locator::new(doc);
     for raw in changes {
         let change = Change::try_from(raw.as_slice()).ok()?;
@@ -743,8 +748,15 @@ fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
             match classify(&touch) {
                 // The resident row, closure included, is rewritten with every append.
                 Target::Profile(_) | Target::Closure(_) => {}
-                Target::Visit { id, .. } => {
+                Target::Visit { id, field } => {
                     out.visits.insert(id);
+                    if field.is_none() {
+                        if touch.make && !touch.replaces && !made_again.contains(&id) {
+                            out.made.insert(id);
+                        } else {
+                            made_again.insert(id);
+                        }
+                    }
                 }
                 Target::FollowUp { id, .. } | Target::Comment { follow_up: id, .. } => {
                     out.follow_ups.insert(id);
@@ -753,6 +765,7 @@ fn touched(doc: &Automerge, changes: &[Vec<u8>]) -> Option<Touched> {
             }
         }
     }
+    out.made.retain(|id| !made_again.contains(id));
     Some(out)
 }
 
@@ -778,8 +791,14 @@ fn partial(doc: DocId, file: &CaseFile, touched: &Touched, heads: Vec<u8>) -> Re
     let mut plan = Plan::default();
     let resident = || id(&place.resident.0);
     for v in &touched.visits {
-        for sql in DELETE_VISIT {
-            plan.push(sql, vec![resident(), id(&v.0)]);
+        // The rows show the document before these changes (the plan runs only then,
+        // see `Pending::take_plan`), where a visit they made is not: it has no rows to
+        // delete. Unless a phone made one of the same id concurrently, whose rows are
+        // there.
+        if !(touched.made.contains(v) && file.visit_values(*v) == 1) {
+            for sql in DELETE_VISIT {
+                plan.push(sql, vec![resident(), id(&v.0)]);
+            }
         }
         if let Some(visit) = file.visit(*v).map_err(bad)? {
             let (row, services, hazards) = place.visit(&visit);
@@ -1505,5 +1524,115 @@ mod tests {
         assert_eq!(store.projection(file.id()).await.unwrap(), newer);
         let current = file.doc().clone();
         assert_eq!(store.rewrite_from(doc, current).await.unwrap(), newer);
+    }
+
+    fn staff_editor_file() -> (Principal, CaseFile) {
+        let staff = Principal {
+            user: UserId(Uuid::from_u128(0xC0)),
+            role: Role::Coordinator,
+            scope: Scope::District(DistrictId(Uuid::from_u128(0xD1))),
+        };
+        let editor = Editor {
+            principal: &staff,
+            now: NOW,
+        };
+        let profile = Profile {
+            name: "周阿姨".into(),
+            address: String::new(),
+            phone: String::new(),
+            birth_year: None,
+            living_situation: None,
+            emergency_contact: String::new(),
+            needs: String::new(),
+            risk_level: None,
+            visit_every_days: None,
+        };
+        let file = CaseFile::create(
+            ActorId::from(vec![1; 16]),
+            &editor,
+            ResidentId(Uuid::from_u128(1)),
+            DistrictId(Uuid::from_u128(0xD1)),
+            StationId(Uuid::from_u128(0x5A)),
+            &profile,
+        )
+        .unwrap();
+        (staff, file)
+    }
+
+    fn record(notes: &str) -> VisitRecord {
+        VisitRecord {
+            project: ProjectId(Uuid::from_u128(0x90)),
+            unit: None,
+            started_at: NOW - 3_600_000,
+            ended_at: NOW - 1_800_000,
+            services: vec![],
+            condition: Condition {
+                wellbeing: Wellbeing::Good,
+                systolic: None,
+                diastolic: None,
+                blood_sugar_dmmol: None,
+                remarks: String::new(),
+            },
+            hazards: vec![],
+            notes: notes.into(),
+            follow_up_needed: false,
+        }
+    }
+
+    /// How many deletes an append of `after` over `before` plans when the rows show
+    /// `before`.
+    fn deletes_planned(before: &Automerge, after: &Automerge) -> usize {
+        let changes = after.get_changes(&before.get_heads());
+        let heads = before.get_heads();
+        let mut pending = Pending::new(&Append {
+            doc: DocId(Uuid::from_u128(1)),
+            place: place_of(after).unwrap(),
+            expected_heads: &heads,
+            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after,
+            device: None,
+            user: None,
+            received_at: NOW,
+        })
+        .unwrap();
+        let plan = pending.take_plan(true).unwrap();
+        plan.iter().filter(|s| s.sql.starts_with("DELETE")).count()
+    }
+
+    /// A visit the changes make has no rows yet: its plan deletes none. An amended
+    /// visit's rows are deleted and written again; so are a visit's that another phone
+    /// made concurrently at the same id (which the rules refuse, but a document may
+    /// hold).
+    #[test]
+    fn only_a_visit_made_at_an_empty_key_skips_the_deletes() {
+        let (staff, mut file) = staff_editor_file();
+        let editor = Editor {
+            principal: &staff,
+            now: NOW,
+        };
+        let a = VisitId(Uuid::from_u128(0xF1));
+        let created = file.doc().clone();
+        file.log_visit(&editor, a, &record("读报")).unwrap();
+        assert_eq!(deletes_planned(&created, file.doc()), 0);
+
+        let logged = file.doc().clone();
+        file.amend_visit(&editor, a, &record("读报，量血压"))
+            .unwrap();
+        assert_eq!(deletes_planned(&logged, file.doc()), DELETE_VISIT.len());
+
+        // Two phones make visit `b` concurrently; the second's changes arrive on a
+        // document that holds the first's.
+        let b = VisitId(Uuid::from_u128(0xF2));
+        let mut one =
+            CaseFile::from_doc(file.doc().fork().with_actor(ActorId::from(vec![2; 16]))).unwrap();
+        let mut two =
+            CaseFile::from_doc(file.doc().fork().with_actor(ActorId::from(vec![3; 16]))).unwrap();
+        one.log_visit(&editor, b, &record("一")).unwrap();
+        two.log_visit(&editor, b, &record("二")).unwrap();
+        let first = one.doc().clone();
+        let mut both = one.doc().clone();
+        both.merge(&mut two.doc().clone()).unwrap();
+        assert_eq!(deletes_planned(&first, &both), DELETE_VISIT.len());
     }
 }

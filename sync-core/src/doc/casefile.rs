@@ -528,6 +528,16 @@ impl CaseFile {
         get_obj(&self.doc, &visits, &visit.to_string())
     }
 
+    /// How many values `visits/<visit>` holds: one for a visit, more when phones made
+    /// visits of the same id concurrently, none for no visit.
+    pub fn visit_values(&self, visit: VisitId) -> usize {
+        get_obj(&self.doc, &ROOT, VISITS).map_or(0, |visits| {
+            self.doc
+                .get_all(&visits, visit.to_string())
+                .map_or(0, |values| values.len())
+        })
+    }
+
     fn existing_visit(&self, visit: VisitId) -> Result<ObjId> {
         self.visit_obj(visit)
             .ok_or_else(|| Error::NotFound(format!("visit {visit}")))

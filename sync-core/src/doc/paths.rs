@@ -25,6 +25,10 @@ pub struct Touch {
     pub delete: bool,
     /// The operation created an object (map or list) at the key.
     pub make: bool,
+    /// The operation overwrote or removed values the change's author saw at the key
+    /// (its predecessors). `false` for a key its author found empty, which may still
+    /// hold values written concurrently.
+    pub replaces: bool,
 }
 
 impl Touch {
@@ -120,6 +124,7 @@ impl<'a> Locator<'a> {
                 path,
                 delete: matches!(op.action, legacy::OpType::Delete),
                 make,
+                replaces: !op.pred.is_empty(),
             });
         }
         Ok(out)

@@ -469,6 +469,7 @@ fn located_by_parents(doc: &Automerge, change: &sync_core::automerge::Change) ->
                 path,
                 delete: matches!(op.action, legacy::OpType::Delete),
                 make: matches!(op.action, legacy::OpType::Make(_)),
+                replaces: !op.pred.is_empty(),
             }
         })
         .collect()
