@@ -65,7 +65,7 @@ impl ServerStore for Announcing<'_> {
         let (doc, place) = (append.doc, append.place);
         let outcome = self.store.append(append).await?;
         if let AppendOutcome::Stored(seq) = outcome {
-            announce(self.store, self.events, Changed { seq, doc, place }).await;
+            announce(self.store, self.events, Changed { seq, doc, place });
         }
         Ok(outcome)
     }
@@ -136,46 +136,22 @@ impl ServerStore for Announcing<'_> {
     }
 }
 
-const CHANNEL: &str = "linli_changed";
+const CHANNEL: &str = crate::store::ANNOUNCE_CHANNEL;
 
-/// Tells listeners of every server process. On PostgreSQL the announcement goes through
-/// `NOTIFY`, so servers sharing the database hear each other's changes (each hears its
-/// own through [`relay_notifications`]); on SQLite there is one process.
-async fn announce(store: &SqlStore, events: &broadcast::Sender<Changed>, changed: Changed) {
-    match store.pool() {
-        Pool::Postgres(pool) => {
-            let payload = encode(&changed);
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(pool)
-                .await
-            {
-                // The change is stored; only the announcement is lost, and phones and
-                // pages still see the change at their next sync or reload.
-                tracing::warn!(error = %e, "could not announce a change");
-            }
-        }
-        Pool::Sqlite(_) => {
-            // No listeners is fine.
-            let _ = events.send(changed);
-        }
+/// Tells listeners of every server process. On PostgreSQL the store has announced the
+/// append already, with a `NOTIFY` in its transaction, so servers sharing the database
+/// hear each other's changes (each hears its own through [`relay_notifications`]); on
+/// SQLite there is one process.
+fn announce(store: &SqlStore, events: &broadcast::Sender<Changed>, changed: Changed) {
+    if let Pool::Sqlite(_) = store.pool() {
+        // No listeners is fine.
+        let _ = events.send(changed);
     }
 }
 
+#[cfg(test)]
 fn encode(c: &Changed) -> String {
-    let station = c
-        .place
-        .station
-        .map_or_else(|| "-".to_owned(), |s| s.0.simple().to_string());
-    format!(
-        "{} {} {} {} {}",
-        c.seq,
-        c.doc.0.simple(),
-        c.place.district.0.simple(),
-        station,
-        u8::from(c.place.closed)
-    )
+    format!("{} {}", c.seq, crate::store::announced(c.doc, &c.place))
 }
 
 fn decode(payload: &str) -> Option<Changed> {

@@ -551,6 +551,24 @@ impl SqlStore {
     }
 }
 
+/// The channel on which a PostgreSQL store announces every append it commits, in the
+/// append's transaction (`http::events` relays them to live pages and phones).
+pub(crate) const ANNOUNCE_CHANNEL: &str = "linli_changed";
+
+/// An announcement's text after the feed number: the document and where it sits.
+pub(crate) fn announced(doc: DocId, place: &sync_core::protocol::store::DocPlace) -> String {
+    let station = place
+        .station
+        .map_or_else(|| "-".to_owned(), |s| s.0.simple().to_string());
+    format!(
+        "{} {} {} {}",
+        doc.0.simple(),
+        place.district.0.simple(),
+        station,
+        u8::from(place.closed)
+    )
+}
+
 pub(crate) fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     let mut sorted = heads.to_vec();
     sorted.sort();

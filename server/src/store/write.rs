@@ -18,7 +18,9 @@
 //!   appends are written again one at a time, so a bad one fails alone.
 
 use super::projections::{Arg, Pending};
-use super::{COMPACT_MIN_BYTES, Result, StoreError, direct, heads_bytes, opt_bytes};
+use super::{
+    ANNOUNCE_CHANNEL, COMPACT_MIN_BYTES, Result, StoreError, direct, heads_bytes, opt_bytes,
+};
 use rusqlite::types::{ToSql, ToSqlOutput};
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{HashMap, VecDeque};
@@ -51,6 +53,8 @@ pub(super) struct Job {
     district: Vec<u8>,
     station: Option<Vec<u8>>,
     closed: bool,
+    /// What the append's announcement says after its feed number.
+    announced: String,
     pending: Pending,
 }
 
@@ -68,6 +72,7 @@ impl Job {
             district: a.place.district.0.as_bytes().to_vec(),
             station: opt_bytes(a.place.station.map(|s| s.0)),
             closed: a.place.closed,
+            announced: super::announced(a.doc, &a.place),
             pending: Pending::new(a)?,
         })
     }
@@ -218,6 +223,12 @@ async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<Append
         .fetch_one(&mut *conn)
         .await?
         .try_get("seq")?;
+    // Delivered to every listener when the transaction commits, and only then.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(ANNOUNCE_CHANNEL)
+        .bind(format!("{seq} {}", job.announced))
+        .execute(&mut *conn)
+        .await?;
     if !compact {
         sqlx::query(INSERT_CHUNK)
             .bind(job.id.clone())
@@ -635,6 +646,17 @@ async fn write_group_postgres(
     }
     // Numbered in the group's order: the smallest is the first stored append's.
     seqs.sort_unstable();
+    // Delivered to every listener when the transaction commits, and only then.
+    sqlx::query("SELECT pg_notify($1, announced) FROM unnest($2::text[]) AS announced")
+        .bind(ANNOUNCE_CHANNEL)
+        .bind(
+            all.iter()
+                .zip(&seqs)
+                .map(|(j, seq)| format!("{seq} {}", j.announced))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
     if !kept.is_empty() {
         let kept_seqs: Vec<i64> = stored
             .iter()
