@@ -107,6 +107,10 @@ impl ServerStore for Announcing<'_> {
         self.store.feed_head().await
     }
 
+    async fn feed_head_holding(&self, cursor: u64) -> Result<(u64, bool), Self::Error> {
+        self.store.feed_head_holding(cursor).await
+    }
+
     async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>, Self::Error> {
         self.store.device_docs(device).await
     }

@@ -800,6 +800,20 @@ impl ServerStore for SqlStore {
         Ok(head.first().map_or(0, |&h| u64::try_from(h).unwrap_or(0)))
     }
 
+    async fn feed_head_holding(&self, cursor: u64) -> Result<(u64, bool)> {
+        // A number past what SQL holds names no entry (and is past the head).
+        let number = i64::try_from(cursor).unwrap_or(-1);
+        let read = read_rows!(
+            self,
+            "SELECT COALESCE(MAX(seq), 0), EXISTS (SELECT 1 FROM feed WHERE seq = $1) FROM feed",
+            [number],
+            |r| (r.col::<i64>(0)?, r.col::<bool>(1)?)
+        )?;
+        let (head, found) = read.first().copied().unwrap_or((0, false));
+        let head = u64::try_from(head).unwrap_or(0);
+        Ok((head, found || cursor == 0 || cursor >= head))
+    }
+
     async fn device_docs(&self, device: DeviceId) -> Result<BTreeSet<DocId>> {
         // Every sync reads it, in this thread on SQLite: a volunteer's phone holds a
         // few case files, a station's staff phone its station's.

@@ -272,6 +272,15 @@ async fn concurrent_appends_get_gap_free_feed_numbers(t: TestStore) {
     assert!(s.feed_contains(seq(8)).await.unwrap());
     assert!(!s.feed_contains(seq(9)).await.unwrap());
     assert!(!s.feed_contains(7).await.unwrap());
+    // The head and the cursor's entry in one read: a cursor below the head that names
+    // no entry is the one a phone of a restored server holds.
+    let head = seq(8);
+    assert_eq!(s.feed_head_holding(seq(3)).await.unwrap(), (head, true));
+    assert_eq!(s.feed_head_holding(7).await.unwrap(), (head, false));
+    assert_eq!(s.feed_head_holding(0).await.unwrap(), (head, true));
+    assert_eq!(s.feed_head_holding(head).await.unwrap(), (head, true));
+    assert_eq!(s.feed_head_holding(seq(9)).await.unwrap(), (head, true));
+    assert_eq!(s.feed_head_holding(u64::MAX).await.unwrap(), (head, true));
 }
 
 /// Many writers at once (SQLite commits them in groups): new documents, contenders for

@@ -1164,7 +1164,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
         known.retain(|d| scope.contains(d) || elsewhere.contains(d));
 
         // Read the head first: entries committed after it are left for the next sync.
-        let head = self.store.feed_head().await?;
+        let (head, holds) = self.store.feed_head_holding(cursor).await?;
         // A phone's cursor always names a feed entry. One this server does not hold
         // means it lost history: it was restored from a backup older than the phone's
         // last sync, and the phone may hold changes it lost. Then every document the
@@ -1172,8 +1172,7 @@ impl<'a, S: ServerStore> Step<'a, S> {
         // (each side sends what the other lacks), and the feed goes on from the head.
         // (A cursor at the head names the head's entry; one beyond it names none: only
         // a cursor below the head needs the look-up.)
-        let restored = cursor > head
-            || (cursor > 0 && cursor < head && !self.store.feed_contains(cursor).await?);
+        let restored = cursor > head || !holds;
         let cursor = if restored { head } else { cursor };
         if restored {
             for doc in known.iter().copied().collect::<Vec<_>>() {

@@ -216,6 +216,21 @@ pub trait ServerStore: Sync {
     /// The latest feed sequence number.
     fn feed_head(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
+    /// The latest feed number, and whether a phone's `cursor` names an entry the feed
+    /// holds: [`ServerStore::feed_contains`] where `0 < cursor < head`, `true`
+    /// otherwise (no cursor yet, or one at or past the head, which the caller judges
+    /// by the head). Every sync asks both; a database answers them in one query.
+    fn feed_head_holding(
+        &self,
+        cursor: u64,
+    ) -> impl Future<Output = Result<(u64, bool), Self::Error>> + Send {
+        async move {
+            let head = self.feed_head().await?;
+            let holds = cursor == 0 || cursor >= head || self.feed_contains(cursor).await?;
+            Ok((head, holds))
+        }
+    }
+
     /// The documents the server believes the device holds.
     fn device_docs(
         &self,
