@@ -192,6 +192,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// A pooled PostgreSQL connection idle for longer is pinged before it is handed out.
+const PG_IDLE_PING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Checks run at once on the blocking pool: as many as the cores. More would only take
 /// turns, each holding its document, while several phones' big uploads could start
 /// hundreds of threads.
@@ -302,6 +305,22 @@ impl SqlStore {
             Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(options.max_connections)
+                    // sqlx pings a pooled connection as it hands it out, and again as
+                    // it takes it back: every read through the pool was three round
+                    // trips to PostgreSQL, the most of a sync's CPU on both sides.
+                    // The ping on the way back stays (it catches a connection an
+                    // error or a dropped request left unusable); on the way out only
+                    // a connection that sat idle is pinged, as one a restarted
+                    // PostgreSQL closed would have.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for > PG_IDLE_PING {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(connect)
                     .await?,
             )
