@@ -912,6 +912,70 @@ impl SqlStore {
             .transpose()
     }
 
+    /// A device with its user and the actors registered to it, in one read: every
+    /// request of a phone needs all three (its token names the device and the user;
+    /// its sync writes as the actors).
+    pub async fn device_with_user(
+        &self,
+        id: DeviceId,
+    ) -> Result<Option<(Device, User, Vec<ActorId>)>> {
+        type Row = (
+            Vec<u8>,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            UserRow,
+            Option<Vec<u8>>,
+        );
+        let rows: Vec<Row> = read_rows!(
+            self,
+            "SELECT d.user_id, d.name, d.revoked_at, d.last_seen_at, d.clock_skew_ms, d.export_key,
+                    u.id, u.login, u.display_name, u.role, u.district, u.disabled_at, a.actor
+             FROM devices d JOIN users u ON u.id = d.user_id
+             LEFT JOIN device_actors a ON a.device = d.id
+             WHERE d.id = $1 ORDER BY a.actor",
+            [bytes(id.0)],
+            |r| (
+                r.col(0)?,
+                r.col(1)?,
+                r.col(2)?,
+                r.col(3)?,
+                r.col(4)?,
+                r.col(5)?,
+                (
+                    r.col(6)?,
+                    r.col(7)?,
+                    r.col(8)?,
+                    r.col(9)?,
+                    r.col(10)?,
+                    r.col(11)?
+                ),
+                r.col(12)?
+            )
+        )?;
+        let actors = rows
+            .iter()
+            .filter_map(|row| row.7.as_deref().map(ActorId::from))
+            .collect();
+        let Some((user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key, user, _)) =
+            rows.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        let device = Device {
+            id,
+            user: UserId(uuid_of(&user_id)?),
+            name,
+            revoked_at,
+            last_seen_at,
+            clock_skew_ms,
+            keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
+        };
+        Ok(Some((device, user_from_row(user)?, actors)))
+    }
+
     /// The actors registered to a device.
     pub async fn device_actors(&self, id: DeviceId) -> Result<Vec<ActorId>> {
         let rows: Vec<Vec<u8>> = read_rows!(

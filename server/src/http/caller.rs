@@ -9,6 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use sync_core::automerge::ActorId;
 use sync_core::ids::{DeviceId, UserId};
 use sync_core::model::Principal;
 
@@ -17,6 +18,8 @@ use sync_core::model::Principal;
 pub(crate) struct Caller {
     pub user: User,
     pub device: Option<Device>,
+    /// The actors registered to the device, read with it (none without one).
+    pub actors: Vec<ActorId>,
 }
 
 impl Caller {
@@ -57,26 +60,32 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .and_then(|token| state.keys.verify(token))
             .map_err(Error::Unauthenticated)?;
         let invalid = Error::Unauthenticated(AuthFailure::Invalid);
-        let device = match claims.dev {
+        let (user, device, actors) = match claims.dev {
             Some(id) => {
-                let device = state.store.device(DeviceId(id)).await?;
-                let device = device.filter(|d| d.user.0 == claims.sub).ok_or(invalid)?;
+                let (device, user, actors) = state
+                    .store
+                    .device_with_user(DeviceId(id))
+                    .await?
+                    .filter(|(d, _, _)| d.user.0 == claims.sub)
+                    .ok_or(invalid)?;
                 if device.revoked_at.is_some() {
                     return Err(Error::Unauthenticated(AuthFailure::Revoked));
                 }
-                Some(device)
+                (user, Some(device), actors)
             }
-            None => None,
+            None => {
+                let user = state.store.user(UserId(claims.sub)).await?.ok_or(invalid)?;
+                (user, None, Vec::new())
+            }
         };
-        let user = state
-            .store
-            .user(UserId(claims.sub))
-            .await?
-            .ok_or(Error::Unauthenticated(AuthFailure::Invalid))?;
         if user.disabled {
             return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
         }
-        Ok(Caller { user, device })
+        Ok(Caller {
+            user,
+            device,
+            actors,
+        })
     }
 }
 

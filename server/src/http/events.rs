@@ -251,10 +251,14 @@ async fn current_scope(state: &AppState, user: UserId, device: Option<DeviceId>)
     if user.disabled {
         return Err(Error::Unauthenticated(AuthFailure::UserDisabled));
     }
-    Caller { user, device: None }
-        .principal(state)
-        .await
-        .map(|p| p.scope)
+    Caller {
+        user,
+        device: None,
+        actors: Vec::new(),
+    }
+    .principal(state)
+    .await
+    .map(|p| p.scope)
 }
 
 fn changed_event(c: &Changed) -> Option<Event> {

@@ -166,7 +166,7 @@ async fn step(
     let auth = DeviceAuth {
         device: device.id,
         principal: caller.principal(state).await?,
-        actors: state.store.device_actors(device.id).await?,
+        actors: caller.actors.clone(),
     };
     let store = Announcing {
         store: &state.store,
