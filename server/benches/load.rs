@@ -52,7 +52,8 @@
 //! `LINLI_LOAD_BASELINE_SECS` (default 20 s; 2 s with `--test`), `LINLI_LOAD_PHONES`
 //! (default 200), `LINLI_LOAD_RATE` (the paced run's offered syncs a second, default
 //! 300), `LINLI_LOAD_SERVER_BIN` (another server binary to measure, such as an older
-//! build to compare with), `LINLI_TEST_POSTGRES_URL`.
+//! build to compare with), `LINLI_TEST_POSTGRES_URL`, `LINLI_LOAD_ONLY_POSTGRES` (`1`:
+//! PostgreSQL's windows alone, without SQLite's, the hub's or the peer's).
 
 // In a benchmark an unwrap is an assertion: a panic fails the run with its message.
 #![allow(clippy::unwrap_used)]
@@ -116,6 +117,8 @@ struct Settings {
     /// Phones in the samod comparison (the first of Linli's phones).
     peer_phones: usize,
     postgres: Option<String>,
+    /// PostgreSQL's windows alone: no SQLite, hub or peer (`LINLI_LOAD_ONLY_POSTGRES=1`).
+    only_postgres: bool,
 }
 
 fn env_number(name: &str, default: f64) -> f64 {
@@ -148,6 +151,7 @@ fn settings() -> Settings {
         postgres: std::env::var("LINLI_TEST_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty()),
+        only_postgres: env_number("LINLI_LOAD_ONLY_POSTGRES", 0.0) != 0.0,
     }
 }
 
@@ -1304,7 +1308,7 @@ fn cores() -> usize {
 /// The peer's set-up: its time in seconds, or how far it got.
 type PeerSetup = Result<f64, peer::Unfinished>;
 
-fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync], peer: &PeerSetup) {
+fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync], peer: Option<&PeerSetup>) {
     let cores = cores() as f64;
     let share = |cpu: f64, r: &Run| 100.0 * cpu / (r.elapsed * cores);
     println!();
@@ -1373,11 +1377,12 @@ fn print_report(settings: &Settings, runs: &[Run], firsts: &[FirstSync], peer: &
     // The peer (issue 14): Linli's goal is ≥ 5× samod on the same workload.
     let samod = runs.iter().find(|r| r.backend == "samod");
     match peer {
-        Ok(secs) => println!(
+        None => println!("peer: not run (PostgreSQL's windows alone)"),
+        Some(Ok(secs)) => println!(
             "peer: samod took {} phones' case files in {secs:.1} s",
             settings.peer_phones
         ),
-        Err(u) => println!(
+        Some(Err(u)) => println!(
             "peer: samod had taken {} of the {} case files of {} phones when its set-up limit ran out after {:.0} s; no window ran",
             u.taken, u.case_files, u.phones, u.secs
         ),
@@ -1483,6 +1488,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if settings.only_postgres {
+        let admin = settings
+            .postgres
+            .clone()
+            .expect("LINLI_LOAD_ONLY_POSTGRES needs LINLI_TEST_POSTGRES_URL");
+        let (runs, first) = runtime.block_on(async {
+            let (name, url) = create_database(&admin).await;
+            let (runs, first, _, _) = bench_backend(&settings, Some(&url)).await;
+            drop_database(&admin, &name).await;
+            (runs, first)
+        });
+        print_report(&settings, &runs, &[first], None);
+        return;
+    }
     let (runs, firsts, peer, drain) = runtime.block_on(async {
         let (mut runs, first, phones, drain) = bench_backend(&settings, None).await;
         // The peer, with the same phones and case files, right after Linli's windows.
@@ -1509,7 +1528,7 @@ fn main() {
         }
         (runs, firsts, peer, drain)
     });
-    print_report(&settings, &runs, &firsts, &peer);
+    print_report(&settings, &runs, &firsts, Some(&peer));
     if let Some(drain) = &drain {
         drain.report();
     }
