@@ -116,23 +116,52 @@ macro_rules! with_document_locked {
     };
 }
 
+/// [`read_rows!`] on PostgreSQL alone: on a leased connection ([`leased::Readers`]),
+/// tried once more on a new one if the connection was cut under the read.
+macro_rules! pg_rows {
+    ($store:expr, $sql:expr, [$($arg:expr),* $(,)?], |$r:ident| $map:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::store::direct::Columns as _;
+        type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
+        let read = async {
+            let readers = $store.pg_readers()?;
+            let mut fresh = false;
+            loop {
+                let mut lease = readers.lease(fresh).await?;
+                let rows = sqlx::query($sql)
+                    $(.bind(&$arg))*
+                    .fetch_all(lease.conn()?)
+                    .await;
+                match rows {
+                    Ok(rows) => {
+                        lease.done();
+                        break Read::<Vec<sqlx::postgres::PgRow>>::Ok(rows);
+                    }
+                    Err(e) if !fresh && $crate::store::leased::cut(&e) => fresh = true,
+                    Err(e) => break Err(e.into()),
+                }
+            }
+        };
+        read.await.and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
+    }};
+}
+pub(crate) use pg_rows;
+
 /// Reads the rows of `$sql` (numbered parameters, `$args` bound in order), each mapped
 /// by `$map`, in which `$r.col::<T>(i)?` reads column `i`; evaluates to a
 /// `Result<Vec<_>, StoreError>`. On SQLite the read runs in this thread, on one of the
 /// store's own reader connections ([`direct::Readers`]: no round trip to a worker
-/// thread); on PostgreSQL through the pool. Only for reads of a few rows.
+/// thread); on PostgreSQL on a leased connection ([`leased::Readers`]: no ping after
+/// every read, as through sqlx's pool). Only for reads of a few rows.
 macro_rules! read_rows {
     ($store:expr, $sql:expr, [$($arg:expr),* $(,)?], |$r:ident| $map:expr) => {{
         #[allow(unused_imports)]
         use $crate::store::direct::Columns as _;
         type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
         match $store.pool() {
-            $crate::store::Pool::Postgres(p) => sqlx::query($sql)
-                $(.bind($arg))*
-                .fetch_all(p)
-                .await
-                .map_err($crate::store::StoreError::from)
-                .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>()),
+            $crate::store::Pool::Postgres(_) => {
+                $crate::store::pg_rows!($store, $sql, [$($arg),*], |$r| $map)
+            }
             $crate::store::Pool::Sqlite(_) => $store.readers().and_then(|readers| readers.rows(
                 $sql,
                 &[$(&$arg as &dyn rusqlite::types::ToSql),*],
@@ -147,15 +176,27 @@ macro_rules! read_rows {
         type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
         let sql: &str = $sql;
         match $store.pool() {
-            $crate::store::Pool::Postgres(p) => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
-                for arg in $args {
-                    q = q.bind(arg.clone());
-                }
-                q.fetch_all(p)
-                    .await
-                    .map_err($crate::store::StoreError::from)
-                    .and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
+            $crate::store::Pool::Postgres(_) => {
+                let read = async {
+                    let readers = $store.pg_readers()?;
+                    let mut fresh = false;
+                    loop {
+                        let mut lease = readers.lease(fresh).await?;
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                        for arg in $args.iter() {
+                            q = q.bind(arg);
+                        }
+                        match q.fetch_all(lease.conn()?).await {
+                            Ok(rows) => {
+                                lease.done();
+                                break Read::<Vec<sqlx::postgres::PgRow>>::Ok(rows);
+                            }
+                            Err(e) if !fresh && $crate::store::leased::cut(&e) => fresh = true,
+                            Err(e) => break Err(e.into()),
+                        }
+                    }
+                };
+                read.await.and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
             }
             $crate::store::Pool::Sqlite(_) => {
                 let args: Vec<&dyn rusqlite::types::ToSql> =
@@ -191,9 +232,6 @@ impl Default for StoreOptions {
         }
     }
 }
-
-/// A pooled PostgreSQL connection idle for longer is pinged before it is handed out.
-const PG_IDLE_PING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Checks run at once on the blocking pool: as many as the cores. More would only take
 /// turns, each holding its document, while several phones' big uploads could start
@@ -242,6 +280,8 @@ pub struct SqlStore {
     readers: Option<direct::Readers>,
     /// Checks running on the blocking pool (see [`ServerStore::run_check`]).
     checks: tokio::sync::Semaphore,
+    /// PostgreSQL's connections for short reads ([`leased::Readers`]).
+    pg_readers: Option<leased::Readers>,
 }
 
 /// SQLite's page caches, all connections together, in KiB.
@@ -268,6 +308,7 @@ impl SqlStore {
         let readers_kept = connections.min(READERS_KEPT);
         let cache_kib = SQLITE_PAGE_CACHE_KIB / (connections + 1 + readers_kept);
         let mut sqlite_file = None;
+        let mut pg_readers = None;
         let pool = if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?;
             // The writer opens the file again: a database in memory would be another.
@@ -302,25 +343,16 @@ impl SqlStore {
             )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let connect = PgConnectOptions::from_str(url)?;
+            pg_readers = Some(leased::Readers::new(
+                connect.clone(),
+                options.max_connections as usize,
+            ));
             Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(options.max_connections)
-                    // sqlx pings a pooled connection as it hands it out, and again as
-                    // it takes it back: every read through the pool was three round
-                    // trips to PostgreSQL, the most of a sync's CPU on both sides.
-                    // The ping on the way back stays (it catches a connection an
-                    // error or a dropped request left unusable); on the way out only
-                    // a connection that sat idle is pinged, as one a restarted
-                    // PostgreSQL closed would have.
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for > PG_IDLE_PING {
-                                sqlx::Connection::ping(conn).await?;
-                            }
-                            Ok(true)
-                        })
-                    })
+                    // Hands out connections it has pinged (sqlx's default): after
+                    // PostgreSQL restarts, writes find live ones. The reads every
+                    // request makes go through `pg_readers` instead.
                     .connect_with(connect)
                     .await?,
             )
@@ -341,6 +373,7 @@ impl SqlStore {
                 .clone()
                 .map(|file| direct::Readers::new(file, readers_kept as usize, cache_kib)),
             checks: tokio::sync::Semaphore::new(check_threads()),
+            pg_readers,
         };
         store.migrate().await?;
         store.writer = Some(match (&store.pool, sqlite_file) {
@@ -354,6 +387,13 @@ impl SqlStore {
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// PostgreSQL's connections for short reads; a SQLite store has none.
+    pub(crate) fn pg_readers(&self) -> Result<&leased::Readers> {
+        self.pg_readers
+            .as_ref()
+            .ok_or_else(|| StoreError::Worker("PostgreSQL's readers are not set up".into()))
     }
 
     /// SQLite's reader connections; a PostgreSQL store has none.
@@ -391,6 +431,9 @@ impl SqlStore {
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
+        }
+        if let Some(readers) = &self.pg_readers {
+            readers.close().await;
         }
         with_pool!(self, p => p.close().await)
     }
@@ -469,18 +512,13 @@ impl SqlStore {
         let ids: Vec<Vec<u8>> = docs.iter().map(|d| d.0.as_bytes().to_vec()).collect();
         let limit_arg = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = match self.pool() {
-            Pool::Postgres(p) => sqlx::query(
+            Pool::Postgres(_) => pg_rows!(
+                self,
                 "SELECT seq, doc, hashes FROM feed WHERE doc = ANY($1) AND seq > $2
                  ORDER BY seq LIMIT $3",
-            )
-            .bind(&ids)
-            .bind(cursor)
-            .bind(limit_arg)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(|r| Ok((r.col(0)?, r.col(1)?, r.col(2)?)))
-            .collect::<Result<_>>()?,
+                [ids, cursor, limit_arg],
+                |r| (r.col(0)?, r.col(1)?, r.col(2)?)
+            )?,
             Pool::Sqlite(_) => {
                 let n = ids.len();
                 let sql = format!(
@@ -513,7 +551,16 @@ impl SqlStore {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        with_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        match self.pool() {
+            // A connection PostgreSQL cut while it sat idle is not an answer: the read
+            // is tried on a new one.
+            Pool::Postgres(_) => {
+                pg_rows!(self, "SELECT 1", [], |r| r.col::<i32>(0)?)?;
+            }
+            Pool::Sqlite(p) => {
+                sqlx::query("SELECT 1").execute(p).await?;
+            }
+        }
         Ok(())
     }
 
@@ -663,6 +710,7 @@ macro_rules! run_plan {
 pub mod access;
 pub mod catalog_rows;
 pub mod erasure;
+pub(crate) mod leased;
 pub mod projections;
 pub mod quarantine;
 mod write;

@@ -832,3 +832,30 @@ conformance!(
     a_new_phone_skips_a_feed_it_holds_nothing_of,
     device_records_and_quarantine_persist,
 );
+
+/// PostgreSQL only: the store keeps its read connections between reads. When
+/// PostgreSQL cuts them (a restart, an operator ending sessions), the next read is
+/// still answered, on a new connection, not refused with the cut one's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_connection_was_cut_is_answered_on_a_new_one() {
+    let t = crate::backends::postgres().await;
+    let file = case_file(1, STATION_A);
+    let id: DocId = file.id().into();
+    append(&t.store, id, &[], file.doc()).await;
+    assert_eq!(t.store.feed_head().await.unwrap(), seq(1));
+    t.try_execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.store.feed_head().await.unwrap(), seq(1));
+    assert_eq!(
+        t.store
+            .device_docs(DeviceId(Uuid::from_u128(0xDE)))
+            .await
+            .unwrap(),
+        BTreeSet::new()
+    );
+    t.store.ping().await.unwrap();
+}
