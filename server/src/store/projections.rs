@@ -1480,36 +1480,11 @@ mod tests {
         let store = SqlStore::connect(&url, StoreOptions::default())
             .await
             .unwrap();
-        let district = DistrictId(Uuid::from_u128(0xD1));
-        let staff = Principal {
-            user: UserId(Uuid::from_u128(0xC0)),
-            role: Role::Coordinator,
-            scope: Scope::District(district),
-        };
+        let (staff, mut file) = staff_editor_file();
         let editor = Editor {
             principal: &staff,
             now: NOW,
         };
-        let profile = Profile {
-            name: "周阿姨".into(),
-            address: String::new(),
-            phone: String::new(),
-            birth_year: None,
-            living_situation: None,
-            emergency_contact: String::new(),
-            needs: String::new(),
-            risk_level: None,
-            visit_every_days: None,
-        };
-        let mut file = CaseFile::create(
-            ActorId::from(vec![1; 16]),
-            &editor,
-            ResidentId(Uuid::from_u128(1)),
-            district,
-            StationId(Uuid::from_u128(0x5A)),
-            &profile,
-        )
-        .unwrap();
         append(&store, &[], file.doc()).await;
         let old = file.doc().clone();
         let ticket = FollowUpId(Uuid::from_u128(0xE1));
