@@ -10,8 +10,8 @@
 //! instead, so no connection in the idle list can be mid-protocol.
 
 use super::{Result, StoreError};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -88,6 +88,26 @@ impl Readers {
 }
 
 impl Readers {
+    /// The rows of `sql` with `args` bound, read on a leased connection, and once more
+    /// on a new one if that connection was cut under the read.
+    pub(crate) async fn fetch_all(&self, sql: &str, args: PgArguments) -> Result<Vec<PgRow>> {
+        let mut fresh = false;
+        loop {
+            let mut lease = self.lease(fresh).await?;
+            match sqlx::query_with(AssertSqlSafe(sql), args.clone())
+                .fetch_all(lease.conn()?)
+                .await
+            {
+                Ok(rows) => {
+                    lease.done();
+                    return Ok(rows);
+                }
+                Err(e) if !fresh && cut(&e) => fresh = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Closes the idle connections (a read under way closes its own when it ends: the
     /// caller is closing the store).
     pub(crate) async fn close(&self) {
@@ -128,7 +148,7 @@ impl Lease<'_> {
 /// Whether a read failed because its connection was cut (PostgreSQL restarted, or
 /// ended the session): then the read is tried once more on a new connection. Reads
 /// change nothing, so trying again is safe.
-pub(crate) fn cut(e: &sqlx::Error) -> bool {
+fn cut(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
         // Class 08, connection exceptions; class 57, operator intervention (a

@@ -116,31 +116,22 @@ macro_rules! with_document_locked {
     };
 }
 
-/// [`read_rows!`] on PostgreSQL alone: on a leased connection ([`leased::Readers`]),
-/// tried once more on a new one if the connection was cut under the read.
+/// [`read_rows!`] on PostgreSQL alone: on a leased connection
+/// ([`leased::Readers::fetch_all`]), tried once more on a new one if the connection was
+/// cut under the read.
 macro_rules! pg_rows {
     ($store:expr, $sql:expr, [$($arg:expr),* $(,)?], |$r:ident| $map:expr) => {{
         #[allow(unused_imports)]
         use $crate::store::direct::Columns as _;
         type Read<T> = ::std::result::Result<T, $crate::store::StoreError>;
         let read = async {
-            let readers = $store.pg_readers()?;
-            let mut fresh = false;
-            loop {
-                let mut lease = readers.lease(fresh).await?;
-                let rows = sqlx::query($sql)
-                    $(.bind(&$arg))*
-                    .fetch_all(lease.conn()?)
-                    .await;
-                match rows {
-                    Ok(rows) => {
-                        lease.done();
-                        break Read::<Vec<sqlx::postgres::PgRow>>::Ok(rows);
-                    }
-                    Err(e) if !fresh && $crate::store::leased::cut(&e) => fresh = true,
-                    Err(e) => break Err(e.into()),
-                }
-            }
+            #[allow(unused_mut)]
+            let mut args = sqlx::postgres::PgArguments::default();
+            $(
+                sqlx::Arguments::add(&mut args, &$arg)
+                    .map_err(|e| $crate::store::StoreError::Database(sqlx::Error::Encode(e)))?;
+            )*
+            $store.pg_readers()?.fetch_all($sql, args).await
         };
         read.await.and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
     }};
@@ -178,23 +169,13 @@ macro_rules! read_rows {
         match $store.pool() {
             $crate::store::Pool::Postgres(_) => {
                 let read = async {
-                    let readers = $store.pg_readers()?;
-                    let mut fresh = false;
-                    loop {
-                        let mut lease = readers.lease(fresh).await?;
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
-                        for arg in $args.iter() {
-                            q = q.bind(arg);
-                        }
-                        match q.fetch_all(lease.conn()?).await {
-                            Ok(rows) => {
-                                lease.done();
-                                break Read::<Vec<sqlx::postgres::PgRow>>::Ok(rows);
-                            }
-                            Err(e) if !fresh && $crate::store::leased::cut(&e) => fresh = true,
-                            Err(e) => break Err(e.into()),
-                        }
+                    let mut args = sqlx::postgres::PgArguments::default();
+                    for arg in $args.iter() {
+                        sqlx::Arguments::add(&mut args, arg).map_err(|e| {
+                            $crate::store::StoreError::Database(sqlx::Error::Encode(e))
+                        })?;
                     }
+                    $store.pg_readers()?.fetch_all(sql, args).await
                 };
                 read.await.and_then(|rows| rows.iter().map(|$r| -> Read<_> { Ok($map) }).collect::<Read<Vec<_>>>())
             }
@@ -272,8 +253,7 @@ pub struct SqlStore {
     pool: Pool,
     cache: Mutex<LruCache<DocId, Automerge>>,
     options: StoreOptions,
-    /// SQLite's appends, committed in groups on a thread of their own (`None` on
-    /// PostgreSQL).
+    /// The appends, committed in groups (`None` only while the store is being opened).
     writer: Option<write::GroupWriter>,
     /// SQLite's connections for short reads in the calling thread (`None` on
     /// PostgreSQL).
