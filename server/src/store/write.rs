@@ -180,20 +180,7 @@ async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<Append
     let plan = job.plan(projected)?;
     run_plan!(conn, plan, false);
     if compact {
-        sqlx::query(DELETE_CHANGES)
-            .bind(job.id.clone())
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(STORE_SNAPSHOT)
-            .bind(job.id.clone())
-            .bind(job.district.clone())
-            .bind(job.station.clone())
-            .bind(job.pending.doc().save())
-            .bind(job.new_heads.clone())
-            .bind(job.received_at)
-            .bind(job.closed)
-            .execute(&mut *conn)
-            .await?;
+        store_snapshot_postgres(conn, job).await?;
     } else {
         sqlx::query(UPDATE_DOCUMENT)
             .bind(job.id.clone())
@@ -210,9 +197,7 @@ async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<Append
     // feed lock is held for as little of the append as can be. Sequence numbers must
     // commit in order, or a reader could pass a gap that fills later: the lock is taken
     // only once the heads are known to match.
-    sqlx::query("SELECT pg_advisory_xact_lock(7235)")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(LOCK_FEED).execute(&mut *conn).await?;
     let seq: i64 = sqlx::query(INSERT_FEED)
         .bind(job.id.clone())
         .bind(std::mem::take(&mut job.hashes))
@@ -392,6 +377,9 @@ impl GroupWriter {
 const LOCK_DOCUMENTS: &str = "SELECT pg_advisory_xact_lock(k) FROM
        (SELECT DISTINCT hashtextextended(encode(id, 'hex'), 0) AS k
         FROM unnest($1::bytea[]) AS id ORDER BY k) AS keys";
+/// The feed's lock: every PostgreSQL writer takes it before numbering feed entries and
+/// holds it to the commit, so feed numbers become visible in order.
+const LOCK_FEED: &str = "SELECT pg_advisory_xact_lock(7235)";
 /// [`SELECT_DOCUMENT`] and [`SELECT_PROJECTED_HEADS`] for every document of a group.
 const SELECT_DOCUMENTS: &str =
     "SELECT j.id, d.heads, CAST(length(d.snapshot) AS BIGINT) AS snapshot_len,
@@ -553,9 +541,9 @@ async fn write_group_postgres(
     }
     drop(ids);
     let mut outcomes = vec![AppendOutcome::HeadsMoved; jobs.len()];
-    // The appends stored, by index, and whether each folded its changes into a new
-    // snapshot.
-    let mut stored: Vec<(usize, bool, i64)> = Vec::with_capacity(jobs.len());
+    // The appends stored, by index, and the chunk bytes of each that keeps its
+    // snapshot (`None`: folded into a new one).
+    let mut stored: Vec<(usize, Option<i64>)> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter_mut().enumerate() {
         let (doc, projected) = found.remove(&job.id).unwrap_or((None, None));
         let Course::Write { grown, compact } = job.course(doc) else {
@@ -567,66 +555,48 @@ async fn write_group_postgres(
             run_statements(&mut tx, plan).await?;
         }
         if compact {
-            sqlx::query(DELETE_CHANGES)
-                .bind(job.id.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(STORE_SNAPSHOT)
-                .bind(job.id.as_slice())
-                .bind(job.district.as_slice())
-                .bind(job.station.as_deref())
-                .bind(job.pending.doc().save())
-                .bind(job.new_heads.as_slice())
-                .bind(job.received_at)
-                .bind(job.closed)
-                .execute(&mut *tx)
-                .await?;
+            store_snapshot_postgres(&mut tx, job).await?;
         }
-        stored.push((i, compact, grown));
+        stored.push((i, (!compact).then_some(grown)));
     }
     if stored.is_empty() {
         tx.commit().await?;
         return Ok(outcomes);
     }
-    let kept: Vec<&Job> = stored
+    let all: Vec<&Job> = stored.iter().map(|&(i, _)| &jobs[i]).collect();
+    // The stored appends that keep their snapshots: position in `all`, append, and
+    // chunk bytes since the snapshot.
+    let kept: Vec<(usize, &Job, i64)> = stored
         .iter()
-        .filter(|(_, compact, _)| !compact)
-        .map(|&(i, _, _)| &jobs[i])
+        .enumerate()
+        .filter_map(|(p, &(_, grown))| grown.map(|g| (p, all[p], g)))
         .collect();
     if !kept.is_empty() {
-        let grown: Vec<i64> = stored
-            .iter()
-            .filter(|(_, compact, _)| !compact)
-            .map(|&(_, _, grown)| grown)
-            .collect();
         sqlx::query(UPDATE_DOCUMENTS)
-            .bind(kept.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.1.id.as_slice()).collect::<Vec<_>>())
             .bind(
                 kept.iter()
-                    .map(|j| j.district.as_slice())
+                    .map(|k| k.1.district.as_slice())
                     .collect::<Vec<_>>(),
             )
             .bind(
                 kept.iter()
-                    .map(|j| j.station.as_deref())
+                    .map(|k| k.1.station.as_deref())
                     .collect::<Vec<_>>(),
             )
             .bind(
                 kept.iter()
-                    .map(|j| j.new_heads.as_slice())
+                    .map(|k| k.1.new_heads.as_slice())
                     .collect::<Vec<_>>(),
             )
-            .bind(grown)
-            .bind(kept.iter().map(|j| j.received_at).collect::<Vec<_>>())
-            .bind(kept.iter().map(|j| j.closed).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.2).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.1.received_at).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.1.closed).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
     }
     // The feed's lock, last, as in `write_postgres`.
-    sqlx::query("SELECT pg_advisory_xact_lock(7235)")
-        .execute(&mut *tx)
-        .await?;
-    let all: Vec<&Job> = stored.iter().map(|&(i, _, _)| &jobs[i]).collect();
+    sqlx::query(LOCK_FEED).execute(&mut *tx).await?;
     let floor = all.iter().map(|j| j.received_at).max().unwrap_or(0);
     let mut seqs: Vec<i64> = sqlx::query_scalar(INSERT_FEED_ROWS)
         .bind(all.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
@@ -658,24 +628,41 @@ async fn write_group_postgres(
         .execute(&mut *tx)
         .await?;
     if !kept.is_empty() {
-        let kept_seqs: Vec<i64> = stored
-            .iter()
-            .zip(&seqs)
-            .filter(|((_, compact, _), _)| !compact)
-            .map(|(_, &seq)| seq)
-            .collect();
         sqlx::query(INSERT_CHUNKS)
-            .bind(kept.iter().map(|j| j.id.as_slice()).collect::<Vec<_>>())
-            .bind(kept_seqs)
-            .bind(kept.iter().map(|j| j.chunk.as_slice()).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| k.1.id.as_slice()).collect::<Vec<_>>())
+            .bind(kept.iter().map(|k| seqs[k.0]).collect::<Vec<_>>())
+            .bind(
+                kept.iter()
+                    .map(|k| k.1.chunk.as_slice())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
-    for (&(i, _, _), &seq) in stored.iter().zip(&seqs) {
+    for (&(i, _), &seq) in stored.iter().zip(&seqs) {
         outcomes[i] = AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0));
     }
     Ok(outcomes)
+}
+
+/// Folds an append's changes into a new snapshot of its document.
+async fn store_snapshot_postgres(conn: &mut PgConnection, job: &Job) -> Result<()> {
+    sqlx::query(DELETE_CHANGES)
+        .bind(job.id.as_slice())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(STORE_SNAPSHOT)
+        .bind(job.id.as_slice())
+        .bind(job.district.as_slice())
+        .bind(job.station.as_deref())
+        .bind(job.pending.doc().save())
+        .bind(job.new_heads.as_slice())
+        .bind(job.received_at)
+        .bind(job.closed)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Runs a projection plan's statements, binding their arguments by reference so the
