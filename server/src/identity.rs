@@ -181,6 +181,32 @@ macro_rules! user_columns {
     };
 }
 
+/// The `devices` columns a [`Device`] is read from: `user_id, name, revoked_at,
+/// last_seen_at, clock_skew_ms, export_key`.
+type DeviceFields = (
+    Vec<u8>,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
+
+fn device_from_row(
+    id: DeviceId,
+    (user, name, revoked_at, last_seen_at, clock_skew_ms, export_key): DeviceFields,
+) -> Result<Device> {
+    Ok(Device {
+        id,
+        user: UserId(uuid_of(&user)?),
+        name,
+        revoked_at,
+        last_seen_at,
+        clock_skew_ms,
+        keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
+    })
+}
+
 /// A `users` row as selected by `user_columns!()`.
 type UserRow = (
     Vec<u8>,
@@ -881,34 +907,22 @@ impl SqlStore {
 
     /// A device by id.
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>> {
-        let rows = read_rows!(
+        let rows: Vec<DeviceFields> = read_rows!(
             self,
             "SELECT user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key FROM devices WHERE id = $1",
             [bytes(id.0)],
             |r| (
-                r.col::<Vec<u8>>(0)?,
-                r.col::<String>(1)?,
-                r.col::<Option<i64>>(2)?,
-                r.col::<Option<i64>>(3)?,
-                r.col::<Option<i64>>(4)?,
-                r.col::<Option<Vec<u8>>>(5)?
+                r.col(0)?,
+                r.col(1)?,
+                r.col(2)?,
+                r.col(3)?,
+                r.col(4)?,
+                r.col(5)?
             )
         )?;
         rows.into_iter()
             .next()
-            .map(
-                |(user, name, revoked_at, last_seen_at, clock_skew_ms, export_key)| {
-                    Ok(Device {
-                        id,
-                        user: UserId(uuid_of(&user)?),
-                        name,
-                        revoked_at,
-                        last_seen_at,
-                        clock_skew_ms,
-                        keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
-                    })
-                },
-            )
+            .map(|row| device_from_row(id, row))
             .transpose()
     }
 
@@ -919,17 +933,7 @@ impl SqlStore {
         &self,
         id: DeviceId,
     ) -> Result<Option<(Device, User, Vec<ActorId>)>> {
-        type Row = (
-            Vec<u8>,
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<Vec<u8>>,
-            UserRow,
-            Option<Vec<u8>>,
-        );
-        let rows: Vec<Row> = read_rows!(
+        let rows: Vec<(DeviceFields, UserRow, Option<Vec<u8>>)> = read_rows!(
             self,
             "SELECT d.user_id, d.name, d.revoked_at, d.last_seen_at, d.clock_skew_ms, d.export_key,
                     u.id, u.login, u.display_name, u.role, u.district, u.disabled_at, a.actor
@@ -938,12 +942,14 @@ impl SqlStore {
              WHERE d.id = $1 ORDER BY a.actor",
             [bytes(id.0)],
             |r| (
-                r.col(0)?,
-                r.col(1)?,
-                r.col(2)?,
-                r.col(3)?,
-                r.col(4)?,
-                r.col(5)?,
+                (
+                    r.col(0)?,
+                    r.col(1)?,
+                    r.col(2)?,
+                    r.col(3)?,
+                    r.col(4)?,
+                    r.col(5)?
+                ),
                 (
                     r.col(6)?,
                     r.col(7)?,
@@ -957,22 +963,12 @@ impl SqlStore {
         )?;
         let actors = rows
             .iter()
-            .filter_map(|row| row.7.as_deref().map(ActorId::from))
+            .filter_map(|row| row.2.as_deref().map(ActorId::from))
             .collect();
-        let Some((user_id, name, revoked_at, last_seen_at, clock_skew_ms, export_key, user, _)) =
-            rows.into_iter().next()
-        else {
+        let Some((device, user, _)) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let device = Device {
-            id,
-            user: UserId(uuid_of(&user_id)?),
-            name,
-            revoked_at,
-            last_seen_at,
-            clock_skew_ms,
-            keys: export_key.and_then(|k| DeviceKeys::new(&k).ok()),
-        };
+        let device = device_from_row(id, device)?;
         Ok(Some((device, user_from_row(user)?, actors)))
     }
 
