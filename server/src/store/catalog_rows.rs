@@ -9,7 +9,7 @@
 //! catalogs have no rows yet (written before this table existed) projects them at once.
 
 use super::projections::{Arg, Mismatch, Stmt};
-use super::{Result, SqlStore, StoreError, heads_bytes};
+use super::{Result, SqlStore, StoreError, heads_bytes, row_text};
 use sqlx::Row;
 use sync_core::automerge::Automerge;
 use sync_core::doc::catalog::CatalogDoc;
@@ -43,8 +43,8 @@ pub(super) fn rows_of(catalog: &Catalog) -> Vec<CatalogRow> {
             rows.extend(catalog.$field.iter().map(|e| CatalogRow {
                 kind: $kind,
                 id: e.id.0,
-                name: e.name.clone(),
-                name_en: e.name_en.clone(),
+                name: row_text(&e.name),
+                name_en: row_text(&e.name_en),
                 parent: e.parent,
                 archived: e.archived,
             }))

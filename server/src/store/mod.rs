@@ -615,6 +615,15 @@ pub(crate) fn announced(doc: DocId, place: &sync_core::protocol::store::DocPlace
     )
 }
 
+/// Text as the store's rows hold it. PostgreSQL's `text` cannot hold U+0000, so each
+/// NUL becomes U+FFFD, the replacement character, on both backends alike: a visit note
+/// pasted with a stray NUL is stored, not refused by the database on every retry. The
+/// document keeps exactly what was written; only the rows derived from it for pages
+/// and reports differ.
+pub(crate) fn row_text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
 pub(crate) fn heads_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     let mut sorted = heads.to_vec();
     sorted.sort();

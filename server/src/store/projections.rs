@@ -16,7 +16,7 @@
 //! the documents project to, for the operator's check. Catalogs have rows of their own
 //! ([`super::catalog_rows`]), written, rebuilt and checked alongside.
 
-use super::{Pool, Result, SqlStore, StoreError, heads_bytes};
+use super::{Pool, Result, SqlStore, StoreError, heads_bytes, row_text};
 use sqlx::Row;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -207,7 +207,7 @@ impl Projection {
                 id: r.id,
                 district: r.district,
                 station: r.station,
-                profile: r.profile.clone(),
+                profile: row_profile(&r.profile),
                 last_visit_at: r.last_visit_at(),
                 live_visits: count(r.live_visits()),
                 open_follow_ups: count(
@@ -216,7 +216,10 @@ impl Projection {
                         .filter(|f| f.status == FollowUpStatus::Open),
                 ),
                 profile_conflicts: i64::try_from(conflicts).unwrap_or(i64::MAX),
-                closure: r.closure.clone(),
+                closure: r.closure.as_ref().map(|c| Closure {
+                    note: row_text(&c.note),
+                    ..c.clone()
+                }),
             },
             visits: Vec::with_capacity(r.visits.len()),
             services: Vec::new(),
@@ -238,6 +241,18 @@ impl Projection {
         self.services.sort_by_key(|s| (s.visit, s.position));
         self.hazards.sort_by_key(|h| (h.visit, h.position));
         self.follow_ups.sort_by_key(|f| f.id);
+    }
+}
+
+/// A profile as its row holds it (see [`row_text`]).
+fn row_profile(p: &Profile) -> Profile {
+    Profile {
+        name: row_text(&p.name),
+        address: row_text(&p.address),
+        phone: row_text(&p.phone),
+        emergency_contact: row_text(&p.emergency_contact),
+        needs: row_text(&p.needs),
+        ..p.clone()
     }
 }
 
@@ -270,14 +285,14 @@ impl Place {
             systolic: r.condition.systolic,
             diastolic: r.condition.diastolic,
             blood_sugar_dmmol: r.condition.blood_sugar_dmmol,
-            remarks: r.condition.remarks.clone(),
-            notes: r.notes.clone(),
+            remarks: row_text(&r.condition.remarks),
+            notes: row_text(&r.notes),
             follow_up_needed: r.follow_up_needed,
             tombstoned: v.tombstoned,
             review_status: v.review_status(),
             reviewer: v.review.as_ref().map(|x| x.reviewer),
             reviewed_at: v.review.as_ref().map(|x| x.at),
-            review_comment: v.review.as_ref().map(|x| x.comment.clone()),
+            review_comment: v.review.as_ref().map(|x| row_text(&x.comment)),
             hazards_found: count(r.hazards.iter()),
             hazards_fixed: count(r.hazards.iter().filter(|h| h.fixed_on_spot)),
         };
@@ -299,7 +314,7 @@ impl Place {
                 hazard_type: h.hazard_type,
                 severity: h.severity,
                 fixed_on_spot: h.fixed_on_spot,
-                note: h.note.clone(),
+                note: row_text(&h.note),
             })
             .collect();
         (row, services, hazards)
@@ -312,7 +327,7 @@ impl Place {
             district: self.district,
             station: self.station,
             visit: f.visit,
-            title: f.title.clone(),
+            title: row_text(&f.title),
             status: f.status,
             owner: f.owner,
             deadline: f.deadline,
@@ -320,7 +335,7 @@ impl Place {
             opened_at: f.opened_at,
             closed_by: f.closed_by,
             closed_at: f.closed_at,
-            resolution: f.resolution.clone(),
+            resolution: row_text(&f.resolution),
             comments: count(f.comments.iter()),
         }
     }

@@ -211,7 +211,7 @@ impl SqlStore {
         .bind(device)
         .bind(item.user.0.as_bytes().to_vec())
         .bind(item.code)
-        .bind(item.reason)
+        .bind(super::row_text(&item.reason))
         .bind(bytes)
         .bind(item.at)
         .bind(size)

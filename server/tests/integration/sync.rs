@@ -278,7 +278,111 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
     );
 }
 
+/// A NUL character (PostgreSQL's `text` takes none) in a volunteer's visit note is
+/// receipted on both backends and reaches the coordinator as written; one in a key a
+/// modified app writes is refused, and its refusal, whose reason names the key, is
+/// kept in quarantine rather than failing the sync.
+async fn a_nul_in_text_syncs_and_a_nul_in_a_refused_key_is_quarantined(t: TestStore) {
+    let mut coordinator = Phone::new(1, 0xC0, Role::Coordinator, Scope::District(DISTRICT));
+    let profile = Profile {
+        name: "张阿姨".into(),
+        address: String::new(),
+        phone: String::new(),
+        birth_year: None,
+        living_situation: None,
+        emergency_contact: String::new(),
+        needs: String::new(),
+        risk_level: None,
+        visit_every_days: None,
+    };
+    let file = CaseFile::create(
+        coordinator.replica.actor().clone(),
+        &coordinator.editor(),
+        RESIDENT,
+        DISTRICT,
+        STATION,
+        &profile,
+    )
+    .unwrap();
+    coordinator.replica.save_case_file(&file).unwrap();
+    coordinator.sync(&t).await;
+    let mut v = Phone::new(
+        2,
+        0x71,
+        Role::Volunteer,
+        Scope::Residents {
+            district: DISTRICT,
+            residents: BTreeSet::from([RESIDENT]),
+        },
+    );
+    v.sync(&t).await;
+
+    let mut f = v.replica.case_file(RESIDENT.into()).unwrap().unwrap();
+    let visit = VisitId(Uuid::from_u128(0xF1));
+    let record = VisitRecord {
+        notes: "粘贴来的\0备注".into(),
+        ..record()
+    };
+    let principal = v.auth.principal.clone();
+    let editor = Editor {
+        principal: &principal,
+        now: NOW,
+    };
+    f.log_visit(&editor, visit, &record).unwrap();
+    v.replica.save_case_file(&f).unwrap();
+    let report = v.sync(&t).await;
+    assert_eq!(report.receipted, vec![RESIDENT.into()], "{report:?}");
+    coordinator.sync(&t).await;
+    assert_eq!(
+        coordinator.resident().visits[0].record.notes,
+        "粘贴来的\0备注"
+    );
+
+    let mut doc = v
+        .replica
+        .case_file(RESIDENT.into())
+        .unwrap()
+        .unwrap()
+        .into_doc();
+    let before = doc.get_heads();
+    let mut tx = doc.transaction();
+    let profile_obj = match tx.get(sync_core::automerge::ROOT, "profile").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no profile"),
+    };
+    tx.put(&profile_obj, "nick\0name", "x").unwrap();
+    tx.commit_with(
+        CommitOptions::default()
+            .with_message(v.auth.principal.user.to_string())
+            .with_time(NOW),
+    );
+    let changes = doc.get_changes(&before);
+    let request = SyncRequest {
+        cursor: 0,
+        held_digest: [0; 16],
+        held: Some(vec![RESIDENT.into()]),
+        uploads: vec![DocUpload {
+            doc: RESIDENT.into(),
+            heads: to_wire_hashes(&doc.get_heads()),
+            changes: changes
+                .iter()
+                .map(|c| Bytes(c.raw_bytes().to_vec()))
+                .collect(),
+        }],
+        fallback: vec![],
+        ..SyncRequest::default()
+    };
+    let report = v.send(&t, &request).await;
+    assert!(report.receipted.is_empty());
+    assert_eq!(report.rejections.len(), 1, "{report:?}");
+    let q = t.store.quarantined(10).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(q[0].reason.contains("nick\u{FFFD}name"), "{}", q[0].reason);
+    assert_eq!(q[0].bytes, vec![changes[0].raw_bytes().to_vec()]);
+}
+
 conformance!(
     two_phones_and_a_coordinator_converge,
-    an_attack_is_refused_and_kept_only_in_quarantine
+    an_attack_is_refused_and_kept_only_in_quarantine,
+    a_nul_in_text_syncs_and_a_nul_in_a_refused_key_is_quarantined
 );
