@@ -11,6 +11,7 @@
 //! exact violation is pinned too.
 
 use crate::support::*;
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use sync_core::Error;
 use sync_core::automerge::transaction::{CommitOptions, Transactable, Transaction};
@@ -2680,4 +2681,38 @@ fn honest_phones_sync_on_after_an_attack() {
     assert_eq!(w.v2.hydrate(R1), w.v1.hydrate(R1));
     assert_eq!(w.v2.hydrate(R1).visits.len(), 3);
     assert_eq!(w.server.quarantined().len(), 1);
+}
+
+/// Two phones log a visit under the same id without having seen each other's. The
+/// server holds the first; the second is refused as replacing it, whichever of the two
+/// Automerge's tie-break would show, so neither record is hidden as a conflict loser.
+#[test]
+fn a_concurrent_visit_under_a_taken_id_is_refused_whichever_would_show() {
+    let (sa, p1, p2) = (staff_a(), vol1(), vol2());
+    let base = new_case_file(&sa, actor(1), R1, STATION_A);
+    let saved = base.doc().save();
+    let mut shown = BTreeSet::new();
+    for (first, second) in [(3, 4), (4, 3)] {
+        let mut a = CaseFile::load(&saved, actor(first)).unwrap();
+        let mut b = CaseFile::load(&saved, actor(second)).unwrap();
+        a.log_visit(&editor(&p1), NEW_VISIT, &record(NOW - HOUR))
+            .unwrap();
+        b.log_visit(&editor(&p2), NEW_VISIT, &record(NOW - 2 * HOUR))
+            .unwrap();
+        let mut server = a.doc().clone();
+        let before = server.get_heads();
+        let changes = b.doc().get_changes(&base.doc().get_heads());
+        server.apply_changes(changes.clone()).unwrap();
+        let merged = CaseFile::from_doc(server.clone())
+            .unwrap()
+            .hydrate()
+            .unwrap();
+        shown.insert(merged.visits[0].volunteer);
+        assert_eq!(
+            rules::check(&editor(&p2), &server, &before, &changes),
+            Err(Violation::VisitRemoved(NEW_VISIT)),
+            "actors {first} then {second}"
+        );
+    }
+    assert_eq!(shown, BTreeSet::from([VOLUNTEER_1, VOLUNTEER_2]));
 }
