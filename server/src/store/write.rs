@@ -83,7 +83,11 @@ impl Job {
     }
 }
 
-// ---- the statements of an append, the same text for both backends ------------------
+// ---- the statements of one append --------------------------------------------------
+//
+// SQLite's writer runs them for each append of a group; PostgreSQL's runs their
+// many-row forms below once for a whole group. Both fold chunks into a snapshot with
+// the same two.
 
 const SELECT_DOCUMENT: &str = "SELECT heads, CAST(length(snapshot) AS BIGINT) AS snapshot_len, chunk_bytes FROM documents WHERE id = $1";
 const SELECT_PROJECTED_HEADS: &str = "SELECT heads FROM resident_rows WHERE id = $1";
@@ -151,80 +155,6 @@ impl Job {
 
 // ---- PostgreSQL ----------------------------------------------------------------------
 
-/// The writes of an append, in an open transaction holding the document's lock.
-/// Commits nothing: the caller does.
-async fn write_postgres(conn: &mut PgConnection, job: &mut Job) -> Result<AppendOutcome> {
-    let stored = sqlx::query(SELECT_DOCUMENT)
-        .bind(job.id.clone())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| -> Result<Stored> {
-            Ok(Stored {
-                heads: r.try_get("heads")?,
-                snapshot_len: r.try_get("snapshot_len")?,
-                chunk_bytes: r.try_get("chunk_bytes")?,
-            })
-        })
-        .transpose()?;
-    let Course::Write { grown, compact } = job.course(stored) else {
-        return Ok(AppendOutcome::HeadsMoved);
-    };
-    let projected = if job.pending.is_case_file() {
-        sqlx::query_scalar(SELECT_PROJECTED_HEADS)
-            .bind(job.id.clone())
-            .fetch_optional(&mut *conn)
-            .await?
-    } else {
-        None
-    };
-    let plan = job.plan(projected)?;
-    run_plan!(conn, plan, false);
-    if compact {
-        store_snapshot_postgres(conn, job).await?;
-    } else {
-        sqlx::query(UPDATE_DOCUMENT)
-            .bind(job.id.clone())
-            .bind(job.district.clone())
-            .bind(job.station.clone())
-            .bind(job.new_heads.clone())
-            .bind(grown)
-            .bind(job.received_at)
-            .bind(job.closed)
-            .execute(&mut *conn)
-            .await?;
-    }
-    // The feed entry comes last but for the chunk that carries its number, so that the
-    // feed lock is held for as little of the append as can be. Sequence numbers must
-    // commit in order, or a reader could pass a gap that fills later: the lock is taken
-    // only once the heads are known to match.
-    sqlx::query(LOCK_FEED).execute(&mut *conn).await?;
-    let seq: i64 = sqlx::query(INSERT_FEED)
-        .bind(job.id.clone())
-        .bind(std::mem::take(&mut job.hashes))
-        .bind(job.device.take())
-        .bind(job.user.take())
-        .bind(job.received_at)
-        .bind(job.received_at.saturating_mul(1000))
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("seq")?;
-    // Delivered to every listener when the transaction commits, and only then.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(ANNOUNCE_CHANNEL)
-        .bind(format!("{seq} {}", job.announced))
-        .execute(&mut *conn)
-        .await?;
-    if !compact {
-        sqlx::query(INSERT_CHUNK)
-            .bind(job.id.clone())
-            .bind(seq)
-            .bind(std::mem::take(&mut job.chunk))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(AppendOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
-}
-
 /// Two first writers of one new document: the loser sees the heads moved and retries.
 fn unique_violation_is_moved(r: Result<AppendOutcome>) -> Result<AppendOutcome> {
     match r {
@@ -244,18 +174,16 @@ fn unique_violation_is_moved(r: Result<AppendOutcome>) -> Result<AppendOutcome> 
     }
 }
 
-/// One append in its own transaction.
-pub(super) async fn append_postgres(p: &PgPool, mut job: Job) -> Result<(AppendOutcome, Job)> {
-    let mut tx = p.begin().await?;
-    // Serialise writers of this document across processes.
-    super::lock_document(&mut tx, &job.id).await?;
-    let outcome = unique_violation_is_moved(write_postgres(&mut tx, &mut job).await)?;
-    if matches!(outcome, AppendOutcome::Stored(_)) {
-        unique_violation_is_moved(tx.commit().await.map(|()| outcome).map_err(Into::into))
-            .map(|o| (o, job))
-    } else {
-        Ok((outcome, job))
-    }
+/// One append in a transaction of its own: a group of one.
+async fn append_postgres(pool: &PgPool, mut job: Job) -> Result<(AppendOutcome, Job)> {
+    let mut plans = Vec::with_capacity(1);
+    let written = write_group_postgres(pool, std::slice::from_mut(&mut job), &mut plans).await;
+    let outcome = unique_violation_is_moved(written.and_then(|mut outcomes| {
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a group of one answered nothing".into()))
+    }))?;
+    Ok((outcome, job))
 }
 
 // ---- the group writer: a queue of appends and what commits them -------------------
@@ -595,7 +523,10 @@ async fn write_group_postgres(
             .execute(&mut *tx)
             .await?;
     }
-    // The feed's lock, last, as in `write_postgres`.
+    // The feed entries come last but for the chunks that carry their numbers, so that
+    // the feed's lock is held for as little of the transaction as can be. Numbers must
+    // commit in order, or a reader could pass a gap that fills later: the lock is taken
+    // only once every document's heads are known to match.
     sqlx::query(LOCK_FEED).execute(&mut *tx).await?;
     let floor = all.iter().map(|j| j.received_at).max().unwrap_or(0);
     let mut seqs: Vec<i64> = sqlx::query_scalar(INSERT_FEED_ROWS)
@@ -770,8 +701,8 @@ fn write_group(
     Ok(())
 }
 
-/// The writes of an append in the writer's open transaction, as [`write_postgres`]
-/// does them but for the locks: SQLite has one writer.
+/// The writes of one append in the writer's open transaction. SQLite has one writer,
+/// so no lock is taken.
 fn write_sqlite(conn: &rusqlite::Connection, job: &mut Job) -> Result<AppendOutcome> {
     let stored = query_row(conn, SELECT_DOCUMENT, &[&job.id], |r| {
         Ok(Stored {
