@@ -263,7 +263,7 @@ impl SqlStore {
         if let Some(known) = self.adoption_of(device, user.id).await? {
             return Ok(known);
         }
-        let name: String = enrolled.name.trim().chars().take(100).collect();
+        let name = crate::identity::device_label(&enrolled.name);
         let adopted: Option<bool> = with_pool!(self, p => {
             let mut tx = p.begin().await?;
             let taken = sqlx::query(
@@ -383,7 +383,7 @@ impl SqlStore {
         let hub_key = DeviceKeys::new(&export_key)
             .map_err(|e| Error::Internal(e.to_string()))?
             .hub_key(hub);
-        let name: String = device_name.trim().chars().take(100).collect();
+        let name = crate::identity::device_label(device_name);
         let mut enrolled = Enrolled {
             hub,
             code_hash: code_hash.to_vec(),

@@ -94,7 +94,7 @@ impl SqlStore {
     pub async fn enrol_hub(&self, code: &str, name: &str, now: Timestamp) -> Result<HubEnrolment> {
         let id = new_id(now)?;
         let refresh_token = auth::new_secret()?;
-        let name: String = name.trim().chars().take(100).collect();
+        let name = crate::identity::device_label(name);
         let enrolled: bool = with_pool!(self, p => {
             let mut tx = p.begin().await?;
             let row: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(

@@ -243,12 +243,20 @@ pub fn check_new_password(password: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// A district's name, trimmed: not empty (400 `empty_name`) and at most
-/// `limits::SHORT_TEXT` characters (400 `name_too_long`), like a catalog name.
-pub fn district_name(name: &str) -> Result<&str> {
+/// A name a person gives (a district's, a station's, a user's display name), trimmed:
+/// not empty (400 `empty_name`), at most `limits::SHORT_TEXT` characters (400
+/// `name_too_long`), like a catalog name, and without control characters (400
+/// `control_character`: PostgreSQL would refuse a NUL, and no name needs a tab).
+pub fn checked_name(name: &str) -> Result<&str> {
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::bad_request("empty_name", "the name is empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "control_character",
+            "a name holds no control characters",
+        ));
     }
     if name.chars().count() > limits::SHORT_TEXT {
         return Err(Error::bad_request(
@@ -272,6 +280,26 @@ pub struct DistrictListing {
     pub users: i64,
 }
 
+/// Whether a user could have `login`: none has a NUL, which PostgreSQL would refuse
+/// to look up (an error, where the answer is "no such user").
+fn could_be_login(login: &str) -> bool {
+    !login.contains('\0')
+}
+
+/// A phone's or hub's name as it enrols (its model, or what its owner typed), as the
+/// admin pages list it: trimmed, without control characters (PostgreSQL refuses a
+/// NUL), at most 100 characters. Never refused: a device is not kept from enrolling by
+/// its name.
+pub(crate) fn device_label(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(100)
+        .collect()
+}
+
 fn corrupt(message: String) -> Error {
     Error::Store(crate::store::StoreError::Corrupt(message))
 }
@@ -288,9 +316,9 @@ fn user_from_row((id, login, display_name, role, district, disabled_at): UserRow
 }
 
 impl SqlStore {
-    /// Creates a district; its name must pass [`district_name`] and be free (409).
+    /// Creates a district; its name must pass [`checked_name`] and be free (409).
     pub async fn create_district(&self, name: &str, now: Timestamp) -> Result<DistrictId> {
-        let name = district_name(name)?;
+        let name = checked_name(name)?;
         let id = new_id(now)?;
         with_pool!(self, p => sqlx::query("INSERT INTO districts (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(bytes(id)).bind(name).bind(now).execute(p).await.map(|_| ()))
@@ -349,10 +377,11 @@ impl SqlStore {
         name: &str,
         now: Timestamp,
     ) -> Result<StationId> {
+        let name = checked_name(name)?;
         self.known_district(district).await?;
         let id = new_id(now)?;
         with_pool!(self, p => sqlx::query("INSERT INTO stations (id, district, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(bytes(id)).bind(bytes(district.0)).bind(name.trim()).bind(now).execute(p).await.map(|_| ()))
+            .bind(bytes(id)).bind(bytes(district.0)).bind(name).bind(now).execute(p).await.map(|_| ()))
             .map_err(|e| unique_or(e, || format!("a station named {name:?} exists in this district")))?;
         Ok(StationId(id))
     }
@@ -414,12 +443,13 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<UserId> {
         let login = login.trim();
-        if login.is_empty() || login.len() > 64 {
+        if login.is_empty() || login.len() > 64 || login.chars().any(char::is_control) {
             return Err(Error::bad_request(
                 "invalid_login",
-                "a login has 1 to 64 characters",
+                "a login has 1 to 64 characters, none of them a control character",
             ));
         }
+        let display_name = checked_name(display_name)?;
         if district.is_none() && role != Role::Admin {
             return Err(Error::bad_request(
                 "district_required",
@@ -449,7 +479,7 @@ impl SqlStore {
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query("INSERT INTO users (id, login, display_name, role, district, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(bytes(id)).bind(login).bind(display_name.trim()).bind(role.code())
+                .bind(bytes(id)).bind(login).bind(display_name).bind(role.code())
                 .bind(district.map(|d| bytes(d.0))).bind(hash).bind(now)
                 .execute(&mut *tx).await
                 .map_err(|e| unique_or(e, || format!("the login {login:?} is taken")))?;
@@ -474,7 +504,7 @@ impl SqlStore {
         stations: Option<&[StationId]>,
     ) -> Result<()> {
         let user = self.managed_user(by, target).await?;
-        let display_name = district_name(display_name)?;
+        let display_name = checked_name(display_name)?;
         if let Some(stations) = stations {
             if user.role != Role::StationStaff {
                 return Err(Error::bad_request(
@@ -616,6 +646,9 @@ impl SqlStore {
 
     /// A user by login.
     pub async fn user_by_login(&self, login: &str) -> Result<Option<User>> {
+        if !could_be_login(login) {
+            return Ok(None);
+        }
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE login = $1");
         let row: Option<UserRow> =
             with_pool!(self, p => sqlx::query_as(sql).bind(login.trim()).fetch_optional(p).await?);
@@ -630,8 +663,11 @@ impl SqlStore {
             user_columns!(),
             " FROM users WHERE login = $1"
         );
-        let row: Option<PasswordRow> =
-            with_pool!(self, p => sqlx::query_as(sql).bind(login.trim()).fetch_optional(p).await?);
+        let row: Option<PasswordRow> = if could_be_login(login) {
+            with_pool!(self, p => sqlx::query_as(sql).bind(login.trim()).fetch_optional(p).await?)
+        } else {
+            None
+        };
         let found = row
             .map(|(hash, id, login, name, role, district, disabled)| {
                 Ok::<_, Error>((
@@ -798,7 +834,7 @@ impl SqlStore {
         let actor = ActorId::from(auth::random_bytes::<16>()?.as_slice());
         let refresh_token = auth::new_secret()?;
         let export_key = auth::random_bytes::<32>()?.to_vec();
-        let name: String = device_name.trim().chars().take(100).collect();
+        let name = device_label(device_name);
         let user_id: Option<Vec<u8>> = with_pool!(self, p => {
             let mut tx = p.begin().await?;
             let user: Option<Vec<u8>> = sqlx::query_scalar(
@@ -1158,18 +1194,23 @@ mod tests {
     }
 
     #[test]
-    fn district_names_and_passwords_are_checked() {
-        assert_eq!(district_name("  大宁路街道 ").unwrap(), "大宁路街道");
+    fn names_and_passwords_are_checked() {
+        assert_eq!(checked_name("  大宁路街道 ").unwrap(), "大宁路街道");
         let code = |r: Result<&str>| match r {
             Err(Error::BadRequest { code, .. }) => code,
             other => panic!("{other:?}"),
         };
-        assert_eq!(code(district_name(" ")), "empty_name");
+        assert_eq!(code(checked_name(" ")), "empty_name");
         assert_eq!(
-            code(district_name(&"长".repeat(limits::SHORT_TEXT + 1))),
+            code(checked_name(&"长".repeat(limits::SHORT_TEXT + 1))),
             "name_too_long"
         );
-        assert!(district_name(&"长".repeat(limits::SHORT_TEXT)).is_ok());
+        assert!(checked_name(&"长".repeat(limits::SHORT_TEXT)).is_ok());
+        assert_eq!(code(checked_name("大宁\0路")), "control_character");
+        assert_eq!(code(checked_name("大宁\t路")), "control_character");
+        // A device's name is cleaned, never refused.
+        assert_eq!(device_label(" 小王的\0手机\u{7} "), "小王的手机");
+        assert_eq!(device_label(&"机".repeat(150)).chars().count(), 100);
         assert!(check_new_password(None).is_ok());
         assert!(check_new_password(Some("0123456789")).is_ok());
         assert!(matches!(

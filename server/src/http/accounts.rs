@@ -240,7 +240,7 @@ pub(crate) struct Created {
 #[utoipa::path(post, path = "/api/v1/districts", tag = "admin", security(("bearer" = [])),
     request_body = NameRequest,
     responses((status = 201, body = Created),
-        (status = 400, description = "Empty (`empty_name`) or too long (`name_too_long`) name", body = crate::error::ErrorBody),
+        (status = 400, description = "Empty (`empty_name`), too long (`name_too_long`) or holding a control character (`control_character`) name", body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn create_district(

@@ -92,7 +92,7 @@ impl SqlStore {
             .bind(district.map(|d| d.0.as_bytes().to_vec()))
             .bind(action.code())
             .bind(resident.map(|r| r.0.as_bytes().to_vec()))
-            .bind(detail)
+            .bind(super::row_text(detail))
             .execute(p)
             .await
             .map(|_| ())?);

@@ -42,7 +42,6 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use sync_core::doc::catalog::{CatalogDoc, EntryInput};
-use sync_core::doc::schema::limits;
 use sync_core::ids::{DeviceId, DistrictId, DocId, StationId, UserId};
 use sync_core::model::{Catalog, CatalogKind, Role};
 use uuid::Uuid;
@@ -97,19 +96,18 @@ pub(crate) fn last_field<'a>(pairs: &'a [(String, String)], key: &str) -> &'a st
         .map_or("", |(_, v)| v.as_str())
 }
 
-/// A name from a form: trimmed, and within the catalog's limit. `required`: not empty.
+/// A name from a form: trimmed, within the catalog's limit and without control
+/// characters, as [`crate::identity::checked_name`]. `required`: not empty.
 fn name(text: &str, required: bool) -> Result<String> {
     let text = text.trim();
-    if required && text.is_empty() {
-        return Err(Error::bad_request("empty_name", "the name is empty"));
+    if text.is_empty() {
+        return if required {
+            Err(Error::bad_request("empty_name", "the name is empty"))
+        } else {
+            Ok(String::new())
+        };
     }
-    if text.chars().count() > limits::SHORT_TEXT {
-        return Err(Error::bad_request(
-            "name_too_long",
-            format!("a name has at most {} characters", limits::SHORT_TEXT),
-        ));
-    }
-    Ok(text.to_owned())
+    crate::identity::checked_name(text).map(str::to_owned)
 }
 
 /// `?saved=1` and the like: which notice the page shows after a form.
@@ -1334,6 +1332,7 @@ async fn coordinator(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_core::doc::schema::limits;
 
     fn user(role: Role, district: Option<u128>) -> User {
         User {
@@ -1409,6 +1408,13 @@ mod tests {
             name(" ", true),
             Err(Error::BadRequest {
                 code: "empty_name",
+                ..
+            })
+        ));
+        assert!(matches!(
+            name("联\u{0}盟", false),
+            Err(Error::BadRequest {
+                code: "control_character",
                 ..
             })
         ));

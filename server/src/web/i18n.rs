@@ -132,6 +132,10 @@ impl Lang {
                 "名称太长：最多 200 个字符。",
                 "The name is too long: at most 200 characters.",
             ),
+            "control_character" => (
+                "名称中含有控制字符（例如从别处粘贴来的不可见字符），请删去后重试。",
+                "The name holds a control character (an invisible one, often pasted); remove it and try again.",
+            ),
             "bad_id" => (
                 "链接中的编号无效，请从列表重新打开。",
                 "The id in the link is not valid; open it again from the list.",
@@ -145,8 +149,8 @@ impl Lang {
                 "Choose a role you may create from the menu.",
             ),
             "invalid_login" => (
-                "登录名应为 1 至 64 个字符。",
-                "A login has 1 to 64 characters.",
+                "登录名应为 1 至 64 个字符，不含控制字符。",
+                "A login has 1 to 64 characters, none of them a control character.",
             ),
             "login_taken" => (
                 "该登录名已被使用，请换一个。",

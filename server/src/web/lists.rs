@@ -392,11 +392,13 @@ impl ResidentQuery {
     }
 }
 
-/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped (with `\`).
+/// A `LIKE` pattern matching `text` anywhere, its wildcards escaped (with `\`). The
+/// rows hold a NUL as U+FFFD ([`crate::store::row_text`]), and so does the pattern:
+/// PostgreSQL would refuse the NUL itself.
 fn contains_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
-    for ch in text.chars() {
+    for ch in crate::store::row_text(text).chars() {
         if matches!(ch, '%' | '_' | '\\') {
             out.push('\\');
         }

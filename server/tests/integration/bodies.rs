@@ -144,6 +144,15 @@ async fn malformed_json_is_refused(t: TestStore) {
                 .to_vec(),
         ),
         ("not UTF-8", "application/json", vec![0xff, 0xfe, 0x7b, 0x00]),
+        (
+            // PostgreSQL's text takes no NUL: a 4xx, not the database's error.
+            "NUL characters",
+            "application/json",
+            br#"{"login": "ad\u0000min", "password": "x\u0000", "code": "\u0000",
+                 "refresh_token": "\u0000", "name": "\u0000", "display_name": "\u0000",
+                 "role": "volunteer", "user": "\u0000"}"#
+                .to_vec(),
+        ),
         ("nested too deep", "application/json", deep.into_bytes()),
         ("not JSON at all", "text/plain", b"login=admin".to_vec()),
         (

@@ -550,6 +550,52 @@ async fn enrolment_codes_work_once_and_expire(t: TestStore) {
         .expect(200);
 }
 
+/// A phone enrols whatever its name holds: control characters (a NUL, which PostgreSQL
+/// would refuse) are dropped from the name the admin pages list, and the enrolment
+/// goes through. Names people give are refused with a clear 400 instead.
+async fn names_with_control_characters_are_cleaned_or_refused(t: TestStore) {
+    let w = World::new(t).await;
+    let user = w.user("wang", "volunteer", &[]).await;
+    let code = w.code(user).await;
+    w.server
+        .post(
+            "/api/v1/enrol",
+            None,
+            &json!({ "code": code, "device_name": " 小王的\0手机\u{7} " }),
+        )
+        .await
+        .expect(200);
+    let devices = w.server.store().devices_of(user).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].name, "小王的手机");
+
+    let token = w.coordinator_token.clone();
+    w.server
+        .post(
+            "/api/v1/stations",
+            Some(&token),
+            &json!({ "name": "新\0站" }),
+        )
+        .await
+        .expect_error(400, "control_character");
+    w.server
+        .post(
+            "/api/v1/users",
+            Some(&token),
+            &json!({ "login": "li\0", "display_name": "李", "role": "volunteer" }),
+        )
+        .await
+        .expect_error(400, "invalid_login");
+    w.server
+        .post(
+            "/api/v1/users",
+            Some(&token),
+            &json!({ "login": "li", "display_name": "李\0", "role": "volunteer" }),
+        )
+        .await
+        .expect_error(400, "control_character");
+}
+
 /// Nobody manages people beyond their reach: 403 for what the role may never do, 404
 /// for what lies outside the caller's scope (so its existence is not revealed).
 async fn managing_others_is_refused_outside_ones_reach(t: TestStore) {
@@ -1018,6 +1064,7 @@ conformance!(
     forged_tokens_are_refused,
     refresh_tokens_rotate,
     enrolment_codes_work_once_and_expire,
+    names_with_control_characters_are_cleaned_or_refused,
     managing_others_is_refused_outside_ones_reach,
     password_logins_are_rate_limited,
     live_events_follow_the_listeners_scope,

@@ -288,6 +288,9 @@ async fn the_resident_list_searches_filters_and_flags_conflicts(t: TestStore) {
     // LIKE's wildcards are searched for, not obeyed.
     let wild = b.page("/web/residents?q=%25").await;
     assert!(listed(&wild).is_empty(), "{wild}");
+    // A NUL (which PostgreSQL refuses in text) is searched for like any character.
+    let nul = b.page("/web/residents?q=%E7%8E%8B%00").await;
+    assert!(listed(&nul).is_empty(), "{nul}");
     let at_b = b
         .page(&format!("/web/residents?station={}", w.station_b.0))
         .await;
