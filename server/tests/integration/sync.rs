@@ -186,10 +186,11 @@ async fn two_phones_and_a_coordinator_converge(t: TestStore) {
     assert!(t.store.quarantined(10).await.unwrap().is_empty());
 }
 
-async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
+/// A coordinator registers the resident `name`; a volunteer assigned to them syncs it.
+async fn registered(t: &TestStore, name: &str) -> (Phone, Phone) {
     let mut coordinator = Phone::new(1, 0xC0, Role::Coordinator, Scope::District(DISTRICT));
     let profile = Profile {
-        name: "李老伯".into(),
+        name: name.into(),
         address: String::new(),
         phone: String::new(),
         birth_year: None,
@@ -209,9 +210,7 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
     )
     .unwrap();
     coordinator.replica.save_case_file(&file).unwrap();
-    coordinator.sync(&t).await;
-
-    // A volunteer's modified app writes a review straight into the document.
+    coordinator.sync(t).await;
     let mut v = Phone::new(
         2,
         0x71,
@@ -221,7 +220,19 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
             residents: BTreeSet::from([RESIDENT]),
         },
     );
-    v.sync(&t).await;
+    v.sync(t).await;
+    (coordinator, v)
+}
+
+/// What a modified app does: writes `key` = `value` straight into the resident's
+/// profile, skipping the phone library's checks, and uploads the raw change. Returns
+/// the report and the change's bytes.
+async fn upload_raw_profile_write(
+    t: &TestStore,
+    v: &mut Phone,
+    key: &str,
+    value: &str,
+) -> (SyncReport, Vec<u8>) {
     let mut doc = v
         .replica
         .case_file(RESIDENT.into())
@@ -234,13 +245,14 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
         Some((_, id)) => id,
         None => panic!("no profile"),
     };
-    tx.put(&profile_obj, "risk_level", "low").unwrap();
+    tx.put(&profile_obj, key, value).unwrap();
     tx.commit_with(
         CommitOptions::default()
             .with_message(v.auth.principal.user.to_string())
             .with_time(NOW),
     );
     let changes = doc.get_changes(&before);
+    assert_eq!(changes.len(), 1);
     let request = SyncRequest {
         cursor: 0,
         held_digest: [0; 16],
@@ -248,20 +260,23 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
         uploads: vec![DocUpload {
             doc: RESIDENT.into(),
             heads: to_wire_hashes(&doc.get_heads()),
-            changes: changes
-                .iter()
-                .map(|c| Bytes(c.raw_bytes().to_vec()))
-                .collect(),
+            changes: vec![Bytes(changes[0].raw_bytes().to_vec())],
         }],
         fallback: vec![],
         ..SyncRequest::default()
     };
-    let report = v.send(&t, &request).await;
+    (v.send(t, &request).await, changes[0].raw_bytes().to_vec())
+}
+
+async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
+    // A volunteer's modified app writes a restricted field straight into the document.
+    let (_coordinator, mut v) = registered(&t, "李老伯").await;
+    let (report, change) = upload_raw_profile_write(&t, &mut v, "risk_level", "low").await;
     assert!(report.receipted.is_empty());
     assert_eq!(report.rejections[0].code, "role_not_allowed");
     let q = t.store.quarantined(10).await.unwrap();
     assert_eq!(q.len(), 1);
-    assert_eq!(q[0].bytes, vec![changes[0].raw_bytes().to_vec()]);
+    assert_eq!(q[0].bytes, vec![change]);
     use sync_core::protocol::store::ServerStore;
     let stored = CaseFile::from_doc(t.store.load(RESIDENT.into()).await.unwrap().unwrap()).unwrap();
     assert_eq!(stored.profile().unwrap().risk_level, None);
@@ -283,42 +298,8 @@ async fn an_attack_is_refused_and_kept_only_in_quarantine(t: TestStore) {
 /// modified app writes is refused, and its refusal, whose reason names the key, is
 /// kept in quarantine rather than failing the sync.
 async fn a_nul_in_text_syncs_and_a_nul_in_a_refused_key_is_quarantined(t: TestStore) {
-    let mut coordinator = Phone::new(1, 0xC0, Role::Coordinator, Scope::District(DISTRICT));
-    let profile = Profile {
-        name: "张阿姨".into(),
-        address: String::new(),
-        phone: String::new(),
-        birth_year: None,
-        living_situation: None,
-        emergency_contact: String::new(),
-        needs: String::new(),
-        risk_level: None,
-        visit_every_days: None,
-    };
-    let file = CaseFile::create(
-        coordinator.replica.actor().clone(),
-        &coordinator.editor(),
-        RESIDENT,
-        DISTRICT,
-        STATION,
-        &profile,
-    )
-    .unwrap();
-    coordinator.replica.save_case_file(&file).unwrap();
-    coordinator.sync(&t).await;
-    let mut v = Phone::new(
-        2,
-        0x71,
-        Role::Volunteer,
-        Scope::Residents {
-            district: DISTRICT,
-            residents: BTreeSet::from([RESIDENT]),
-        },
-    );
-    v.sync(&t).await;
-
+    let (mut coordinator, mut v) = registered(&t, "张阿姨").await;
     let mut f = v.replica.case_file(RESIDENT.into()).unwrap().unwrap();
-    let visit = VisitId(Uuid::from_u128(0xF1));
     let record = VisitRecord {
         notes: "粘贴来的\0备注".into(),
         ..record()
@@ -328,7 +309,8 @@ async fn a_nul_in_text_syncs_and_a_nul_in_a_refused_key_is_quarantined(t: TestSt
         principal: &principal,
         now: NOW,
     };
-    f.log_visit(&editor, visit, &record).unwrap();
+    f.log_visit(&editor, VisitId(Uuid::from_u128(0xF1)), &record)
+        .unwrap();
     v.replica.save_case_file(&f).unwrap();
     let report = v.sync(&t).await;
     assert_eq!(report.receipted, vec![RESIDENT.into()], "{report:?}");
@@ -338,47 +320,13 @@ async fn a_nul_in_text_syncs_and_a_nul_in_a_refused_key_is_quarantined(t: TestSt
         "粘贴来的\0备注"
     );
 
-    let mut doc = v
-        .replica
-        .case_file(RESIDENT.into())
-        .unwrap()
-        .unwrap()
-        .into_doc();
-    let before = doc.get_heads();
-    let mut tx = doc.transaction();
-    let profile_obj = match tx.get(sync_core::automerge::ROOT, "profile").unwrap() {
-        Some((_, id)) => id,
-        None => panic!("no profile"),
-    };
-    tx.put(&profile_obj, "nick\0name", "x").unwrap();
-    tx.commit_with(
-        CommitOptions::default()
-            .with_message(v.auth.principal.user.to_string())
-            .with_time(NOW),
-    );
-    let changes = doc.get_changes(&before);
-    let request = SyncRequest {
-        cursor: 0,
-        held_digest: [0; 16],
-        held: Some(vec![RESIDENT.into()]),
-        uploads: vec![DocUpload {
-            doc: RESIDENT.into(),
-            heads: to_wire_hashes(&doc.get_heads()),
-            changes: changes
-                .iter()
-                .map(|c| Bytes(c.raw_bytes().to_vec()))
-                .collect(),
-        }],
-        fallback: vec![],
-        ..SyncRequest::default()
-    };
-    let report = v.send(&t, &request).await;
+    let (report, change) = upload_raw_profile_write(&t, &mut v, "nick\0name", "x").await;
     assert!(report.receipted.is_empty());
     assert_eq!(report.rejections.len(), 1, "{report:?}");
     let q = t.store.quarantined(10).await.unwrap();
     assert_eq!(q.len(), 1);
     assert!(q[0].reason.contains("nick\u{FFFD}name"), "{}", q[0].reason);
-    assert_eq!(q[0].bytes, vec![changes[0].raw_bytes().to_vec()]);
+    assert_eq!(q[0].bytes, vec![change]);
 }
 
 conformance!(
