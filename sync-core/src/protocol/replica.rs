@@ -16,7 +16,7 @@ use crate::ids::{DocId, Timestamp, VisitId};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// A replica failure: the store's, or the core's.
 #[derive(Debug, thiserror::Error)]
@@ -874,13 +874,21 @@ enum Collected {
     Changes(Vec<ChangeHash>, Vec<Change>),
 }
 
+/// The machine's cores, asked once. `available_parallelism` reads the cgroup files
+/// each time it is called on Linux and Android: 8 % of the CPU the load bench's phones
+/// spent syncing one new visit at a time.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` over `items`, in order, spread over the machine's cores (at most 4): a phone
 /// has several, and loading documents is most of the work of preparing a large upload.
 fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4)
-        .min(items.len());
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let threads = cores().min(4).min(items.len());
     if threads <= 1 {
         return items.into_iter().map(f).collect();
     }
