@@ -1463,26 +1463,31 @@ mod tests {
 
     const NOW: Timestamp = 1_763_942_400_000;
 
+    /// The append of resident 1's changes in `after` beyond `before`.
+    fn append_of<'a>(
+        before: &'a [sync_core::automerge::ChangeHash],
+        after: &'a Automerge,
+    ) -> Append<'a> {
+        let changes = after.get_changes(before);
+        Append {
+            doc: DocId(Uuid::from_u128(1)),
+            place: place_of(after).unwrap(),
+            expected_heads: before,
+            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after,
+            device: None,
+            user: None,
+            received_at: NOW,
+        }
+    }
+
     async fn append(
         store: &SqlStore,
         before: &[sync_core::automerge::ChangeHash],
         after: &Automerge,
     ) {
-        let changes = after.get_changes(before);
-        let outcome = store
-            .append(Append {
-                doc: DocId(Uuid::from_u128(1)),
-                place: place_of(after).unwrap(),
-                expected_heads: before,
-                changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
-                hashes: changes.iter().map(|c| c.hash()).collect(),
-                after,
-                device: None,
-                user: None,
-                received_at: NOW,
-            })
-            .await
-            .unwrap();
+        let outcome = store.append(append_of(before, after)).await.unwrap();
         assert!(matches!(outcome, AppendOutcome::Stored(_)));
     }
 
@@ -1572,20 +1577,8 @@ mod tests {
     /// How many deletes an append of `after` over `before` plans when the rows show
     /// `before`.
     fn deletes_planned(before: &Automerge, after: &Automerge) -> usize {
-        let changes = after.get_changes(&before.get_heads());
         let heads = before.get_heads();
-        let mut pending = Pending::new(&Append {
-            doc: DocId(Uuid::from_u128(1)),
-            place: place_of(after).unwrap(),
-            expected_heads: &heads,
-            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
-            hashes: changes.iter().map(|c| c.hash()).collect(),
-            after,
-            device: None,
-            user: None,
-            received_at: NOW,
-        })
-        .unwrap();
+        let mut pending = Pending::new(&append_of(&heads, after)).unwrap();
         let plan = pending.take_plan(true).unwrap();
         plan.iter().filter(|s| s.sql.starts_with("DELETE")).count()
     }

@@ -99,13 +99,8 @@ pub(crate) fn last_field<'a>(pairs: &'a [(String, String)], key: &str) -> &'a st
 /// A name from a form: trimmed, within the catalog's limit and without control
 /// characters, as [`crate::identity::checked_name`]. `required`: not empty.
 fn name(text: &str, required: bool) -> Result<String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return if required {
-            Err(Error::bad_request("empty_name", "the name is empty"))
-        } else {
-            Ok(String::new())
-        };
+    if !required && text.trim().is_empty() {
+        return Ok(String::new());
     }
     crate::identity::checked_name(text).map(str::to_owned)
 }

@@ -885,10 +885,11 @@ fn cores() -> usize {
 /// `f` over `items`, in order, spread over the machine's cores (at most 4): a phone
 /// has several, and loading documents is most of the work of preparing a large upload.
 fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    if items.len() <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let threads = cores().min(4).min(items.len());
+    // One document (the usual sync) does not ask for the cores.
+    let threads = match items.len() {
+        0 | 1 => 1,
+        n => cores().min(4).min(n),
+    };
     if threads <= 1 {
         return items.into_iter().map(f).collect();
     }
